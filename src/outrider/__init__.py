@@ -1,0 +1,74 @@
+"""outrider: run sub-agents and shell jobs in parallel, in the background, durably.
+
+```python
+async with outrider.Orchestrator() as orch:
+    task = await orch.submit(outrider.shell("pytest -q"), session="me")
+    (done,) = await orch.wait([task.id], session="me")
+```
+"""
+
+from __future__ import annotations
+
+from ._errors import Closed as Closed
+from ._errors import OutriderError as OutriderError
+from ._errors import QueueFull as QueueFull
+from ._errors import RunnerError as RunnerError
+from ._errors import StoreError as StoreError
+from ._errors import TaskCancelled as TaskCancelled
+from ._errors import TaskError as TaskError
+from ._errors import TaskFailed as TaskFailed
+from ._errors import TaskNotFound as TaskNotFound
+from ._errors import TaskTimedOut as TaskTimedOut
+from ._errors import UserError as UserError
+from ._models import ErrorInfo as ErrorInfo
+from ._models import Event as Event
+from ._models import EventType as EventType
+from ._models import HandlerSpec as HandlerSpec
+from ._models import KeyStatus as KeyStatus
+from ._models import Progress as Progress
+from ._models import ShellSpec as ShellSpec
+from ._models import Status as Status
+from ._models import SubmitError as SubmitError
+from ._models import SubmitItem as SubmitItem
+from ._models import Task as Task
+from ._models import TaskSpec as TaskSpec
+from ._models import TaskState as TaskState
+from ._models import Usage as Usage
+from ._models import call as call
+from ._models import shell as shell
+from ._orchestrator import Orchestrator as Orchestrator
+from ._version import __version__ as __version__
+from .runners import RunContext as RunContext
+
+__all__ = (
+    "Closed",
+    "ErrorInfo",
+    "Event",
+    "EventType",
+    "HandlerSpec",
+    "KeyStatus",
+    "Orchestrator",
+    "OutriderError",
+    "Progress",
+    "QueueFull",
+    "RunContext",
+    "RunnerError",
+    "ShellSpec",
+    "Status",
+    "StoreError",
+    "SubmitError",
+    "SubmitItem",
+    "Task",
+    "TaskCancelled",
+    "TaskError",
+    "TaskFailed",
+    "TaskNotFound",
+    "TaskSpec",
+    "TaskState",
+    "TaskTimedOut",
+    "Usage",
+    "UserError",
+    "__version__",
+    "call",
+    "shell",
+)

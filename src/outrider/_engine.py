@@ -1,0 +1,917 @@
+"""Engine: owns every unfinished task in memory and drives it to exactly one end.
+
+This module is larger than most because the task lifecycle is one piece of logic: admission,
+start, timers, the run itself, and the single path by which a task ends (`_end`) all share the
+same in-memory state, and splitting them would spread each invariant over several files.
+
+Invariants:
+- Write-ahead: every state change is committed to the store first, then memory is updated,
+  then the committed events are published (by the store, in `seq` order). A crash between the
+  steps loses nothing: the store is the truth and recovery starts from it.
+- Each unfinished task has one `_Live` record. A task ends exactly once, through `_end`, which
+  removes the record, releases its slot if it holds one, sets its `done` event, resolves the
+  tasks that depend on it and, when it was the last unfinished task of its group, commits the
+  `group.completed` summary.
+- A slot taken by `ReadyQueue.pop_ready` is released exactly once, in a `finally`, whatever ends
+  the run: success, failure, our cancellation, or an external one.
+- Every timer (run `timeout`, `ttl`, `stall_timeout`, a retry's backoff, resource re-checks) is
+  read through the injected `Clock`; the dispatcher sleeps until the earliest one or a wake-up.
+
+Cancellation: to stop a running task we first record why (`user`, `parent`, `dependency`,
+`timeout`, `ttl`, `stall`, `shutdown`) and then cancel its own `CancelScope`; the outcome is
+decided from that record, never from the exception. A cancellation we did not issue (the host
+cancelling the whole task group) propagates; the store then still says `running` and recovery
+on the next open settles the task. Terminal writes run shielded.
+"""
+
+from __future__ import annotations
+
+import heapq
+import inspect
+import itertools
+import threading
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import psutil
+
+from ._core._queue import Entry, ReadyQueue
+from ._errors import Closed, StoreError
+from ._logging import format_duration, logger
+from ._models import ErrorInfo, Progress, Task, TaskState, Usage
+from ._store._logs import TaskLog
+from ._store._sqlite import AddEvent, Change, EndAttempt, InsertTask, StartAttempt, UpdateTask
+from .runners._protocol import RunFailure, RunOutcome
+from .runners._shell import terminate_process_tree
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Iterable, Mapping
+
+    from anyio.abc import TaskGroup, TaskStatus
+    from pydantic import JsonValue
+
+    from ._core._clock import Clock
+    from ._resources import ResourceGate
+    from ._store._sqlite import SQLiteBackend, UnfinishedTask
+    from ._store._store import Store
+    from .runners._protocol import Runner
+
+__all__ = ["Engine", "NewTask", "StopReason"]
+
+StopReason = Literal["user", "parent", "dependency", "timeout", "ttl", "stall", "shutdown"]
+Callback = Callable[[Task], object]
+_TimerKind = Literal["ttl", "timeout", "stall"]
+
+_OUTPUT_TAIL_BYTES = 4096
+_FLUSH_INTERVAL = 0.2
+_RESOURCE_RECHECK = 1.0
+_RECOVERY_GRACE = 2.0
+_STOP_STATE: dict[StopReason, TaskState] = {
+    "user": TaskState.CANCELLED,
+    "parent": TaskState.CANCELLED,
+    "dependency": TaskState.CANCELLED,
+    "timeout": TaskState.TIMED_OUT,
+    "ttl": TaskState.TIMED_OUT,
+    "stall": TaskState.TIMED_OUT,
+    "shutdown": TaskState.FAILED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A validated task to store, with the program's callbacks."""
+
+    task: Task
+    on_progress: Callback | None = None
+    on_done: Callback | None = None
+
+
+@dataclass(eq=False, slots=True)
+class _Live:
+    task: Task
+    seq: int
+    runner: Runner
+    pending_deps: set[str] = field(default_factory=set)
+    ttl_deadline: float | None = None
+    on_progress: Callback | None = None
+    on_done: Callback | None = None
+    done: anyio.Event = field(default_factory=anyio.Event)
+    scope: anyio.CancelScope | None = None
+    holds_slot: bool = False
+    stop_reason: StopReason | None = None
+    stop_message: str | None = None
+    run_deadline: float | None = None
+    last_activity: float = 0.0
+    log: TaskLog | None = None
+    output_tail: bytearray = field(default_factory=bytearray)
+    output_dirty: bool = False
+    progress_dirty: bool = False
+    flush_scheduled: bool = False
+    last_flush: float = float("-inf")
+
+    @property
+    def task_id(self) -> str:
+        return self.task.id
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _preview(value: JsonValue, limit: int = 200) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else repr(value)
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _Context:
+    """The `RunContext` the engine gives a runner; safe to call from worker threads."""
+
+    def __init__(self, engine: Engine, live: _Live) -> None:
+        self._engine = engine
+        self._live = live
+        self._loop_thread = threading.get_ident()
+
+    @property
+    def task_id(self) -> str:
+        return self._live.task_id
+
+    @property
+    def attempt(self) -> int:
+        return self._live.task.attempt
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._live.stop_reason is not None
+
+    def _on_loop(self, fn: Callable[[], None]) -> None:
+        if threading.get_ident() == self._loop_thread:
+            fn()
+        else:
+            anyio.from_thread.run_sync(fn)
+
+    def progress(
+        self, completed: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        value = Progress(completed=completed, total=total, message=message)
+        self._on_loop(lambda: self._engine.note_progress(self._live, value))
+
+    def output(self, data: bytes | str) -> None:
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+        self._on_loop(lambda: self._engine.note_output(self._live, raw))
+
+    def usage(self, usage: Usage) -> None:
+        self._on_loop(lambda: self._engine.note_usage(self._live, usage))
+
+    async def track_process(self, pid: int) -> None:
+        try:
+            created: float | None = psutil.Process(pid).create_time()
+        except psutil.Error:
+            created = None
+        with anyio.CancelScope(shield=True):
+            await self._engine.store.commit(
+                [UpdateTask(self.task_id, {"pid": pid, "pid_created": created})]
+            )
+
+
+class Engine:
+    """The scheduler and executor of one orchestrator (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        runners: Mapping[str, Runner],
+        clock: Clock,
+        queue: ReadyQueue,
+        max_queued: int,
+        retention: float,
+        resources: ResourceGate,
+        retry_backoff: float,
+        rng: random.Random,
+    ) -> None:
+        self.store = store
+        self.runners = runners
+        self.clock = clock
+        self.queue = queue
+        self.max_queued = max_queued
+        self.retention = retention
+        self.resources = resources
+        self.retry_backoff = retry_backoff
+        self._rng = rng
+        self.live: dict[str, _Live] = {}
+        self.terminal_counts: Counter[TaskState] = Counter()
+        self._children: dict[str, set[str]] = {}
+        self._dependents: dict[str, set[str]] = {}
+        self._held: dict[str, set[str]] = {}  # handler name -> task ids waiting for it
+        self._group_active: Counter[tuple[str, str]] = Counter()
+        self._timers: list[tuple[float, int, str, _TimerKind]] = []
+        self._counter = itertools.count()
+        self._seq = 0
+        self._tg: TaskGroup | None = None
+        self._sleep_scope: anyio.CancelScope | None = None
+        self._dirty = True
+        self._admitting = False
+        self._idle = anyio.Event()
+        self._recovered: list[_Live] = []
+        self.handler_available: Callable[[str], bool] = lambda name: True
+
+    # -- start-up and shutdown ------------------------------------------------------------
+
+    def load(self, backend: SQLiteBackend) -> None:
+        """Recover from the store (sync, before `run`): kill leftovers, rebuild the queue."""
+        unfinished = backend.unfinished()
+        for state, count in backend.state_counts().items():
+            if TaskState(state).terminal:
+                self.terminal_counts[TaskState(state)] = count
+        self._seq = backend.max_seq()
+        ids = {u.task.id for u in unfinished}
+        external = {d for u in unfinished for d in u.task.depends_on if d not in ids}
+        done_deps = backend.get_many(external)
+        for item in unfinished:
+            self._load_one(item, ids, done_deps)
+
+    def _load_one(self, item: UnfinishedTask, ids: set[str], done_deps: Mapping[str, Task]) -> None:
+        task = item.task
+        live = self._register(task, item.seq, None, None)
+        if task.state is TaskState.RUNNING:
+            if item.pid is not None:
+                found = terminate_process_tree(
+                    item.pid, create_time=item.pid_created, grace_period=_RECOVERY_GRACE
+                )
+                if found:
+                    logger.info("%s: stopped process %d left by a dead outrider", task.id, item.pid)
+            live.stop_reason = "shutdown"
+            self._recovered.append(live)
+            return
+        failed = [d for d in task.depends_on if d in done_deps and done_deps[d].state.terminal
+                  and done_deps[d].state is not TaskState.SUCCEEDED]  # fmt: skip
+        live.pending_deps = {d for d in task.depends_on if d in ids}
+        if failed:
+            live.stop_reason = "dependency"
+            live.stop_message = f"dependency {failed[0]} ended {done_deps[failed[0]].state}"
+            self._recovered.append(live)
+            return
+        self._link_deps(live)
+        delay = None if item.ready_at is None else max(0.0, item.ready_at - self.clock.wall())
+        self._admit(live, delay=delay)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run the dispatcher, the sweeper and every task until `stop`."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            self._admitting = True
+            tg.start_soon(self._dispatch_loop)
+            tg.start_soon(self._sweep_loop)
+            for live in self._recovered:
+                tg.start_soon(self._settle_recovered, live)
+            self._recovered = []
+            task_status.started()
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop admitting; let running tasks finish for `grace` s; stop the rest; end `run`.
+
+        Cancellation: shielded and bounded by the runners' own grace periods.
+        """
+        self._admitting = False
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(grace):
+                await self._wait_idle()
+            for live in list(self.live.values()):
+                if live.holds_slot:
+                    self._stop(live, "shutdown", "the orchestrator shut down")
+            with anyio.move_on_after(60):
+                await self._wait_idle()
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    async def _wait_idle(self) -> None:
+        while any(live.holds_slot for live in self.live.values()):
+            self._idle = anyio.Event()
+            await self._idle.wait()
+
+    # -- admission ------------------------------------------------------------------------
+
+    @property
+    def queued_count(self) -> int:
+        """Unfinished tasks that are not running."""
+        return sum(1 for live in self.live.values() if not live.holds_slot)
+
+    def next_seq(self) -> int:
+        """The submission number of the next task."""
+        self._seq += 1
+        return self._seq
+
+    async def submit(self, items: list[NewTask]) -> list[Task | Exception]:
+        """Store new tasks (one independent change each) and queue them.
+
+        Cancellation: shielded from the commit to the queueing, so memory matches the store.
+        """
+        if not self._admitting:
+            raise Closed("Cannot submit tasks to an `Orchestrator` that is not running.")
+        now = self.clock.wall()
+        changes: list[Change] = []
+        seqs: list[int] = []
+        for item in items:
+            seq = self.next_seq()
+            seqs.append(seq)
+            task = item.task
+            changes.append(
+                [
+                    InsertTask(task, seq),
+                    AddEvent(
+                        "task.queued",
+                        task.session,
+                        now,
+                        task.id,
+                        task.group,
+                        self._queued_data(task),
+                    ),
+                ]
+            )
+        with anyio.CancelScope(shield=True):
+            results = await self.store.commit_many(changes)
+            out: list[Task | Exception] = []
+            for item, seq, result in zip(items, seqs, results, strict=True):
+                if isinstance(result, Exception):
+                    out.append(result)
+                    continue
+                live = self._register(item.task, seq, item.on_progress, item.on_done)
+                self._link_deps(live)
+                self._admit(live)
+                logger.debug("%s queued (%s)", item.task.id, item.task.name)
+                out.append(item.task)
+        return out
+
+    @staticmethod
+    def _queued_data(task: Task) -> dict[str, JsonValue]:
+        return {
+            "kind": task.kind,
+            "label": task.label,
+            "priority": task.priority,
+            "keys": list(task.keys),
+        }
+
+    def _register(
+        self, task: Task, seq: int, on_progress: Callback | None, on_done: Callback | None
+    ) -> _Live:
+        live = _Live(
+            task=task,
+            seq=seq,
+            runner=self.runners[task.kind],
+            on_progress=on_progress,
+            on_done=on_done,
+        )
+        self.live[task.id] = live
+        if task.parent is not None:
+            self._children.setdefault(task.parent, set()).add(task.id)
+        if task.group is not None:
+            self._group_active[(task.session, task.group)] += 1
+        if task.ttl is not None:
+            remaining = task.created_at.timestamp() + task.ttl - self.clock.wall()
+            live.ttl_deadline = self.clock.now() + remaining
+            self._add_timer(live.ttl_deadline, task.id, "ttl")
+        return live
+
+    def _link_deps(self, live: _Live) -> None:
+        for dep in list(live.task.depends_on):
+            dep_live = self.live.get(dep)
+            if dep_live is None:
+                live.pending_deps.discard(dep)  # ended already; submit checked it succeeded
+            else:
+                live.pending_deps.add(dep)
+                self._dependents.setdefault(dep, set()).add(live.task_id)
+
+    def _admit(self, live: _Live, *, delay: float | None = None) -> None:
+        """Put a task whose dependencies are met in the ready queue (or hold it)."""
+        if live.pending_deps:
+            return
+        spec = live.task.spec
+        if spec.kind == "handler" and not self.handler_available(spec.handler):
+            self._held.setdefault(spec.handler, set()).add(live.task_id)
+            return
+        self.queue.push(
+            Entry(
+                task_id=live.task_id,
+                priority=live.task.priority,
+                seq=live.seq,
+                keys=live.task.keys,
+                uses_processes=live.runner.uses_processes,
+                ready_deadline=None if not delay else self.clock.now() + delay,
+            )
+        )
+        self.wake()
+
+    def release_held(self, handler: str) -> None:
+        """A handler was registered: queue the tasks that waited for it."""
+        for task_id in self._held.pop(handler, set()):
+            live = self.live.get(task_id)
+            if live is not None:
+                self._admit(live)
+
+    def waiting_for(self, task_id: str, now: float) -> str | None:
+        """Why a queued task waits, in words."""
+        live = self.live.get(task_id)
+        if live is None or live.holds_slot:
+            return None
+        if live.pending_deps:
+            return "dependencies: " + ", ".join(sorted(live.pending_deps))
+        spec = live.task.spec
+        if spec.kind == "handler" and live.task_id in self._held.get(spec.handler, ()):
+            return f"handler {spec.handler!r} to be registered"
+        blocker = self.queue.blocker(task_id, now)
+        if blocker is None and live.runner.uses_processes:
+            blocker = self.resources.held(now)
+        return blocker or "its turn"
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Make the dispatcher look again (new task, freed slot, changed limit)."""
+        self._dirty = True
+        if self._sleep_scope is not None:
+            self._sleep_scope.cancel()
+
+    def _add_timer(self, deadline: float, task_id: str, kind: _TimerKind) -> None:
+        heapq.heappush(self._timers, (deadline, next(self._counter), task_id, kind))
+        if self._timers[0][0] == deadline:
+            self.wake()
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            self._dirty = False
+            now = self.clock.now()
+            self._fire_timers(now)
+            held = self.resources.held(now)
+            if self._admitting:
+                started = self.queue.pop_ready(now, allow_processes=held is None)
+                if started:
+                    await self._start(started)
+            if self._dirty:
+                await anyio.lowlevel.checkpoint()
+                continue
+            deadline = self._next_deadline(held is not None, now)
+            with anyio.CancelScope() as scope:
+                self._sleep_scope = scope
+                if self._dirty:
+                    scope.cancel()
+                if deadline is None:
+                    await anyio.sleep_forever()
+                else:
+                    await self.clock.sleep_until(deadline)
+            self._sleep_scope = None
+
+    def _next_deadline(self, held: bool, now: float) -> float | None:
+        candidates = [d for d in (self.queue.next_deadline(),) if d is not None]
+        if self._timers:
+            candidates.append(self._timers[0][0])
+        if held and any(e.uses_processes for e in self.queue.queued_entries()):
+            candidates.append(now + _RESOURCE_RECHECK)
+        return min(candidates, default=None)
+
+    def _fire_timers(self, now: float) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            deadline, _, task_id, kind = heapq.heappop(self._timers)
+            live = self.live.get(task_id)
+            if live is None or live.stop_reason is not None:
+                continue
+            task = live.task
+            if kind == "ttl" and live.ttl_deadline == deadline:
+                self._stop(live, "ttl", f"its ttl of {task.ttl:g}s since submission expired")
+            elif kind == "timeout" and live.holds_slot and live.run_deadline == deadline:
+                self._stop(live, "timeout", f"it ran longer than its timeout of {task.timeout:g}s")
+            elif kind == "stall" and live.holds_slot and task.stall_timeout is not None:
+                quiet_until = live.last_activity + task.stall_timeout
+                if quiet_until <= now:
+                    self._stop(
+                        live,
+                        "stall",
+                        f"it gave no output or progress for {task.stall_timeout:g}s "
+                        "(`stall_timeout`)",
+                    )
+                else:
+                    self._add_timer(quiet_until, task_id, "stall")
+
+    async def _start(self, entries: list[Entry]) -> None:
+        assert self._tg is not None
+        now_wall = self.clock.wall()
+        lives = [self.live[e.task_id] for e in entries]
+        changes: list[Change] = []
+        for live in lives:
+            live.holds_slot = True
+            live.scope = anyio.CancelScope()
+            task = live.task
+            attempt = task.attempt + 1
+            changes.append(
+                [
+                    UpdateTask(
+                        task.id,
+                        {
+                            "state": TaskState.RUNNING,
+                            "attempt": attempt,
+                            "started_at": _utc(now_wall),
+                            "ready_at": None,
+                            "progress": None,
+                        },
+                    ),
+                    StartAttempt(task.id, attempt, now_wall),
+                    AddEvent(
+                        "task.started",
+                        task.session,
+                        now_wall,
+                        task.id,
+                        task.group,
+                        {"attempt": attempt, "label": task.label},
+                    ),
+                ]
+            )
+        with anyio.CancelScope(shield=True):
+            results = await self.store.commit_many(changes)
+        now = self.clock.now()
+        for live, result in zip(lives, results, strict=True):
+            if isinstance(result, Exception):
+                logger.error("%s could not start: %s", live.task_id, result)
+                self._release(live)
+                self._admit(live)
+                continue
+            live.task = live.task.model_copy(
+                update={"state": TaskState.RUNNING, "attempt": live.task.attempt + 1,
+                        "started_at": _utc(now_wall), "progress": None}
+            )  # fmt: skip
+            live.last_activity = now
+            if live.task.timeout is not None:
+                live.run_deadline = now + live.task.timeout
+                self._add_timer(live.run_deadline, live.task_id, "timeout")
+            if live.task.stall_timeout is not None:
+                self._add_timer(now + live.task.stall_timeout, live.task_id, "stall")
+            logger.info("%s started (%s: %s)", live.task_id, live.task.kind, live.task.name)
+            self._tg.start_soon(self._run, live)
+
+    def _release(self, live: _Live) -> None:
+        if live.holds_slot:
+            live.holds_slot = False
+            self.queue.release(live.task_id)
+            self.wake()
+            if not any(other.holds_slot for other in self.live.values()):
+                self._idle.set()
+
+    # -- running --------------------------------------------------------------------------
+
+    async def _run(self, live: _Live) -> None:
+        assert live.scope is not None
+        outcome: RunOutcome | None = None
+        failure: Exception | None = None
+        live.log = TaskLog(self.store.log_dir, live.task_id)
+        try:
+            try:
+                with live.scope:
+                    if live.stop_reason is None:
+                        outcome = await live.runner.run(live.task.spec, _Context(self, live))
+            except Exception as exc:  # the task boundary: a failure is data
+                failure = exc
+            await self._settle(live, outcome, failure)
+        finally:
+            self._release(live)
+            live.log.close()
+
+    async def _settle(
+        self, live: _Live, outcome: RunOutcome | None, failure: Exception | None
+    ) -> None:
+        reason = live.stop_reason
+        task = live.task
+        if reason is not None and outcome is None:
+            await self._end_stopped(live, reason)
+        elif failure is not None:
+            error, exit_code, retryable = self._error_of(failure)
+            if retryable and task.attempt < task.max_attempts and self._admitting:
+                await self._retry(live, error)
+            else:
+                await self._end(live, TaskState.FAILED, error=error, exit_code=exit_code)
+        else:
+            assert outcome is not None
+            await self._end(
+                live, TaskState.SUCCEEDED, result=outcome.result, exit_code=outcome.exit_code
+            )
+
+    async def _end_stopped(self, live: _Live, reason: StopReason) -> None:
+        message = live.stop_message or reason
+        task = live.task
+        if reason == "shutdown":
+            if task.attempt < task.max_attempts:
+                await self._retry(live, ErrorInfo(type="interrupted", message=message), delay=0.0)
+                return
+            error = ErrorInfo(
+                type="interrupted",
+                message=f"The task was interrupted ({message}) on its last attempt "
+                f"({task.attempt} of {task.max_attempts}).",
+            )
+            await self._end(live, TaskState.FAILED, error=error)
+            return
+        error = ErrorInfo(type=reason, message=f"The task was stopped: {message}.")
+        await self._end(live, _STOP_STATE[reason], error=error)
+
+    def _error_of(self, failure: Exception) -> tuple[ErrorInfo, int | None, bool]:
+        if isinstance(failure, RunFailure):
+            info = ErrorInfo(type=failure.type, message=failure.message, detail=failure.detail)
+            return info, failure.exit_code, failure.retryable
+        detail = "".join(traceback.format_exception(failure, limit=-8))[-8000:]
+        info = ErrorInfo(type=type(failure).__name__, message=str(failure), detail=detail)
+        return info, None, False
+
+    async def _settle_recovered(self, live: _Live) -> None:
+        reason = live.stop_reason
+        assert reason is not None
+        if reason == "shutdown":
+            live.stop_message = "the outrider process running it stopped"
+        await self._end_stopped(live, reason)
+
+    def _stop(self, live: _Live, reason: StopReason, message: str) -> None:
+        """Record why a task stops, then stop it (queued: at once; running: cancel its scope)."""
+        if live.stop_reason is not None:
+            return
+        live.stop_reason = reason
+        live.stop_message = message
+        if live.holds_slot:
+            assert live.scope is not None
+            live.scope.cancel()
+            return
+        self.queue.remove(live.task_id)
+        spec = live.task.spec
+        if spec.kind == "handler":
+            self._held.get(spec.handler, set()).discard(live.task_id)
+        assert self._tg is not None
+        self._tg.start_soon(self._end_stopped, live, reason)
+
+    async def cancel(self, task_id: str, reason: StopReason, message: str) -> None:
+        """Stop a task and the tasks it spawned; returns once they have ended."""
+        live = self.live.get(task_id)
+        for child in list(self._children.get(task_id, ())):
+            await self.cancel(child, "parent", f"its parent {task_id} was cancelled")
+        if live is None:
+            return
+        self._stop(live, reason, message)
+        await live.done.wait()
+
+    # -- reports from runners -------------------------------------------------------------
+
+    def note_progress(self, live: _Live, value: Progress) -> None:
+        """A runner reported progress."""
+        if live.task_id not in self.live:
+            return
+        live.task = live.task.model_copy(update={"progress": value})
+        live.last_activity = self.clock.now()
+        live.progress_dirty = True
+        self._schedule_flush(live)
+
+    def note_output(self, live: _Live, data: bytes) -> None:
+        """A runner produced output."""
+        if live.log is not None:
+            live.log.write(data)
+        live.output_tail += data
+        if len(live.output_tail) > _OUTPUT_TAIL_BYTES:
+            del live.output_tail[: len(live.output_tail) - _OUTPUT_TAIL_BYTES]
+        live.last_activity = self.clock.now()
+        live.output_dirty = True
+        self._schedule_flush(live)
+
+    def note_usage(self, live: _Live, usage: Usage) -> None:
+        """A runner reported usage."""
+        live.task = live.task.model_copy(update={"usage": usage})
+        live.progress_dirty = True
+        self._schedule_flush(live)
+
+    def _schedule_flush(self, live: _Live) -> None:
+        if not live.flush_scheduled and self._tg is not None and live.task_id in self.live:
+            live.flush_scheduled = True
+            self._tg.start_soon(self._flush, live)
+
+    def _pending_reports(self, live: _Live, now_wall: float) -> Change:
+        task = live.task
+        change: Change = []
+        if live.progress_dirty:
+            live.progress_dirty = False
+            change.append(UpdateTask(task.id, {"progress": task.progress, "usage": task.usage}))
+            data: dict[str, JsonValue] = {}
+            if task.progress is not None:
+                data = task.progress.model_dump(mode="json")
+            if task.usage is not None:
+                data["usage"] = task.usage.model_dump(mode="json")
+            change.append(AddEvent("task.progress", task.session, now_wall, task.id, task.group,
+                                   data))  # fmt: skip
+        if live.output_dirty:
+            live.output_dirty = False
+            text = live.output_tail.decode(errors="replace")
+            live.output_tail.clear()
+            total = live.log.total_bytes if live.log is not None else 0
+            change.append(AddEvent("task.output", task.session, now_wall, task.id, task.group,
+                                   {"text": text, "total_bytes": total}))  # fmt: skip
+        return change
+
+    async def _flush(self, live: _Live) -> None:
+        try:
+            next_at = live.last_flush + _FLUSH_INTERVAL
+            if next_at > self.clock.now():
+                await self.clock.sleep_until(next_at)
+        finally:
+            live.flush_scheduled = False
+        if live.task_id not in self.live:
+            return
+        live.last_flush = self.clock.now()
+        had_progress = live.progress_dirty
+        change = self._pending_reports(live, self.clock.wall())
+        if not change:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.store.commit(change)
+            except (StoreError, Closed) as exc:
+                logger.warning("%s: a progress report was not stored: %s", live.task_id, exc)
+                return
+        if had_progress:
+            self._callback(live.on_progress, live.task)
+
+    # -- ending ---------------------------------------------------------------------------
+
+    async def _retry(self, live: _Live, error: ErrorInfo, *, delay: float | None = None) -> None:
+        task = live.task
+        if delay is None:
+            base = self.retry_backoff * 2 ** (task.attempt - 1)
+            delay = min(base, 300.0) * self._rng.uniform(0.5, 1.5)
+        now_wall = self.clock.wall()
+        change: Change = self._pending_reports(live, now_wall)
+        change += [
+            UpdateTask(task.id, {"state": TaskState.QUEUED, "ready_at": now_wall + delay,
+                                 "pid": None, "error": error}),
+            EndAttempt(task.id, task.attempt, now_wall, "retrying", error),
+            AddEvent("task.retrying", task.session, now_wall, task.id, task.group,
+                     {"attempt": task.attempt, "max_attempts": task.max_attempts,
+                      "delay": round(delay, 3), "error": error.model_dump(mode="json")}),
+        ]  # fmt: skip
+        with anyio.CancelScope(shield=True):
+            await self.store.commit(change)
+        self._release(live)
+        live.task = task.model_copy(update={"state": TaskState.QUEUED, "error": error})
+        live.stop_reason = live.stop_message = None
+        live.run_deadline = None
+        live.scope = None
+        logger.info("%s retrying in %s: %s", task.id, format_duration(delay), error.message)
+        self._admit(live, delay=delay)
+
+    async def _end(
+        self,
+        live: _Live,
+        state: TaskState,
+        *,
+        result: JsonValue = None,
+        error: ErrorInfo | None = None,
+        exit_code: int | None = None,
+    ) -> None:
+        """The one way a task ends. Shielded: commit, then memory, then follow-ups."""
+        assert state.terminal
+        with anyio.CancelScope(shield=True):
+            task = live.task
+            now_wall = self.clock.wall()
+            finished = _utc(now_wall)
+            change: Change = self._pending_reports(live, now_wall)
+            change.append(UpdateTask(task.id, {
+                "state": state, "finished_at": finished, "result": result, "error": error,
+                "exit_code": exit_code, "pid": None,
+            }))  # fmt: skip
+            if task.state is TaskState.RUNNING:
+                change.append(EndAttempt(task.id, task.attempt, now_wall, str(state), error))
+            data: dict[str, JsonValue] = {
+                "label": task.label,
+                "description": task.description,
+                "state": str(state),
+                "exit_code": exit_code,
+                "result_preview": _preview(result),
+                "error": None
+                if error is None
+                else error.model_dump(mode="json", exclude={"detail"}),
+            }
+            if task.started_at is not None:
+                data["elapsed"] = round(max(0.0, now_wall - task.started_at.timestamp()), 3)
+            change.append(
+                AddEvent(f"task.{state}", task.session, now_wall, task.id, task.group, data)  # type: ignore[arg-type]  # f"task.{state}" is a terminal EventType
+            )
+            try:
+                await self.store.commit(change)
+            except (StoreError, Closed) as exc:
+                logger.error("%s: its end (%s) was not stored: %s", task.id, state, exc)
+            self._release(live)
+            del self.live[task.id]
+            self.terminal_counts[state] += 1
+            live.task = task.model_copy(update={
+                "state": state, "finished_at": finished, "result": result, "error": error,
+                "exit_code": exit_code,
+            })  # fmt: skip
+            live.done.set()
+            self._log_end(live.task, error)
+            self._callback(live.on_done, live.task)
+            if task.parent is not None:
+                siblings = self._children.get(task.parent)
+                if siblings is not None:
+                    siblings.discard(task.id)
+                    if not siblings:
+                        del self._children[task.parent]
+            self._resolve_dependents(live.task)
+            if task.group is not None:
+                await self._group_step(task.session, task.group)
+
+    def _log_end(self, task: Task, error: ErrorInfo | None) -> None:
+        elapsed = task.elapsed
+        took = f" ({format_duration(elapsed)})" if elapsed is not None else ""
+        if task.state is TaskState.SUCCEEDED:
+            logger.info("%s succeeded%s", task.id, took)
+        elif task.state is TaskState.TIMED_OUT:
+            logger.info("%s timed out%s: %s", task.id, took, error.message if error else "")
+        else:
+            logger.info("%s %s%s: %s", task.id, task.state, took, error.message if error else "")
+
+    def _resolve_dependents(self, task: Task) -> None:
+        for dependent_id in self._dependents.pop(task.id, set()):
+            dependent = self.live.get(dependent_id)
+            if dependent is None:
+                continue
+            if task.state is TaskState.SUCCEEDED:
+                dependent.pending_deps.discard(task.id)
+                if not dependent.pending_deps and dependent.stop_reason is None:
+                    self._admit(dependent)
+            else:
+                self._stop(dependent, "dependency", f"its dependency {task.id} ended {task.state}")
+
+    async def _group_step(self, session: str, group: str) -> None:
+        key = (session, group)
+        self._group_active[key] -= 1
+        if self._group_active[key] > 0:
+            return
+        del self._group_active[key]
+        members = await self.store.read(lambda b: b.group_members(session, group))
+        counts = Counter(str(t.state) for t in members)
+        data: dict[str, JsonValue] = {
+            "group": group,
+            "total": len(members),
+            **{str(s): counts.get(str(s), 0) for s in TaskState if s.terminal},
+            "tasks": [
+                {"id": t.id, "label": t.label, "state": str(t.state), "exit_code": t.exit_code}
+                for t in members[:200]
+            ],
+        }
+        try:
+            await self.store.commit(
+                [AddEvent("group.completed", session, self.clock.wall(), None, group, data)]
+            )
+        except (StoreError, Closed) as exc:
+            logger.error("group %s: its summary was not stored: %s", group, exc)
+        logger.info("group %s completed: %d tasks", group, len(members))
+
+    def _callback(self, fn: Callback | None, task: Task) -> None:
+        if fn is None:
+            return
+        try:
+            result = fn(task)
+            if inspect.isawaitable(result) and self._tg is not None:
+                self._tg.start_soon(self._await_callback, result)
+        except Exception:
+            logger.exception("%s: a callback raised", task.id)
+
+    @staticmethod
+    async def _await_callback(awaitable: object) -> None:
+        try:
+            await awaitable  # type: ignore[misc]  # checked with inspect.isawaitable
+        except Exception:
+            logger.exception("an async callback raised")
+
+    # -- retention ------------------------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await self.sweep()
+            await self.clock.sleep_until(self.clock.now() + min(3600.0, self.retention))
+
+    async def sweep(self) -> int:
+        """Delete tasks, events and logs older than `retention`; unfinished tasks stay."""
+        ids = await self.store.sweep(self.clock.wall() - self.retention)
+        if ids:
+            counts = await self.store.read(lambda b: b.state_counts())
+            self.terminal_counts = Counter(
+                {TaskState(s): n for s, n in counts.items() if TaskState(s).terminal}
+            )
+            log_dir = self.store.log_dir
+            await anyio.to_thread.run_sync(lambda: [TaskLog.remove(log_dir, i) for i in ids])
+            logger.info("swept %d finished tasks", len(ids))
+        return len(ids)
+
+    def iter_live(self) -> Iterable[_Live]:
+        """The unfinished tasks."""
+        return self.live.values()

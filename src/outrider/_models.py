@@ -1,0 +1,312 @@
+"""Value types: task specs, task records, events and the status snapshot.
+
+Specs are validated at the boundary (pydantic); records and events are frozen and
+serialise to JSON as they are (`model_dump(mode="json")`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, field_validator
+
+__all__ = [
+    "TERMINAL_STATES",
+    "ErrorInfo",
+    "Event",
+    "EventType",
+    "HandlerSpec",
+    "KeyStatus",
+    "Progress",
+    "ShellSpec",
+    "Status",
+    "SubmitError",
+    "SubmitItem",
+    "Task",
+    "TaskOptions",
+    "TaskSpec",
+    "TaskState",
+    "Usage",
+    "call",
+    "shell",
+]
+
+MAX_PAYLOAD_BYTES = 1024 * 1024
+"""The largest spec (as JSON) a task may carry."""
+
+
+class TaskState(StrEnum):
+    """Where a task is in its life; the values are stored verbatim."""
+
+    QUEUED = "queued"
+    """Waiting to start: for a slot, its dependencies, resources, or a retry's backoff."""
+    RUNNING = "running"
+    """Started and not yet ended."""
+    SUCCEEDED = "succeeded"
+    """Ended with a result."""
+    FAILED = "failed"
+    """Ended with an error (including `interrupted` by a crash or shutdown)."""
+    CANCELLED = "cancelled"
+    """Ended because it was cancelled, or because a task it depends on did not succeed."""
+    TIMED_OUT = "timed_out"
+    """Ended because its `timeout`, `ttl` or `stall_timeout` expired."""
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the state is final."""
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMED_OUT}
+)
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class ShellSpec(BaseModel):
+    """A command run by `/bin/sh -c` (a string) or directly (an argv list)."""
+
+    model_config = _FROZEN
+    kind: Literal["shell"] = "shell"
+    command: str | list[str]
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    grace_period: float = Field(default=5.0, ge=0, le=3600)
+
+    @field_validator("command")
+    @classmethod
+    def _not_empty(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("the command is empty; give a shell command string or an argv list")
+        if isinstance(value, list) and (not value or not value[0]):
+            raise ValueError("the argv list is empty; give the program as its first item")
+        return value
+
+
+class HandlerSpec(BaseModel):
+    """A call of a Python handler registered on the orchestrator by name."""
+
+    model_config = _FROZEN
+    kind: Literal["handler"] = "handler"
+    handler: str = Field(min_length=1, max_length=200)
+    params: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+TaskSpec: TypeAlias = Annotated[ShellSpec | HandlerSpec, Field(discriminator="kind")]
+TASK_SPEC_ADAPTER: TypeAdapter[ShellSpec | HandlerSpec] = TypeAdapter(TaskSpec)
+
+
+def shell(
+    command: str | list[str],
+    *,
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+    grace_period: float = 5.0,
+) -> ShellSpec:
+    """Describe a shell task.
+
+    Args:
+        command: A string run by `/bin/sh -c`, or an argv list run directly.
+        cwd: The working directory (default: the orchestrator process's).
+        env: Variables added to the inherited environment.
+        grace_period: Seconds between SIGTERM and SIGKILL when the task is stopped.
+
+    Returns:
+        The validated spec, to pass to `Orchestrator.submit`.
+    """
+    return ShellSpec(command=command, cwd=cwd, env=env or {}, grace_period=grace_period)
+
+
+def call(handler: str, /, **params: JsonValue) -> HandlerSpec:
+    """Describe a call of the handler registered as `handler`, with JSON keyword arguments.
+
+    Returns:
+        The validated spec, to pass to `Orchestrator.submit`.
+    """
+    return HandlerSpec(handler=handler, params=params)
+
+
+class ErrorInfo(BaseModel):
+    """Why a task did not succeed."""
+
+    model_config = _FROZEN
+    type: str
+    """A short machine-readable kind: an exception name, `exit`, `interrupted`, `timeout`…"""
+    message: str
+    detail: str | None = None
+    """A traceback summary, or the last lines of output."""
+
+
+class Progress(BaseModel):
+    """What a running task reported of its progress."""
+
+    model_config = _FROZEN
+    completed: float
+    total: float | None = None
+    message: str | None = None
+
+
+class Usage(BaseModel):
+    """Tokens and cost a task spent (agent tasks)."""
+
+    model_config = _FROZEN
+    input_tokens: int = 0
+    output_tokens: int = 0
+    requests: int = 0
+    cost: float | None = None
+
+
+class Task(BaseModel):
+    """A task's record, as stored; `position` and `waiting_for` are live views of the queue."""
+
+    model_config = _FROZEN
+    id: str
+    session: str
+    spec: TaskSpec
+    state: TaskState
+    priority: int
+    keys: tuple[str, ...]
+    label: str | None = None
+    description: str | None = None
+    group: str | None = None
+    parent: str | None = None
+    depends_on: tuple[str, ...] = ()
+    timeout: float | None = None
+    ttl: float | None = None
+    stall_timeout: float | None = None
+    max_attempts: int = 1
+    attempt: int = 0
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: JsonValue = None
+    error: ErrorInfo | None = None
+    exit_code: int | None = None
+    progress: Progress | None = None
+    usage: Usage | None = None
+    position: int | None = None
+    """For a queued task: 1 means it is next to start on its most crowded key."""
+    waiting_for: str | None = None
+    """For a queued task: what it waits for, in words."""
+
+    @property
+    def kind(self) -> str:
+        """The task's kind (`shell`, `handler`, …)."""
+        return self.spec.kind
+
+    @property
+    def name(self) -> str:
+        """A short human name: the label, else the command or handler."""
+        if self.label:
+            return self.label
+        spec = self.spec
+        if isinstance(spec, ShellSpec):
+            return spec.command if isinstance(spec.command, str) else " ".join(spec.command)
+        return spec.handler
+
+    @property
+    def elapsed(self) -> float | None:
+        """Seconds the current or last attempt ran, if it started."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at or datetime.now(self.started_at.tzinfo)
+        return max(0.0, (end - self.started_at).total_seconds())
+
+
+EventType: TypeAlias = Literal[
+    "task.queued",
+    "task.started",
+    "task.progress",
+    "task.output",
+    "task.retrying",
+    "task.succeeded",
+    "task.failed",
+    "task.cancelled",
+    "task.timed_out",
+    "group.completed",
+]
+
+
+class Event(BaseModel):
+    """One stored event; `seq` grows by one per event across the whole store."""
+
+    model_config = _FROZEN
+    seq: int
+    type: EventType
+    session: str
+    task_id: str | None = None
+    group: str | None = None
+    at: datetime
+    data: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class KeyStatus(BaseModel):
+    """One concurrency key's load."""
+
+    model_config = _FROZEN
+    running: int
+    limit: int
+    queued: int
+
+
+class Status(BaseModel):
+    """A snapshot of the orchestrator's load."""
+
+    model_config = _FROZEN
+    states: dict[TaskState, int]
+    keys: dict[str, KeyStatus]
+    running: int
+    max_running: int
+    queued: int
+    max_queued: int
+    held: str | None = None
+    """Why process-backed tasks are held back (low memory, high load), if they are."""
+
+
+def payload_size(value: Any) -> int:
+    """The size in bytes of `value` as compact JSON."""
+    return len(json.dumps(value, separators=(",", ":"), default=str).encode())
+
+
+class TaskOptions(BaseModel):
+    """How a task is scheduled; validated at submit."""
+
+    model_config = _FROZEN
+    priority: int = Field(default=5, ge=0, le=10)
+    """0-10; 10 starts first. FIFO within a priority."""
+    keys: tuple[Annotated[str, Field(min_length=1, max_length=200)], ...] | None = Field(
+        default=None, min_length=1
+    )
+    """Concurrency keys; default: one derived from the kind (`shell`, `handler:<name>`)."""
+    timeout: float | None = Field(default=None, gt=0)
+    """Seconds the task may run (per attempt)."""
+    ttl: float | None = Field(default=None, gt=0)
+    """Seconds since submission after which the task ends `timed_out`, queued or running."""
+    stall_timeout: float | None = Field(default=None, gt=0)
+    """Seconds a running task may go without output or progress."""
+    max_attempts: int = Field(default=1, ge=1, le=100)
+    label: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=10_000)
+    group: str | None = Field(default=None, min_length=1, max_length=200)
+    parent: str | None = Field(default=None, min_length=1)
+    depends_on: tuple[str, ...] = ()
+
+
+class SubmitItem(TaskOptions):
+    """One item of `Orchestrator.submit_many`: a spec and its options."""
+
+    spec: TaskSpec
+
+
+class SubmitError(BaseModel):
+    """Why one item of `submit_many` was not stored."""
+
+    model_config = _FROZEN
+    index: int
+    field: str | None
+    message: str
+    type: str = "UserError"

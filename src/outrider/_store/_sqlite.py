@@ -1,0 +1,457 @@
+"""SQLite access: the only module with SQL. Synchronous; `Store` runs it in worker threads.
+
+Invariants:
+- One writer connection; every batch of changes is one `BEGIN IMMEDIATE` transaction, and each
+  change inside it is a savepoint, so a bad change rolls back alone and never half-applies.
+- WAL mode with `synchronous=NORMAL`: a commit is durable across a crash of this process (the
+  WAL is in the OS's hands); only a power loss can lose the last commits.
+- Event `seq` is an AUTOINCREMENT key: it only grows, also after a sweep, so readers resume by it.
+- Rows are mapped to typed records here; timestamps are UTC epoch seconds in the database.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, JsonValue
+
+from outrider._errors import StoreError
+from outrider._models import (
+    TASK_SPEC_ADAPTER,
+    ErrorInfo,
+    Event,
+    EventType,
+    Progress,
+    Task,
+    TaskState,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+__all__ = [
+    "AddEvent",
+    "Change",
+    "EndAttempt",
+    "InsertTask",
+    "Op",
+    "SQLiteBackend",
+    "StartAttempt",
+    "UnfinishedTask",
+    "UpdateTask",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class InsertTask:
+    """Store a new task."""
+
+    task: Task
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateTask:
+    """Change some fields of a task (`Task` field names, plus `pid`, `pid_created`, `ready_at`)."""
+
+    task_id: str
+    fields: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class StartAttempt:
+    """Record that an attempt started."""
+
+    task_id: str
+    attempt: int
+    started_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EndAttempt:
+    """Record how an attempt ended."""
+
+    task_id: str
+    attempt: int
+    finished_at: float
+    state: str
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddEvent:
+    """Append an event; its `seq` is assigned on insert."""
+
+    type: EventType
+    session: str
+    at: float
+    task_id: str | None = None
+    group: str | None = None
+    data: dict[str, JsonValue] = field(default_factory=dict)
+
+
+Op = InsertTask | UpdateTask | StartAttempt | EndAttempt | AddEvent
+Change = list[Op]
+"""Ops applied atomically together."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnfinishedTask:
+    """A task found queued or running when the store opens."""
+
+    task: Task
+    seq: int
+    pid: int | None
+    pid_created: float | None
+    ready_at: float | None
+
+
+_TASK_COLUMNS = (
+    "task_id, session, grp, parent, label, description, spec, priority, keys, depends_on, "
+    "timeout, ttl, stall_timeout, max_attempts, state, attempt, created_at, started_at, "
+    "finished_at, result, error, exit_code, progress, usage"
+)
+_INSERT_TASK = (
+    f"INSERT INTO tasks (seq, kind, {_TASK_COLUMNS}) VALUES "
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_COLUMN_OF_FIELD = {"group": "grp", "id": "task_id"}
+_UPDATABLE = frozenset(
+    {
+        "state", "attempt", "started_at", "finished_at", "result", "error", "exit_code",
+        "progress", "usage", "pid", "pid_created", "ready_at",
+    }
+)  # fmt: skip
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def _dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _json_model(value: BaseModel | None) -> str | None:
+    return None if value is None else value.model_dump_json()
+
+
+def _db_value(name: str, value: object) -> object:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
+    if name == "result":
+        return None if value is None else json.dumps(value)
+    if isinstance(value, str) or value is None or isinstance(value, int | float):
+        return value
+    return json.dumps(value)
+
+
+def _task_values(task: Task) -> tuple[object, ...]:
+    return (
+        task.id,
+        task.session,
+        task.group,
+        task.parent,
+        task.label,
+        task.description,
+        task.spec.model_dump_json(),
+        task.priority,
+        json.dumps(task.keys),
+        json.dumps(task.depends_on),
+        task.timeout,
+        task.ttl,
+        task.stall_timeout,
+        task.max_attempts,
+        str(task.state),
+        task.attempt,
+        task.created_at.timestamp(),
+        _epoch(task.started_at),
+        _epoch(task.finished_at),
+        None if task.result is None else json.dumps(task.result),
+        _json_model(task.error),
+        task.exit_code,
+        _json_model(task.progress),
+        _json_model(task.usage),
+    )
+
+
+def _task_from_row(row: Sequence[object]) -> Task:
+    (task_id, session, grp, parent, label, description, spec, priority, keys, depends_on,
+     timeout, ttl, stall_timeout, max_attempts, state, attempt, created_at, started_at,
+     finished_at, result, error, exit_code, progress, usage) = row  # fmt: skip
+    return Task.model_construct(
+        id=task_id,
+        session=session,
+        group=grp,
+        parent=parent,
+        label=label,
+        description=description,
+        spec=TASK_SPEC_ADAPTER.validate_json(str(spec)),
+        priority=priority,
+        keys=tuple(json.loads(str(keys))),
+        depends_on=tuple(json.loads(str(depends_on))),
+        timeout=timeout,
+        ttl=ttl,
+        stall_timeout=stall_timeout,
+        max_attempts=max_attempts,
+        state=TaskState(str(state)),
+        attempt=attempt,
+        created_at=_dt(created_at),  # type: ignore[arg-type]  # NOT NULL column
+        started_at=_dt(started_at),  # type: ignore[arg-type]  # REAL or NULL
+        finished_at=_dt(finished_at),  # type: ignore[arg-type]  # REAL or NULL
+        result=None if result is None else json.loads(str(result)),
+        error=None if error is None else ErrorInfo.model_validate_json(str(error)),
+        exit_code=exit_code,
+        progress=None if progress is None else Progress.model_validate_json(str(progress)),
+        usage=None if usage is None else Usage.model_validate_json(str(usage)),
+        position=None,
+        waiting_for=None,
+    )
+
+
+def _event_from_row(row: Sequence[object]) -> Event:
+    seq, at, type_, session, task_id, grp, data = row
+    return Event.model_construct(
+        seq=seq,
+        at=_dt(at),  # type: ignore[arg-type]  # NOT NULL column
+        type=type_,
+        session=session,
+        task_id=task_id,
+        group=grp,
+        data=json.loads(str(data)),
+    )
+
+
+class SQLiteBackend:
+    """Synchronous access to one outrider database. Not thread-safe: one thread at a time."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        uri = path.startswith("file:")
+        try:
+            self._conn = sqlite3.connect(
+                path, uri=uri, isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.execute("PRAGMA busy_timeout=10000")
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot open the store {path!r}: {exc}; check the path.") from exc
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Apply the forward-only migrations not yet applied (versioned in `user_version`)."""
+        folder = resources.files(__package__).joinpath("migrations")
+        scripts = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+        (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+        if version > len(scripts):
+            raise StoreError(
+                f"The store {self.path!r} has schema version {version}, newer than this "
+                f"outrider understands ({len(scripts)}); upgrade outrider."
+            )
+        for number, script in enumerate(scripts[version:], start=version + 1):
+            self._conn.executescript(
+                f"BEGIN IMMEDIATE;\n{script.read_text()}\nPRAGMA user_version = {number};\nCOMMIT;"
+            )
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def apply(self, changes: Sequence[Change]) -> list[list[Event] | Exception]:
+        """Apply many changes in one transaction; each change succeeds or fails alone."""
+        results: list[list[Event] | Exception] = []
+        cur = self._conn.cursor()
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            for change in changes:
+                cur.execute("SAVEPOINT change")
+                try:
+                    events = [e for op in change if (e := self._apply_op(cur, op)) is not None]
+                except (sqlite3.Error, ValueError, TypeError) as exc:
+                    cur.execute("ROLLBACK TO change")
+                    results.append(StoreError(f"A store write failed: {exc}."))
+                else:
+                    results.append(events)
+                cur.execute("RELEASE change")
+            cur.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.rollback()
+            error = StoreError(f"Committing to the store {self.path!r} failed: {exc}.")
+            error.__cause__ = exc
+            return [error] * len(changes)
+        return results
+
+    def _apply_op(self, cur: sqlite3.Cursor, op: Op) -> Event | None:
+        match op:
+            case InsertTask(task=task, seq=seq):
+                cur.execute(_INSERT_TASK, (seq, task.spec.kind, *_task_values(task)))
+            case UpdateTask(task_id=task_id, fields=fields):
+                bad = set(fields) - _UPDATABLE
+                assert not bad, f"not updatable: {bad}"
+                names = [_COLUMN_OF_FIELD.get(n, n) for n in fields]
+                cur.execute(
+                    f"UPDATE tasks SET {', '.join(f'{n} = ?' for n in names)} WHERE task_id = ?",
+                    (*(_db_value(n, v) for n, v in fields.items()), task_id),
+                )
+                if cur.rowcount != 1:
+                    raise ValueError(f"no task {task_id!r} to update")
+            case StartAttempt(task_id=task_id, attempt=attempt, started_at=started_at):
+                cur.execute(
+                    "INSERT OR REPLACE INTO attempts (task_id, attempt, started_at) "
+                    "VALUES (?, ?, ?)",
+                    (task_id, attempt, started_at),
+                )
+            case EndAttempt():
+                cur.execute(
+                    "UPDATE attempts SET finished_at = ?, state = ?, error = ? "
+                    "WHERE task_id = ? AND attempt = ?",
+                    (op.finished_at, op.state, _json_model(op.error), op.task_id, op.attempt),
+                )
+            case AddEvent():
+                data = json.dumps(op.data)
+                cur.execute(
+                    "INSERT INTO events (at, type, session, task_id, grp, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (op.at, op.type, op.session, op.task_id, op.group, data),
+                )
+                assert cur.lastrowid is not None
+                return _event_from_row(
+                    (cur.lastrowid, op.at, op.type, op.session, op.task_id, op.group, data)
+                )
+        return None
+
+    def sweep(self, before: float) -> list[str]:
+        """Delete tasks that finished before `before`, their attempts and old events.
+
+        Returns:
+            The ids of the deleted tasks (their logs are the caller's to remove).
+        """
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            ids = [
+                r[0]
+                for r in cur.execute(
+                    "SELECT task_id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?",
+                    (before,),
+                )
+            ]
+            cur.executemany("DELETE FROM attempts WHERE task_id = ?", [(i,) for i in ids])
+            cur.executemany("DELETE FROM tasks WHERE task_id = ?", [(i,) for i in ids])
+            cur.execute(
+                "DELETE FROM events WHERE at < ? AND (task_id IS NULL OR task_id NOT IN "
+                "(SELECT task_id FROM tasks WHERE finished_at IS NULL))",
+                (before,),
+            )
+            cur.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._conn.rollback()
+            raise StoreError(f"Sweeping the store {self.path!r} failed: {exc}.") from exc
+        return ids
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task | None:
+        """One task, or None."""
+        row = self._conn.execute(
+            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,)
+        ).fetchone()
+        return None if row is None else _task_from_row(row)
+
+    def get_many(self, task_ids: Iterable[str]) -> dict[str, Task]:
+        """Several tasks by id; unknown ids are left out."""
+        ids = list(dict.fromkeys(task_ids))
+        found: dict[str, Task] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for row in self._conn.execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id IN ({marks})", chunk
+            ):
+                task = _task_from_row(row)
+                found[task.id] = task
+        return found
+
+    def query(
+        self,
+        *,
+        session: str | None,
+        states: Sequence[str] | None = None,
+        group: str | None = None,
+        limit: int | None = None,
+    ) -> list[Task]:
+        """Tasks in submission order, filtered."""
+        where: list[str] = []
+        params: list[object] = []
+        if session is not None:
+            where.append("session = ?")
+            params.append(session)
+        if states:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            params.extend(states)
+        if group is not None:
+            where.append("grp = ?")
+            params.append(group)
+        sql = f"SELECT {_TASK_COLUMNS} FROM tasks"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_task_from_row(row) for row in self._conn.execute(sql, params)]
+
+    def events(self, *, session: str | None, after: int, limit: int) -> list[Event]:
+        """Events with `seq > after`, oldest first."""
+        if session is None:
+            rows = self._conn.execute(
+                "SELECT seq, at, type, session, task_id, grp, data FROM events "
+                "WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, limit),
+            )
+        else:
+            rows = self._conn.execute(
+                "SELECT seq, at, type, session, task_id, grp, data FROM events "
+                "WHERE session = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (session, after, limit),
+            )
+        return [_event_from_row(row) for row in rows]
+
+    def unfinished(self) -> list[UnfinishedTask]:
+        """Every queued or running task, in submission order."""
+        rows = self._conn.execute(
+            f"SELECT seq, pid, pid_created, ready_at, {_TASK_COLUMNS} FROM tasks "
+            "WHERE state IN ('queued', 'running') ORDER BY seq"
+        )
+        return [
+            UnfinishedTask(task=_task_from_row(r[4:]), seq=r[0], pid=r[1], pid_created=r[2],
+                           ready_at=r[3])
+            for r in rows
+        ]  # fmt: skip
+
+    def state_counts(self) -> dict[str, int]:
+        """Number of tasks per state."""
+        return dict(self._conn.execute("SELECT state, count(*) FROM tasks GROUP BY state"))
+
+    def max_seq(self) -> int:
+        """The highest task `seq` so far (0 if none)."""
+        (value,) = self._conn.execute("SELECT coalesce(max(seq), 0) FROM tasks").fetchone()
+        return int(value)
+
+    def group_members(self, session: str, group: str) -> list[Task]:
+        """Every task of a group, in submission order."""
+        return self.query(session=session, group=group)

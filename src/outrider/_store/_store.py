@@ -1,0 +1,229 @@
+"""Store: the async face of the SQLite database, with group commit.
+
+Invariants and ordering:
+- Every change is committed before `commit` returns; callers emit events only after that
+  (write-ahead), so nothing is reported that a crash could take back.
+- Changes are applied in the order `commit` was called. All changes waiting when the writer
+  becomes free go into one transaction (group commit): durability costs one commit per batch,
+  not one per change, and a change waits at most for the batch ahead of it.
+- One process owns a database at a time: `open` takes an exclusive lock on `<db>.lock`
+  (released by the OS if the process dies) and fails with `StoreError` naming the owner's pid.
+- SQLite never runs on the event loop: the writer and the reader connection each run in a
+  worker thread behind a one-token limiter.
+
+Cancellation: a `commit` cancelled while waiting still commits (the change is already queued);
+callers that must keep memory in step with the store shield the whole commit-then-update step.
+`run` drains what is queued before it returns after `aclose`; if it is cancelled instead,
+waiting callers get `Closed`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from outrider._errors import Closed, StoreError
+
+from ._sqlite import Change, SQLiteBackend
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from anyio.abc import TaskStatus
+
+    from outrider._models import Event
+
+__all__ = ["Store"]
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True, eq=False)
+class _Pending:
+    change: Change
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: list[Event] | Exception | None = None
+
+
+class Store:
+    """The task store. `await open()`, start `run` in a task group, then `commit` and `read`."""
+
+    def __init__(
+        self, path: str | Path, *, on_commit: Callable[[list[Event]], None] | None = None
+    ) -> None:
+        self._on_commit = on_commit
+        self.in_memory = str(path) == ":memory:"
+        self.path = str(path)
+        self.log_dir = (
+            Path(tempfile.mkdtemp(prefix="outrider-logs-"))
+            if self.in_memory
+            else Path(self.path + ".logs")
+        )
+        self._lock_file: int | None = None
+        self._writer: SQLiteBackend | None = None
+        self._reader: SQLiteBackend | None = None
+        self._write_limiter = anyio.CapacityLimiter(1)
+        self._read_limiter = anyio.CapacityLimiter(1)
+        self._pending: list[_Pending] = []
+        self._wake = anyio.Event()
+        self._closing = False
+        self._running = False
+
+    async def open(self) -> None:
+        """Lock, connect and migrate the database."""
+        await anyio.to_thread.run_sync(self._open_sync)
+
+    def _open_sync(self) -> None:
+        if self.in_memory:
+            uri = f"file:outrider-{uuid.uuid4().hex}?mode=memory&cache=shared"
+            self._writer = SQLiteBackend(uri)
+            self._reader = self._writer
+            self._read_limiter = self._write_limiter
+        else:
+            db = Path(self.path)
+            if not db.parent.is_dir():
+                raise StoreError(
+                    f"The folder of the store {self.path!r} does not exist; create it or give "
+                    "another `db` path."
+                )
+            self._lock(db)
+            self._writer = SQLiteBackend(self.path)
+            self._writer.migrate()
+            self._reader = SQLiteBackend(self.path)
+        if self.in_memory:
+            self._writer.migrate()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+
+    def _lock(self, db: Path) -> None:
+        lock_path = db.with_name(db.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreError(
+                f"The store {self.path!r} is in use by another outrider process (pid {owner}); "
+                "stop that process, talk to it (e.g. `outrider serve`), or give another `db`."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_file = fd
+
+    @property
+    def backend(self) -> SQLiteBackend:
+        """The writer connection, for start-up work before `run` (recovery)."""
+        assert self._writer is not None, "the store is not open"
+        return self._writer
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The writer loop: applies queued changes in batches until `aclose`."""
+        self._running = True
+        task_status.started()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                while self._pending:
+                    batch, self._pending = self._pending, []
+                    with anyio.CancelScope(shield=True):
+                        results = await anyio.to_thread.run_sync(
+                            self.backend.apply,
+                            [p.change for p in batch],
+                            limiter=self._write_limiter,
+                        )
+                    if self._on_commit is not None:
+                        self._on_commit(
+                            [e for r in results if not isinstance(r, Exception) for e in r]
+                        )
+                    for pending, result in zip(batch, results, strict=True):
+                        pending.result = result
+                        pending.done.set()
+                if self._closing:
+                    return
+        finally:
+            self._running = False
+            for pending in self._pending:
+                pending.result = Closed("The store closed before this change was committed.")
+                pending.done.set()
+            self._pending = []
+
+    async def commit_many(self, changes: Sequence[Change]) -> list[list[Event] | Exception]:
+        """Apply several independent changes in order; each succeeds or fails alone.
+
+        Raises:
+            Closed: The store is closing.
+        """
+        if self._closing or not self._running:
+            raise Closed("The store is closed; open an `Orchestrator` to write to it.")
+        pendings = [_Pending(change) for change in changes]
+        self._pending.extend(pendings)
+        self._wake.set()
+        for pending in pendings:
+            await pending.done.wait()
+        return [p.result if p.result is not None else [] for p in pendings]
+
+    async def commit(self, change: Change) -> list[Event]:
+        """Apply `change` atomically; returns its events with their `seq`.
+
+        Raises:
+            StoreError: The change could not be applied; nothing of it was stored.
+            Closed: The store is closing.
+        """
+        if self._closing or not self._running:
+            raise Closed("The store is closed; open an `Orchestrator` to write to it.")
+        pending = _Pending(change)
+        self._pending.append(pending)
+        self._wake.set()
+        await pending.done.wait()
+        result = pending.result
+        if isinstance(result, Exception):
+            raise result
+        assert result is not None
+        return result
+
+    async def read(self, fn: Callable[[SQLiteBackend], T]) -> T:
+        """Run `fn` with the reader connection in a worker thread."""
+        reader = self._reader
+        if reader is None:
+            raise Closed("The store is closed; open an `Orchestrator` to read it.")
+        return await anyio.to_thread.run_sync(fn, reader, limiter=self._read_limiter)
+
+    async def sweep(self, before: float) -> list[str]:
+        """Delete what finished before `before` (UTC epoch); returns the deleted task ids."""
+        return await anyio.to_thread.run_sync(
+            self.backend.sweep, before, limiter=self._write_limiter
+        )
+
+    def stop(self) -> None:
+        """Let `run` return once what is queued is committed."""
+        self._closing = True
+        self._wake.set()
+
+    async def aclose(self) -> None:
+        """Close the connections and release the lock. Call after `run` has returned."""
+        self._closing = True
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._close_sync, limiter=self._write_limiter)
+
+    def _close_sync(self) -> None:
+        if self._reader is not None and self._reader is not self._writer:
+            self._reader.close()
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+        if self._lock_file is not None:
+            os.close(self._lock_file)
+            self._lock_file = None
+
+    def apply_now(self, changes: Sequence[Change]) -> list[list[Event] | Exception]:
+        """Apply changes synchronously (start-up only, before `run`)."""
+        return self.backend.apply(changes)

@@ -1,0 +1,110 @@
+"""The `handler` runner: named Python callables, run on the loop, in threads, or in processes.
+
+- `async def` handlers run as coroutines on the event loop; cancellation is delivered inside
+  them at their next `await`.
+- Plain `def` handlers run in worker threads. A thread cannot be interrupted: on cancellation
+  `ctx.cancel_requested` turns true and the thread is abandoned at once (its slot is freed;
+  whatever it returns later is discarded).
+- `isolation="process"` handlers run in a `WorkerPool` process; cancellation kills the worker.
+
+A handler is called as `handler(ctx, **params)`; its return value must be JSON-serialisable.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import traceback
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import anyio.to_thread
+
+from outrider._models import HandlerSpec
+
+from ._protocol import RunContext, RunFailure, RunOutcome
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from pydantic import JsonValue
+
+    from ._pool import WorkerPool
+
+__all__ = ["Handler", "HandlerRunner", "Isolation"]
+
+Isolation = Literal["thread", "process"]
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    """A registered handler."""
+
+    name: str
+    fn: Callable[..., object]
+    isolation: Isolation = "thread"
+
+
+def _ensure_json(handler: str, value: object) -> JsonValue:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise RunFailure(
+            f"Handler {handler!r} returned a {type(value).__name__}, which is not "
+            f"JSON-serialisable ({exc}); return dicts, lists, strings, numbers or None.",
+            type="TypeError",
+        ) from None
+    return value  # type: ignore[return-value]  # checked by json.dumps just above
+
+
+def _failure(handler: str, exc: Exception) -> RunFailure:
+    detail = "".join(traceback.format_exception(exc, limit=-8))
+    return RunFailure(
+        f"Handler {handler!r} raised {type(exc).__name__}: {exc}",
+        type=type(exc).__name__,
+        detail=detail[-8000:],
+        retryable=True,
+    )
+
+
+class HandlerRunner:
+    """Runs `HandlerSpec` tasks with the handlers registered on the orchestrator."""
+
+    kind = "handler"
+    uses_processes = False
+
+    def __init__(self, handlers: Mapping[str, Handler], pool: Callable[[], WorkerPool]) -> None:
+        self._handlers = handlers
+        self._pool = pool
+
+    def default_keys(self, spec: object) -> tuple[str, ...]:
+        """One key per handler: `handler:<name>`."""
+        assert isinstance(spec, HandlerSpec)
+        return (f"handler:{spec.handler}",)
+
+    async def run(self, spec: object, ctx: RunContext) -> RunOutcome:
+        """Call the handler with `ctx` and the spec's params."""
+        assert isinstance(spec, HandlerSpec)
+        handler = self._handlers.get(spec.handler)
+        if handler is None:
+            raise RunFailure(
+                f"No handler {spec.handler!r} is registered; register it with "
+                "`Orchestrator.handler` before the task starts.",
+                type="RunnerError",
+            )
+        if handler.isolation == "process":
+            result = await self._pool().run(handler.fn, spec.params, ctx, handler=spec.handler)
+            return RunOutcome(result=result)
+        try:
+            if inspect.iscoroutinefunction(handler.fn):
+                value = await handler.fn(ctx, **spec.params)
+            else:
+                value = await anyio.to_thread.run_sync(
+                    functools.partial(handler.fn, ctx, **spec.params), abandon_on_cancel=True
+                )
+        except RunFailure:
+            raise
+        except Exception as exc:
+            raise _failure(spec.handler, exc) from exc
+        return RunOutcome(result=_ensure_json(spec.handler, value))

@@ -1,0 +1,126 @@
+"""The runner protocol: the one seam between the engine and kind-specific work.
+
+A runner turns a validated spec into work. The engine gives it a `RunContext` to report
+through and a cancel scope around `run`; the runner returns a `RunOutcome` or raises.
+
+- Returning means success. Raising `RunFailure` means a failure the runner understood
+  (non-zero exit, a handler's error); any other exception is recorded with its traceback.
+- Cancellation arrives as the backend's cancellation exception inside `run`. The runner
+  must release what it holds (kill its processes, wait for them) in a shielded `finally`
+  and let the cancellation propagate; the engine decides the outcome from its own record
+  of why it cancelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from pydantic import JsonValue
+
+    from outrider._models import Usage
+
+__all__ = ["RunContext", "RunFailure", "RunOutcome", "Runner"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """What a successful run produced."""
+
+    result: JsonValue = None
+    exit_code: int | None = None
+
+
+class RunFailure(Exception):
+    """A run ended in a failure the runner understood.
+
+    Args:
+        message: One sentence for the task's `error.message`.
+        type: A short kind for `error.type` (for example `exit`, `ValueError`).
+        detail: More lines (the output's tail, a traceback).
+        exit_code: The process's exit code, for process-backed runners.
+        retryable: Whether another attempt may succeed (then `max_attempts` applies).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        type: str = "error",
+        detail: str | None = None,
+        exit_code: int | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.type = type
+        self.detail = detail
+        self.exit_code = exit_code
+        self.retryable = retryable
+
+
+class RunContext(Protocol):
+    """What a runner may report through while its task runs. Methods never block."""
+
+    @property
+    def task_id(self) -> str:
+        """The task's id."""
+        ...
+
+    @property
+    def attempt(self) -> int:
+        """The attempt number, from 1."""
+        ...
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether the task is being stopped; code in threads polls this."""
+        ...
+
+    def progress(
+        self, completed: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        """Report progress (`completed` of `total`, with an optional message)."""
+        ...
+
+    def output(self, data: bytes | str) -> None:
+        """Append to the task's output log (capped; head and tail kept)."""
+        ...
+
+    def usage(self, usage: Usage) -> None:
+        """Report the tokens and cost spent so far (replaces the previous report)."""
+        ...
+
+    async def track_process(self, pid: int) -> None:
+        """Record a child process so a later start can kill it if this process dies.
+
+        Cancellation: returns once the record is committed; safe to cancel.
+        """
+        ...
+
+
+class Runner(Protocol):
+    """Runs the tasks of one kind."""
+
+    @property
+    def kind(self) -> str:
+        """The spec kind this runner handles."""
+        ...
+
+    @property
+    def uses_processes(self) -> bool:
+        """Whether its tasks start processes (then resource admission applies)."""
+        ...
+
+    def default_keys(self, spec: object) -> tuple[str, ...]:
+        """The concurrency keys of a task that names none."""
+        ...
+
+    async def run(self, spec: object, ctx: RunContext) -> RunOutcome:
+        """Run one attempt of a task.
+
+        Raises:
+            RunFailure: The run failed in a way the runner understood.
+        """
+        ...

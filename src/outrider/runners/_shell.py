@@ -1,0 +1,196 @@
+"""The `shell` runner: a command in its own process group, output streamed to the task log.
+
+- The child starts in a new session (`start_new_session=True`), so its process group holds it
+  and everything it starts that does not leave the group.
+- Output (stdout and stderr interleaved) is read in chunks of at most 64 KiB and handed to
+  `ctx.output`; only a bounded tail (8 KiB) is kept in memory, for the result or the error.
+- Stopping (cancellation, timeout, shutdown): SIGTERM to the group, `grace_period` seconds for
+  the leader to exit, then SIGKILL to the group and to any descendant that left it. The child
+  is always waited for, so no zombie is left. Cleanup is shielded and bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+
+import anyio
+import anyio.abc
+import psutil
+
+from .._models import ShellSpec
+from ._protocol import RunContext, RunFailure, RunOutcome
+
+__all__ = ["ShellRunner", "terminate_process_tree"]
+
+_CHUNK = 64 * 1024
+_TAIL_BYTES = 8 * 1024
+_RESULT_LINES = 20
+_RESULT_CHARS = 4000
+
+
+def _last_lines(tail: bytes, lines: int = _RESULT_LINES) -> str:
+    text = tail.decode(errors="replace")
+    return "".join(text.splitlines(keepends=True)[-lines:])[-_RESULT_CHARS:]
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _kill_all(processes: list[psutil.Process]) -> None:
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
+def terminate_process_tree(pid: int, *, create_time: float | None, grace_period: float) -> bool:
+    """Stop a process left by a dead outrider: TERM its group, wait, KILL; synchronous.
+
+    A process whose start time differs from `create_time` is another program that reused the
+    pid and is left alone.
+
+    Returns:
+        Whether the process was found (and stopped).
+    """
+    try:
+        proc = psutil.Process(pid)
+        if create_time is not None and abs(proc.create_time() - create_time) > 0.5:
+            return False
+        children = proc.children(recursive=True)
+    except psutil.Error:
+        return False
+    _kill_group(pid, signal.SIGTERM)
+    with contextlib.suppress(psutil.Error):
+        proc.terminate()
+    _, alive = psutil.wait_procs([proc, *children], timeout=grace_period)
+    _kill_group(pid, signal.SIGKILL)
+    _kill_all(alive)
+    psutil.wait_procs(alive, timeout=1.0)
+    return True
+
+
+class ShellRunner:
+    """Runs `ShellSpec` tasks as child processes."""
+
+    kind = "shell"
+    uses_processes = True
+
+    def default_keys(self, spec: object) -> tuple[str, ...]:
+        """Every shell task holds the key `shell` unless it names its own."""
+        return ("shell",)
+
+    async def run(self, spec: object, ctx: RunContext) -> RunOutcome:
+        """Run the command; see the module docstring for output and stopping."""
+        assert isinstance(spec, ShellSpec)
+        argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else spec.command
+        if spec.cwd is not None and not os.path.isdir(spec.cwd):
+            raise RunFailure(
+                f"The working directory {spec.cwd!r} does not exist or is not a folder; "
+                "create it or fix `cwd`.",
+                type="RunnerError",
+            )
+        try:
+            process = await anyio.open_process(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=spec.cwd,
+                env={**os.environ, **spec.env},
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise RunFailure(
+                f"The executable {argv[0]!r} was not found; install it or fix `command` "
+                "(a string runs through /bin/sh).",
+                type="RunnerError",
+            ) from None
+        except PermissionError:
+            raise RunFailure(
+                f"The executable {argv[0]!r} is not executable; fix its permissions.",
+                type="RunnerError",
+            ) from None
+        tail = bytearray()
+        try:
+            await ctx.track_process(process.pid)
+            await self._pump(process, ctx, tail)
+            code = await process.wait()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._stop(process, spec.grace_period)
+        text = _last_lines(bytes(tail))
+        if code == 0:
+            return RunOutcome(result=text, exit_code=0)
+        if code < 0:
+            message = f"The command was killed by {_signal_name(code)}."
+        else:
+            message = f"The command exited with code {code}."
+        raise RunFailure(message, type="exit", exit_code=code, detail=text, retryable=True)
+
+    @staticmethod
+    async def _pump(process: anyio.abc.Process, ctx: RunContext, tail: bytearray) -> None:
+        assert process.stdout is not None
+        stream = process.stdout
+        while True:
+            try:
+                if process.returncode is not None:
+                    # The leader is gone; a backgrounded grandchild may hold the pipe open.
+                    with anyio.move_on_after(0.5):
+                        chunk = await stream.receive(_CHUNK)
+                        ctx.output(chunk)
+                        tail += chunk
+                        continue
+                    return
+                chunk = await stream.receive(_CHUNK)
+            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return
+            ctx.output(chunk)
+            tail += chunk
+            if len(tail) > _TAIL_BYTES:
+                del tail[: len(tail) - _TAIL_BYTES]
+
+    @staticmethod
+    async def _stop(process: anyio.abc.Process, grace_period: float) -> None:
+        """Make sure the process and its group are gone, and reap the leader."""
+        pid = process.pid
+        stragglers = _descendants(pid)
+        if process.returncode is None:
+            _kill_group(pid, signal.SIGTERM)
+            with anyio.move_on_after(grace_period):
+                await process.wait()
+        _kill_group(pid, signal.SIGKILL)
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        with anyio.move_on_after(5):
+            await process.wait()
+        _kill_all([p for p in stragglers if _alive(p)])
+        with contextlib.suppress(Exception):
+            await process.aclose()
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+

@@ -1,0 +1,303 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+import outrider
+from outrider import TaskState
+from outrider.testing import FakeClock
+
+from .gates import Gates
+
+S = "alice"
+
+
+async def until_running(orch: outrider.Orchestrator, task_id: str) -> None:
+    """Wait for the durable `task.started` event of a task."""
+    with anyio.fail_after(5):
+        async for event in orch.events(session=S):
+            if event.task_id == task_id and event.type == "task.started":
+                return
+
+
+async def test_dependencies_run_after_success(orch: outrider.Orchestrator) -> None:
+    gates = Gates(orch)
+    build = await orch.submit(outrider.call("gate", name="build"), session=S)
+    test = await orch.submit(outrider.call("gate", name="test"), session=S, depends_on=[build.id])
+    waiting = await orch.get(test.id, session=S)
+    assert waiting.waiting_for == f"dependencies: {build.id}"
+    await gates.wait_started("build")
+    assert "test" not in gates.order
+    gates.open("build", "test")
+    (done,) = await orch.wait([test.id], session=S, timeout=5)
+    assert done.state is TaskState.SUCCEEDED
+    assert gates.order == ["build", "test"]
+
+
+async def test_dependent_is_cancelled_when_dependency_fails(orch: outrider.Orchestrator) -> None:
+    gates = Gates(orch)
+    build = await orch.submit(outrider.call("gate", name="build", result="raise"), session=S)
+    test = await orch.submit(outrider.call("gate", name="test"), session=S, depends_on=[build.id])
+    deploy = await orch.submit(
+        outrider.call("gate", name="deploy"), session=S, depends_on=[test.id]
+    )
+    gates.open("build")
+    done = await orch.wait([build.id, test.id, deploy.id], session=S, timeout=5)
+    assert [t.state for t in done] == [TaskState.FAILED, TaskState.CANCELLED, TaskState.CANCELLED]
+    assert done[1].error is not None and build.id in done[1].error.message
+    assert done[2].error is not None and test.id in done[2].error.message
+    late = await orch.submit(outrider.call("gate", name="late"), session=S, depends_on=[build.id])
+    assert late.state is TaskState.CANCELLED
+    assert gates.order == ["build"]
+
+
+async def test_cancel_queued_and_running_and_idempotent(db: Path) -> None:
+    async with outrider.Orchestrator(db, limits={"handler:gate": 1}) as orch:
+        gates = Gates(orch)
+        running = await orch.submit(outrider.call("gate", name="r"), session=S)
+        queued = await orch.submit(outrider.call("gate", name="q"), session=S)
+        await gates.wait_started("r")
+        q = await orch.cancel(queued.id, session=S)
+        assert q.state is TaskState.CANCELLED
+        r = await orch.cancel(running.id, session=S)
+        assert r.state is TaskState.CANCELLED
+        assert gates.cancelled == ["r"]
+        again = await orch.cancel(running.id, session=S)
+        assert again.state is TaskState.CANCELLED and again.finished_at == r.finished_at
+        assert orch.status().keys["handler:gate"].running == 0
+        types = [e.type async for e in orch.events(session=S, follow=False) if e.task_id == running.id]
+        assert types == ["task.queued", "task.started", "task.cancelled"]
+
+
+async def test_cancelling_a_parent_cancels_its_children(orch: outrider.Orchestrator) -> None:
+    gates = Gates(orch)
+    parent = await orch.submit(outrider.call("gate", name="parent"), session=S)
+    child = await orch.submit(outrider.call("gate", name="child"), session=S, parent=parent.id)
+    grandchild = await orch.submit(
+        outrider.call("gate", name="grandchild"), session=S, parent=child.id
+    )
+    await gates.wait_started("parent", "child", "grandchild")
+    await orch.cancel(parent.id, session=S)
+    done = await orch.wait([parent.id, child.id, grandchild.id], session=S, timeout=5)
+    assert {t.state for t in done} == {TaskState.CANCELLED}
+    assert sorted(gates.cancelled) == ["child", "grandchild", "parent"]
+
+
+async def test_cancel_session(orch: outrider.Orchestrator) -> None:
+    gates = Gates(orch)
+    mine = [await orch.submit(outrider.call("gate", name=f"m{i}"), session=S) for i in range(3)]
+    other = await orch.submit(outrider.call("gate", name="other"), session="bob")
+    ended = await orch.cancel_session(S)
+    assert {t.state for t in ended} == {TaskState.CANCELLED}
+    assert {t.id for t in ended} == {t.id for t in mine}
+    assert (await orch.get(other.id, session="bob")).state is not TaskState.CANCELLED
+    gates.open("other")
+
+
+async def test_timeout_stops_the_work(db: Path, clock: FakeClock) -> None:
+    async with outrider.Orchestrator(db, clock=clock) as orch:
+        gates = Gates(orch)
+        task = await orch.submit(outrider.call("gate", name="slow"), session=S, timeout=10)
+        await gates.wait_started("slow")
+        await until_running(orch, task.id)
+        clock.jump(9.5)
+        await anyio.wait_all_tasks_blocked()
+        assert (await orch.get(task.id, session=S)).state is TaskState.RUNNING
+        clock.jump(0.5)
+        (done,) = await orch.wait([task.id], session=S, timeout=5)
+        assert done.state is TaskState.TIMED_OUT
+        assert done.error is not None and done.error.type == "timeout"
+        assert "timeout of 10s" in done.error.message
+        assert done.elapsed == 10.0
+        assert gates.cancelled == ["slow"]
+        assert orch.status().running == 0
+
+
+async def test_ttl_expires_a_queued_task(db: Path, clock: FakeClock) -> None:
+    async with outrider.Orchestrator(db, clock=clock, limits={"handler:gate": 1}) as orch:
+        gates = Gates(orch)
+        await orch.submit(outrider.call("gate", name="busy"), session=S)
+        await gates.wait_started("busy")
+        waiting = await orch.submit(outrider.call("gate", name="late"), session=S, ttl=30)
+        clock.jump(30)
+        (done,) = await orch.wait([waiting.id], session=S, timeout=5)
+        assert done.state is TaskState.TIMED_OUT
+        assert done.error is not None and done.error.type == "ttl"
+        assert done.started_at is None
+        gates.open("busy")
+        assert "late" not in gates.order
+
+
+async def test_stall_timeout(db: Path, clock: FakeClock) -> None:
+    async with outrider.Orchestrator(db, clock=clock) as orch:
+        beat = anyio.Event()
+
+        @orch.handler("chatty")
+        async def chatty(ctx: outrider.RunContext) -> None:
+            ctx.output("tick\n")
+            beat.set()
+            await anyio.sleep_forever()
+
+        task = await orch.submit(outrider.call("chatty"), session=S, stall_timeout=5)
+        with anyio.fail_after(5):
+            await beat.wait()
+        clock.jump(4)
+        await anyio.wait_all_tasks_blocked()
+        assert (await orch.get(task.id, session=S)).state is TaskState.RUNNING
+        clock.jump(1)
+        (done,) = await orch.wait([task.id], session=S, timeout=5)
+        assert done.state is TaskState.TIMED_OUT
+        assert done.error is not None and done.error.type == "stall"
+
+
+async def test_retries_with_backoff_record_each_attempt(db: Path, clock: FakeClock) -> None:
+    import random
+
+    async with outrider.Orchestrator(
+        db, clock=clock, retry_backoff=2.0, rng=random.Random(1)
+    ) as orch:
+        calls: list[int] = []
+
+        @orch.handler("flaky")
+        async def flaky(ctx: outrider.RunContext) -> str:
+            calls.append(ctx.attempt)
+            if ctx.attempt < 3:
+                raise ConnectionError(f"attempt {ctx.attempt}")
+            return "finally"
+
+        task = await orch.submit(outrider.call("flaky"), session=S, max_attempts=3)
+        retries: list[outrider.Event] = []
+        with anyio.fail_after(5):
+            async for event in orch.events(session=S):
+                if event.type == "task.retrying":
+                    retries.append(event)
+                    delay = event.data["delay"]
+                    assert isinstance(delay, float)
+                    await anyio.wait_all_tasks_blocked()  # the backoff timer is armed
+                    clock.jump(delay)
+                if event.type == "task.succeeded":
+                    break
+        assert calls == [1, 2, 3]
+        assert [e.data["attempt"] for e in retries] == [1, 2]
+        delays = [e.data["delay"] for e in retries]
+        assert 1.0 <= delays[0] <= 3.0 and 2.0 <= delays[1] <= 6.0  # type: ignore[operator]
+        done = await orch.get(task.id, session=S)
+        assert done.state is TaskState.SUCCEEDED and done.attempt == 3
+
+
+async def test_group_completed_once_even_when_last_is_cancelled(
+    orch: outrider.Orchestrator,
+) -> None:
+    gates = Gates(orch)
+    results = await orch.submit_many(
+        [outrider.SubmitItem(spec=outrider.call("gate", name=n)) for n in ("a", "b", "c")],
+        session=S,
+        group="g1",
+    )
+    ids = [r.id for r in results if isinstance(r, outrider.Task)]
+    await gates.wait_started("a", "b", "c")
+    gates.open("a")
+    gates.opened["b"].set()  # succeeds
+    await orch.wait(ids[:2], session=S, timeout=5)
+    await orch.cancel(ids[2], session=S)
+    summaries = [e async for e in orch.events(session=S, follow=False) if e.type == "group.completed"]
+    assert len(summaries) == 1
+    data = summaries[0].data
+    assert data["total"] == 3 and data["succeeded"] == 2 and data["cancelled"] == 1
+    assert summaries[0].group == "g1"
+
+
+async def test_events_are_resumable_by_seq(orch: outrider.Orchestrator) -> None:
+    @orch.handler("noop")
+    async def noop(ctx: outrider.RunContext) -> None:
+        return None
+
+    task = await orch.submit(outrider.call("noop"), session=S)
+    await orch.wait([task.id], session=S, timeout=5)
+    everything = [e async for e in orch.events(session=S, follow=False)]
+    assert [e.type for e in everything] == ["task.queued", "task.started", "task.succeeded"]
+    seqs = [e.seq for e in everything]
+    assert seqs == sorted(seqs)
+    rest = [e async for e in orch.events(session=S, after=seqs[0], follow=False)]
+    assert rest == everything[1:]
+
+
+async def test_live_events_follow_in_order(orch: outrider.Orchestrator) -> None:
+    @orch.handler("noop")
+    async def noop(ctx: outrider.RunContext) -> None:
+        return None
+
+    received: list[outrider.Event] = []
+    async with anyio.create_task_group() as tg:
+
+        async def consume() -> None:
+            async for event in orch.events(session=S):
+                received.append(event)
+                if sum(e.type == "task.succeeded" for e in received) == 20:
+                    tg.cancel_scope.cancel()
+
+        tg.start_soon(consume)
+        with anyio.fail_after(10):
+            for _ in range(20):
+                await orch.submit(outrider.call("noop"), session=S)
+    seqs = [e.seq for e in received]
+    assert seqs == sorted(set(seqs))
+    assert len(received) == 60
+
+
+async def test_handler_registered_after_restart_picks_up_queued_tasks(db: Path) -> None:
+    async with outrider.Orchestrator(
+        db, limits={"handler:gate": 1}, shutdown_grace=0.01
+    ) as orch:
+        gates = Gates(orch)
+        await orch.submit(outrider.call("gate", name="first"), session=S)
+        await gates.wait_started("first")
+        queued = await orch.submit(outrider.call("gate", name="second"), session=S)
+    # `first` was interrupted at shutdown; `second` stays queued in the store.
+    async with outrider.Orchestrator(db) as orch:
+        held = await orch.get(queued.id, session=S)
+        assert held.state is TaskState.QUEUED
+        assert held.waiting_for == "handler 'gate' to be registered"
+        gates = Gates(orch)
+        gates.open("second")
+        (done,) = await orch.wait([queued.id], session=S, timeout=5)
+        assert done.state is TaskState.SUCCEEDED
+
+
+async def test_second_orchestrator_on_the_same_db_is_refused(db: Path) -> None:
+    async with outrider.Orchestrator(db):
+        with pytest.raises(outrider.StoreError, match="in use by another outrider process"):
+            async with outrider.Orchestrator(db):
+                pass
+
+
+async def test_retention_sweeps_finished_tasks_only(db: Path, clock: FakeClock) -> None:
+    async with outrider.Orchestrator(db, clock=clock, retention=100) as orch:
+        gates = Gates(orch)
+        old = await orch.submit(outrider.call("gate", name="old"), session=S)
+        gates.open("old")
+        await orch.wait([old.id], session=S, timeout=5)
+        unfinished = await orch.submit(outrider.call("gate", name="long"), session=S)
+        await gates.wait_started("long")
+        clock.jump(101)
+        assert await orch.sweep() == 1
+        with pytest.raises(outrider.TaskNotFound):
+            await orch.get(old.id, session=S)
+        assert (await orch.get(unfinished.id, session=S)).state is TaskState.RUNNING
+        gates.open("long")
+
+
+async def test_shutdown_interrupts_running_tasks(db: Path) -> None:
+    async with outrider.Orchestrator(db, shutdown_grace=0.01) as orch:
+        gates = Gates(orch)
+        once = await orch.submit(outrider.call("gate", name="once"), session=S)
+        twice = await orch.submit(outrider.call("gate", name="twice"), session=S, max_attempts=2)
+        await gates.wait_started("once", "twice")
+    async with outrider.Orchestrator(db) as orch:
+        done = await orch.get(once.id, session=S)
+        assert done.state is TaskState.FAILED
+        assert done.error is not None and done.error.type == "interrupted"
+        again = await orch.get(twice.id, session=S)
+        assert again.state is TaskState.QUEUED and again.attempt == 1
