@@ -271,11 +271,11 @@ class Engine:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             self._admitting = True
+            for live in self._recovered:  # settled before the orchestrator is reported open
+                await self._settle_recovered(live)
+            self._recovered = []
             tg.start_soon(self._dispatch_loop)
             tg.start_soon(self._sweep_loop)
-            for live in self._recovered:
-                tg.start_soon(self._settle_recovered, live)
-            self._recovered = []
             task_status.started()
 
     async def shutdown(self, grace: float) -> None:

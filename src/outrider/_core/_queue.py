@@ -193,12 +193,8 @@ class ReadyQueue:
         return self._queued_per_key[key]
 
     def known_keys(self) -> set[str]:
-        """Every key with a limit set, or held by a queued or running task."""
-        return (
-            set(self._limits)
-            | {k for k, n in self._running_per_key.items() if n}
-            | {k for k, n in self._queued_per_key.items() if n}
-        )
+        """Every key with a limit set, or held by a task so far."""
+        return set(self._limits) | set(self._running_per_key) | set(self._queued_per_key)
 
     def positions(self) -> dict[str, int]:
         """Each queued task's place in line: 1 + the tasks ahead of it on its most crowded key."""

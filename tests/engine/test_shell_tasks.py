@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import psutil
+import pytest
+
+import outrider
+from outrider import TaskState
+from outrider.testing import wait_until
+
+S = "alice"
+PY = sys.executable
+
+
+def py(code: str) -> list[str]:
+    return [PY, "-c", code]
+
+
+async def first_output(orch: outrider.Orchestrator, task_id: str) -> str:
+    """The task's first line of output, from its durable `task.output` events."""
+    text = ""
+    with anyio.fail_after(10):
+        async for event in orch.events(session=S):
+            if event.task_id == task_id and event.type == "task.output":
+                text += str(event.data["text"])
+                if "\n" in text:
+                    return text.split("\n")[0]
+    raise AssertionError("unreachable")
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+async def test_shell_success_and_tail(orch: outrider.Orchestrator) -> None:
+    task = await orch.submit(outrider.shell("echo hello; echo world >&2"), session=S)
+    (done,) = await orch.wait([task.id], session=S, timeout=10)
+    assert done.state is TaskState.SUCCEEDED
+    assert done.exit_code == 0
+    assert done.result == "hello\nworld\n"
+    assert await orch.tail(task.id, session=S, lines=1) == "world\n"
+
+
+async def test_shell_failure_keeps_exit_code_and_last_lines(orch: outrider.Orchestrator) -> None:
+    task = await orch.submit(outrider.shell(py("print('oops'); raise SystemExit(3)")), session=S)
+    (done,) = await orch.wait([task.id], session=S, timeout=10)
+    assert done.state is TaskState.FAILED
+    assert done.exit_code == 3
+    assert done.error is not None
+    assert done.error.message == "The command exited with code 3."
+    assert done.error.detail == "oops\n"
+
+
+async def test_missing_executable_and_cwd(orch: outrider.Orchestrator, tmp_path: Path) -> None:
+    missing = await orch.submit(outrider.shell(["/no/such/tool", "x"]), session=S)
+    bad_cwd = await orch.submit(outrider.shell("true", cwd=str(tmp_path / "nope")), session=S)
+    done = await orch.wait([missing.id, bad_cwd.id], session=S, timeout=10)
+    assert [t.state for t in done] == [TaskState.FAILED, TaskState.FAILED]
+    assert done[0].error is not None and "'/no/such/tool' was not found" in done[0].error.message
+    assert done[1].error is not None and "does not exist" in done[1].error.message
+
+
+async def test_env_and_cwd(orch: outrider.Orchestrator, tmp_path: Path) -> None:
+    task = await orch.submit(
+        outrider.shell('echo "$GREETING from $(pwd)"', cwd=str(tmp_path), env={"GREETING": "hi"}),
+        session=S,
+    )
+    (done,) = await orch.wait([task.id], session=S, timeout=10)
+    assert done.result == f"hi from {tmp_path}\n"
+
+
+STUBBORN = (
+    "import os, signal, subprocess, sys, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "child = subprocess.Popen([sys.executable, '-c', "
+    "'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)'])\n"
+    "print('ready', os.getpid(), child.pid, flush=True)\n"
+    "time.sleep(600)\n"
+)
+
+
+async def test_cancel_kills_a_stubborn_process_tree(orch: outrider.Orchestrator) -> None:
+    task = await orch.submit(outrider.shell(py(STUBBORN), grace_period=0.2), session=S)
+    _, pid, grandchild = (await first_output(orch, task.id)).split()
+    done = await orch.cancel(task.id, session=S)
+    assert done.state is TaskState.CANCELLED
+    assert gone(int(pid)) and gone(int(grandchild))
+    assert orch.status().keys["shell"].running == 0
+
+
+@pytest.mark.slow
+async def test_timeout_kills_the_process(orch: outrider.Orchestrator) -> None:
+    task = await orch.submit(
+        outrider.shell(py(STUBBORN), grace_period=0.2), session=S, timeout=1.0
+    )
+    _, pid, grandchild = (await first_output(orch, task.id)).split()
+    (done,) = await orch.wait([task.id], session=S, timeout=10)
+    assert done.state is TaskState.TIMED_OUT
+    assert gone(int(pid)) and gone(int(grandchild))
+
+
+async def test_output_is_capped_with_head_and_tail(orch: outrider.Orchestrator) -> None:
+    code = "import sys\nfor i in range(300000): sys.stdout.write(f'line {i:06d}\\n')"
+    task = await orch.submit(outrider.shell(py(code)), session=S)
+    (done,) = await orch.wait([task.id], session=S, timeout=30)
+    assert done.state is TaskState.SUCCEEDED
+    assert await orch.tail(task.id, session=S, lines=1) == "line 299999\n"
+    assert done.result is not None and str(done.result).endswith("line 299999\n")
+
+
+@pytest.mark.slow
+async def test_kill_9_loses_nothing_and_leaves_no_process(tmp_path: Path) -> None:
+    db = tmp_path / "crash.db"
+    script = Path(__file__).with_name("crash_script.py")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(db)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        line = await anyio.to_thread.run_sync(proc.stdout.readline)
+        _, a_id, a_pid, b_id, b_pid = line.split()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    # The children outlive the killed engine: they are in sessions of their own.
+    assert not gone(int(a_pid)) and not gone(int(b_pid))
+    async with outrider.Orchestrator(db, limits={"shell": 2}, shutdown_grace=0.1) as orch:
+        assert gone(int(a_pid)) and gone(int(b_pid))
+        a = await orch.get(a_id, session="s")
+        assert a.state is TaskState.FAILED
+        assert a.error is not None and a.error.type == "interrupted"
+        c = next(t for t in await orch.list(session="s") if t.label == "c")
+        (c_done,) = await orch.wait([c.id], session="s", timeout=10)
+        assert c_done.state is TaskState.SUCCEEDED and c_done.result == "done\n"
+        await wait_until(lambda: _started_twice(orch, b_id), timeout=10)
+        b = await orch.cancel(b_id, session="s")
+        assert b.attempt == 2 and b.state is TaskState.CANCELLED
+
+
+async def _started_twice(orch: outrider.Orchestrator, task_id: str) -> bool:
+    task = await orch.get(task_id, session="s")
+    return task.attempt == 2 and task.state is TaskState.RUNNING
