@@ -463,13 +463,17 @@ class Engine:
             deadline = self._next_deadline(held is not None, now)
             with anyio.CancelScope() as scope:
                 self._sleep_scope = scope
-                if self._dirty:
+                if self._woken():
                     scope.cancel()
                 if deadline is None:
                     await anyio.sleep_forever()
                 else:
                     await self.clock.sleep_until(deadline)
             self._sleep_scope = None
+
+    def _woken(self) -> bool:
+        # `wake()` may run between the checks above and here (from a callback).
+        return self._dirty
 
     def _next_deadline(self, held: bool, now: float) -> float | None:
         candidates = [d for d in (self.queue.next_deadline(),) if d is not None]
@@ -815,7 +819,6 @@ class Engine:
                 "state": state, "finished_at": finished, "result": result, "error": error,
                 "exit_code": exit_code,
             })  # fmt: skip
-            live.done.set()
             self._log_end(live.task, error)
             self._callback(live.on_done, live.task)
             if task.parent is not None:
@@ -827,6 +830,7 @@ class Engine:
             self._resolve_dependents(live.task)
             if task.group is not None:
                 await self._group_step(task.session, task.group)
+            live.done.set()  # last: waiters see the task's end and its group's summary stored
 
     def _log_end(self, task: Task, error: ErrorInfo | None) -> None:
         elapsed = task.elapsed

@@ -8,6 +8,7 @@ the engine and every task run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -51,15 +52,17 @@ from ._resources import ResourceGate
 from ._store._logs import TaskLog
 from ._store._store import Store
 from .runners._handler import Handler, HandlerRunner, Isolation
+from .runners._pool import WorkerPool
 from .runners._shell import ShellRunner
 
 if TYPE_CHECKING:
+    import builtins
     from contextlib import AsyncExitStack
     from types import TracebackType
 
     from anyio.abc import TaskGroup
 
-    from .runners._pool import WorkerPool
+    from ._store._sqlite import SQLiteBackend
     from .runners._protocol import Runner
 
 __all__ = ["Orchestrator"]
@@ -92,6 +95,10 @@ def _user_error(exc: ValidationError, prefix: str = "") -> UserError:
     got = first.get("input")
     got_text = "" if isinstance(got, dict) else f" (got {got!r})"
     return UserError(f"Invalid `{field}`: {first['msg']}{got_text}.", field=field)
+
+
+def _read_events(backend: SQLiteBackend, *, session: str | None, after: int) -> list[Event]:
+    return backend.events(session=session, after=after, limit=500)
 
 
 @final
@@ -197,11 +204,12 @@ class Orchestrator:
 
     @staticmethod
     def _check_limit(key: str, limit: int) -> None:
-        if not isinstance(key, str) or not key:
+        if not key:
             raise UserError(
                 f"A limit's key must be a non-empty string, not {key!r}.", field="limits"
             )
-        if not isinstance(limit, int) or limit < 1:
+        value: object = limit  # callers may pass anything at run time
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise UserError(
                 f"The limit of key {key!r} must be a whole number of at least 1, not {limit!r}.",
                 field=f"limits.{key}",
@@ -258,7 +266,6 @@ class Orchestrator:
 
     def _get_pool(self) -> WorkerPool:
         if self._pool is None:
-            
             self._pool = WorkerPool(max_workers=self._process_workers)
         return self._pool
 
@@ -405,7 +412,7 @@ class Orchestrator:
         on_progress: Callback | None = None,
         on_done: Callback | None = None,
     ) -> list[Task | SubmitError]:
-        if not isinstance(session, str) or not session:
+        if not session:
             raise UserError(
                 f"`session` must be a non-empty string, not {session!r}.", field="session"
             )
@@ -539,7 +546,7 @@ class Orchestrator:
         states: Iterable[TaskState | str] | None = None,
         group: str | None = None,
         limit: int | None = None,
-    ) -> list[Task]:
+    ) -> builtins.list[Task]:
         """The session's tasks in submission order, optionally filtered by state and group."""
         self._check_open("list tasks")
         wanted = None
@@ -563,7 +570,7 @@ class Orchestrator:
         session: str | None,
         timeout: float | None = None,
         return_when: Literal["all", "any"] = "all",
-    ) -> list[Task]:
+    ) -> builtins.list[Task]:
         """Wait until all (or any) of the tasks ended, or `timeout` seconds passed.
 
         Returns:
@@ -613,7 +620,8 @@ class Orchestrator:
         (task,) = await self.wait([task_id], session=session, timeout=timeout)
         match task.state:
             case TaskState.SUCCEEDED:
-                return task.result
+                result: JsonValue = task.result
+                return result
             case TaskState.FAILED:
                 message = task.error.message if task.error else "failed"
                 raise TaskFailed(f"Task {task.id!r} failed: {message}", task)
@@ -678,7 +686,7 @@ class Orchestrator:
             await self._engine.cancel(task.id, "user", "cancelled by request")
         return await self.get(task_id, session=session)
 
-    async def cancel_session(self, session: str) -> list[Task]:
+    async def cancel_session(self, session: str) -> builtins.list[Task]:
         """Cancel every unfinished task of `session`; returns them as they ended."""
         self._check_open("cancel tasks")
         ids = [i for i, live in self._engine.live.items() if live.task.session == session]
@@ -714,7 +722,7 @@ class Orchestrator:
             try:
                 while True:
                     batch = await self._store.read(
-                        lambda b, a=last: b.events(session=session, after=a, limit=500)
+                        functools.partial(_read_events, session=session, after=last)
                     )
                     for event in batch:
                         yield event

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import anyio
 
-import outrider
-from outrider.runners import RunContext
+if TYPE_CHECKING:
+    import outrider
+    from outrider.runners import RunContext
 
 
 class Gates:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
@@ -9,6 +9,9 @@ import outrider
 from outrider import TaskState
 
 from .gates import Gates
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 S = "alice"
 
@@ -39,14 +42,15 @@ async def test_sync_handler_runs_in_a_thread_and_reports(orch: outrider.Orchestr
         return n
 
     orch.register_handler("count", count)
-    task = await orch.submit(
-        outrider.call("count", n=3), session=S, on_done=seen.append
-    )
+    task = await orch.submit(outrider.call("count", n=3), session=S, on_done=seen.append)
     (done,) = await orch.wait([task.id], session=S, timeout=5)
     assert done.state is TaskState.SUCCEEDED
     assert done.result == 3
-    assert done.progress is not None and done.progress.completed == 3
-    assert seen and seen[0].id == task.id and seen[0].state is TaskState.SUCCEEDED
+    assert done.progress is not None
+    assert done.progress.completed == 3
+    assert seen
+    assert seen[0].id == task.id
+    assert seen[0].state is TaskState.SUCCEEDED
     assert "line 2" in await orch.tail(task.id, session=S)
 
 
@@ -63,7 +67,8 @@ async def test_handler_exception_fails_with_type_and_traceback(
     assert done.error is not None
     assert done.error.type == "KeyError"
     assert "missing" in done.error.message
-    assert done.error.detail is not None and "Traceback" in done.error.detail
+    assert done.error.detail is not None
+    assert "Traceback" in done.error.detail
     with pytest.raises(outrider.TaskFailed) as info:
         await orch.result(task.id, session=S)
     assert info.value.task.id == task.id

@@ -1,15 +1,19 @@
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 
 import outrider
 from outrider import TaskState
-from outrider.testing import FakeClock
 
 from .gates import Gates
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from outrider.testing import FakeClock
 
 S = "alice"
 
@@ -46,8 +50,10 @@ async def test_dependent_is_cancelled_when_dependency_fails(orch: outrider.Orche
     gates.open("build")
     done = await orch.wait([build.id, test.id, deploy.id], session=S, timeout=5)
     assert [t.state for t in done] == [TaskState.FAILED, TaskState.CANCELLED, TaskState.CANCELLED]
-    assert done[1].error is not None and build.id in done[1].error.message
-    assert done[2].error is not None and test.id in done[2].error.message
+    assert done[1].error is not None
+    assert build.id in done[1].error.message
+    assert done[2].error is not None
+    assert test.id in done[2].error.message
     late = await orch.submit(outrider.call("gate", name="late"), session=S, depends_on=[build.id])
     assert late.state is TaskState.CANCELLED
     assert gates.order == ["build"]
@@ -65,9 +71,12 @@ async def test_cancel_queued_and_running_and_idempotent(db: Path) -> None:
         assert r.state is TaskState.CANCELLED
         assert gates.cancelled == ["r"]
         again = await orch.cancel(running.id, session=S)
-        assert again.state is TaskState.CANCELLED and again.finished_at == r.finished_at
+        assert again.state is TaskState.CANCELLED
+        assert again.finished_at == r.finished_at
         assert orch.status().keys["handler:gate"].running == 0
-        types = [e.type async for e in orch.events(session=S, follow=False) if e.task_id == running.id]
+        types = [
+            e.type async for e in orch.events(session=S, follow=False) if e.task_id == running.id
+        ]
         assert types == ["task.queued", "task.started", "task.cancelled"]
 
 
@@ -108,7 +117,8 @@ async def test_timeout_stops_the_work(db: Path, clock: FakeClock) -> None:
         clock.jump(0.5)
         (done,) = await orch.wait([task.id], session=S, timeout=5)
         assert done.state is TaskState.TIMED_OUT
-        assert done.error is not None and done.error.type == "timeout"
+        assert done.error is not None
+        assert done.error.type == "timeout"
         assert "timeout of 10s" in done.error.message
         assert done.elapsed == 10.0
         assert gates.cancelled == ["slow"]
@@ -124,7 +134,8 @@ async def test_ttl_expires_a_queued_task(db: Path, clock: FakeClock) -> None:
         clock.jump(30)
         (done,) = await orch.wait([waiting.id], session=S, timeout=5)
         assert done.state is TaskState.TIMED_OUT
-        assert done.error is not None and done.error.type == "ttl"
+        assert done.error is not None
+        assert done.error.type == "ttl"
         assert done.started_at is None
         gates.open("busy")
         assert "late" not in gates.order
@@ -149,7 +160,8 @@ async def test_stall_timeout(db: Path, clock: FakeClock) -> None:
         clock.jump(1)
         (done,) = await orch.wait([task.id], session=S, timeout=5)
         assert done.state is TaskState.TIMED_OUT
-        assert done.error is not None and done.error.type == "stall"
+        assert done.error is not None
+        assert done.error.type == "stall"
 
 
 async def test_retries_with_backoff_record_each_attempt(db: Path, clock: FakeClock) -> None:
@@ -182,9 +194,11 @@ async def test_retries_with_backoff_record_each_attempt(db: Path, clock: FakeClo
         assert calls == [1, 2, 3]
         assert [e.data["attempt"] for e in retries] == [1, 2]
         delays = [e.data["delay"] for e in retries]
-        assert 1.0 <= delays[0] <= 3.0 and 2.0 <= delays[1] <= 6.0  # type: ignore[operator]
+        assert 1.0 <= delays[0] <= 3.0
+        assert 2.0 <= delays[1] <= 6.0
         done = await orch.get(task.id, session=S)
-        assert done.state is TaskState.SUCCEEDED and done.attempt == 3
+        assert done.state is TaskState.SUCCEEDED
+        assert done.attempt == 3
 
 
 async def test_group_completed_once_even_when_last_is_cancelled(
@@ -202,10 +216,14 @@ async def test_group_completed_once_even_when_last_is_cancelled(
     gates.opened["b"].set()  # succeeds
     await orch.wait(ids[:2], session=S, timeout=5)
     await orch.cancel(ids[2], session=S)
-    summaries = [e async for e in orch.events(session=S, follow=False) if e.type == "group.completed"]
+    summaries = [
+        e async for e in orch.events(session=S, follow=False) if e.type == "group.completed"
+    ]
     assert len(summaries) == 1
     data = summaries[0].data
-    assert data["total"] == 3 and data["succeeded"] == 2 and data["cancelled"] == 1
+    assert data["total"] == 3
+    assert data["succeeded"] == 2
+    assert data["cancelled"] == 1
     assert summaries[0].group == "g1"
 
 
@@ -248,9 +266,7 @@ async def test_live_events_follow_in_order(orch: outrider.Orchestrator) -> None:
 
 
 async def test_handler_registered_after_restart_picks_up_queued_tasks(db: Path) -> None:
-    async with outrider.Orchestrator(
-        db, limits={"handler:gate": 1}, shutdown_grace=0.01
-    ) as orch:
+    async with outrider.Orchestrator(db, limits={"handler:gate": 1}, shutdown_grace=0.01) as orch:
         gates = Gates(orch)
         await orch.submit(outrider.call("gate", name="first"), session=S)
         await gates.wait_started("first")
@@ -298,6 +314,8 @@ async def test_shutdown_interrupts_running_tasks(db: Path) -> None:
     async with outrider.Orchestrator(db) as orch:
         done = await orch.get(once.id, session=S)
         assert done.state is TaskState.FAILED
-        assert done.error is not None and done.error.type == "interrupted"
+        assert done.error is not None
+        assert done.error.type == "interrupted"
         again = await orch.get(twice.id, session=S)
-        assert again.state is TaskState.QUEUED and again.attempt == 1
+        assert again.state is TaskState.QUEUED
+        assert again.attempt == 1

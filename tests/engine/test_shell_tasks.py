@@ -65,8 +65,10 @@ async def test_missing_executable_and_cwd(orch: outrider.Orchestrator, tmp_path:
     bad_cwd = await orch.submit(outrider.shell("true", cwd=str(tmp_path / "nope")), session=S)
     done = await orch.wait([missing.id, bad_cwd.id], session=S, timeout=10)
     assert [t.state for t in done] == [TaskState.FAILED, TaskState.FAILED]
-    assert done[0].error is not None and "'/no/such/tool' was not found" in done[0].error.message
-    assert done[1].error is not None and "does not exist" in done[1].error.message
+    assert done[0].error is not None
+    assert "'/no/such/tool' was not found" in done[0].error.message
+    assert done[1].error is not None
+    assert "does not exist" in done[1].error.message
 
 
 async def test_env_and_cwd(orch: outrider.Orchestrator, tmp_path: Path) -> None:
@@ -93,19 +95,19 @@ async def test_cancel_kills_a_stubborn_process_tree(orch: outrider.Orchestrator)
     _, pid, grandchild = (await first_output(orch, task.id)).split()
     done = await orch.cancel(task.id, session=S)
     assert done.state is TaskState.CANCELLED
-    assert gone(int(pid)) and gone(int(grandchild))
+    assert gone(int(pid))
+    assert gone(int(grandchild))
     assert orch.status().keys["shell"].running == 0
 
 
 @pytest.mark.slow
 async def test_timeout_kills_the_process(orch: outrider.Orchestrator) -> None:
-    task = await orch.submit(
-        outrider.shell(py(STUBBORN), grace_period=0.2), session=S, timeout=1.0
-    )
+    task = await orch.submit(outrider.shell(py(STUBBORN), grace_period=0.2), session=S, timeout=1.0)
     _, pid, grandchild = (await first_output(orch, task.id)).split()
     (done,) = await orch.wait([task.id], session=S, timeout=10)
     assert done.state is TaskState.TIMED_OUT
-    assert gone(int(pid)) and gone(int(grandchild))
+    assert gone(int(pid))
+    assert gone(int(grandchild))
 
 
 async def test_output_is_capped_with_head_and_tail(orch: outrider.Orchestrator) -> None:
@@ -114,7 +116,8 @@ async def test_output_is_capped_with_head_and_tail(orch: outrider.Orchestrator) 
     (done,) = await orch.wait([task.id], session=S, timeout=30)
     assert done.state is TaskState.SUCCEEDED
     assert await orch.tail(task.id, session=S, lines=1) == "line 299999\n"
-    assert done.result is not None and str(done.result).endswith("line 299999\n")
+    assert done.result is not None
+    assert str(done.result).endswith("line 299999\n")
 
 
 @pytest.mark.slow
@@ -122,7 +125,7 @@ async def test_kill_9_loses_nothing_and_leaves_no_process(tmp_path: Path) -> Non
     db = tmp_path / "crash.db"
     script = Path(__file__).with_name("crash_script.py")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - the engine under test must be killable with SIGKILL
         [sys.executable, str(script), str(db)], stdout=subprocess.PIPE, text=True, env=env
     )
     try:
@@ -135,18 +138,23 @@ async def test_kill_9_loses_nothing_and_leaves_no_process(tmp_path: Path) -> Non
         if proc.stdout is not None:
             proc.stdout.close()
     # The children outlive the killed engine: they are in sessions of their own.
-    assert not gone(int(a_pid)) and not gone(int(b_pid))
+    assert not gone(int(a_pid))
+    assert not gone(int(b_pid))
     async with outrider.Orchestrator(db, limits={"shell": 2}, shutdown_grace=0.1) as orch:
-        assert gone(int(a_pid)) and gone(int(b_pid))
+        assert gone(int(a_pid))
+        assert gone(int(b_pid))
         a = await orch.get(a_id, session="s")
         assert a.state is TaskState.FAILED
-        assert a.error is not None and a.error.type == "interrupted"
+        assert a.error is not None
+        assert a.error.type == "interrupted"
         c = next(t for t in await orch.list(session="s") if t.label == "c")
         (c_done,) = await orch.wait([c.id], session="s", timeout=10)
-        assert c_done.state is TaskState.SUCCEEDED and c_done.result == "done\n"
+        assert c_done.state is TaskState.SUCCEEDED
+        assert c_done.result == "done\n"
         await wait_until(lambda: _started_twice(orch, b_id), timeout=10)
         b = await orch.cancel(b_id, session="s")
-        assert b.attempt == 2 and b.state is TaskState.CANCELLED
+        assert b.attempt == 2
+        assert b.state is TaskState.CANCELLED
 
 
 async def _started_twice(orch: outrider.Orchestrator, task_id: str) -> bool:

@@ -15,7 +15,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["TaskLog"]
 

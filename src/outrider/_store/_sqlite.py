@@ -256,7 +256,9 @@ class SQLiteBackend:
     def migrate(self) -> None:
         """Apply the forward-only migrations not yet applied (versioned in `user_version`)."""
         folder = resources.files(__package__).joinpath("migrations")
-        scripts = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+        scripts = sorted(
+            (p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name
+        )
         (version,) = self._conn.execute("PRAGMA user_version").fetchone()
         if version > len(scripts):
             raise StoreError(

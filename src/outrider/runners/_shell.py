@@ -101,7 +101,7 @@ class ShellRunner:
         """Run the command; see the module docstring for output and stopping."""
         assert isinstance(spec, ShellSpec)
         argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else spec.command
-        if spec.cwd is not None and not os.path.isdir(spec.cwd):
+        if spec.cwd is not None and not await anyio.Path(spec.cwd).is_dir():
             raise RunFailure(
                 f"The working directory {spec.cwd!r} does not exist or is not a folder; "
                 "create it or fix `cwd`.",
@@ -192,5 +192,3 @@ def _alive(proc: psutil.Process) -> bool:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
-
-

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+import psutil
+
+import outrider
+from outrider import TaskState
+
+from . import proc_handlers
+
+S = "alice"
+
+
+async def test_process_isolation(db: Path) -> None:
+    async with outrider.Orchestrator(db, process_workers=2, shutdown_grace=0.1) as orch:
+        for fn in (proc_handlers.whoami, proc_handlers.async_whoami, proc_handlers.crash,
+                   proc_handlers.fail, proc_handlers.block):  # fmt: skip
+            orch.register_handler(fn.__name__, fn, isolation="process")
+        ok = await orch.submit(outrider.call("whoami", greeting="hi"), session=S)
+        crashed = await orch.submit(outrider.call("crash"), session=S)
+        failed = await orch.submit(outrider.call("fail"), session=S)
+        done = await orch.wait([ok.id, crashed.id, failed.id], session=S, timeout=30)
+        assert [t.state for t in done] == [TaskState.SUCCEEDED, TaskState.FAILED, TaskState.FAILED]
+        assert isinstance(done[0].result, dict) and done[0].result["greeting"] == "hi"
+        assert done[0].result["pid"] != os.getpid()
+        assert done[0].progress is not None and done[0].progress.message == "half"
+        assert "from the worker" in await orch.tail(ok.id, session=S)
+        assert done[1].error is not None and done[1].error.type == "WorkerCrashed"
+        assert "exit code 3" in done[1].error.message
+        assert done[2].error is not None and done[2].error.type == "ValueError"
+        assert done[2].error.detail is not None and "bad value" in done[2].error.detail
+        again = await orch.submit(outrider.call("async_whoami"), session=S)
+        assert isinstance(await orch.result(again.id, session=S, timeout=30), int)
+        blocked = await orch.submit(outrider.call("block"), session=S)
+        with anyio.fail_after(30):
+            async for event in orch.events(session=S):
+                if event.task_id == blocked.id and event.type == "task.output":
+                    pid = int(str(event.data["text"]).split()[0])
+                    break
+        assert (await orch.cancel(blocked.id, session=S)).state is TaskState.CANCELLED
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    workers = [
+        p for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())
+    ]  # the resource tracker of `multiprocessing` may stay; no worker may
+    assert workers == []
