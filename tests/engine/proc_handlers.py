@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import time
+from typing import TYPE_CHECKING
 
-from outrider.runners import RunContext
+if TYPE_CHECKING:
+    from outrider.runners import RunContext
 
 
 def whoami(ctx: RunContext, greeting: str) -> dict[str, object]:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import psutil
@@ -10,6 +10,9 @@ import outrider
 from outrider import TaskState
 
 from . import proc_handlers
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 S = "alice"
 
@@ -24,14 +27,19 @@ async def test_process_isolation(db: Path) -> None:
         failed = await orch.submit(outrider.call("fail"), session=S)
         done = await orch.wait([ok.id, crashed.id, failed.id], session=S, timeout=30)
         assert [t.state for t in done] == [TaskState.SUCCEEDED, TaskState.FAILED, TaskState.FAILED]
-        assert isinstance(done[0].result, dict) and done[0].result["greeting"] == "hi"
+        assert isinstance(done[0].result, dict)
+        assert done[0].result["greeting"] == "hi"
         assert done[0].result["pid"] != os.getpid()
-        assert done[0].progress is not None and done[0].progress.message == "half"
+        assert done[0].progress is not None
+        assert done[0].progress.message == "half"
         assert "from the worker" in await orch.tail(ok.id, session=S)
-        assert done[1].error is not None and done[1].error.type == "WorkerCrashed"
+        assert done[1].error is not None
+        assert done[1].error.type == "WorkerCrashed"
         assert "exit code 3" in done[1].error.message
-        assert done[2].error is not None and done[2].error.type == "ValueError"
-        assert done[2].error.detail is not None and "bad value" in done[2].error.detail
+        assert done[2].error is not None
+        assert done[2].error.type == "ValueError"
+        assert done[2].error.detail is not None
+        assert "bad value" in done[2].error.detail
         again = await orch.submit(outrider.call("async_whoami"), session=S)
         assert isinstance(await orch.result(again.id, session=S, timeout=30), int)
         blocked = await orch.submit(outrider.call("block"), session=S)

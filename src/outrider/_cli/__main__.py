@@ -1,0 +1,7 @@
+"""`python -m outrider._cli`."""
+
+from __future__ import annotations
+
+from . import main
+
+main()
