@@ -222,6 +222,8 @@ class Engine:
         self._sleep_scope: anyio.CancelScope | None = None
         self._dirty = True
         self._admitting = False
+        self.running_count = 0
+        """Tasks holding a slot (started and not yet released)."""
         self._idle = anyio.Event()
         self._recovered: list[_Live] = []
         self.handler_available: Callable[[str], bool] = lambda name: True
@@ -296,7 +298,7 @@ class Engine:
             self._tg.cancel_scope.cancel()
 
     async def _wait_idle(self) -> None:
-        while any(live.holds_slot for live in self.live.values()):
+        while self.running_count:
             self._idle = anyio.Event()
             await self._idle.wait()
 
@@ -305,7 +307,7 @@ class Engine:
     @property
     def queued_count(self) -> int:
         """Unfinished tasks that are not running."""
-        return sum(1 for live in self.live.values() if not live.holds_slot)
+        return len(self.live) - self.running_count
 
     def next_seq(self) -> int:
         """The submission number of the next task."""
@@ -513,6 +515,7 @@ class Engine:
         changes: list[Change] = []
         for live in lives:
             live.holds_slot = True
+            self.running_count += 1
             live.scope = anyio.CancelScope()
             task = live.task
             attempt = task.attempt + 1
@@ -564,9 +567,10 @@ class Engine:
     def _release(self, live: _Live) -> None:
         if live.holds_slot:
             live.holds_slot = False
+            self.running_count -= 1
             self.queue.release(live.task_id)
             self.wake()
-            if not any(other.holds_slot for other in self.live.values()):
+            if not self.running_count:
                 self._idle.set()
 
     # -- running --------------------------------------------------------------------------
@@ -575,7 +579,6 @@ class Engine:
         assert live.scope is not None
         outcome: RunOutcome | None = None
         failure: Exception | None = None
-        live.log = TaskLog(self.store.log_dir, live.task_id)
         try:
             try:
                 with live.scope:
@@ -586,7 +589,9 @@ class Engine:
             await self._settle(live, outcome, failure)
         finally:
             self._release(live)
-            live.log.close()
+            if live.log is not None:
+                live.log.close()
+                live.log = None
 
     async def _settle(
         self, live: _Live, outcome: RunOutcome | None, failure: Exception | None
@@ -679,8 +684,11 @@ class Engine:
 
     def note_output(self, live: _Live, data: bytes) -> None:
         """A runner produced output."""
-        if live.log is not None:
-            live.log.write(data)
+        if live.task_id not in self.live:
+            return
+        if live.log is None:  # opened on first output: most handler tasks write none
+            live.log = TaskLog(self.store.log_dir, live.task_id)
+        live.log.write(data)
         live.output_tail += data
         if len(live.output_tail) > _OUTPUT_TAIL_BYTES:
             del live.output_tail[: len(live.output_tail) - _OUTPUT_TAIL_BYTES]

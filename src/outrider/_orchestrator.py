@@ -642,7 +642,7 @@ class Orchestrator:
         """Counts per state, and per key: running, limit and queued."""
         engine = self._engine
         queue = engine.queue
-        running = sum(1 for live in engine.iter_live() if live.holds_slot)
+        running = engine.running_count
         queued = engine.queued_count
         states = {s: engine.terminal_counts.get(s, 0) for s in TaskState}
         states[TaskState.RUNNING] = running

@@ -10,7 +10,7 @@ import outrider
 
 CHILD = (
     f"{sys.executable} -c \"import os, time; print('pid', os.getpid(), flush=True); "
-    'time.sleep(600)"'
+    'time.sleep(600)"'  # sleep-ok: the blocking work of a child process
 )
 
 

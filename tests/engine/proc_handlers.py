@@ -30,4 +30,4 @@ def fail(ctx: RunContext) -> None:
 
 def block(ctx: RunContext) -> None:
     ctx.output(f"{os.getpid()}\n")
-    time.sleep(600)
+    time.sleep(600)  # sleep-ok: the blocking work of a child process

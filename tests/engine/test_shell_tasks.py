@@ -84,9 +84,10 @@ STUBBORN = (
     "import os, signal, subprocess, sys, time\n"
     "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
     "child = subprocess.Popen([sys.executable, '-c', "
-    "'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)'])\n"
+    "'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "time.sleep(600)'])\n"  # sleep-ok: the blocking work of a child process
     "print('ready', os.getpid(), child.pid, flush=True)\n"
-    "time.sleep(600)\n"
+    "time.sleep(600)\n"  # sleep-ok: the blocking work of a child process
 )
 
 

@@ -36,7 +36,7 @@ def demo_batch() -> Batch:
         BatchTask(label="build", command=[py, "-m", "zipfile", "-c", "calc.zip", "calc"], cwd=cwd,
                   priority=8, keys=["shell"]),
         BatchTask(label="package", cwd=cwd, priority=9, keys=["shell"],
-                  command=[py, "-c", "import zipfile; print(zipfile.ZipFile('calc.zip').namelist())"],
+                  command=[py, "-c", "import zipfile; print(zipfile.ZipFile('calc.zip').namelist())"],  # noqa: E501
                   depends_on=["lint", "test", "build"]),
     ]  # fmt: skip
     for index, priority in enumerate((1, 3, 9, 5, 2, 7, 4, 6, 8, 1, 9, 5)):

@@ -1,0 +1,23 @@
+# The one way in: make install | format | lint | typecheck | test | all
+.PHONY: install format lint typecheck test all
+
+install:
+	uv sync --locked
+
+format:
+	uv run ruff format src tests bench
+	uv run ruff check --fix src tests bench
+
+lint:
+	uv run ruff check src tests bench
+	uv run ruff format --check src tests bench
+	@! grep -rnE 'sleep\((0\.[0-9]*[1-9]|[1-9])' tests --include='*.py' | grep -v 'sleep-ok' \
+		|| (echo 'tests must not sleep to synchronise (add "# sleep-ok: <reason>" if polling another process)'; exit 1)
+
+typecheck:
+	uv run mypy src
+
+test:
+	uv run pytest
+
+all: lint typecheck test

@@ -1,0 +1,216 @@
+"""Engine benchmark: W1-W4 of docs/PERFORMANCE.md, each beside a plain asyncio baseline.
+
+Run: uv run python bench/engine.py  [--quick]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import anyio
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+import outrider
+from outrider.testing import wait_until
+
+QUICK = "--quick" in sys.argv
+N1 = 2_000 if QUICK else 10_000
+N2 = 200 if QUICK else 1_000
+N3 = 2_000
+N4 = 50
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def w1(db: Path) -> dict[str, float]:
+    async with outrider.Orchestrator(db, max_running=64, limits={"handler:noop": 64}) as orch:
+
+        @orch.handler("noop")
+        async def noop(ctx: outrider.RunContext) -> None:
+            return None
+
+        latencies: list[float] = []
+        ids: list[str] = []
+        start = time.perf_counter()
+
+        async def submitter(count: int) -> None:
+            for _ in range(count):
+                t0 = time.perf_counter()
+                task = await orch.submit(outrider.call("noop"), session="bench")
+                latencies.append(time.perf_counter() - t0)
+                ids.append(task.id)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(16):
+                tg.start_soon(submitter, N1 // 16)
+        await orch.wait(ids, session="bench")
+        wall = time.perf_counter() - start
+        done = await orch.list(session="bench", states=["succeeded"])
+        assert len(done) == len(ids)
+    return {
+        "tasks_per_s": len(ids) / wall,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": pct(latencies, 0.99) * 1000,
+    }
+
+
+async def w1_baseline() -> float:
+    sem = asyncio.Semaphore(64)
+
+    async def noop() -> None:
+        async with sem:
+            return None
+
+    start = time.perf_counter()
+    await asyncio.gather(*(noop() for _ in range(N1)))
+    return N1 / (time.perf_counter() - start)
+
+
+async def agent() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0.1)
+
+
+async def w2(db: Path) -> float:
+    async with outrider.Orchestrator(db, max_running=200, limits={"handler:agent": 100}) as orch:
+
+        @orch.handler("agent")
+        async def simulated(ctx: outrider.RunContext) -> None:
+            await agent()
+
+        start = time.perf_counter()
+        items = [outrider.SubmitItem(spec=outrider.call("agent")) for _ in range(N2)]
+        tasks = await orch.submit_many(items, session="bench")
+        await orch.wait([t.id for t in tasks if isinstance(t, outrider.Task)], session="bench")
+        wall = time.perf_counter() - start
+    return (N2 / 100 * 0.5) / wall
+
+
+async def w2_baseline() -> float:
+    sem = asyncio.Semaphore(100)
+
+    async def limited() -> None:
+        async with sem:
+            await agent()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(limited() for _ in range(N2)))
+    return (N2 / 100 * 0.5) / (time.perf_counter() - start)
+
+
+async def w3(db: Path) -> float:
+    async with outrider.Orchestrator(db, max_running=1, limits={"hold": 1}) as orch:
+        release = anyio.Event()
+
+        @orch.handler("hold")
+        async def hold(ctx: outrider.RunContext) -> None:
+            await release.wait()
+
+        await orch.submit(outrider.call("hold"), session="bench", keys=["hold"])
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        items = [outrider.SubmitItem(spec=outrider.call("hold"), keys=("hold",))
+                 for _ in range(N3)]  # fmt: skip
+        await orch.submit_many(items, session="bench")
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
+        release.set()
+        await orch.cancel_session("bench")
+    return grown / N3 / 1024
+
+
+async def w3_baseline() -> float:
+    sem = asyncio.Semaphore(1)
+    hold = asyncio.Event()
+
+    async def waiter() -> None:
+        async with sem:
+            await hold.wait()
+
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    tasks = [asyncio.ensure_future(waiter()) for _ in range(N3)]  # noqa: TID251 - baseline
+    await asyncio.sleep(0.05)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    hold.set()
+    await asyncio.gather(*tasks)
+    return sum(s.size_diff for s in after.compare_to(before, "filename")) / N3 / 1024
+
+
+async def w4(db: Path) -> float:
+    async with outrider.Orchestrator(db, max_running=N4, limits={"shell": N4}) as orch:
+        tasks = [await orch.submit(outrider.shell("sleep 60"), session="bench") for _ in range(N4)]
+        me = psutil.Process()
+        await wait_until(lambda: len(me.children(recursive=True)) >= N4, timeout=30)
+        start = time.perf_counter()
+        await orch.cancel_session("bench")
+        await wait_until(lambda: not _alive_children(me), timeout=30, interval=0.001)
+        elapsed = time.perf_counter() - start
+        assert all(
+            t.state is outrider.TaskState.CANCELLED
+            for t in await orch.wait([t.id for t in tasks], session="bench")
+        )
+    return elapsed * 1000
+
+
+def _alive_children(me: psutil.Process) -> bool:
+    alive = []
+    for child in me.children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                alive.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return bool(alive)
+
+
+async def w4_baseline() -> float:
+    procs = [await asyncio.create_subprocess_exec("sleep", "60") for _ in range(N4)]
+    start = time.perf_counter()
+    for p in procs:
+        p.kill()
+    await asyncio.gather(*(p.wait() for p in procs))
+    return (time.perf_counter() - start) * 1000
+
+
+async def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="outrider-bench-"))
+    r1 = await w1(tmp / "w1.db")
+    b1 = await w1_baseline()
+    r2 = await w2(tmp / "w2.db")
+    b2 = await w2_baseline()
+    r3 = await w3(tmp / "w3.db")
+    b3 = await w3_baseline()
+    r4 = await w4(tmp / "w4.db")
+    b4 = await w4_baseline()
+    table = Table(title=f"outrider engine benchmark ({psutil.cpu_count()} cores)")
+    for column in ("workload", "outrider", "asyncio baseline", "target"):
+        table.add_column(column)
+    table.add_row(f"W1 {N1} no-op tasks, durable: tasks/s", f"{r1['tasks_per_s']:,.0f}",
+                  f"{b1:,.0f} (in memory)", "≥ 5,000")  # fmt: skip
+    table.add_row("W1 submit latency p50 / p99", f"{r1['p50_ms']:.2f} / {r1['p99_ms']:.2f} ms",
+                  "-", "p99 ≤ 2 ms")  # fmt: skip
+    table.add_row(f"W2 {N2} agents (5x100 ms) at limit 100: efficiency", f"{r2:.3f}",
+                  f"{b2:.3f}", "≥ 0.97")  # fmt: skip
+    table.add_row(f"W3 memory per waiting task ({N3} waiting)", f"{r3:.1f} KB",
+                  f"{b3:.1f} KB", "≤ 30 KB")  # fmt: skip
+    table.add_row(f"W4 cancel {N4} running `sleep 60`: all gone", f"{r4:.0f} ms",
+                  f"{b4:.0f} ms (SIGKILL)", "≤ 300 ms")  # fmt: skip
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
