@@ -11,7 +11,9 @@ OutriderError
 │   ├── TaskCancelled
 │   └── TaskTimedOut
 ├── StoreError                the store failed (wraps `sqlite3` errors) or another process has it
-└── RunnerError               a runner could not start a task (missing executable, bad spec)
+├── RunnerError               a runner could not start a task (missing executable, bad spec)
+├── AuthError                 the daemon refused the client's token (HTTP 401)
+└── DaemonError               the daemon could not be reached or started, or answered oddly
 ```
 
 Every message is one sentence that says what happened, the offending value, and how to fix it.
@@ -25,7 +27,9 @@ if TYPE_CHECKING:
     from ._models import Task
 
 __all__ = [
+    "AuthError",
     "Closed",
+    "DaemonError",
     "OutriderError",
     "QueueFull",
     "RunnerError",
@@ -106,3 +110,11 @@ class StoreError(OutriderError):
 
 class RunnerError(OutriderError):
     """A runner could not start the task (for example, its executable is missing)."""
+
+
+class AuthError(OutriderError):
+    """The daemon refused the request's bearer token (missing or wrong)."""
+
+
+class DaemonError(OutriderError):
+    """The daemon could not be reached or started, or gave an unexpected answer."""

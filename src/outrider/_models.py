@@ -20,6 +20,7 @@ __all__ = [
     "EventType",
     "HandlerSpec",
     "KeyStatus",
+    "Notice",
     "Progress",
     "ShellSpec",
     "Status",
@@ -265,6 +266,32 @@ class Status(BaseModel):
     max_queued: int
     held: str | None = None
     """Why process-backed tasks are held back (low memory, high load), if they are."""
+
+
+class Notice(BaseModel):
+    """A completion notice: a task (or a whole group) of the session ended.
+
+    Notices are kept until acknowledged (`Orchestrator.ack_notices`), across restarts; a
+    group's summary replaces the notices of its tasks when both are pending.
+    """
+
+    model_config = _FROZEN
+    seq: int
+    """The ending event's `seq`; acknowledge up to it."""
+    kind: Literal["task", "group"]
+    task_id: str | None = None
+    group: str | None = None
+    state: TaskState | None = None
+    """The task's end state (tasks only)."""
+    label: str | None = None
+    description: str | None = None
+    exit_code: int | None = None
+    preview: str | None = None
+    """The start of the result, or the error message."""
+    counts: dict[str, int] = Field(default_factory=dict)
+    """Tasks per end state, and `total` (groups only)."""
+    text: str
+    """One line for a human or a model to read."""
 
 
 def payload_size(value: Any) -> int:

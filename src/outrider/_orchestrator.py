@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar, final
 
 import anyio
@@ -40,6 +38,7 @@ from ._models import (
     MAX_PAYLOAD_BYTES,
     Event,
     KeyStatus,
+    Notice,
     Status,
     SubmitError,
     SubmitItem,
@@ -48,8 +47,11 @@ from ._models import (
     TaskState,
     payload_size,
 )
+from ._notices import notices_from_events
+from ._paths import data_dir
 from ._resources import ResourceGate
 from ._store._logs import TaskLog
+from ._store._sqlite import SetNoticeCursor
 from ._store._store import Store
 from .runners._handler import Handler, HandlerRunner, Isolation
 from .runners._pool import WorkerPool
@@ -57,7 +59,9 @@ from .runners._shell import ShellRunner
 
 if TYPE_CHECKING:
     import builtins
+    import os
     from contextlib import AsyncExitStack
+    from pathlib import Path
     from types import TracebackType
 
     from anyio.abc import TaskGroup
@@ -80,12 +84,8 @@ class _State(Enum):
 
 
 def default_db_path() -> Path:
-    """The per-user store: `$OUTRIDER_HOME` or `$XDG_DATA_HOME/outrider`, `outrider.db` in it."""
-    home = os.environ.get("OUTRIDER_HOME")
-    if home:
-        return Path(home) / "outrider.db"
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "outrider" / "outrider.db"
+    """The per-user store: `outrider.db` in the data dir (`$OUTRIDER_HOME`, else XDG)."""
+    return data_dir() / "outrider.db"
 
 
 def _user_error(exc: ValidationError, prefix: str = "") -> UserError:
@@ -117,6 +117,8 @@ class Orchestrator:
         max_queued: Unfinished tasks not yet running that may be stored; beyond, `QueueFull`.
         retention: Seconds finished tasks, their events and logs are kept.
         shutdown_grace: Seconds `aclose` lets running tasks finish before stopping them.
+        default_timeout: The `timeout` of a task submitted without one (None: no limit).
+        default_ttl: The `ttl` of a task submitted without one (None: no limit).
         min_free_memory_mb: Process-backed tasks wait while less memory than this is free.
         max_cpu_percent: Process-backed tasks wait while CPU use is above this.
         retry_backoff: The first retry's delay in seconds (doubling, with jitter).
@@ -136,6 +138,8 @@ class Orchestrator:
         max_queued: int = 10_000,
         retention: float = 7 * _DAY,
         shutdown_grace: float = 5.0,
+        default_timeout: float | None = None,
+        default_ttl: float | None = None,
         min_free_memory_mb: float | None = None,
         max_cpu_percent: float | None = None,
         retry_backoff: float = 1.0,
@@ -144,10 +148,14 @@ class Orchestrator:
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self._check_config(max_running, limits, default_limit, max_queued, retention)
+        self._check_config(
+            max_running, limits, default_limit, max_queued, retention, default_timeout, default_ttl
+        )
         configure_from_env()
         self._db = str(db) if db is not None else str(default_db_path())
         self._shutdown_grace = shutdown_grace
+        self._default_timeout = default_timeout
+        self._default_ttl = default_ttl
         self._clock: Clock = clock or SystemClock()
         self._bus = EventBus()
         self._store = Store(self._db, on_commit=self._bus.publish)
@@ -182,6 +190,8 @@ class Orchestrator:
         default_limit: int,
         max_queued: int,
         retention: float,
+        default_timeout: float | None,
+        default_ttl: float | None,
     ) -> None:
         if max_running < 1:
             raise UserError(
@@ -195,6 +205,11 @@ class Orchestrator:
             raise UserError(
                 f"`max_queued` must be at least 1, not {max_queued!r}.", field="max_queued"
             )
+        for name, value in (("default_timeout", default_timeout), ("default_ttl", default_ttl)):
+            if value is not None and value <= 0:
+                raise UserError(
+                    f"`{name}` must be positive seconds or None, not {value!r}.", field=name
+                )
         if retention <= 0:
             raise UserError(
                 f"`retention` must be positive seconds, not {retention!r}.", field="retention"
@@ -445,8 +460,10 @@ class Orchestrator:
                 id=new_task_id(), session=session, spec=item.spec, state=TaskState.QUEUED,
                 priority=item.priority, keys=item.keys or runner.default_keys(item.spec),
                 label=item.label, description=item.description, group=item.group,
-                parent=item.parent, depends_on=item.depends_on, timeout=item.timeout,
-                ttl=item.ttl, stall_timeout=item.stall_timeout, max_attempts=item.max_attempts,
+                parent=item.parent, depends_on=item.depends_on,
+                timeout=item.timeout if item.timeout is not None else self._default_timeout,
+                ttl=item.ttl if item.ttl is not None else self._default_ttl,
+                stall_timeout=item.stall_timeout, max_attempts=item.max_attempts,
                 created_at=created_at,
             )  # fmt: skip
             failed_dep = next(
@@ -700,6 +717,27 @@ class Orchestrator:
         """Delete finished tasks older than `retention` now; returns how many."""
         self._check_open("sweep")
         return await self._engine.sweep()
+
+    # -- notices --------------------------------------------------------------------------
+
+    async def notices(self, *, session: str, limit: int = 100) -> builtins.list[Notice]:
+        """The session's completion notices not yet acknowledged, oldest first.
+
+        Reading does not acknowledge: pass the last notice's `seq` to `ack_notices` once the
+        notices reached their reader. Unacknowledged notices survive restarts.
+        """
+        self._check_open("read notices")
+        if limit < 1:
+            raise UserError(f"`limit` must be at least 1, not {limit!r}.", field="limit")
+        events = await self._store.read(lambda b: b.notice_events(session, limit))
+        return notices_from_events(events)
+
+    async def ack_notices(self, *, session: str, up_to: int) -> None:
+        """Acknowledge the session's notices with `seq <= up_to`; idempotent."""
+        self._check_open("acknowledge notices")
+        if up_to < 0:
+            raise UserError(f"`up_to` must be a seq (>= 0), not {up_to!r}.", field="up_to")
+        await self._store.commit([SetNoticeCursor(session, up_to)])
 
     # -- events ---------------------------------------------------------------------------
 

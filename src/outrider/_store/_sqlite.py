@@ -40,8 +40,10 @@ __all__ = [
     "Change",
     "EndAttempt",
     "InsertTask",
+    "NOTICE_EVENT_TYPES",
     "Op",
     "SQLiteBackend",
+    "SetNoticeCursor",
     "StartAttempt",
     "UnfinishedTask",
     "UpdateTask",
@@ -96,7 +98,15 @@ class AddEvent:
     data: dict[str, JsonValue] = field(default_factory=dict)
 
 
-Op = InsertTask | UpdateTask | StartAttempt | EndAttempt | AddEvent
+@dataclass(frozen=True, slots=True)
+class SetNoticeCursor:
+    """Acknowledge a session's notices up to `seq` (the cursor never moves back)."""
+
+    session: str
+    seq: int
+
+
+Op = InsertTask | UpdateTask | StartAttempt | EndAttempt | AddEvent | SetNoticeCursor
 Change = list[Op]
 """Ops applied atomically together."""
 
@@ -111,6 +121,11 @@ class UnfinishedTask:
     pid_created: float | None
     ready_at: float | None
 
+
+NOTICE_EVENT_TYPES = (
+    "task.succeeded", "task.failed", "task.cancelled", "task.timed_out", "group.completed",
+)  # fmt: skip
+"""The events that make a completion notice."""
 
 _TASK_COLUMNS = (
     "task_id, session, grp, parent, label, description, spec, priority, keys, depends_on, "
@@ -334,6 +349,12 @@ class SQLiteBackend:
                 return _event_from_row(
                     (cur.lastrowid, op.at, op.type, op.session, op.task_id, op.group, data)
                 )
+            case SetNoticeCursor(session=session, seq=seq):
+                cur.execute(
+                    "INSERT INTO notice_cursors (session, seq) VALUES (?, ?) "
+                    "ON CONFLICT (session) DO UPDATE SET seq = max(seq, excluded.seq)",
+                    (session, seq),
+                )
         return None
 
     def sweep(self, before: float) -> list[str]:
@@ -431,6 +452,17 @@ class SQLiteBackend:
                 "WHERE session = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (session, after, limit),
             )
+        return [_event_from_row(row) for row in rows]
+
+    def notice_events(self, session: str, limit: int) -> list[Event]:
+        """The session's ending events (tasks and groups) not yet acknowledged, oldest first."""
+        rows = self._conn.execute(
+            "SELECT seq, at, type, session, task_id, grp, data FROM events "
+            f"WHERE session = ? AND type IN ({', '.join('?' * len(NOTICE_EVENT_TYPES))}) "
+            "AND seq > coalesce((SELECT seq FROM notice_cursors WHERE session = ?), 0) "
+            "ORDER BY seq LIMIT ?",
+            (session, *NOTICE_EVENT_TYPES, session, limit),
+        )
         return [_event_from_row(row) for row in rows]
 
     def unfinished(self) -> list[UnfinishedTask]:

@@ -1,0 +1,1 @@
+"""The daemon: configuration, tokens, and `outrider serve`."""

@@ -1,0 +1,169 @@
+"""`outrider.toml`: the daemon's settings, validated once at start.
+
+Lookup: `--config FILE`, else `./outrider.toml`, else `outrider.toml` in the user config dir,
+else the defaults. `OUTRIDER_<FIELD>` environment variables override single fields (JSON for
+tables and lists, e.g. `OUTRIDER_LIMITS='{"shell": 4}'`). A bad field stops start-up with one
+line naming the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .._errors import UserError
+from .._paths import config_dir, data_dir
+
+__all__ = ["MCP_TOOLS", "Config", "PrincipalConfig", "load_config"]
+
+MCP_TOOLS = (
+    "delegate_task", "get_task_result", "list_tasks", "cancel_task", "wait_tasks",
+    "run_background", "check_background", "list_background", "kill_background",
+    "agents_start", "agents_status", "agents_wait", "ack_notices",
+)  # fmt: skip
+"""Every MCP tool outrider has."""
+
+DEFAULT_MCP_TOOLS = (
+    "delegate_task", "get_task_result", "list_tasks", "cancel_task", "wait_tasks",
+)  # fmt: skip
+"""The default set: one verb per step of the delegate → keep working → collect flow."""
+
+_Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+
+
+class PrincipalConfig(BaseModel):
+    """Another caller of the daemon, with its own token and sessions."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    token_file: Path
+    """A file holding the principal's bearer token (keep it 0600)."""
+
+
+class Config(BaseModel):
+    """Every setting of `outrider serve` (see docs in README "Configuration")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    db: Path | None = None
+    """The store (default: `outrider.db` in the data dir)."""
+    token_file: Path | None = None
+    """The local principal's token (default: `token` in the data dir; created if missing)."""
+    max_running: int = Field(default=64, ge=1)
+    max_queued: int = Field(default=10_000, ge=1)
+    default_limit: int = Field(default=3, ge=1)
+    limits: dict[Annotated[str, Field(min_length=1)], Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict
+    )
+    retention: float = Field(default=7 * 86_400.0, gt=0)
+    default_timeout: float | None = Field(default=None, gt=0)
+    default_ttl: float | None = Field(default=None, gt=0)
+    shutdown_grace: float = Field(default=10.0, ge=0)
+    min_free_memory_mb: float | None = Field(default=None, ge=0)
+    max_cpu_percent: float | None = Field(default=None, gt=0, le=100)
+    mcp_wait: float = Field(default=50.0, gt=0, le=3600)
+    """The longest a blocking MCP tool call waits before answering "still running"."""
+    mcp_tools: tuple[str, ...] = DEFAULT_MCP_TOOLS
+    handlers: dict[_Name, Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$")]] = Field(
+        default_factory=dict
+    )
+    """Python handlers to import at start: `name = "package.module:function"`."""
+    principals: dict[_Name, PrincipalConfig] = Field(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        unknown = [t for t in self.mcp_tools if t not in MCP_TOOLS]
+        if unknown:
+            raise UserError(
+                f"Invalid `mcp_tools`: unknown {', '.join(unknown)}; allowed: "
+                f"{', '.join(MCP_TOOLS)}.",
+                field="mcp_tools",
+            )
+        if "local" in self.principals:
+            raise UserError(
+                "Invalid `principals.local`: `local` is the daemon owner's principal; "
+                "pick another name.",
+                field="principals.local",
+            )
+
+    @property
+    def db_path(self) -> Path:
+        """The store file."""
+        return self.db if self.db is not None else data_dir() / "outrider.db"
+
+    @property
+    def local_token_file(self) -> Path:
+        """The local principal's token file."""
+        return self.token_file if self.token_file is not None else data_dir() / "token"
+
+
+def find_config_file(explicit: Path | None = None) -> Path | None:
+    """The config file in effect, if any."""
+    if explicit is not None:
+        return explicit
+    for candidate in (Path.cwd() / "outrider.toml", config_dir() / "outrider.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for name, field in Config.model_fields.items():
+        raw = environ.get(f"OUTRIDER_{name.upper()}")
+        if raw is None:
+            continue
+        annotation = str(field.annotation)
+        if "dict" in annotation or "tuple" in annotation:
+            try:
+                out[name] = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise UserError(
+                    f"Invalid `OUTRIDER_{name.upper()}`: not JSON ({exc.msg}).", field=name
+                ) from None
+        else:
+            out[name] = None if raw.lower() in ("", "none", "null") else raw
+    return out
+
+
+def load_config(
+    path: Path | None = None, *, environ: dict[str, str] | None = None, **overrides: object
+) -> Config:
+    """Read, merge and validate the config: file < `OUTRIDER_*` env < explicit overrides.
+
+    Raises:
+        UserError: The file is unreadable or a field is invalid; the message is one line
+            naming the file, the field and what is allowed.
+    """
+    file = find_config_file(path)
+    values: dict[str, object] = {}
+    where = "defaults"
+    if file is not None:
+        where = str(file)
+        try:
+            values = tomllib.loads(file.read_text())
+        except OSError as exc:
+            raise UserError(f"Cannot read the config file {file}: {exc.strerror}.") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"{file}: not valid TOML: {exc}.") from None
+    values.update(_env_overrides(dict(os.environ) if environ is None else environ))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Config.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        got = first.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        if first["type"] == "extra_forbidden":
+            allowed = ", ".join(Config.model_fields)
+            message = f"{where}: unknown setting `{field}`; allowed: {allowed}."
+        else:
+            message = f"{where}: invalid `{field}`: {first['msg']}{shown}."
+        raise UserError(message, field=field) from None
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}", field=exc.field) from None

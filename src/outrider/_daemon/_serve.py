@@ -1,0 +1,172 @@
+"""`outrider serve`: one Orchestrator behind HTTP (REST, SSE, MCP) on loopback.
+
+Start-up order: validate the config, take the store, bind the socket, then record
+`daemon.json` (URL and pid, 0600) and report readiness; requests that arrive meanwhile wait in
+the listen backlog. SIGTERM/SIGINT (or `POST /v1/shutdown`): stop accepting, end long polls
+and event streams, let running tasks finish for `shutdown_grace` seconds, then stop the rest
+and record them; `daemon.json` is removed last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import ipaddress
+import json
+import os
+import signal
+import socket
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import uvicorn
+
+from .._errors import UserError
+from .._http._app import AuthMiddleware, create_app
+from .._logging import logger
+from .._mcp._server import build_server, daemon_resolver
+from .._orchestrator import Orchestrator
+from .._paths import daemon_file
+from ._auth import Tokens
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Generator, Iterator
+
+    from ._config import Config
+
+__all__ = ["serve"]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the daemon owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UserError(
+            f"Cannot listen on {host}:{port}: {exc.strerror}; is another daemon running? "
+            "(`outrider status`), or pick another `--port`.",
+            field="port",
+        ) from None
+    sock.listen(128)
+    sock.set_inheritable(False)
+    return sock
+
+
+def _load_handlers(orch: Orchestrator, handlers: dict[str, str]) -> None:
+    for name, target in handlers.items():
+        module_name, _, attr = target.partition(":")
+        try:
+            fn: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                fn = getattr(fn, part)
+        except (ImportError, AttributeError) as exc:
+            raise UserError(
+                f"Invalid `handlers.{name}`: cannot import {target!r} ({exc}).",
+                field=f"handlers.{name}",
+            ) from None
+        orch.register_handler(name, fn)
+
+
+@contextlib.contextmanager
+def _daemon_record(url: str) -> Iterator[None]:
+    path = daemon_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"url": url, "pid": os.getpid()}, out)
+    tmp.replace(path)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            current = json.loads(path.read_text())
+            if current.get("pid") == os.getpid():
+                path.unlink()
+
+
+async def serve(
+    config: Config,
+    *,
+    allow_remote: bool = False,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Run the daemon until SIGINT/SIGTERM or a shutdown request.
+
+    Raises:
+        UserError: A non-loopback host without `allow_remote`, a port in use, a bad handler.
+    """
+    if not _is_loopback(config.host) and not allow_remote:
+        raise UserError(
+            f"Refusing to listen on {config.host!r}, which is not loopback: pass "
+            "--allow-remote to serve other machines (every request still needs the token).",
+            field="host",
+        )
+    tokens = Tokens.from_config(config)
+    orch = Orchestrator(
+        config.db_path, max_running=config.max_running, limits=config.limits,
+        default_limit=config.default_limit, max_queued=config.max_queued,
+        retention=config.retention, shutdown_grace=config.shutdown_grace,
+        default_timeout=config.default_timeout, default_ttl=config.default_ttl,
+        min_free_memory_mb=config.min_free_memory_mb, max_cpu_percent=config.max_cpu_percent,
+    )  # fmt: skip
+    _load_handlers(orch, config.handlers)
+    stopping = anyio.Event()
+    async with orch:
+        mcp = build_server(daemon_resolver(orch), tools=config.mcp_tools, max_wait=config.mcp_wait)
+        mcp_routes = mcp.streamable_http_app(streamable_http_path="/mcp", host=config.host).routes
+        app = create_app(
+            orch, stopping=stopping, request_stop=stopping.set,
+            mcp_lifespan=mcp.session_manager.run,
+        )  # fmt: skip
+        app.router.routes.extend(mcp_routes)
+        sock = _bind(config.host, config.port)
+        host, port = sock.getsockname()[:2]
+        url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        http_config = uvicorn.Config(
+            AuthMiddleware(app, tokens=tokens), log_level="warning", lifespan="on",
+            timeout_graceful_shutdown=3, access_log=False,
+        )  # fmt: skip
+        server = _Server(http_config)
+        with _daemon_record(url):
+            async with anyio.create_task_group() as tg:
+
+                async def watch() -> None:
+                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        async for signum in signals:
+                            logger.info("received %s: stopping", signal.Signals(signum).name)
+                            stopping.set()
+                            return
+
+                async def stop_when_asked() -> None:
+                    await stopping.wait()
+                    server.should_exit = True
+
+                tg.start_soon(watch)
+                tg.start_soon(stop_when_asked)
+                logger.info("serving on %s (store %s)", url, config.db_path)
+                if on_ready is not None:
+                    on_ready(url)
+                await server.serve(sockets=[sock])
+                tg.cancel_scope.cancel()
+        logger.info("HTTP stopped; letting running tasks finish (up to %ss)", config.shutdown_grace)

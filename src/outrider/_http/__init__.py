@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): REST, Server-Sent Events, and the MCP endpoint mounted at `/mcp`."""

@@ -1,0 +1,1 @@
+"""The MCP server: tools for agent hosts, over stdio (`outrider mcp`) and at `/mcp`."""

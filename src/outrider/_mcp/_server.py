@@ -1,0 +1,72 @@
+"""Building the MCP server: in the daemon (Streamable HTTP at `/mcp`) and for stdio.
+
+Session identity: over HTTP, the `X-Outrider-Session` header names the session; without it,
+each MCP connection (its `Mcp-Session-Id`) is a session of its own, and stateless requests
+share the session `mcp`. The principal always comes from the verified bearer token, never
+from a header. Over stdio (`outrider mcp`), the process is one connection: `--session NAME`,
+else a fresh name per process.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mcp.server.mcpserver import MCPServer
+
+from .._daemon._auth import check_session_name
+from .._daemon._view import SessionView
+from .._version import __version__
+from ._tools import Tools
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from mcp.server.mcpserver import Context
+
+    from .._daemon._view import Backend
+    from .._orchestrator import Orchestrator
+
+__all__ = ["INSTRUCTIONS", "build_server", "daemon_resolver"]
+
+INSTRUCTIONS = """outrider runs slow or parallel work in the background so you can keep going.
+Delegate with delegate_task (or run_background for a command); you get a task id at once.
+Keep working. Finished tasks are announced at the end of every outrider tool answer; collect
+details with get_task_result, or block briefly with wait_tasks. Tasks past a limit are queued,
+never refused."""
+
+
+def build_server(
+    resolve: Callable[[Context], Awaitable[Backend]],
+    *,
+    tools: Sequence[str],
+    max_wait: float,
+    agents: Sequence[str] = (),
+) -> MCPServer[Any]:
+    """An MCP server offering `tools` over the caller's backend."""
+    server: MCPServer[Any] = MCPServer(
+        "outrider", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
+    )
+    Tools(resolve, max_wait=max_wait, agents=agents).register(server, tools)
+    return server
+
+
+def daemon_resolver(orch: Orchestrator) -> Callable[[Context], Awaitable[Backend]]:
+    """Resolves the caller's session from the HTTP request of the tool call."""
+
+    async def resolve(ctx: Context) -> Backend:
+        request = ctx.request_context.request
+        scope: dict[str, Any] = getattr(request, "scope", {})
+        principal = scope.get("state", {}).get("principal")
+        if not isinstance(principal, str):
+            raise PermissionError("MCP request without an authenticated principal.")
+        headers = ctx.headers or {}
+        named = headers.get("x-outrider-session")
+        if named:
+            session = check_session_name(named)
+        elif connection := headers.get("mcp-session-id"):
+            session = f"mcp-{connection[:16]}"
+        else:
+            session = "mcp"
+        return SessionView(orch, principal=principal, session=session)
+
+    return resolve

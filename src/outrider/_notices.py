@@ -1,0 +1,97 @@
+"""Completion notices, made from a session's stored ending events.
+
+A notice is derived, not stored: the durable state is one cursor per session (the highest
+acknowledged event `seq`), so notices survive restarts, and a notice is pending exactly while
+its event is past the cursor. When a group's summary is pending, the pending notices of its
+tasks are folded into it, so a finished batch reads as one line.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._models import Notice, TaskState
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._models import Event
+
+__all__ = ["MARKS", "notices_from_events"]
+
+MARKS = {
+    TaskState.SUCCEEDED: "✓",
+    TaskState.FAILED: "✗",
+    TaskState.CANCELLED: "⊘",
+    TaskState.TIMED_OUT: "⏱",
+    TaskState.RUNNING: "…",
+    TaskState.QUEUED: "·",
+}
+
+
+def _text(value: object, limit: int) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    value = " ".join(value.split())
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _task_notice(event: Event) -> Notice:
+    data = event.data
+    state = TaskState(str(data.get("state") or event.type.removeprefix("task.")))
+    label = _text(data.get("label"), 80)
+    description = _text(data.get("description"), 120)
+    exit_code = data.get("exit_code")
+    code = exit_code if isinstance(exit_code, int) else None
+    error = data.get("error")
+    message = _text(error.get("message"), 200) if isinstance(error, dict) else None
+    result = _text(data.get("result_preview"), 200)
+    preview = result if state is TaskState.SUCCEEDED else message
+    parts = [f"{event.task_id} {MARKS[state]}"]
+    if label:
+        parts.append(label)
+    if state is not TaskState.SUCCEEDED:
+        parts.append(f"({state}" + (f", exit {code})" if code is not None else ")"))
+    line = " ".join(parts)
+    if description:
+        line += f" — {description!r}"
+    if preview:
+        line += f": {preview}"
+    return Notice(
+        seq=event.seq, kind="task", task_id=event.task_id, group=event.group, state=state,
+        label=label, description=description, exit_code=code, preview=preview, text=line,
+    )  # fmt: skip
+
+
+def _group_notice(event: Event) -> Notice:
+    data = event.data
+    counts = {
+        key: value
+        for key in ("total", *(str(s) for s in TaskState if s.terminal))
+        if isinstance(value := data.get(key), int)
+    }
+    ended = ", ".join(
+        f"{counts[str(s)]} {MARKS[s]}" for s in TaskState if s.terminal and counts.get(str(s))
+    )
+    line = f"group {event.group!r} finished: {counts.get('total', 0)} tasks ({ended or 'none'})"
+    members = data.get("tasks")
+    failed = [
+        t
+        for t in (members if isinstance(members, list) else [])
+        if isinstance(t, dict) and t.get("state") != "succeeded"
+    ]
+    if failed:
+        shown = ", ".join(f"{t.get('id')} {t.get('label') or ''}".strip() for t in failed[:5])
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        line += f"; not succeeded: {shown}{more}"
+    return Notice(seq=event.seq, kind="group", group=event.group, counts=counts, text=line)
+
+
+def notices_from_events(events: Sequence[Event]) -> list[Notice]:
+    """The notices for pending ending events, in order, a group's folding its tasks'."""
+    summarised = {e.group for e in events if e.type == "group.completed"}
+    return [
+        _group_notice(e) if e.type == "group.completed" else _task_notice(e)
+        for e in events
+        if e.type == "group.completed" or e.group not in summarised
+    ]
