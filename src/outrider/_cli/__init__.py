@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from .. import Task, TaskState
+from . import _daemon
 from ._batch import Batch, BatchError, load_batch, run_batch, to_json
 
 if TYPE_CHECKING:
@@ -106,6 +107,12 @@ def demo(
         if done.exit_code == 0:
             console.print("\nNext: describe your own jobs in a TOML file and `outrider run FILE`.")
         raise
+
+
+_daemon.register(app)
+
+
+_daemon.register(app)
 
 
 def main() -> None:

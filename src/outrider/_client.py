@@ -1,0 +1,604 @@
+"""`outrider.Client` and `outrider.AsyncClient`: the daemon's HTTP API from Python.
+
+Both share one request table and one response decoder; they differ only in how they send.
+Errors come back as the same exceptions the embedded Orchestrator raises (`UserError` with its
+`field`, `TaskNotFound`, `QueueFull`, `Closed`), plus `AuthError` and `DaemonError`.
+
+Finding the daemon: `url` (else `$OUTRIDER_URL`, else the running daemon's `daemon.json`,
+else `http://127.0.0.1:8765`); the token: `token` (else `$OUTRIDER_TOKEN`, else the token file
+in the data dir). With `autostart=True` a missing daemon is started in the background.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, final
+
+import httpx
+from pydantic import JsonValue, TypeAdapter
+
+from ._errors import (
+    AuthError,
+    Closed,
+    DaemonError,
+    OutriderError,
+    QueueFull,
+    TaskCancelled,
+    TaskFailed,
+    TaskNotFound,
+    TaskTimedOut,
+    UserError,
+)
+from ._models import Event, Notice, Status, SubmitError, SubmitItem, Task, TaskSpec, TaskState
+from ._paths import daemon_file, data_dir, token_file
+
+if TYPE_CHECKING:
+    import builtins
+    from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+    from types import TracebackType
+
+__all__ = ["AsyncClient", "Client", "start_daemon"]
+
+DEFAULT_URL = "http://127.0.0.1:8765"
+_LONG_POLL = 60.0
+_TASKS = TypeAdapter(list[Task])
+_NOTICES = TypeAdapter(list[Notice])
+
+
+def _find_url(url: str | None) -> str:
+    if url:
+        return url.rstrip("/")
+    if env := os.environ.get("OUTRIDER_URL"):
+        return env.rstrip("/")
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        return str(json.loads(daemon_file().read_text())["url"])
+    port = os.environ.get("OUTRIDER_PORT", "8765")
+    return f"http://127.0.0.1:{port}" if port != "0" else DEFAULT_URL
+
+
+def _find_token(token: str | None) -> str | None:
+    if token:
+        return token
+    if env := os.environ.get("OUTRIDER_TOKEN"):
+        return env
+    with contextlib.suppress(OSError):
+        return token_file().read_text().strip() or None
+    return None
+
+
+def start_daemon(*, wait: float = 20.0) -> str:
+    """Start `outrider serve` in the background and return its URL once it listens.
+
+    Raises:
+        DaemonError: It exited or did not get ready within `wait` seconds; the message holds
+            the end of its log.
+    """
+    log_path = data_dir() / "daemon.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    read_fd, write_fd = os.pipe()
+    with open(log_path, "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "outrider._cli", "serve", "--ready-fd", str(write_fd)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_fd,),
+            start_new_session=True, close_fds=True,
+        )  # fmt: skip
+    os.close(write_fd)
+    try:
+        line = b""
+        deadline = time.monotonic() + wait
+        while not line.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            ready, _, _ = select.select([read_fd], [], [], max(0.0, remaining))
+            if not ready:
+                raise DaemonError(f"The daemon did not get ready in {wait:.0f}s; see {log_path}.")
+            chunk = os.read(read_fd, 4096)
+            if not chunk:
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+                raise DaemonError(
+                    "The daemon failed to start: " + (" | ".join(tail) or f"see {log_path}")
+                )
+            line += chunk
+    finally:
+        os.close(read_fd)
+    return line.decode().strip()
+
+
+@dataclass(slots=True)
+class _Call:
+    method: str
+    path: str
+    json: Any = None
+    params: Mapping[str, Any] | None = None
+    timeout: float | None = None
+    task_id: str | None = field(default=None)
+
+
+def _raise_for(response: httpx.Response, call: _Call) -> None:
+    if response.is_success:
+        return
+    try:
+        body = response.json()["error"]
+        kind, message, fld = str(body["type"]), str(body["message"]), body.get("field")
+    except (ValueError, KeyError, TypeError):
+        kind, message, fld = "HTTPError", response.text[:300], None
+    exc: OutriderError
+    match response.status_code, kind:
+        case 401, _:
+            exc = AuthError(message)
+        case 400, _:
+            exc = UserError(message, field=fld)
+        case 404, "TaskNotFound":
+            exc = TaskNotFound(call.task_id or "?")
+            exc.args = (message,)
+        case 429, _:
+            exc = QueueFull(0)
+            exc.args = (message,)
+        case 503, _:
+            exc = Closed(message)
+        case _:
+            exc = DaemonError(f"{call.method} {call.path}: HTTP {response.status_code}: {message}")
+    raise exc
+
+
+def _submit_body(spec: TaskSpec, options: dict[str, Any]) -> dict[str, Any]:
+    body = {k: v for k, v in options.items() if v is not None}
+    if "keys" in body:
+        body["keys"] = list(body["keys"])
+    if "depends_on" in body:
+        body["depends_on"] = list(body["depends_on"])
+    body["spec"] = spec.model_dump(mode="json")
+    return body
+
+
+def _items_body(items: Iterable[SubmitItem | Mapping[str, object]]) -> list[Any]:
+    return [
+        i.model_dump(mode="json", exclude_none=True) if isinstance(i, SubmitItem) else dict(i)
+        for i in items
+    ]
+
+
+def _batch_results(data: Any) -> list[Task | SubmitError]:
+    out: list[Task | SubmitError] = []
+    for entry in data["results"]:
+        if entry.get("task") is not None:
+            out.append(Task.model_validate(entry["task"]))
+        else:
+            out.append(SubmitError.model_validate(entry["error"]))
+    return out
+
+
+def _outcome(task: Task, timeout: float | None) -> JsonValue:
+    match task.state:
+        case TaskState.SUCCEEDED:
+            result: JsonValue = task.result
+            return result
+        case TaskState.FAILED:
+            message = task.error.message if task.error else "failed"
+            raise TaskFailed(f"Task {task.id!r} failed: {message}", task)
+        case TaskState.CANCELLED:
+            raise TaskCancelled(f"Task {task.id!r} was cancelled.", task)
+        case TaskState.TIMED_OUT:
+            raise TaskTimedOut(f"Task {task.id!r} timed out.", task)
+        case _:
+            raise TimeoutError(f"Task {task.id!r} is still {task.state} after {timeout}s.")
+
+
+class _SSEDecoder:
+    """Turns `text/event-stream` lines into events (comments and pings are skipped)."""
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> Event | None:
+        if line == "":
+            if not self._data:
+                return None
+            data, self._data = "\n".join(self._data), []
+            return Event.model_validate_json(data)
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if name == "data":
+            self._data.append(value.removeprefix(" "))
+        return None
+
+
+def _wait_done(tasks: list[Task], return_when: str) -> bool:
+    ended = [t.state.terminal for t in tasks]
+    return all(ended) if return_when == "all" else any(ended)
+
+
+class _Base:
+    def __init__(
+        self,
+        url: str | None,
+        token: str | None,
+        session: str,
+        autostart: bool,
+        on_autostart: Callable[[str], None] | None,
+    ) -> None:
+        self._on_autostart = on_autostart
+        self._url = _find_url(url)
+        self._token = _find_token(token)
+        self._session = session
+        self._autostart = autostart and url is None and "OUTRIDER_URL" not in os.environ
+
+    @property
+    def session(self) -> str:
+        """The session every call acts in."""
+        return self._session
+
+    @property
+    def url(self) -> str:
+        """The daemon's base URL."""
+        return self._url
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"X-Outrider-Session": self._session}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        return headers
+
+    def _started(self) -> None:
+        self._url = start_daemon()
+        self._token = _find_token(None)
+        self._autostart = False
+        if self._on_autostart is not None:
+            self._on_autostart(self._url)
+
+
+@final
+class Client(_Base):
+    """A synchronous client of the daemon; one session per client.
+
+    Args:
+        url: The daemon (default: found as the module says).
+        token: The bearer token (default: `$OUTRIDER_TOKEN` or the local token file).
+        session: The session to act in.
+        autostart: Start the daemon in the background when it is not running.
+        on_autostart: Called with the daemon's URL after starting it.
+        timeout: Seconds for one HTTP request (long polls add their own wait).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        session: str = "default",
+        autostart: bool = False,
+        on_autostart: Callable[[str], None] | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        super().__init__(url, token, session, autostart, on_autostart)
+        self._timeout = timeout
+        self._http = httpx.Client(timeout=timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _send(self, call: _Call) -> httpx.Response:
+        timeout = self._timeout + (call.timeout or 0)
+        for attempt in (1, 2):
+            try:
+                response = self._http.request(
+                    call.method, self._url + call.path, json=call.json, params=call.params,
+                    headers=self._headers(), timeout=timeout,
+                )  # fmt: skip
+            except httpx.ConnectError as exc:
+                if self._autostart and attempt == 1:
+                    self._started()
+                    continue
+                raise DaemonError(
+                    f"No outrider daemon at {self._url} ({exc}); start one with "
+                    "`outrider serve`, or let the CLI start it."
+                ) from None
+            _raise_for(response, call)
+            return response
+        raise AssertionError("unreachable")
+
+    def _json(self, call: _Call) -> Any:
+        return self._send(call).json()
+
+    def health(self) -> dict[str, str]:
+        """`{"status": "ok", "version": ...}` if the daemon is up."""
+        result: dict[str, str] = self._json(_Call("GET", "/health"))
+        return result
+
+    def submit(self, spec: TaskSpec, **options: Any) -> Task:
+        """Store a task (options as `Orchestrator.submit`, without callbacks)."""
+        body = _submit_body(spec, options)
+        return Task.model_validate(self._json(_Call("POST", "/v1/tasks", json=body)))
+
+    def submit_many(
+        self, items: Iterable[SubmitItem | Mapping[str, object]], *, group: str | None = None
+    ) -> builtins.list[Task | SubmitError]:
+        """Store many tasks; one `Task` or `SubmitError` per item, in order."""
+        body = {"items": _items_body(items), "group": group}
+        return _batch_results(self._json(_Call("POST", "/v1/tasks/batch", json=body)))
+
+    def get(self, task_id: str) -> Task:
+        """One task of the session."""
+        return Task.model_validate(
+            self._json(_Call("GET", f"/v1/tasks/{task_id}", task_id=task_id))
+        )
+
+    def list(
+        self,
+        *,
+        states: Sequence[str] | None = None,
+        group: str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[Task]:
+        """The session's tasks in submission order."""
+        params = {"state": list(states or []), "group": group, "limit": limit}
+        data = self._json(_Call("GET", "/v1/tasks", params=_clean(params)))
+        return _TASKS.validate_python(data["tasks"])
+
+    def wait(
+        self,
+        task_ids: Sequence[str],
+        *,
+        timeout: float | None = None,
+        return_when: Literal["all", "any"] = "all",
+    ) -> builtins.list[Task]:
+        """Wait until all (or any) of the tasks ended, or `timeout` seconds passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = _LONG_POLL if deadline is None else max(0.0, deadline - time.monotonic())
+            call = _wait_call(task_ids, min(left, _LONG_POLL), return_when)
+            data = self._json(call)
+            tasks = _TASKS.validate_python(data["tasks"])
+            if data["done"] or (deadline is not None and time.monotonic() >= deadline):
+                return tasks
+
+    def result(self, task_id: str, *, timeout: float | None = None) -> JsonValue:
+        """Wait for the task and return its result (raises like `Orchestrator.result`)."""
+        (task,) = self.wait([task_id], timeout=timeout)
+        return _outcome(task, timeout)
+
+    def cancel(self, task_id: str) -> Task:
+        """Cancel a task and its children; returns it once it ended."""
+        call = _Call("POST", f"/v1/tasks/{task_id}/cancel", task_id=task_id)
+        return Task.model_validate(self._json(call))
+
+    def tail(self, task_id: str, *, lines: int = 50) -> str:
+        """The last `lines` lines of the task's output."""
+        call = _Call("GET", f"/v1/tasks/{task_id}/output", params={"lines": lines},
+                     task_id=task_id)  # fmt: skip
+        return str(self._json(call)["output"])
+
+    def status(self) -> Status:
+        """Counts per state and per key."""
+        return Status.model_validate(self._json(_Call("GET", "/v1/status")))
+
+    def notices(self, *, limit: int = 100) -> builtins.list[Notice]:
+        """Unacknowledged completion notices of the session."""
+        data = self._json(_Call("GET", "/v1/notices", params={"limit": limit}))
+        return _NOTICES.validate_python(data["notices"])
+
+    def ack_notices(self, up_to: int) -> None:
+        """Acknowledge the session's notices with `seq <= up_to`."""
+        self._send(_Call("POST", "/v1/notices/ack", json={"up_to": up_to}))
+
+    def events(self, *, after: int = 0) -> Iterator[Event]:
+        """The session's event stream from `seq > after`, following live (reconnects)."""
+        last = after
+        while True:
+            try:
+                with self._http.stream(
+                    "GET", self._url + "/v1/events", params={"after": last},
+                    headers=self._headers(), timeout=httpx.Timeout(self._timeout, read=None),
+                ) as response:  # fmt: skip
+                    if not response.is_success:
+                        response.read()
+                        _raise_for(response, _Call("GET", "/v1/events"))
+                    decoder = _SSEDecoder()
+                    for line in response.iter_lines():
+                        if (event := decoder.feed(line)) is not None:
+                            last = event.seq
+                            yield event
+                return
+            except httpx.RemoteProtocolError:
+                continue
+
+    def shutdown(self) -> None:
+        """Ask the daemon to stop gracefully."""
+        self._send(_Call("POST", "/v1/shutdown"))
+
+
+@final
+class AsyncClient(_Base):
+    """The asynchronous client; same methods as `Client`, awaited.
+
+    Cancellation: cancelling a call abandons its HTTP request; a submit that reached the
+    daemon stays submitted.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        session: str = "default",
+        autostart: bool = False,
+        on_autostart: Callable[[str], None] | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        super().__init__(url, token, session, autostart, on_autostart)
+        self._timeout = timeout
+        self._http = httpx.AsyncClient(timeout=timeout)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def _send(self, call: _Call) -> httpx.Response:
+        timeout = self._timeout + (call.timeout or 0)
+        for attempt in (1, 2):
+            try:
+                response = await self._http.request(
+                    call.method, self._url + call.path, json=call.json, params=call.params,
+                    headers=self._headers(), timeout=timeout,
+                )  # fmt: skip
+            except httpx.ConnectError as exc:
+                if self._autostart and attempt == 1:
+                    import anyio.to_thread
+
+                    await anyio.to_thread.run_sync(self._started)
+                    continue
+                raise DaemonError(
+                    f"No outrider daemon at {self._url} ({exc}); start one with "
+                    "`outrider serve`, or let the CLI start it."
+                ) from None
+            _raise_for(response, call)
+            return response
+        raise AssertionError("unreachable")
+
+    async def _json(self, call: _Call) -> Any:
+        return (await self._send(call)).json()
+
+    async def health(self) -> dict[str, str]:
+        """`{"status": "ok", "version": ...}` if the daemon is up."""
+        result: dict[str, str] = await self._json(_Call("GET", "/health"))
+        return result
+
+    async def submit(self, spec: TaskSpec, **options: Any) -> Task:
+        """Store a task (options as `Orchestrator.submit`, without callbacks)."""
+        body = _submit_body(spec, options)
+        return Task.model_validate(await self._json(_Call("POST", "/v1/tasks", json=body)))
+
+    async def submit_many(
+        self, items: Iterable[SubmitItem | Mapping[str, object]], *, group: str | None = None
+    ) -> builtins.list[Task | SubmitError]:
+        """Store many tasks; one `Task` or `SubmitError` per item, in order."""
+        body = {"items": _items_body(items), "group": group}
+        return _batch_results(await self._json(_Call("POST", "/v1/tasks/batch", json=body)))
+
+    async def get(self, task_id: str) -> Task:
+        """One task of the session."""
+        call = _Call("GET", f"/v1/tasks/{task_id}", task_id=task_id)
+        return Task.model_validate(await self._json(call))
+
+    async def list(
+        self,
+        *,
+        states: Sequence[str] | None = None,
+        group: str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[Task]:
+        """The session's tasks in submission order."""
+        params = {"state": [str(s) for s in states or []], "group": group, "limit": limit}
+        data = await self._json(_Call("GET", "/v1/tasks", params=_clean(params)))
+        return _TASKS.validate_python(data["tasks"])
+
+    async def wait(
+        self,
+        task_ids: Sequence[str],
+        *,
+        timeout: float | None = None,
+        return_when: Literal["all", "any"] = "all",
+    ) -> builtins.list[Task]:
+        """Wait until all (or any) of the tasks ended, or `timeout` seconds passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = _LONG_POLL if deadline is None else max(0.0, deadline - time.monotonic())
+            call = _wait_call(task_ids, min(left, _LONG_POLL), return_when)
+            data = await self._json(call)
+            tasks = _TASKS.validate_python(data["tasks"])
+            if data["done"] or (deadline is not None and time.monotonic() >= deadline):
+                return tasks
+
+    async def result(self, task_id: str, *, timeout: float | None = None) -> JsonValue:
+        """Wait for the task and return its result (raises like `Orchestrator.result`)."""
+        (task,) = await self.wait([task_id], timeout=timeout)
+        return _outcome(task, timeout)
+
+    async def cancel(self, task_id: str) -> Task:
+        """Cancel a task and its children; returns it once it ended."""
+        call = _Call("POST", f"/v1/tasks/{task_id}/cancel", task_id=task_id)
+        return Task.model_validate(await self._json(call))
+
+    async def tail(self, task_id: str, *, lines: int = 50) -> str:
+        """The last `lines` lines of the task's output."""
+        call = _Call("GET", f"/v1/tasks/{task_id}/output", params={"lines": lines},
+                     task_id=task_id)  # fmt: skip
+        return str((await self._json(call))["output"])
+
+    async def status(self) -> Status:
+        """Counts per state and per key."""
+        return Status.model_validate(await self._json(_Call("GET", "/v1/status")))
+
+    async def notices(self, *, limit: int = 100) -> builtins.list[Notice]:
+        """Unacknowledged completion notices of the session."""
+        data = await self._json(_Call("GET", "/v1/notices", params={"limit": limit}))
+        return _NOTICES.validate_python(data["notices"])
+
+    async def ack_notices(self, up_to: int) -> None:
+        """Acknowledge the session's notices with `seq <= up_to`."""
+        await self._send(_Call("POST", "/v1/notices/ack", json={"up_to": up_to}))
+
+    async def events(self, *, after: int = 0) -> AsyncIterator[Event]:
+        """The session's event stream from `seq > after`, following live (reconnects)."""
+        last = after
+        while True:
+            try:
+                async with self._http.stream(
+                    "GET", self._url + "/v1/events", params={"after": last},
+                    headers=self._headers(), timeout=httpx.Timeout(self._timeout, read=None),
+                ) as response:  # fmt: skip
+                    if not response.is_success:
+                        await response.aread()
+                        _raise_for(response, _Call("GET", "/v1/events"))
+                    decoder = _SSEDecoder()
+                    async for line in response.aiter_lines():
+                        if (event := decoder.feed(line)) is not None:
+                            last = event.seq
+                            yield event
+                return
+            except httpx.RemoteProtocolError:
+                continue
+
+    async def shutdown(self) -> None:
+        """Ask the daemon to stop gracefully."""
+        await self._send(_Call("POST", "/v1/shutdown"))
+
+
+def _clean(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v not in (None, [])}
+
+
+def _wait_call(task_ids: Sequence[str], poll: float, return_when: str) -> _Call:
+    body = {"task_ids": list(task_ids), "timeout": poll, "return_when": return_when}
+    only = task_ids[0] if len(task_ids) == 1 else None
+    return _Call("POST", "/v1/wait", json=body, timeout=poll, task_id=only)
