@@ -9,7 +9,11 @@ async with outrider.Orchestrator() as orch:
 
 from __future__ import annotations
 
+from ._client import AsyncClient as AsyncClient
+from ._client import Client as Client
+from ._errors import AuthError as AuthError
 from ._errors import Closed as Closed
+from ._errors import DaemonError as DaemonError
 from ._errors import OutriderError as OutriderError
 from ._errors import QueueFull as QueueFull
 from ._errors import RunnerError as RunnerError
@@ -25,6 +29,7 @@ from ._models import Event as Event
 from ._models import EventType as EventType
 from ._models import HandlerSpec as HandlerSpec
 from ._models import KeyStatus as KeyStatus
+from ._models import Notice as Notice
 from ._models import Progress as Progress
 from ._models import ShellSpec as ShellSpec
 from ._models import Status as Status
@@ -41,12 +46,17 @@ from ._version import __version__ as __version__
 from .runners import RunContext as RunContext
 
 __all__ = (
+    "AsyncClient",
+    "AuthError",
+    "Client",
     "Closed",
+    "DaemonError",
     "ErrorInfo",
     "Event",
     "EventType",
     "HandlerSpec",
     "KeyStatus",
+    "Notice",
     "Orchestrator",
     "OutriderError",
     "Progress",

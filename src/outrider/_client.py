@@ -17,6 +17,7 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, final
@@ -84,12 +85,14 @@ def start_daemon(*, wait: float = 20.0) -> str:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     read_fd, write_fd = os.pipe()
     with open(log_path, "ab") as log:
-        subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "outrider._cli", "serve", "--ready-fd", str(write_fd)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_fd,),
             start_new_session=True, close_fds=True,
         )  # fmt: skip
     os.close(write_fd)
+    # The daemon outlives this call; a waiter thread reaps it should it exit while we live.
+    threading.Thread(target=process.wait, name="outrider-daemon-reaper", daemon=True).start()
     try:
         line = b""
         deadline = time.monotonic() + wait

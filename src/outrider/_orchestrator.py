@@ -503,12 +503,15 @@ class Orchestrator:
                 "pass large inputs as files and their paths.",
             )  # fmt: skip
         if spec.kind not in self._runners:
-            return SubmitError(index=0, field="spec.kind", message=f"Unknown kind {spec.kind!r}.")
+            return SubmitError(
+                index=0, field="spec.kind", message=f"Invalid `spec.kind`: unknown {spec.kind!r}."
+            )
         if spec.kind == "handler" and spec.handler not in self._handlers:
             names = ", ".join(sorted(self._handlers)) or "none are registered"
             return SubmitError(
                 index=0, field="spec.handler",
-                message=f"Unknown handler {spec.handler!r}; registered: {names}.",
+                message=f"Invalid `spec.handler`: unknown handler {spec.handler!r}; "
+                f"registered: {names}.",
             )  # fmt: skip
         for dep in item.depends_on:
             if dep not in known:

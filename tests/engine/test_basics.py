@@ -198,7 +198,7 @@ async def test_bad_specs(orch: outrider.Orchestrator) -> None:
         outrider.shell("  ")
     with pytest.raises(ValueError, match="empty"):
         outrider.shell([])
-    with pytest.raises(outrider.UserError, match="Unknown handler 'nope'") as info:
+    with pytest.raises(outrider.UserError, match="unknown handler 'nope'") as info:
         await orch.submit(outrider.call("nope"), session=S)
     assert info.value.field == "spec.handler"
     with pytest.raises(outrider.UserError, match="larger than") as big:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import Context  # noqa: TC002  # the SDK reads tool signatures at run time
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -216,9 +217,11 @@ class Tools:
         self, backend: Backend, text: str, data: dict[str, Any], *, error: bool = False
     ) -> CallToolResult:
         pending = await backend.notices(limit=50)
-        if pending:
-            text += "\n\n" + notices_block(pending)
-            data["notices"] = [n.model_dump(mode="json") for n in pending]
+        shown = _ended_ids(data)
+        fresh = [n for n in pending if n.task_id is None or n.task_id not in shown]
+        if fresh:
+            text += "\n\n" + notices_block(fresh)
+            data["notices"] = [n.model_dump(mode="json") for n in fresh]
         result = CallToolResult(
             content=[TextContent(type="text", text=text)], structured_content=data, is_error=error
         )
@@ -423,6 +426,14 @@ class Tools:
         return await self._run(ctx, body)
 
 
+def _ended_ids(data: dict[str, Any]) -> set[str]:
+    """Ids of ended tasks an answer already shows (their notices would repeat it)."""
+    tasks = [data["task"]] if isinstance(data.get("task"), dict) else []
+    tasks += [t for t in data.get("tasks", ()) if isinstance(t, dict)]
+    terminal = {str(s) for s in TaskState if s.terminal}
+    return {str(t["id"]) for t in tasks if t.get("state") in terminal}
+
+
 def _states(status: str) -> list[str] | None:
     if status == "all":
         return None
@@ -468,7 +479,7 @@ async def _notify(ctx: Context, task: Task, done: int, total: int) -> None:
     with warnings.catch_warnings():
         # MCP logging is deprecated by the 2026-07-28 revision (SEP-2577) but is still how
         # current hosts show server messages; send it while they read it.
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", MCPDeprecationWarning)
         await ctx.session.send_log_message(
             level="info", data=f"finished: {line}", logger="outrider",
             related_request_id=ctx.request_id,
