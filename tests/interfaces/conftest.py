@@ -4,7 +4,6 @@ import json
 import os
 import signal
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -16,6 +15,7 @@ from outrider._client import start_daemon
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 CONFIG = """
 max_queued = 40

@@ -170,7 +170,7 @@ def test_sse_resumes_with_last_event_id_without_loss_or_repeat(daemon: Daemon) -
             seen.append(event)
             if event.type == "group.completed":
                 break
-        assert [e.type for e in seen][0] == "task.queued"
+        assert next(e.type for e in seen) == "task.queued"
         assert seen[-2].type == "task.succeeded"
         assert all(e.task_id in (task.id, None) for e in seen)
         seqs = [e.seq for e in seen]
@@ -208,8 +208,10 @@ def test_notices_fold_a_batch_and_stay_until_acknowledged(daemon: Daemon) -> Non
         assert first.task_id == solo.id
         assert first.state is TaskState.FAILED
         assert first.exit_code == 4
-        assert "should fail" in first.text and "exit 4" in first.text
-        assert summary.counts["total"] == 3 and summary.counts["succeeded"] == 3
+        assert "should fail" in first.text
+        assert "exit 4" in first.text
+        assert summary.counts["total"] == 3
+        assert summary.counts["succeeded"] == 3
         assert client.notices() == notices  # reading does not acknowledge
         client.ack_notices(first.seq)
         assert client.notices() == [summary]
