@@ -256,6 +256,8 @@ class Tools:
         tasks = await backend.wait(ids, timeout=0)
         pending = {t.id for t in tasks if not t.state.terminal}
         done = len(ids) - len(pending)
+        if pending and timeout > 0:
+            await ctx.report_progress(done, len(ids), f"waiting for {len(pending)} task(s)")
         with anyio.move_on_after(timeout):
             while pending and not (mode == "any" and done):
                 for task in await backend.wait(sorted(pending), return_when="any"):

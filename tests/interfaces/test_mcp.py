@@ -1,0 +1,214 @@
+"""The MCP server through the official SDK client, over stdio and Streamable HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+from outrider._daemon._config import DEFAULT_MCP_TOOLS, MCP_TOOLS
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from mcp_types import CallToolResult
+
+    from .conftest import Daemon
+
+Connect = Any
+
+
+@asynccontextmanager
+async def stdio(daemon: Daemon, *args: str) -> AsyncIterator[Client]:
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "outrider._cli", "mcp", *args],
+        env={k: v for k, v in daemon.env.items() if k != "OUTRIDER_URL"},
+    )
+    async with Client(params, log_level="info") as client:
+        yield client
+
+
+@asynccontextmanager
+async def http(daemon: Daemon, session: str | None = None) -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {daemon.token}"}
+    if session:
+        headers["X-Outrider-Session"] = session
+    async with create_mcp_http_client(headers=headers) as http_client:
+        transport = streamable_http_client(daemon.url + "/mcp", http_client=http_client)
+        async with Client(transport) as client:
+            yield client
+
+
+def text(result: CallToolResult) -> str:
+    (block,) = result.content
+    assert block.type == "text"
+    return block.text
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> CallToolResult:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, text(result)
+    return result
+
+
+async def test_default_tools_are_few_and_tools_option_selects(daemon: Daemon) -> None:
+    async with stdio(daemon) as client:
+        names = [t.name for t in (await client.list_tools()).tools]
+        assert names == list(DEFAULT_MCP_TOOLS)
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert "background" in tools["delegate_task"].description
+    async with stdio(daemon, "--tools", ",".join(MCP_TOOLS)) as client:
+        assert {t.name for t in (await client.list_tools()).tools} == set(MCP_TOOLS)
+
+
+def test_bad_tools_option_fails_with_a_clear_line(daemon: Daemon) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "outrider._cli", "mcp", "--tools", "delegate_task,nope"],
+        env=daemon.env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "mcp_tools" in done.stderr
+    assert "nope" in done.stderr
+
+
+async def run_flow(client: Client, other: Client) -> None:
+    """Delegate 20 tasks, see notices, collect, cancel one; `other` sees none of it."""
+    notices: list[dict[str, Any]] = []
+
+    async def step(tool: str, **arguments: Any) -> CallToolResult:
+        result = await call(client, tool, **arguments)
+        notices.extend(result.structured_content.get("notices", []))
+        return result
+
+    started = await step(
+        "agents_start",
+        tasks=[{"command": f"echo out-{i}", "description": f"job {i}"} for i in range(20)],
+        group="twenty",
+    )
+    ids = [item["task"]["id"] for item in started.structured_content["items"]]
+    assert len(ids) == 20
+    slow = await step("run_background", command="sleep 60", label="slow")
+    slow_id = slow.structured_content["task"]["id"]
+    assert "queued" in text(slow)
+
+    waited = await step("wait_tasks", task_ids=ids, timeout=50)
+    assert waited.structured_content["still_running"] == []
+    # The batch's one summary notice arrives with some answer, then never again.
+    while not any(n["kind"] == "group" for n in notices):
+        await step("wait_tasks", task_ids=ids[:1], timeout=1)
+    (summary,) = [n for n in notices if n["kind"] == "group"]
+    assert summary["counts"]["succeeded"] == 20
+    assert "group 'twenty' finished: 20 tasks" in summary["text"]
+    delivered = [n["task_id"] for n in notices if n["kind"] == "task"]
+    assert len(delivered) == len(set(delivered))  # at most once per answer stream
+    again = await step("list_tasks", status="active")
+    assert "notices" not in again.structured_content
+    assert slow_id in text(again)
+
+    result = await step("get_task_result", task_id=ids[7])
+    assert "out-7" in text(result)
+    assert result.structured_content["task"]["result"] == "out-7\n"
+
+    # Another connection (session) cannot read or touch these tasks.
+    foreign = await other.call_tool("get_task_result", {"task_id": ids[7]})
+    assert foreign.is_error
+    assert "No task" in text(foreign)
+    foreign = await other.call_tool("cancel_task", {"task_id": slow_id})
+    assert foreign.is_error
+    assert ids[0] not in text(await call(other, "list_tasks"))
+
+    cancelled = await step("cancel_task", task_id=slow_id)
+    assert "cancelled" in text(cancelled)
+    checked = await step("check_background", task_id=slow_id)
+    assert checked.structured_content["task"]["state"] == "cancelled"
+
+
+async def test_stdio_flow(daemon: Daemon) -> None:
+    tools = ",".join(MCP_TOOLS)
+    async with (
+        stdio(daemon, "--tools", tools, "--session", "stdio-a") as client,
+        stdio(daemon, "--tools", tools) as other,
+    ):
+        await run_flow(client, other)
+
+
+async def test_streamable_http_flow(daemon: Daemon) -> None:
+    async with http(daemon, "http-a") as client, http(daemon) as other:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert names == set(DEFAULT_MCP_TOOLS)
+        delegated = await call(client, "delegate_task", description="hi", command="echo hi")
+        task_id = delegated.structured_content["task"]["id"]
+        foreign = await other.call_tool("get_task_result", {"task_id": task_id})
+        assert foreign.is_error
+        done = await call(client, "get_task_result", task_id=task_id, wait=30)
+        assert "hi" in text(done)
+
+
+async def test_blocking_calls_answer_still_running_at_the_cap(daemon: Daemon) -> None:
+    async with http(daemon, "capped") as client:
+        # mcp_wait is 5 s in this daemon's config; the task would take 60.
+        result = await call(
+            client, "delegate_task", description="long", command="sleep 60", background=False
+        )
+        assert "still running" in text(result)
+        task_id = result.structured_content["task"]["id"]
+        waited = await call(client, "wait_tasks", task_ids=[task_id], timeout=120)
+        assert waited.structured_content["still_running"] == [task_id]
+        await call(client, "cancel_task", task_id=task_id)
+
+
+async def test_notices_survive_reconnects_under_a_session_name(daemon: Daemon) -> None:
+    async with stdio(daemon, "--session", "keep") as client:
+        first = await call(client, "delegate_task", description="remember me", command="exit 3")
+        task_id = first.structured_content["task"]["id"]
+    # Delivered to no one yet: the next connection under the same name gets it, once.
+    async with stdio(daemon, "--session", "keep") as client:
+        notices: list[dict[str, Any]] = []
+        while not notices:
+            result = await call(client, "list_tasks", status="queued")
+            notices = result.structured_content.get("notices", [])
+        (notice,) = notices
+        assert notice["task_id"] == task_id
+        assert notice["state"] == "failed"
+        assert "remember me" in text(result)
+        assert "exit 3" in notice["text"]
+        assert "notices" not in (await call(client, "list_tasks")).structured_content
+
+
+async def test_agent_work_is_refused_with_what_is_available(daemon: Daemon) -> None:
+    async with http(daemon, "agents") as client:
+        result = await client.call_tool(
+            "delegate_task", {"description": "x", "agent": "builder", "prompt": "build"}
+        )
+        assert result.is_error
+        assert "builder" in text(result)
+        assert "command" in text(result)
+
+
+async def test_progress_notifications_while_waiting(daemon: Daemon, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    updates: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        updates.append((done, total, message))
+        gate.touch()  # the wait has begun: let the tasks finish
+
+    command = f"while [ ! -e {gate} ]; do sleep 0.02; done; echo ok"
+    async with stdio(daemon, "--tools", ",".join(MCP_TOOLS)) as client:
+        started = await call(client, "agents_start", tasks=[{"command": command}] * 3)
+        ids = [i["task"]["id"] for i in started.structured_content["items"]]
+        result = await client.call_tool(
+            "wait_tasks", {"task_ids": ids, "timeout": 30}, progress_callback=on_progress
+        )
+    assert not result.is_error
+    assert updates[0][:2] == (0, 3)
+    assert [u[:2] for u in updates[1:]] == [(1, 3), (2, 3), (3, 3)]
+    assert all("succeeded" in (u[2] or "") for u in updates[1:])
