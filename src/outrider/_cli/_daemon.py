@@ -41,7 +41,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tex
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    _err.print(f"[red]error:[/] {message}")
+    _err.print(f"[red]error:[/] {message}", soft_wrap=True)
     raise typer.Exit(code)
 
 

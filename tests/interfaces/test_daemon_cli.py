@@ -1,0 +1,143 @@
+"""The real `outrider` binary against a real daemon: client commands, start-up, shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import psutil
+
+from outrider import TaskState
+
+from .conftest import launch, stop
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def cli(
+    *args: str, home: Path, input_text: str | None = None, url: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OUTRIDER_HOME": str(home), "OUTRIDER_PORT": "0"}
+    env.pop("OUTRIDER_URL", None)
+    if url is not None:
+        env["OUTRIDER_URL"] = url
+    return subprocess.run(
+        [sys.executable, "-m", "outrider._cli", *args], capture_output=True, text=True,
+        env=env, timeout=120, check=False, input=input_text, cwd=home,
+    )  # fmt: skip
+
+
+def test_client_commands_start_the_daemon_and_follow_the_exit_codes(tmp_path: Path) -> None:
+    submitted = cli("submit", "echo from-cli", "--label", "hello", home=tmp_path)
+    assert submitted.returncode == 0, submitted.stderr
+    assert "started the outrider daemon" in submitted.stderr
+    task_id = submitted.stdout.strip()
+    assert task_id.startswith("t_")
+    pid = json.loads((tmp_path / "daemon.json").read_text())["pid"]
+    try:
+        waited = cli("wait", task_id, "--timeout", "60", home=tmp_path)
+        assert waited.returncode == 0, waited.stdout + waited.stderr
+        assert "succeeded" in waited.stdout
+        assert "started" not in waited.stderr  # the running daemon is reused
+
+        logs = cli("logs", task_id, home=tmp_path)
+        assert logs.stdout == "from-cli\n"
+        shown = cli("show", task_id, "--json", home=tmp_path)
+        assert json.loads(shown.stdout)["state"] == "succeeded"
+
+        failing = cli("submit", "--wait", "--", "sh", "-c", "echo bad >&2; exit 5", home=tmp_path)
+        assert failing.returncode == 1
+        assert "exit code" in failing.stdout
+
+        long = cli("submit", "sleep 60", home=tmp_path).stdout.strip()
+        listed = cli("ps", "--json", home=tmp_path)
+        assert [t["id"] for t in json.loads(listed.stdout)] == [long]
+        assert len(json.loads(cli("ps", "--all", "--json", home=tmp_path).stdout)) == 3
+        other = cli("ps", "--all", "--json", "--session", "elsewhere", home=tmp_path)
+        assert json.loads(other.stdout) == []
+
+        followed = subprocess.Popen(
+            [sys.executable, "-m", "outrider._cli", "logs", "-f", long],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "OUTRIDER_HOME": str(tmp_path)},
+        )  # fmt: skip
+        cancelled = cli("cancel", long, "t_unknown", home=tmp_path)
+        assert cancelled.returncode == 1
+        assert "cancelled" in cancelled.stdout
+        assert "t_unknown" in cancelled.stderr
+        _out, err = followed.communicate(timeout=60)
+        assert followed.returncode == 0
+        assert long in err
+
+        status = cli("status", "--json", home=tmp_path)
+        assert json.loads(status.stdout)["keys"]["shell"]["running"] == 0
+        missing = cli("show", "t_nope", home=tmp_path)
+        assert missing.returncode == 1
+        assert "No task 't_nope'" in missing.stderr
+        bad = cli("submit", "--handler", "h", "--params", "{oops", home=tmp_path)
+        assert bad.returncode == 2
+        assert "--params" in bad.stderr
+    finally:
+        stopped = cli("stop", home=tmp_path)
+        assert "stopping" in stopped.stderr
+        psutil.Process(pid).wait(timeout=60)
+    assert not (tmp_path / "daemon.json").exists()
+
+
+def test_sigterm_stops_gracefully_and_a_restart_recovers(tmp_path: Path) -> None:
+    (tmp_path / "outrider.toml").write_text("shutdown_grace = 0.5\n[limits]\nshell = 1\n")
+    daemon = launch(tmp_path)
+    with daemon.client() as client:
+        running = client.submit(shell_cmd("sleep 60"))
+        queued = client.submit(shell_cmd("echo later"))
+        client.wait([running.id], timeout=0)
+    assert stop(daemon) == 0
+    assert not (tmp_path / "daemon.json").exists()
+    daemon = launch(tmp_path)
+    try:
+        with daemon.client() as client:
+            stopped = client.get(running.id)
+            assert stopped.state in (TaskState.FAILED, TaskState.CANCELLED)
+            assert stopped.error is not None
+            (later,) = client.wait([queued.id], timeout=60)
+            assert later.state is TaskState.SUCCEEDED
+    finally:
+        stop(daemon)
+
+
+def shell_cmd(command: str):
+    from outrider import shell
+
+    return shell(command)
+
+
+def test_start_up_refuses_bad_config_and_remote_binds(tmp_path: Path) -> None:
+    (tmp_path / "outrider.toml").write_text("max_running = 0\n")
+    done = cli("serve", home=tmp_path)
+    assert done.returncode == 2
+    assert "max_running" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    (tmp_path / "outrider.toml").write_text("colour = 'blue'\n")
+    done = cli("serve", home=tmp_path)
+    assert "unknown setting `colour`" in done.stderr
+    (tmp_path / "outrider.toml").unlink()
+    done = cli("serve", "--host", "0.0.0.0", home=tmp_path)
+    assert done.returncode == 2
+    assert "--allow-remote" in done.stderr
+    env_bad = subprocess.run(
+        [sys.executable, "-m", "outrider._cli", "serve"], capture_output=True, text=True,
+        env={**os.environ, "OUTRIDER_HOME": str(tmp_path), "OUTRIDER_MAX_QUEUED": "many"},
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert env_bad.returncode == 2
+    assert "max_queued" in env_bad.stderr
+
+
+def test_no_daemon_and_no_autostart_is_a_clear_error(tmp_path: Path) -> None:
+    done = cli("status", home=tmp_path, url="http://127.0.0.1:9")
+    assert done.returncode == 2
+    assert "No outrider daemon at http://127.0.0.1:9" in done.stderr
