@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from .._errors import OutriderError
 from .._ids import new_task_id
-from .._models import ShellSpec, SubmitItem, Task, TaskState
+from .._models import Notice, ShellSpec, SubmitItem, Task, TaskState
 from ._format import notices_block, task_detail, task_line, tasks_table
 
 if TYPE_CHECKING:
@@ -76,6 +76,10 @@ TOOL_DESCRIPTIONS = {
         "notices are acknowledged automatically once an answer carried them."
     ),
 }
+
+
+_REFRESH_AFTER = 0.5
+"""Seconds after which a call reads the notices again before answering."""
 
 
 class WorkItem(BaseModel):
@@ -214,9 +218,14 @@ class Tools:
     # -- answering ----------------------------------------------------------------------
 
     async def _answer(
-        self, backend: Backend, text: str, data: dict[str, Any], *, error: bool = False
+        self,
+        backend: Backend,
+        text: str,
+        data: dict[str, Any],
+        pending: list[Notice],
+        *,
+        error: bool = False,
     ) -> CallToolResult:
-        pending = await backend.notices(limit=50)
         shown = _ended_ids(data)
         fresh = [n for n in pending if n.task_id is None or n.task_id not in shown]
         if fresh:
@@ -233,11 +242,24 @@ class Tools:
         self, ctx: Context, body: Callable[[Backend], Awaitable[tuple[str, dict[str, Any]]]]
     ) -> CallToolResult:
         backend = await self._resolve(ctx)
-        try:
-            text, data = await body(backend)
-        except (_Answer, OutriderError) as exc:
-            return await self._answer(backend, str(exc), {"error": str(exc)}, error=True)
-        return await self._answer(backend, text, data)
+        pending: list[Notice] = []
+
+        async def fetch() -> None:
+            pending[:] = await backend.notices(limit=50)
+
+        started = anyio.current_time()
+        error = False
+        # The notices are read beside the work, saving a round trip; a call that took a while
+        # reads them again so it carries what finished meanwhile.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fetch)
+            try:
+                text, data = await body(backend)
+            except (_Answer, OutriderError) as exc:
+                text, data, error = str(exc), {"error": str(exc)}, True
+        if anyio.current_time() - started > _REFRESH_AFTER:
+            await fetch()
+        return await self._answer(backend, text, data, pending, error=error)
 
     def _cap(self, seconds: float | None) -> float:
         return self._max_wait if seconds is None else max(0.0, min(seconds, self._max_wait))
