@@ -130,10 +130,11 @@ def main() -> None:
         (f"task end → SSE delivery ({len(sse)})", sse, 0.050),
     ):
         p50, p99 = pct(values, 50), pct(values, 99)
-        table.add_row(name, f"{p50 * 1000:.1f} ms", f"{p99 * 1000:.1f} ms",
-                      f"p99 ≤ {target * 1000:.0f} ms", "yes" if p99 <= target else "no")  # fmt: skip
-    table.add_row(f"SSE events delivered per second (burst of {N_SSE} tasks)", f"{rate:,.0f}/s",
-                  "", "", "")  # fmt: skip
+        met = "yes" if p99 <= target else "no"
+        goal = f"p99 ≤ {target * 1000:.0f} ms"
+        table.add_row(name, f"{p50 * 1000:.1f} ms", f"{p99 * 1000:.1f} ms", goal, met)
+    burst = f"SSE events delivered per second (burst of {N_SSE} tasks)"
+    table.add_row(burst, f"{rate:,.0f}/s", "", "", "")
     Console().print(table)
 
 

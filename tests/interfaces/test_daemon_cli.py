@@ -53,7 +53,7 @@ def test_client_commands_start_the_daemon_and_follow_the_exit_codes(tmp_path: Pa
         assert failing.returncode == 1
         assert "exit code" in failing.stdout
 
-        long = cli("submit", "sleep 60", home=tmp_path).stdout.strip()
+        long = cli("submit", "echo started; sleep 60", home=tmp_path).stdout.strip()
         listed = cli("ps", "--json", home=tmp_path)
         assert [t["id"] for t in json.loads(listed.stdout)] == [long]
         assert len(json.loads(cli("ps", "--all", "--json", home=tmp_path).stdout)) == 3
@@ -65,11 +65,13 @@ def test_client_commands_start_the_daemon_and_follow_the_exit_codes(tmp_path: Pa
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "OUTRIDER_HOME": str(tmp_path)},
         )  # fmt: skip
+        assert followed.stdout is not None
+        assert followed.stdout.readline() == "started\n"  # following live from here
         cancelled = cli("cancel", long, "t_unknown", home=tmp_path)
         assert cancelled.returncode == 1
         assert "cancelled" in cancelled.stdout
         assert "t_unknown" in cancelled.stderr
-        _out, err = followed.communicate(timeout=60)
+        _, err = followed.communicate(timeout=60)
         assert followed.returncode == 0
         assert long in err
 
