@@ -586,6 +586,15 @@ class Engine:
                         outcome = await live.runner.run(live.task.spec, _Context(self, live))
             except Exception as exc:  # the task boundary: a failure is data
                 failure = exc
+            except anyio.get_cancelled_exc_class():
+                # Not this task's own scope: the orchestrator's owner was cancelled. The task
+                # still ends and is recorded before the cancellation goes on.
+                with anyio.CancelScope(shield=True):
+                    if live.stop_reason is None:
+                        live.stop_reason = "shutdown"
+                        live.stop_message = "its orchestrator's owner was cancelled"
+                    await self._settle(live, None, None)
+                raise
             await self._settle(live, outcome, failure)
         finally:
             self._release(live)
@@ -613,6 +622,12 @@ class Engine:
             )
 
     async def _end_stopped(self, live: _Live, reason: StopReason) -> None:
+        # Shielded: this may start in a task group already cancelled with its owner, and the
+        # stopped task must still end (cancellers wait for it).
+        with anyio.CancelScope(shield=True):
+            await self._end_stopped_now(live, reason)
+
+    async def _end_stopped_now(self, live: _Live, reason: StopReason) -> None:
         message = live.stop_message or reason
         task = live.task
         if reason == "shutdown":

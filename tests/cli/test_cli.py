@@ -2,14 +2,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import anyio
+import psutil
 import pytest
 from typer.testing import CliRunner
 
 from outrider._cli import app
+from outrider.testing import wait_until
 
 PY = sys.executable
 
@@ -77,3 +81,31 @@ def test_demo_runs_offline(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "package" in done.stdout
     assert "succeeded" in done.stdout
+
+
+def test_ctrl_c_stops_every_task_and_exits_130(tmp_path: Path) -> None:
+    (tmp_path / "batch.toml").write_text(
+        '[[task]]\nlabel = "long"\ncommand = "echo begun; sleep 61"\n'
+        '[[task]]\nlabel = "after"\ncommand = "true"\ndepends_on = ["long"]\n'
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    log_dir = tmp_path / "store.db.logs"
+    process = subprocess.Popen(
+        [PY, "-m", "outrider._cli", "run", "batch.toml", "--json", "--db", "store.db"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+    def begun() -> bool:
+        files = log_dir.rglob("*") if log_dir.exists() else []
+        return any(f.is_file() and b"begun" in f.read_bytes() for f in files)
+
+    try:
+        anyio.run(lambda: wait_until(begun, timeout=30))
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert "interrupted" in err
+    sleeping = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "61"]]
+    assert sleeping == []

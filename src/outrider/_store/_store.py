@@ -162,8 +162,10 @@ class Store:
         Raises:
             Closed: The store is closing.
         """
-        if self._closing or not self._running:
+        if self._closing:
             raise Closed("The store is closed; open an `Orchestrator` to write to it.")
+        if not self._running:
+            return await self._apply_directly(changes)
         pendings = [_Pending(change) for change in changes]
         self._pending.extend(pendings)
         self._wake.set()
@@ -178,8 +180,13 @@ class Store:
             StoreError: The change could not be applied; nothing of it was stored.
             Closed: The store is closing.
         """
-        if self._closing or not self._running:
+        if self._closing:
             raise Closed("The store is closed; open an `Orchestrator` to write to it.")
+        if not self._running:
+            (direct,) = await self._apply_directly([change])
+            if isinstance(direct, Exception):
+                raise direct
+            return direct
         pending = _Pending(change)
         self._pending.append(pending)
         self._wake.set()
@@ -189,6 +196,21 @@ class Store:
             raise result
         assert result is not None
         return result
+
+    async def _apply_directly(self, changes: Sequence[Change]) -> list[list[Event] | Exception]:
+        """Commit without the writer loop, which was cancelled with its owner's scope.
+
+        The engine still records how its tasks ended (shielded) on the way out.
+        """
+        if self._writer is None:
+            raise Closed("The store is closed; open an `Orchestrator` to write to it.")
+        with anyio.CancelScope(shield=True):
+            results = await anyio.to_thread.run_sync(
+                self.backend.apply, list(changes), limiter=self._write_limiter
+            )
+        if self._on_commit is not None:
+            self._on_commit([e for r in results if not isinstance(r, Exception) for e in r])
+        return results
 
     async def read(self, fn: Callable[[SQLiteBackend], T]) -> T:
         """Run `fn` with the reader connection in a worker thread."""
