@@ -24,6 +24,7 @@ from ._errors import TaskFailed as TaskFailed
 from ._errors import TaskNotFound as TaskNotFound
 from ._errors import TaskTimedOut as TaskTimedOut
 from ._errors import UserError as UserError
+from ._models import CliAgentSpec as CliAgentSpec
 from ._models import ErrorInfo as ErrorInfo
 from ._models import Event as Event
 from ._models import EventType as EventType
@@ -40,6 +41,7 @@ from ._models import TaskSpec as TaskSpec
 from ._models import TaskState as TaskState
 from ._models import Usage as Usage
 from ._models import call as call
+from ._models import cli_agent as cli_agent
 from ._models import shell as shell
 from ._orchestrator import Orchestrator as Orchestrator
 from ._version import __version__ as __version__
@@ -48,6 +50,7 @@ from .runners import RunContext as RunContext
 __all__ = (
     "AsyncClient",
     "AuthError",
+    "CliAgentSpec",
     "Client",
     "Closed",
     "DaemonError",
@@ -80,5 +83,6 @@ __all__ = (
     "UserError",
     "__version__",
     "call",
+    "cli_agent",
     "shell",
 )

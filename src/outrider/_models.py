@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, field
 
 __all__ = [
     "TERMINAL_STATES",
+    "CliAgentSpec",
     "ErrorInfo",
     "Event",
     "EventType",
@@ -32,6 +33,7 @@ __all__ = [
     "TaskState",
     "Usage",
     "call",
+    "cli_agent",
     "shell",
 ]
 
@@ -97,8 +99,38 @@ class HandlerSpec(BaseModel):
     params: dict[str, JsonValue] = Field(default_factory=dict)
 
 
-TaskSpec: TypeAlias = Annotated[ShellSpec | HandlerSpec, Field(discriminator="kind")]
-TASK_SPEC_ADAPTER: TypeAdapter[ShellSpec | HandlerSpec] = TypeAdapter(TaskSpec)
+class CliAgentSpec(BaseModel):
+    """A prompt for an external agent CLI (`claude -p`, `opencode run`, `codex exec`, …)."""
+
+    model_config = _FROZEN
+    kind: Literal["cli_agent"] = "cli_agent"
+    cli: str = Field(min_length=1, max_length=100)
+    """The CLI template: a built-in (`claude`, `opencode`, `codex`, `gemini`, `aider`) or one
+    from config."""
+    prompt: str = Field(min_length=1)
+    agent: str | None = Field(default=None, max_length=200)
+    """The sub-agent it runs as (names the `agent:<name>` key)."""
+    model: str | None = Field(default=None, max_length=200)
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    grace_period: float = Field(default=10.0, ge=0, le=3600)
+
+
+TaskSpec: TypeAlias = Annotated[ShellSpec | HandlerSpec | CliAgentSpec, Field(discriminator="kind")]
+TASK_SPEC_ADAPTER: TypeAdapter[ShellSpec | HandlerSpec | CliAgentSpec] = TypeAdapter(TaskSpec)
+
+
+def cli_agent(
+    cli: str,
+    prompt: str,
+    *,
+    agent: str | None = None,
+    model: str | None = None,
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+) -> CliAgentSpec:
+    """A spec for an external agent CLI: `outrider.cli_agent("claude", "Fix the tests")`."""
+    return CliAgentSpec(cli=cli, prompt=prompt, agent=agent, model=model, cwd=cwd, env=env or {})
 
 
 def shell(
@@ -207,6 +239,8 @@ class Task(BaseModel):
         spec = self.spec
         if isinstance(spec, ShellSpec):
             return spec.command if isinstance(spec.command, str) else " ".join(spec.command)
+        if isinstance(spec, CliAgentSpec):
+            return f"{spec.agent or spec.cli}: {spec.prompt.splitlines()[0][:60]}"
         return spec.handler
 
     @property

@@ -53,6 +53,7 @@ from ._resources import ResourceGate
 from ._store._logs import TaskLog
 from ._store._sqlite import SetNoticeCursor
 from ._store._store import Store
+from .runners._cli_agent import CliAgentRunner
 from .runners._handler import Handler, HandlerRunner, Isolation
 from .runners._pool import WorkerPool
 from .runners._shell import ShellRunner
@@ -123,7 +124,8 @@ class Orchestrator:
         max_cpu_percent: Process-backed tasks wait while CPU use is above this.
         retry_backoff: The first retry's delay in seconds (doubling, with jitter).
         process_workers: Size of the worker-process pool for `isolation="process"` handlers.
-        runners: Extra runners by kind, added to the built-in `shell` and `handler`.
+        runners: Extra runners by kind, added to (or replacing) the built-in `shell`,
+            `handler` and `cli_agent`.
         clock: The time source (tests inject `outrider.testing.FakeClock`).
         rng: Randomness for retry jitter.
     """
@@ -162,7 +164,11 @@ class Orchestrator:
         self._handlers: dict[str, Handler] = {}
         self._process_workers = process_workers
         self._pool: WorkerPool | None = None
-        all_runners: list[Runner] = [ShellRunner(), HandlerRunner(self._handlers, self._get_pool)]
+        all_runners: list[Runner] = [
+            ShellRunner(),
+            HandlerRunner(self._handlers, self._get_pool),
+            CliAgentRunner(),
+        ]
         all_runners.extend(runners)
         self._runners: dict[str, Runner] = {r.kind: r for r in all_runners}
         self._engine = Engine(

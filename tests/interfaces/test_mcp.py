@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from contextlib import asynccontextmanager
@@ -14,10 +15,13 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 from outrider._daemon._config import DEFAULT_MCP_TOOLS, MCP_TOOLS
 
+from .conftest import launch, stop
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
+    import pytest
     from mcp_types import CallToolResult
 
     from .conftest import Daemon
@@ -212,3 +216,43 @@ async def test_progress_notifications_while_waiting(daemon: Daemon, tmp_path: Pa
     assert updates[0][:2] == (0, 3)
     assert [u[:2] for u in updates[1:]] == [(1, 3), (2, 3), (3, 3)]
     assert all("succeeded" in (u[2] or "") for u in updates[1:])
+
+
+async def test_delegate_to_an_agent_defined_to_run_through_a_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "claude"
+    fake.write_text('#!/bin/sh\necho "{\\"result\\": \\"fixed: $(echo "$2" | tail -n 1)\\"}"\n')
+    fake.chmod(0o755)
+    project = tmp_path / "project"
+    (project / ".outrider" / "agents").mkdir(parents=True)
+    (project / ".outrider" / "agents" / "fixer.md").write_text(
+        "---\ndescription: Fixes bugs\ncli: claude\nlimit: 2\n---\nYou fix bugs.\n"
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.chdir(project)
+    daemon = launch(home)
+    try:
+        params = StdioServerParameters(
+            command=sys.executable, args=["-m", "outrider._cli", "mcp"], cwd=str(project),
+            env={**os.environ, "OUTRIDER_HOME": str(home)},
+        )  # fmt: skip
+        async with Client(params) as client:
+            result = await call(
+                client, "delegate_task", description="fix it", agent="fixer",
+                prompt="the login bug", background=False,
+            )  # fmt: skip
+            assert "fixed: the login bug" in text(result)
+            refused = await client.call_tool(
+                "delegate_task", {"description": "x", "agent": "nobody", "prompt": "y"}
+            )
+            assert refused.is_error
+            assert "available: fixer" in text(refused)
+        with daemon.client() as plain:
+            assert plain.status().keys["agent:fixer"].limit == 2
+    finally:
+        stop(daemon)

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from .. import Task, TaskState
 from . import _daemon
+from ._agents import agents_app
 from ._batch import Batch, BatchError, load_batch, run_batch, to_json
 
 if TYPE_CHECKING:
@@ -110,9 +111,11 @@ def demo(
 
 
 _daemon.register(app)
+app.add_typer(agents_app, name="agents")
 
 
 _daemon.register(app)
+app.add_typer(agents_app, name="agents")
 
 
 def main() -> None:

@@ -139,6 +139,7 @@ def mcp(
     config: Annotated[Path | None, typer.Option(help="Config file.")] = None,
 ) -> None:
     """Serve MCP over stdio for an agent host, backed by the daemon (started if needed)."""
+    from .._agents._definitions import load_agents
     from .._daemon._auth import check_session_name
     from .._daemon._config import load_config
     from .._ids import new_task_id
@@ -159,7 +160,10 @@ def mcp(
             async def resolve(_: object) -> AsyncClient:
                 return client
 
-            server = build_server(resolve, tools=settings.mcp_tools, max_wait=settings.mcp_wait)
+            server = build_server(
+                resolve, tools=settings.mcp_tools, max_wait=settings.mcp_wait,
+                agents=load_agents().agents,
+            )  # fmt: skip
             await server.run_stdio_async()
 
     anyio.run(main)

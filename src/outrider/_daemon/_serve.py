@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import uvicorn
 
+from .._agents._definitions import load_agents
 from .._errors import UserError
 from .._http._app import AuthMiddleware, create_app
 from .._logging import logger
@@ -133,9 +134,17 @@ async def serve(
         min_free_memory_mb=config.min_free_memory_mb, max_cpu_percent=config.max_cpu_percent,
     )  # fmt: skip
     _load_handlers(orch, config.handlers)
+    agents = load_agents()
+    for problem in (*agents.warnings, *agents.errors):
+        logger.warning("agents: %s", problem)
+    for agent in agents.agents.values():
+        orch.set_limit(f"agent:{agent.name}", agent.limit)
     stopping = anyio.Event()
     async with orch:
-        mcp = build_server(daemon_resolver(orch), tools=config.mcp_tools, max_wait=config.mcp_wait)
+        mcp = build_server(
+            daemon_resolver(orch), tools=config.mcp_tools, max_wait=config.mcp_wait,
+            agents=agents.agents,
+        )  # fmt: skip
         mcp_routes = mcp.streamable_http_app(streamable_http_path="/mcp", host=config.host).routes
         app = create_app(
             orch, stopping=stopping, request_stop=stopping.set,

@@ -19,10 +19,11 @@ from .._version import __version__
 from ._tools import Tools
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from mcp.server.mcpserver import Context
 
+    from .._agents._definitions import AgentDefinition
     from .._daemon._view import Backend
     from .._orchestrator import Orchestrator
 
@@ -40,7 +41,7 @@ def build_server(
     *,
     tools: Sequence[str],
     max_wait: float,
-    agents: Sequence[str] = (),
+    agents: Mapping[str, AgentDefinition] | None = None,
 ) -> MCPServer[Any]:
     """An MCP server offering `tools` over the caller's backend."""
     server: MCPServer[Any] = MCPServer(

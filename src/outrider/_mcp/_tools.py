@@ -13,6 +13,7 @@ Conventions every tool follows:
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
@@ -23,14 +24,15 @@ from pydantic import BaseModel, Field
 
 from .._errors import OutriderError
 from .._ids import new_task_id
-from .._models import Notice, ShellSpec, SubmitItem, Task, TaskState
+from .._models import CliAgentSpec, Notice, ShellSpec, SubmitItem, Task, TaskState
 from ._format import notices_block, task_detail, task_line, tasks_table
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from mcp.server.mcpserver import MCPServer
 
+    from .._agents._definitions import AgentDefinition
     from .._daemon._view import Backend
 
 __all__ = ["TOOL_DESCRIPTIONS", "Tools"]
@@ -99,19 +101,47 @@ class _Answer(Exception):
     """Ends a tool early with an error answer for the model."""
 
 
-def _submit_item(work: WorkItem, *, agents: Sequence[str], group: str | None) -> SubmitItem:
+def _submit_item(
+    work: WorkItem, *, agents: Mapping[str, AgentDefinition], group: str | None
+) -> SubmitItem:
     if work.agent is not None:
-        available = ", ".join(agents) if agents else "none are configured yet"
-        raise _Answer(
-            f"Agent work is not available here: unknown agent {work.agent!r} (agents: "
-            f"{available}). Use `command` for shell work."
-        )
+        return _agent_item(work, agents=agents, group=group)
     if not work.command or not work.command.strip():
         raise _Answer("Give `command` (shell work) or `agent` and `prompt` (agent work).")
     return SubmitItem(
         spec=ShellSpec(command=work.command, cwd=work.cwd), priority=work.priority,
         timeout=work.timeout, label=work.label or _label(work.command),
         description=work.description or work.prompt, group=group,
+    )  # fmt: skip
+
+
+def _agent_item(
+    work: WorkItem, *, agents: Mapping[str, AgentDefinition], group: str | None
+) -> SubmitItem:
+    assert work.agent is not None
+    agent = agents.get(work.agent)
+    if agent is None:
+        available = ", ".join(agents) or "none are defined (.outrider/agents/*.md)"
+        raise _Answer(
+            f"Unknown agent {work.agent!r}; available: {available}. Use `command` for shell work."
+        )
+    if agent.cli is None:
+        raise _Answer(
+            f"Agent {agent.name!r} needs the built-in LLM runner, which is not available yet; "
+            "set `cli:` (claude, opencode, codex, gemini, aider) in its definition to run it "
+            "through that CLI, or use `command` for shell work."
+        )
+    if not work.prompt or not work.prompt.strip():
+        raise _Answer(f"Give `prompt`: the instructions for agent {agent.name!r}.")
+    prompt = f"{agent.prompt}\n\n{work.prompt}" if agent.prompt else work.prompt
+    return SubmitItem(
+        spec=CliAgentSpec(
+            cli=agent.cli, prompt=prompt, agent=agent.name, model=agent.model,
+            cwd=work.cwd or str(Path.cwd()),
+        ),
+        priority=work.priority, timeout=work.timeout or agent.timeout,
+        label=work.label or agent.name, description=work.description or work.prompt,
+        group=group,
     )  # fmt: skip
 
 
@@ -177,7 +207,7 @@ class Tools:
     Args:
         resolve: The caller's backend (session) for a request.
         max_wait: The longest a tool call blocks, in seconds.
-        agents: Names of the sub-agents available (for messages).
+        agents: The sub-agents `delegate_task` may name.
     """
 
     def __init__(
@@ -185,11 +215,11 @@ class Tools:
         resolve: Callable[[Context], Awaitable[Backend]],
         *,
         max_wait: float = 50.0,
-        agents: Sequence[str] = (),
+        agents: Mapping[str, AgentDefinition] | None = None,
     ) -> None:
         self._resolve = resolve
         self._max_wait = max_wait
-        self._agents = tuple(agents)
+        self._agents = dict(agents or {})
 
     def register(self, server: MCPServer[Any], names: Sequence[str]) -> None:
         """Add the tools in `names` to `server`."""

@@ -1,0 +1,1 @@
+"""Sub-agents: their definitions, loaded from markdown files."""
