@@ -108,3 +108,16 @@ def test_parse_answer_formats() -> None:
         parse_answer("plain text", "claude-json")
     with pytest.raises(ValueError, match="max turns"):
         parse_answer('{"is_error": true, "result": "max turns"}', "claude-json")
+
+
+def test_config_templates_are_validated_and_used(tmp_path: Path) -> None:
+    from outrider._daemon._config import load_config
+
+    (tmp_path / "outrider.toml").write_text(
+        '[cli_agents.mine]\ncommand = ["mine", "--ask", "{prompt}"]\n'
+        'model_args = ["-m", "{model}"]\noutput = "jsonl-last-text"\n'
+    )
+    config = load_config(tmp_path / "outrider.toml", environ={})
+    template = config.cli_agents["mine"]
+    assert template.command == ["mine", "--ask", "{prompt}"]
+    assert template.output == "jsonl-last-text"

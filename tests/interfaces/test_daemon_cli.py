@@ -126,6 +126,10 @@ def test_start_up_refuses_bad_config_and_remote_binds(tmp_path: Path) -> None:
     (tmp_path / "outrider.toml").write_text("colour = 'blue'\n")
     done = cli("serve", home=tmp_path)
     assert "unknown setting `colour`" in done.stderr
+    (tmp_path / "outrider.toml").write_text('[cli_agents.mine]\ncommand = ["mine", "run"]\n')
+    done = cli("serve", home=tmp_path)
+    assert done.returncode == 2
+    assert "`cli_agents.*.command`: it must contain `{prompt}`" in done.stderr
     (tmp_path / "outrider.toml").unlink()
     done = cli("serve", "--host", "0.0.0.0", home=tmp_path)
     assert done.returncode == 2

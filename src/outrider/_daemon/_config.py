@@ -12,14 +12,14 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._errors import UserError
 from .._paths import config_dir, data_dir
 
-__all__ = ["MCP_TOOLS", "Config", "PrincipalConfig", "load_config"]
+__all__ = ["MCP_TOOLS", "CliAgentConfig", "Config", "PrincipalConfig", "load_config"]
 
 MCP_TOOLS = (
     "delegate_task", "get_task_result", "list_tasks", "cancel_task", "wait_tasks",
@@ -42,6 +42,25 @@ class PrincipalConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     token_file: Path
     """A file holding the principal's bearer token (keep it 0600)."""
+
+
+class CliAgentConfig(BaseModel):
+    """A user-defined agent CLI template (`[cli_agents.NAME]`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    command: list[str] = Field(min_length=1)
+    """The argv; `{prompt}` is replaced by the prompt."""
+    model_args: list[str] = Field(default_factory=list)
+    """Appended when a model is given; `{model}` is replaced by it."""
+    output: Literal["text", "claude-json", "jsonl-last-text"] = "text"
+    """How the final answer is read from the output."""
+
+    def model_post_init(self, context: Any, /) -> None:
+        if not any("{prompt}" in part for part in self.command):
+            raise UserError(
+                "Invalid `cli_agents.*.command`: it must contain `{prompt}` where the prompt goes.",
+                field="cli_agents",
+            )
 
 
 class Config(BaseModel):
@@ -74,6 +93,8 @@ class Config(BaseModel):
     )
     """Python handlers to import at start: `name = "package.module:function"`."""
     principals: dict[_Name, PrincipalConfig] = Field(default_factory=dict)
+    cli_agents: dict[_Name, CliAgentConfig] = Field(default_factory=dict)
+    """Agent CLI templates added to (or replacing) the built-in ones."""
 
     def model_post_init(self, context: Any, /) -> None:
         unknown = [t for t in self.mcp_tools if t not in MCP_TOOLS]

@@ -28,6 +28,7 @@ from .._logging import logger
 from .._mcp._server import build_server, daemon_resolver
 from .._orchestrator import Orchestrator
 from .._paths import daemon_file
+from ..runners._cli_agent import CliAgentRunner, CliTemplate
 from ._auth import Tokens
 
 if TYPE_CHECKING:
@@ -132,6 +133,10 @@ async def serve(
         retention=config.retention, shutdown_grace=config.shutdown_grace,
         default_timeout=config.default_timeout, default_ttl=config.default_ttl,
         min_free_memory_mb=config.min_free_memory_mb, max_cpu_percent=config.max_cpu_percent,
+        runners=[CliAgentRunner({
+            name: CliTemplate(tuple(c.command), tuple(c.model_args), c.output)
+            for name, c in config.cli_agents.items()
+        })],
     )  # fmt: skip
     _load_handlers(orch, config.handlers)
     agents = load_agents()
