@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, final
 
+import anyio.to_thread
 import httpx
 from pydantic import JsonValue, TypeAdapter
 
@@ -31,13 +32,11 @@ from ._errors import (
     DaemonError,
     OutriderError,
     QueueFull,
-    TaskCancelled,
-    TaskFailed,
     TaskNotFound,
-    TaskTimedOut,
     UserError,
 )
-from ._models import Event, Notice, Status, SubmitError, SubmitItem, Task, TaskSpec, TaskState
+from ._models import Event, Notice, Status, SubmitError, SubmitItem, Task, TaskSpec
+from ._orchestrator import task_outcome
 from ._paths import daemon_file, data_dir, token_file
 
 if TYPE_CHECKING:
@@ -175,22 +174,6 @@ def _batch_results(data: Any) -> list[Task | SubmitError]:
         else:
             out.append(SubmitError.model_validate(entry["error"]))
     return out
-
-
-def _outcome(task: Task, timeout: float | None) -> JsonValue:
-    match task.state:
-        case TaskState.SUCCEEDED:
-            result: JsonValue = task.result
-            return result
-        case TaskState.FAILED:
-            message = task.error.message if task.error else "failed"
-            raise TaskFailed(f"Task {task.id!r} failed: {message}", task)
-        case TaskState.CANCELLED:
-            raise TaskCancelled(f"Task {task.id!r} was cancelled.", task)
-        case TaskState.TIMED_OUT:
-            raise TaskTimedOut(f"Task {task.id!r} timed out.", task)
-        case _:
-            raise TimeoutError(f"Task {task.id!r} is still {task.state} after {timeout}s.")
 
 
 class _SSEDecoder:
@@ -377,7 +360,7 @@ class Client(_Base):
     def result(self, task_id: str, *, timeout: float | None = None) -> JsonValue:
         """Wait for the task and return its result (raises like `Orchestrator.result`)."""
         (task,) = self.wait([task_id], timeout=timeout)
-        return _outcome(task, timeout)
+        return task_outcome(task, timeout)
 
     def cancel(self, task_id: str) -> Task:
         """Cancel a task and its children; returns it once it ended."""
@@ -476,8 +459,6 @@ class AsyncClient(_Base):
                 )  # fmt: skip
             except httpx.ConnectError as exc:
                 if self._autostart and attempt == 1:
-                    import anyio.to_thread
-
                     await anyio.to_thread.run_sync(self._started)
                     continue
                 raise DaemonError(
@@ -545,7 +526,7 @@ class AsyncClient(_Base):
     async def result(self, task_id: str, *, timeout: float | None = None) -> JsonValue:
         """Wait for the task and return its result (raises like `Orchestrator.result`)."""
         (task,) = await self.wait([task_id], timeout=timeout)
-        return _outcome(task, timeout)
+        return task_outcome(task, timeout)
 
     async def cancel(self, task_id: str) -> Task:
         """Cancel a task and its children; returns it once it ended."""

@@ -98,6 +98,28 @@ def _user_error(exc: ValidationError, prefix: str = "") -> UserError:
     return UserError(f"Invalid `{field}`: {first['msg']}{got_text}.", field=field)
 
 
+def task_outcome(task: Task, timeout: float | None) -> JsonValue:
+    """A waited-for task's result, or the error its end stands for.
+
+    Raises:
+        TaskFailed, TaskCancelled, TaskTimedOut: It ended so.
+        TimeoutError: It has not ended (the wait's `timeout` passed first).
+    """
+    match task.state:
+        case TaskState.SUCCEEDED:
+            result: JsonValue = task.result
+            return result
+        case TaskState.FAILED:
+            message = task.error.message if task.error else "failed"
+            raise TaskFailed(f"Task {task.id!r} failed: {message}", task)
+        case TaskState.CANCELLED:
+            raise TaskCancelled(f"Task {task.id!r} was cancelled.", task)
+        case TaskState.TIMED_OUT:
+            raise TaskTimedOut(f"Task {task.id!r} timed out.", task)
+        case _:
+            raise TimeoutError(f"Task {task.id!r} is still {task.state} after {timeout}s.")
+
+
 def _read_events(backend: SQLiteBackend, *, session: str | None, after: int) -> list[Event]:
     return backend.events(session=session, after=after, limit=500)
 
@@ -644,19 +666,7 @@ class Orchestrator:
             TimeoutError: `timeout` passed first.
         """
         (task,) = await self.wait([task_id], session=session, timeout=timeout)
-        match task.state:
-            case TaskState.SUCCEEDED:
-                result: JsonValue = task.result
-                return result
-            case TaskState.FAILED:
-                message = task.error.message if task.error else "failed"
-                raise TaskFailed(f"Task {task.id!r} failed: {message}", task)
-            case TaskState.CANCELLED:
-                raise TaskCancelled(f"Task {task.id!r} was cancelled.", task)
-            case TaskState.TIMED_OUT:
-                raise TaskTimedOut(f"Task {task.id!r} timed out.", task)
-            case _:
-                raise TimeoutError(f"Task {task.id!r} is still {task.state} after {timeout}s.")
+        return task_outcome(task, timeout)
 
     async def tail(self, task_id: str, *, session: str | None, lines: int = 50) -> str:
         """The last `lines` lines of the task's output (also while it runs)."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from outrider import TaskState
+from outrider import TaskState, shell
 
 from .conftest import launch, stop
 
@@ -94,8 +94,8 @@ def test_sigterm_stops_gracefully_and_a_restart_recovers(tmp_path: Path) -> None
     (tmp_path / "outrider.toml").write_text("shutdown_grace = 0.5\n[limits]\nshell = 1\n")
     daemon = launch(tmp_path)
     with daemon.client() as client:
-        running = client.submit(shell_cmd("sleep 60"))
-        queued = client.submit(shell_cmd("echo later"))
+        running = client.submit(shell("sleep 60"))
+        queued = client.submit(shell("echo later"))
         client.wait([running.id], timeout=0)
     assert stop(daemon) == 0
     assert not (tmp_path / "daemon.json").exists()
@@ -109,12 +109,6 @@ def test_sigterm_stops_gracefully_and_a_restart_recovers(tmp_path: Path) -> None
             assert later.state is TaskState.SUCCEEDED
     finally:
         stop(daemon)
-
-
-def shell_cmd(command: str):
-    from outrider import shell
-
-    return shell(command)
 
 
 def test_start_up_refuses_bad_config_and_remote_binds(tmp_path: Path) -> None:

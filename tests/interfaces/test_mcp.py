@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 
     from .conftest import Daemon
 
-Connect = Any
-
 
 @asynccontextmanager
 async def stdio(daemon: Daemon, *args: str) -> AsyncIterator[Client]:

@@ -8,6 +8,7 @@ after `--timeout`), 2 bad input or no daemon, 130 interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ from .._models import HandlerSpec, ShellSpec, Task, TaskState
 from .._notices import MARKS
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
 __all__ = ["register"]
 
@@ -82,6 +83,19 @@ def _table(tasks: Sequence[Task]) -> Table:
             task.label or task.name, note,
         )  # fmt: skip
     return table
+
+
+@contextlib.contextmanager
+def _answering() -> Iterator[None]:
+    """Client errors as exit codes: unknown id 1, other errors 2, Ctrl-C 130."""
+    try:
+        yield
+    except TaskNotFound as exc:
+        _fail(str(exc), 1)
+    except OutriderError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
 
 
 def _exit_for(tasks: Sequence[Task]) -> NoReturn:
@@ -231,11 +245,8 @@ def ps(
 ) -> None:
     """List the session's tasks: unfinished ones, or every one with --all."""
     states = None if all_tasks else [TaskState.QUEUED.value, TaskState.RUNNING.value]
-    with _client(session) as client:
-        try:
-            tasks = client.list(states=states, group=group)
-        except OutriderError as exc:
-            _fail(str(exc))
+    with _client(session) as client, _answering():
+        tasks = client.list(states=states, group=group)
     if json_output:
         print(json.dumps([t.model_dump(mode="json") for t in tasks], indent=2))
     elif not tasks:
@@ -275,16 +286,9 @@ def show(
     json_output: JsonOpt = False,
 ) -> None:
     """Show one task: state, timings, result or error, and the end of its output."""
-    with _client(session) as client:
-        try:
-            task = client.get(task_id)
-            output = (
-                client.tail(task_id, lines=20) if task.state is not TaskState.SUCCEEDED else None
-            )
-        except TaskNotFound as exc:
-            _fail(str(exc), 1)
-        except OutriderError as exc:
-            _fail(str(exc))
+    with _client(session) as client, _answering():
+        task = client.get(task_id)
+        output = client.tail(task_id, lines=20) if task.state is not TaskState.SUCCEEDED else None
     if json_output:
         print(task.model_dump_json(indent=2))
     else:
@@ -298,28 +302,21 @@ def logs(
     session: SessionOpt = "default",
 ) -> None:
     """Print the end of a task's output; with -f, follow it until the task ends."""
-    with _client(session) as client:
-        try:
-            task = client.get(task_id)
-            if not follow or task.state.terminal:
-                sys.stdout.write(client.tail(task_id, lines=lines))
+    with _client(session) as client, _answering():
+        task = client.get(task_id)
+        if not follow or task.state.terminal:
+            sys.stdout.write(client.tail(task_id, lines=lines))
+            return
+        for event in client.events():
+            if event.task_id != task_id:
+                continue
+            if event.type == "task.output":
+                sys.stdout.write(str(event.data.get("text", "")))
+                sys.stdout.flush()
+            elif event.type in ("task.succeeded", "task.failed", "task.cancelled",
+                                "task.timed_out"):  # fmt: skip
+                _err.print(f"[dim]{task_id} {event.type.removeprefix('task.')}[/]")
                 return
-            for event in client.events():
-                if event.task_id != task_id:
-                    continue
-                if event.type == "task.output":
-                    sys.stdout.write(str(event.data.get("text", "")))
-                    sys.stdout.flush()
-                elif event.type in ("task.succeeded", "task.failed", "task.cancelled",
-                                    "task.timed_out"):  # fmt: skip
-                    _err.print(f"[dim]{task_id} {event.type.removeprefix('task.')}[/]")
-                    return
-        except TaskNotFound as exc:
-            _fail(str(exc), 1)
-        except OutriderError as exc:
-            _fail(str(exc))
-        except KeyboardInterrupt:
-            raise typer.Exit(130) from None
 
 
 def wait(
@@ -330,15 +327,8 @@ def wait(
     json_output: JsonOpt = False,
 ) -> None:
     """Wait for tasks to finish; exit 0 if all succeeded, 1 otherwise."""
-    with _client(session) as client:
-        try:
-            tasks = client.wait(task_ids, timeout=timeout, return_when="any" if any_ else "all")
-        except TaskNotFound as exc:
-            _fail(str(exc), 1)
-        except OutriderError as exc:
-            _fail(str(exc))
-        except KeyboardInterrupt:
-            raise typer.Exit(130) from None
+    with _client(session) as client, _answering():
+        tasks = client.wait(task_ids, timeout=timeout, return_when="any" if any_ else "all")
     if json_output:
         print(json.dumps([t.model_dump(mode="json") for t in tasks], indent=2))
     else:
@@ -370,11 +360,8 @@ def cancel(
 
 def status(session: SessionOpt = "default", json_output: JsonOpt = False) -> None:
     """The daemon's load: tasks per state, and per key running/limit/queued."""
-    with _client(session) as client:
-        try:
-            snapshot = client.status()
-        except OutriderError as exc:
-            _fail(str(exc))
+    with _client(session) as client, _answering():
+        snapshot = client.status()
     if json_output:
         print(snapshot.model_dump_json(indent=2))
         return

@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = ["TOOL_DESCRIPTIONS", "Tools"]
 
-Resolve = "Callable[[Context], Awaitable[Backend]]"
-
 _DELEGATE = """Hand work to a background worker and keep going; returns a task id at once.
 
 Use it for anything slow or parallel: test suites, builds, long commands, and (when agents are
