@@ -9,6 +9,11 @@ async with outrider.Orchestrator() as orch:
 
 from __future__ import annotations
 
+from ._agents._definitions import AgentDefinition as AgentDefinition
+from ._agents._definitions import load_agents as load_agents
+from ._agents._providers import Price as Price
+from ._agents._providers import ProviderConfig as ProviderConfig
+from ._agents._providers import Providers as Providers
 from ._client import AsyncClient as AsyncClient
 from ._client import Client as Client
 from ._errors import AuthError as AuthError
@@ -24,6 +29,7 @@ from ._errors import TaskFailed as TaskFailed
 from ._errors import TaskNotFound as TaskNotFound
 from ._errors import TaskTimedOut as TaskTimedOut
 from ._errors import UserError as UserError
+from ._models import AgentSpec as AgentSpec
 from ._models import CliAgentSpec as CliAgentSpec
 from ._models import ErrorInfo as ErrorInfo
 from ._models import Event as Event
@@ -40,14 +46,19 @@ from ._models import Task as Task
 from ._models import TaskSpec as TaskSpec
 from ._models import TaskState as TaskState
 from ._models import Usage as Usage
+from ._models import agent as agent
 from ._models import call as call
 from ._models import cli_agent as cli_agent
 from ._models import shell as shell
 from ._orchestrator import Orchestrator as Orchestrator
 from ._version import __version__ as __version__
 from .runners import RunContext as RunContext
+from .runners._agent import AgentRunner as AgentRunner
 
 __all__ = (
+    "AgentDefinition",
+    "AgentRunner",
+    "AgentSpec",
     "AsyncClient",
     "AuthError",
     "CliAgentSpec",
@@ -62,7 +73,10 @@ __all__ = (
     "Notice",
     "Orchestrator",
     "OutriderError",
+    "Price",
     "Progress",
+    "ProviderConfig",
+    "Providers",
     "QueueFull",
     "RunContext",
     "RunnerError",
@@ -82,7 +96,9 @@ __all__ = (
     "Usage",
     "UserError",
     "__version__",
+    "agent",
     "call",
     "cli_agent",
+    "load_agents",
     "shell",
 )

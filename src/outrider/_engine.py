@@ -32,7 +32,8 @@ import itertools
 import threading
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
@@ -46,7 +47,7 @@ from ._core._queue import Entry, ReadyQueue
 from ._errors import Closed, StoreError
 from ._logging import format_duration, logger
 from ._models import ErrorInfo, Progress, Task, TaskState, Usage
-from ._store._logs import TaskLog
+from ._store._logs import TaskLog, transcript_path, write_atomically
 from ._store._sqlite import AddEvent, Change, EndAttempt, InsertTask, StartAttempt, UpdateTask
 from .runners._protocol import RunFailure, RunOutcome
 from .runners._shell import terminate_process_tree
@@ -106,6 +107,11 @@ class _Live:
     done: anyio.Event = field(default_factory=anyio.Event)
     scope: anyio.CancelScope | None = None
     holds_slot: bool = False
+    slot_lent: bool = False
+    """Its queue slots are given back while it waits for tasks it started."""
+    resume_queued: bool = False
+    waiters: int = 0
+    slot_back: anyio.Event = field(default_factory=anyio.Event)
     stop_reason: StopReason | None = None
     stop_message: str | None = None
     run_deadline: float | None = None
@@ -172,6 +178,22 @@ class _Context:
 
     def usage(self, usage: Usage) -> None:
         self._on_loop(lambda: self._engine.note_usage(self._live, usage))
+
+    @property
+    def session(self) -> str:
+        return self._live.task.session
+
+    @asynccontextmanager
+    async def waiting(self) -> AsyncIterator[None]:
+        await self._engine.lend_slot(self._live)
+        try:
+            yield
+        finally:
+            await self._engine.take_slot_back(self._live)
+
+    async def save_transcript(self, data: bytes) -> None:
+        path = transcript_path(self._engine.store.log_dir, self.task_id)
+        await anyio.to_thread.run_sync(write_atomically, path, data)
 
     async def track_process(self, pid: int) -> None:
         try:
@@ -512,6 +534,9 @@ class Engine:
         assert self._tg is not None
         now_wall = self.clock.wall()
         lives = [self.live[e.task_id] for e in entries]
+        for live in [live for live in lives if live.resume_queued]:
+            self._resume(live)
+        lives = [live for live in lives if not live.holds_slot]
         changes: list[Change] = []
         for live in lives:
             live.holds_slot = True
@@ -568,10 +593,49 @@ class Engine:
         if live.holds_slot:
             live.holds_slot = False
             self.running_count -= 1
-            self.queue.release(live.task_id)
+            if not live.slot_lent:
+                self.queue.release(live.task_id)
+            elif live.resume_queued:
+                self.queue.remove(live.task_id)
             self.wake()
             if not self.running_count:
                 self._idle.set()
+
+    async def lend_slot(self, live: _Live) -> None:
+        """A running task waits for tasks it started: give its queue slots to others."""
+        live.waiters += 1
+        if live.waiters == 1 and live.holds_slot and not live.slot_lent:
+            live.slot_lent = True
+            live.slot_back = anyio.Event()
+            self.queue.release(live.task_id)
+            self.wake()
+
+    async def take_slot_back(self, live: _Live) -> None:
+        """The last wait of a task ended: queue it for its slots, first in its priority.
+
+        Cancellation: safe; a slot request left queued is withdrawn when the task ends.
+        """
+        live.waiters -= 1
+        if live.waiters or not live.slot_lent:
+            return
+        if not live.resume_queued and live.holds_slot:
+            live.resume_queued = True
+            self.queue.push(
+                Entry(
+                    task_id=live.task_id,
+                    priority=live.task.priority,
+                    seq=-1,
+                    keys=live.task.keys,
+                    uses_processes=False,
+                )
+            )
+            self.wake()
+        await live.slot_back.wait()
+
+    def _resume(self, live: _Live) -> None:
+        live.slot_lent = False
+        live.resume_queued = False
+        live.slot_back.set()
 
     # -- running --------------------------------------------------------------------------
 

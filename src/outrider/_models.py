@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, field
 
 __all__ = [
     "TERMINAL_STATES",
+    "AgentSpec",
     "CliAgentSpec",
     "ErrorInfo",
     "Event",
@@ -33,6 +34,7 @@ __all__ = [
     "TaskState",
     "Usage",
     "call",
+    "agent",
     "cli_agent",
     "shell",
 ]
@@ -116,8 +118,51 @@ class CliAgentSpec(BaseModel):
     grace_period: float = Field(default=10.0, ge=0, le=3600)
 
 
-TaskSpec: TypeAlias = Annotated[ShellSpec | HandlerSpec | CliAgentSpec, Field(discriminator="kind")]
-TASK_SPEC_ADAPTER: TypeAdapter[ShellSpec | HandlerSpec | CliAgentSpec] = TypeAdapter(TaskSpec)
+class AgentSpec(BaseModel):
+    """A prompt for a sub-agent run by outrider's built-in agent runner."""
+
+    model_config = _FROZEN
+    kind: Literal["agent"] = "agent"
+    agent: str = Field(min_length=1, max_length=64)
+    """The agent definition's name (`.outrider/agents/NAME.md`, …)."""
+    prompt: str = Field(min_length=1)
+    model: str | None = Field(default=None, max_length=200)
+    """`provider/model`, overriding the definition's."""
+    workspace: str | None = None
+    """The directory its file tools and commands are confined to (default: the definition's
+    `workspace`, else the current directory)."""
+    depth: int = Field(default=0, ge=0, le=10)
+    """How deep in a delegation tree it is (0: delegated by a caller, not an agent)."""
+    tree: str | None = Field(default=None, max_length=64)
+    """The root task of its delegation tree (set by `delegate`)."""
+    budget_tokens: int | None = Field(default=None, ge=1)
+    """Tokens it may spend (with its delegations); overrides the definition's."""
+    budget_cost: float | None = Field(default=None, gt=0)
+    """USD it may spend (with its delegations); overrides the definition's."""
+
+
+TaskSpec: TypeAlias = Annotated[
+    ShellSpec | HandlerSpec | CliAgentSpec | AgentSpec, Field(discriminator="kind")
+]
+TASK_SPEC_ADAPTER: TypeAdapter[ShellSpec | HandlerSpec | CliAgentSpec | AgentSpec] = TypeAdapter(
+    TaskSpec
+)
+
+
+def agent(
+    name: str,
+    prompt: str,
+    *,
+    model: str | None = None,
+    workspace: str | None = None,
+    budget_tokens: int | None = None,
+    budget_cost: float | None = None,
+) -> AgentSpec:
+    """A spec for a sub-agent: `outrider.agent("builder", "Add a --json flag")`."""
+    return AgentSpec(
+        agent=name, prompt=prompt, model=model, workspace=workspace,
+        budget_tokens=budget_tokens, budget_cost=budget_cost,
+    )  # fmt: skip
 
 
 def cli_agent(
@@ -241,6 +286,8 @@ class Task(BaseModel):
             return spec.command if isinstance(spec.command, str) else " ".join(spec.command)
         if isinstance(spec, CliAgentSpec):
             return f"{spec.agent or spec.cli}: {spec.prompt.splitlines()[0][:60]}"
+        if isinstance(spec, AgentSpec):
+            return f"{spec.agent}: {spec.prompt.splitlines()[0][:60]}"
         return spec.handler
 
     @property

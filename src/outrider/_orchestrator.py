@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -50,7 +51,7 @@ from ._models import (
 from ._notices import notices_from_events
 from ._paths import data_dir
 from ._resources import ResourceGate
-from ._store._logs import TaskLog
+from ._store._logs import TaskLog, transcript_path
 from ._store._sqlite import SetNoticeCursor
 from ._store._store import Store
 from .runners._cli_agent import CliAgentRunner
@@ -193,6 +194,10 @@ class Orchestrator:
         ]
         all_runners.extend(runners)
         self._runners: dict[str, Runner] = {r.kind: r for r in all_runners}
+        for runner in runners:
+            attach = getattr(runner, "attach", None)
+            if callable(attach):
+                attach(self)
         self._engine = Engine(
             self._store,
             runners=self._runners,
@@ -300,6 +305,10 @@ class Orchestrator:
             self._store.stop()
             if self._pool is not None:
                 await self._pool.aclose()
+            for runner in self._runners.values():
+                close = getattr(runner, "aclose", None)
+                if callable(close):
+                    await close()
             self._bus.close()
         assert self._stack is not None
         try:
@@ -673,6 +682,23 @@ class Orchestrator:
         await self.get(task_id, session=session)
         log_dir = self._store.log_dir
         return await anyio.to_thread.run_sync(lambda: TaskLog.read(log_dir, task_id, lines=lines))
+
+    async def transcript(self, task_id: str, *, session: str | None) -> JsonValue:
+        """An agent task's transcript (model, attempts, messages), or None if it has none.
+
+        Raises:
+            TaskNotFound: No such task in `session`.
+        """
+        await self.get(task_id, session=session)
+        path = transcript_path(self._store.log_dir, task_id)
+
+        def read() -> JsonValue:
+            try:
+                return json.loads(path.read_bytes())  # type: ignore[no-any-return]
+            except FileNotFoundError:
+                return None
+
+        return await anyio.to_thread.run_sync(read)
 
     def status(self) -> Status:
         """Counts per state, and per key: running, limit and queued."""

@@ -22,6 +22,9 @@ name: builder
 description: Builds features
 model: openai/gpt-5-mini
 tools: [read_file, write_file, run_command]
+permission:
+  paths: {deny: ["secrets/**"]}
+  commands: {allow: ["pytest*", "git diff*"], deny: ["git push*"]}
 limit: 2
 timeout: 600
 max_turns: 30
@@ -77,17 +80,43 @@ def test_three_formats_load_and_map_their_fields(project: Path) -> None:
     assert (builder.limit, builder.timeout, builder.max_turns) == (2, 600, 30)
     assert builder.fallback_models == ("anthropic/claude-sonnet-4",)
     assert builder.prompt == "You build what you are asked to build."
+    assert builder.policy.commands.permits("pytest -q")
+    assert not builder.policy.commands.permits("git push origin")
+    assert not builder.policy.commands.permits("rm -rf /")
+    assert not builder.policy.paths.permits("secrets/key.pem")
     reviewer = found.agents["reviewer"]
     assert reviewer.format == "opencode"
-    assert reviewer.tools == ("bash",)
-    assert reviewer.read_only
+    assert reviewer.tools == ("run_command",)  # opencode's bash; write/edit are off
+    assert not reviewer.read_only
     assert reviewer.max_turns == 12
     assert reviewer.temperature == 0.1
     assert reviewer.limit == 3  # the default
     inspector = found.agents["inspector"]
-    assert inspector.tools == ("Read", "Grep", "Glob")
+    assert inspector.tools == ("read_file", "grep", "list_files")  # Claude Code's names mapped
     assert inspector.model is None  # "inherit"
     assert inspector.prompt == "Find the root cause."
+
+
+def test_opencode_bash_patterns_and_claude_plan_mode(tmp_path: Path) -> None:
+    (tmp_path / ".opencode/agent").mkdir(parents=True)
+    (tmp_path / ".opencode/agent/gitter.md").write_text(
+        '---\npermission:\n  edit: deny\n  bash:\n    "git status": allow\n    "*": ask\n---\nx\n'
+    )
+    (tmp_path / ".claude/agents").mkdir(parents=True)
+    (tmp_path / ".claude/agents/planner.md").write_text(
+        "---\nname: planner\npermissionMode: plan\ndisallowedTools: Bash, WebFetch\n---\nx\n"
+    )
+    found = load_agents(tmp_path)
+    gitter = found.agents["gitter"]
+    assert gitter.tools is not None
+    assert "edit_file" not in gitter.tools
+    assert gitter.policy.commands.permits("git status")
+    assert not gitter.policy.commands.permits("git push")  # "ask" has no one to ask: denied
+    planner = found.agents["planner"]
+    assert planner.policy.read_only
+    assert planner.tools is not None
+    assert "run_command" not in planner.tools
+    assert any("no tool 'WebFetch'" in w for w in found.warnings)
 
 
 def test_broken_files_are_reported_and_the_rest_still_load(project: Path) -> None:

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._paths import config_dir
+from ._workspace import Patterns, Policy
 
 __all__ = ["AgentDefinition", "AgentSet", "load_agents"]
 
@@ -65,8 +66,17 @@ class AgentDefinition(BaseModel):
     """Run through this external agent CLI (`claude`, `opencode`, …) instead of the built-in
     runner."""
     mode: str | None = None
+    permission: Policy = Field(default_factory=Policy)
+    """Allow/deny globs for paths and commands (`read_only` is folded in)."""
     source: Path
     format: Format
+
+    @property
+    def policy(self) -> Policy:
+        """The policy its tools enforce."""
+        if self.read_only and not self.permission.read_only:
+            return self.permission.model_copy(update={"read_only": True})
+        return self.permission
 
 
 @dataclass(slots=True)
@@ -107,6 +117,51 @@ def _tools(value: object) -> tuple[str, ...] | None:
     )
 
 
+_TOOL_ALIASES = {
+    "read": "read_file", "view": "read_file", "glob": "list_files", "list": "list_files",
+    "ls": "list_files", "grep": "grep", "search": "grep", "write": "write_file",
+    "edit": "edit_file", "multiedit": "edit_file", "patch": "edit_file", "bash": "run_command",
+    "shell": "run_command", "task": "delegate", "agent": "delegate",
+}  # fmt: skip
+_BUILTIN_TOOLS = (
+    "read_file", "list_files", "grep", "write_file", "edit_file", "run_command", "delegate",
+)  # fmt: skip
+
+
+def _builtin_tools(names: tuple[str, ...], path: Path, warnings: list[str]) -> tuple[str, ...]:
+    """Claude Code's and opencode's tool names mapped onto the built-in agent's."""
+    out: list[str] = []
+    for name in names:
+        mapped = name if name in _BUILTIN_TOOLS else _TOOL_ALIASES.get(name.lower())
+        if mapped is None:
+            warnings.append(f"{path}: the built-in agent has no tool {name!r}; ignored")
+        elif mapped not in out:
+            out.append(mapped)
+    return tuple(out)
+
+
+def _opencode_permission(value: dict[str, Any], fields: dict[str, Any]) -> None:
+    """opencode: `edit: deny`, `bash: deny` or `bash: {"git *": allow, "*": ask}`."""
+    removed: set[str] = set()
+    if value.get("edit") in ("deny", "ask"):
+        removed |= {"write_file", "edit_file"}
+    bash = value.get("bash")
+    if bash in ("deny", "ask"):
+        removed.add("run_command")
+    elif isinstance(bash, dict):  # "ask" has no one to ask in the background: deny
+        rules = {str(p): "deny" if v == "ask" else str(v) for p, v in bash.items()}
+        allow = tuple(p for p, v in rules.items() if v == "allow" and p != "*")
+        deny = tuple(p for p, v in rules.items() if v == "deny" and p != "*")
+        if rules.get("*") == "deny" and not allow:
+            removed.add("run_command")
+        elif rules.get("*") == "allow":
+            allow = ()
+        fields["permission"] = Policy(commands=Patterns(allow=allow, deny=deny))
+    if removed:
+        base = fields.get("tools") or _BUILTIN_TOOLS
+        fields["tools"] = tuple(t for t in base if t not in removed)
+
+
 def _definition(path: Path, fmt: Format, warnings: list[str]) -> AgentDefinition:
     meta, body = _split(path.read_text())
     unknown = sorted(set(meta) - _KNOWN[fmt])
@@ -114,14 +169,24 @@ def _definition(path: Path, fmt: Format, warnings: list[str]) -> AgentDefinition
         warnings.append(f"{path}: ignoring unknown field(s) {', '.join(unknown)}")
     fields = {k: v for k, v in meta.items() if k in AgentDefinition.model_fields}
     fields["tools"] = _tools(meta.get("tools"))
+    if fields["tools"] is not None and not meta.get("cli"):
+        fields["tools"] = _builtin_tools(fields["tools"], path, warnings)
+    if fmt == "claude":
+        denied = _tools(meta.get("disallowedTools")) or ()
+        if denied:
+            base = fields["tools"] or _BUILTIN_TOOLS
+            gone = set(_builtin_tools(denied, path, warnings))
+            fields["tools"] = tuple(t for t in base if t not in gone)
+        if meta.get("permissionMode") == "plan":
+            fields["read_only"] = True
     if fmt == "opencode":
         fields["name"] = path.stem  # opencode names an agent by its file
         steps = meta.get("maxSteps", meta.get("steps"))
         if steps is not None:
             fields["max_turns"] = steps
-        permission = meta.get("permission")
-        if isinstance(permission, dict) and permission.get("edit") == "deny":
-            fields["read_only"] = True
+        permission = fields.pop("permission", None)
+        if isinstance(permission, dict):
+            _opencode_permission(permission, fields)
     fields.setdefault("name", path.stem)
     if fmt == "claude" and fields.get("model") in ("inherit",):
         fields["model"] = None

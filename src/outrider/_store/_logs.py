@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["TaskLog"]
+__all__ = ["TaskLog", "transcript_path", "write_atomically"]
 
 _CAP = 10 * 1024 * 1024
 
@@ -132,6 +132,19 @@ class TaskLog:
     @staticmethod
     def remove(directory: Path, task_id: str) -> None:
         """Delete the task's log files."""
-        for name in (f"{task_id}.log", f"{task_id}.meta", f"{task_id}.tail.0", f"{task_id}.tail.1"):
+        names = ("log", "meta", "tail.0", "tail.1", "transcript.json")
+        for name in (f"{task_id}.{suffix}" for suffix in names):
             with contextlib.suppress(FileNotFoundError):
                 (directory / name).unlink()
+
+
+def transcript_path(directory: Path, task_id: str) -> Path:
+    """Where an agent task's transcript (its message history, JSON) is kept."""
+    return directory / f"{task_id}.transcript.json"
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` with `data`; a reader sees the old or the new file, never a mix."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

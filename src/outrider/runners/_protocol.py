@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
     from pydantic import JsonValue
 
     from outrider._models import Usage
@@ -90,6 +92,23 @@ class RunContext(Protocol):
 
     def usage(self, usage: Usage) -> None:
         """Report the tokens and cost spent so far (replaces the previous report)."""
+        ...
+
+    @property
+    def session(self) -> str:
+        """The session the task belongs to (tasks it starts belong to it too)."""
+        ...
+
+    def waiting(self) -> AbstractAsyncContextManager[None]:
+        """Around a wait for tasks this one started: its concurrency slots go to others meanwhile.
+
+        On exit the task queues for its slots again, ahead of its priority's other tasks, and
+        continues once it has them. Nested and concurrent uses are fine.
+        """
+        ...
+
+    async def save_transcript(self, data: bytes) -> None:
+        """Store the task's transcript (JSON), replacing the previous one."""
         ...
 
     async def track_process(self, pid: int) -> None:

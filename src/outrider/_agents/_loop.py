@@ -1,0 +1,484 @@
+"""The built-in agent's loop on pydantic-ai: model turns, tools, reports, guards, fallback.
+
+Imported on the first agent task (pydantic-ai and the provider SDKs take seconds to import),
+so `import outrider` and the daemon's start stay fast. See `outrider.runners._agent` for what a
+run does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx2
+from pydantic_ai import Agent, Tool
+from pydantic_ai.exceptions import (
+    ModelAPIError,
+    ModelHTTPError,
+    UnexpectedModelBehavior,
+    UsageLimitExceeded,
+)
+from pydantic_ai.messages import (
+    FunctionToolCallEvent,
+    FunctionToolResultEvent,
+    ModelMessage,
+    ModelMessagesTypeAdapter,
+    ModelRequest,
+    PartDeltaEvent,
+    PartStartEvent,
+    TextPart,
+    TextPartDelta,
+)
+from pydantic_ai.usage import RunUsage, UsageLimits
+
+from .._models import AgentSpec, ShellSpec, TaskState, Usage
+from ..runners._agent import TOOL_NAMES, Tree
+from ..runners._protocol import RunFailure, RunOutcome
+from ._providers import ModelRef, ProviderError, Providers
+from ._workspace import ToolRefused, Workspace
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pydantic_ai.models import Model
+
+    from ..runners._agent import AgentRunner
+    from ..runners._protocol import RunContext
+    from ._definitions import AgentDefinition
+
+__all__ = ["AgentLoop"]
+
+_WRITING = frozenset({"write_file", "edit_file", "run_command"})
+_RESULT_CHARS = 20_000
+
+
+class _Stop(Exception):
+    """A guard stopped the run."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class _Run:
+    """One task's run: what its tools and reports share."""
+
+    spec: AgentSpec
+    definition: AgentDefinition
+    ctx: RunContext
+    workspace: Workspace
+    tree: Tree
+    tree_id: str
+    max_turns: int
+    budget_tokens: int | None
+    budget_cost: float | None
+    usage: Usage = field(default_factory=lambda: Usage(cost=0.0))
+    turn: int = 0
+    last_call: tuple[str, str] | None = None
+    repeats: int = 0
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    children: set[str] = field(default_factory=set)
+
+
+class AgentLoop:
+    """Runs one agent task for an `AgentRunner` (whose settings and trees it uses)."""
+
+    def __init__(self, runner: AgentRunner) -> None:
+        self.runner = runner
+
+    def _start(self, spec: AgentSpec, ctx: RunContext) -> tuple[_Run, list[ModelRef]]:
+        definition = self.runner.agents.get(spec.agent)
+        if definition is None:
+            known = (
+                ", ".join(sorted(self.runner.agents)) or "none are defined (.outrider/agents/*.md)"
+            )
+            raise RunFailure(f"Unknown agent {spec.agent!r}; known: {known}.", type="config")
+        try:
+            refs = [self.runner.providers.resolve(spec.model or definition.model)]
+            refs += [self.runner.providers.resolve(m) for m in definition.fallback_models]
+        except ProviderError as exc:
+            raise RunFailure(str(exc), type="config") from None
+        root = Path(spec.workspace or definition.workspace or Path.cwd()).expanduser()
+        if not root.is_dir():
+            raise RunFailure(f"The workspace {str(root)!r} is not a directory.", type="config")
+        tree_id = spec.tree or ctx.task_id
+        tokens = spec.budget_tokens or definition.budget_tokens
+        cost = spec.budget_cost or definition.budget_cost
+        tree = self.runner._trees.get(tree_id)
+        if tree is None:
+            tree = self.runner._trees[tree_id] = Tree(tokens, cost)
+        run = _Run(
+            spec=spec, definition=definition, ctx=ctx,
+            workspace=Workspace(root, definition.policy), tree=tree, tree_id=tree_id,
+            max_turns=definition.max_turns or self.runner.default_max_turns,
+            budget_tokens=tokens, budget_cost=cost,
+        )  # fmt: skip
+        return run, refs
+
+    async def run(self, spec: AgentSpec, ctx: RunContext) -> RunOutcome:
+        """Run the agent until it answers, a guard stops it, or its models all fail."""
+        run, refs = self._start(spec, ctx)
+        history: list[ModelMessage] = []
+        try:
+            return await self._run_models(run, refs, history)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._save(run, history)
+                await self._cancel_children(run)
+                if run.tree_id == ctx.task_id:
+                    self.runner._trees.pop(run.tree_id, None)
+
+    async def _run_models(
+        self, run: _Run, refs: list[ModelRef], history: list[ModelMessage]
+    ) -> RunOutcome:
+        index, drops = 0, 0
+        while True:
+            ref = refs[index]
+            try:
+                model = self.runner.providers.model(ref)
+            except ProviderError as exc:
+                raise RunFailure(str(exc), type="config") from None
+            run.attempts.append({"model": ref.name, "error": None})
+            try:
+                answer = await self._attempt(run, ref, model, history)
+            except (ModelAPIError, httpx2.TransportError) as exc:
+                reason = _describe(exc, ref, self.runner.providers)
+                run.attempts[-1]["error"] = reason
+                run.ctx.output(f"\n[model {ref.name} failed: {reason}]\n")
+                _trim(history)
+                if not isinstance(exc, ModelHTTPError) and drops < 1:  # a dropped stream
+                    drops += 1
+                    continue
+                if index + 1 < len(refs):
+                    index, drops = index + 1, 0
+                    run.ctx.output(f"[continuing on {refs[index].name}]\n")
+                    continue
+                tried = ", ".join(a["model"] for a in run.attempts)
+                raise RunFailure(
+                    f"The model call failed: {reason}" + (f" (tried {tried})" if index else ""),
+                    type="provider",
+                ) from None
+            except _Stop as exc:
+                raise RunFailure(str(exc), type=exc.kind) from None
+            except UsageLimitExceeded:
+                raise RunFailure(
+                    f"The agent reached its maximum of {run.max_turns} turns.", type="max_turns"
+                ) from None
+            except UnexpectedModelBehavior as exc:
+                raise RunFailure(f"The model misbehaved: {exc}", type="model") from None
+            if not answer.strip():
+                raise RunFailure("The agent produced no output.", type="empty_output")
+            return RunOutcome(result=answer)
+
+    async def _attempt(
+        self, run: _Run, ref: ModelRef, model: Model, history: list[ModelMessage]
+    ) -> str:
+        definition = run.definition
+        settings: dict[str, Any] = {}
+        if definition.temperature is not None:
+            settings["temperature"] = definition.temperature
+        agent = Agent(
+            model,
+            instructions=definition.prompt or None,
+            tools=self._tools(run),
+            model_settings=settings or None,  # type: ignore[arg-type]
+            name=definition.name,
+        )
+        usage_before = RunUsage(
+            input_tokens=run.usage.input_tokens, output_tokens=run.usage.output_tokens,
+            requests=run.usage.requests,
+        )  # fmt: skip
+        prompt = None if history else run.spec.prompt
+        async with agent.iter(
+            prompt,
+            message_history=list(history),
+            usage_limits=UsageLimits(request_limit=run.max_turns),
+            usage=usage_before,
+        ) as agent_run:
+            try:
+                async for node in agent_run:
+                    if Agent.is_model_request_node(node):
+                        run.turn += 1
+                        run.ctx.progress(run.turn, run.max_turns, f"turn {run.turn}")
+                        async with node.stream(agent_run.ctx) as stream:
+                            async for event in stream:
+                                _show_text(run, event)
+                        self._account(run, ref, agent_run.usage)
+                        history[:] = agent_run.all_messages()
+                        await self._save(run, history)
+                    elif Agent.is_call_tools_node(node):
+                        async with node.stream(agent_run.ctx) as tool_stream:
+                            async for event in tool_stream:
+                                self._show_tool(run, event)
+                        history[:] = agent_run.all_messages()
+            finally:
+                history[:] = agent_run.all_messages()
+            result = agent_run.result
+        assert result is not None
+        return str(result.output)
+
+    def _account(self, run: _Run, ref: ModelRef, total: RunUsage) -> None:
+        """Record usage after a model turn, charge the tree, and apply the budgets."""
+        before = run.usage
+        tokens_in = total.input_tokens - before.input_tokens
+        tokens_out = total.output_tokens - before.output_tokens
+        usage = self.runner.providers.add_cost(before, ref, tokens_in, tokens_out)
+        run.usage = usage.model_copy(update={"requests": total.requests})
+        part_cost = self.runner.providers.cost(ref, tokens_in, tokens_out)
+        run.tree.charge(tokens_in + tokens_out, part_cost)
+        run.ctx.usage(run.usage)
+        spent = run.usage.input_tokens + run.usage.output_tokens
+        if run.budget_tokens is not None and spent >= run.budget_tokens:
+            raise _Stop(
+                f"Token budget exceeded: {spent} of {run.budget_tokens} tokens used.", "budget"
+            )
+        if run.budget_cost is not None and (run.usage.cost or 0) >= run.budget_cost:
+            raise _Stop(
+                f"Cost budget exceeded: ${run.usage.cost:.4f} of ${run.budget_cost:.4f} used.",
+                "budget",
+            )
+        if reason := run.tree.exhausted():
+            raise _Stop(f"Stopped: {reason}.", "budget")
+
+    def _show_tool(self, run: _Run, event: object) -> None:
+        if isinstance(event, FunctionToolCallEvent):
+            part = event.part
+            args = part.args_as_json_str()
+            run.ctx.output(f"\n→ {part.tool_name} {_clip(args, 300)}\n")
+            run.ctx.progress(run.turn, run.max_turns, f"turn {run.turn}: {part.tool_name}")
+            call = (part.tool_name, args)
+            run.repeats = run.repeats + 1 if call == run.last_call else 1
+            run.last_call = call
+            if run.repeats >= self.runner.loop_limit:
+                raise _Stop(
+                    f"Loop detected: {part.tool_name} was called {run.repeats} times in a row "
+                    "with the same arguments.",
+                    "loop",
+                )
+        elif isinstance(event, FunctionToolResultEvent):
+            content = getattr(event.part, "content", "")
+            first = str(content).strip().splitlines()[:1]
+            run.ctx.output(f"← {_clip(first[0], 200) if first else '(empty)'}\n")
+
+    async def _save(self, run: _Run, history: list[ModelMessage]) -> None:
+        messages = json.loads(ModelMessagesTypeAdapter.dump_json(history))
+        doc = {"agent": run.definition.name, "attempts": run.attempts, "messages": messages}
+        await run.ctx.save_transcript(json.dumps(doc).encode())
+
+    async def _cancel_children(self, run: _Run) -> None:
+        orch = self.runner._orchestrator
+        if orch is None or not run.children:
+            return
+        for child in list(run.children):
+            task = await orch.get(child, session=run.ctx.session)
+            if not task.state.terminal:
+                await orch.cancel(child, session=run.ctx.session)
+
+    # -- tools ---------------------------------------------------------------------------
+
+    def _tools(self, run: _Run) -> list[Tool[None]]:
+        allowed = set(run.definition.tools or TOOL_NAMES)
+        if run.definition.read_only:
+            allowed -= _WRITING
+        if self.runner._orchestrator is None:
+            allowed -= {"run_command", "delegate"}
+        made = _make_tools(run, self)
+        return [Tool(fn, takes_ctx=False) for name, fn in made.items() if name in allowed]
+
+    def delegation_refusal(self, run: _Run, agent: str) -> str | None:
+        """Why `run` may not delegate to `agent` now, for the model; None if it may."""
+        settings = self.runner
+        if agent not in settings.agents:
+            return f"error: no agent {agent!r}; available: {', '.join(sorted(settings.agents))}"
+        if run.spec.depth + 1 > settings.max_depth:
+            return (
+                f"refused: delegation depth limit ({settings.max_depth}) reached; do this "
+                "sub-task yourself"
+            )
+        if run.tree.live >= settings.max_descendants:
+            return (
+                f"refused: this delegation tree already has {run.tree.live} live sub-agents "
+                f"(limit {settings.max_descendants}); wait for them or do it yourself"
+            )
+        if reason := run.tree.exhausted():
+            return f"refused: {reason}"
+        return None
+
+    async def child(self, run: _Run, spec: AgentSpec | ShellSpec, label: str) -> str:
+        """Run a child task of this run and wait for it; returns its answer for the model."""
+        orch = self.runner._orchestrator
+        assert orch is not None
+        ctx = run.ctx
+        timeout = self.runner.command_timeout if isinstance(spec, ShellSpec) else None
+        task = await orch.submit(
+            spec, session=ctx.session, parent=ctx.task_id, priority=10, timeout=timeout,
+            label=label,
+        )  # fmt: skip
+        run.children.add(task.id)
+        try:
+            async with ctx.waiting():
+                (done,) = await orch.wait([task.id], session=ctx.session)
+        finally:
+            with anyio.CancelScope(shield=True):
+                current = await orch.get(task.id, session=ctx.session)
+                if not current.state.terminal:
+                    await orch.cancel(task.id, session=ctx.session)
+                run.children.discard(task.id)
+        if isinstance(spec, ShellSpec):
+            tail = await orch.tail(done.id, session=ctx.session, lines=200)
+            code = done.exit_code
+            state = "timed out" if done.state == TaskState.TIMED_OUT else f"exit code {code}"
+            return _clip(f"[{state}]\n{tail}", _RESULT_CHARS)
+        if done.state == TaskState.SUCCEEDED:
+            return _clip(str(done.result), _RESULT_CHARS)
+        message = done.error.message if done.error else done.state.value
+        return f"The sub-agent {spec.agent!r} ended {done.state.value}: {message}"
+
+
+def _make_tools(run: _Run, runner: AgentLoop) -> dict[str, Callable[..., Any]]:
+    ws = run.workspace
+
+    async def read_file(path: str, offset: int = 0, limit: int | None = None) -> str:
+        """Read a text file in the workspace.
+
+        Args:
+            path: The file, relative to the workspace.
+            offset: The first line to return (0-based).
+            limit: How many lines to return (default: all).
+        """
+        return _guard(lambda: ws.read(path, offset, limit))
+
+    async def list_files(pattern: str = "**/*") -> str:
+        """List files and directories in the workspace matching a glob (directories end in /).
+
+        Args:
+            pattern: A glob relative to the workspace, like `**/*.py` or `src/*`.
+        """
+        return _guard(lambda: ws.list(pattern))
+
+    async def grep(pattern: str, glob: str = "**/*") -> str:
+        """Search file contents with a regular expression; answers `file:line: text`.
+
+        Args:
+            pattern: A Python regular expression.
+            glob: Which files to search, as a glob relative to the workspace.
+        """
+        return _guard(lambda: ws.grep(pattern, glob))
+
+    async def write_file(path: str, content: str) -> str:
+        """Create or replace a file in the workspace.
+
+        Args:
+            path: The file, relative to the workspace.
+            content: The whole new content.
+        """
+        return _guard(lambda: ws.write(path, content))
+
+    async def edit_file(path: str, old: str, new: str) -> str:
+        """Replace one exact occurrence of `old` by `new` in a file.
+
+        Args:
+            path: The file, relative to the workspace.
+            old: The exact text to replace; it must occur exactly once.
+            new: The replacement.
+        """
+        return _guard(lambda: ws.edit(path, old, new))
+
+    async def run_command(command: str) -> str:
+        """Run a shell command in the workspace; answers its exit code and output's end.
+
+        Args:
+            command: The command line, run by /bin/sh.
+        """
+        try:
+            ws.check_command(command)
+        except ToolRefused as exc:
+            return str(exc)
+        spec = ShellSpec(command=command, cwd=str(ws.root))
+        return await runner.child(run, spec, f"{run.definition.name}$ {_clip(command, 40)}")
+
+    async def delegate(agent: str, prompt: str) -> str:
+        """Hand a sub-task to another sub-agent and wait for its answer.
+
+        Several delegate calls in one turn run in parallel.
+
+        Args:
+            agent: The sub-agent's name.
+            prompt: Everything it needs to know to do the sub-task.
+        """
+        if refusal := runner.delegation_refusal(run, agent):
+            return refusal
+        depth = run.spec.depth + 1
+        spec = AgentSpec(
+            agent=agent, prompt=prompt, workspace=str(ws.root), depth=depth, tree=run.tree_id,
+            budget_tokens=run.tree.tokens_left, budget_cost=run.tree.cost_left,
+        )  # fmt: skip
+        run.tree.live += 1
+        try:
+            return await runner.child(run, spec, f"{agent} ← {run.definition.name}")
+        finally:
+            run.tree.live -= 1
+
+    return {
+        "read_file": read_file, "list_files": list_files, "grep": grep,
+        "write_file": write_file, "edit_file": edit_file, "run_command": run_command,
+        "delegate": delegate,
+    }  # fmt: skip
+
+
+def _guard(fn: Callable[[], str]) -> str:
+    try:
+        return fn()
+    except ToolRefused as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"error: {exc.strerror or exc}"
+
+
+def _show_text(run: _Run, event: object) -> None:
+    if isinstance(event, PartStartEvent) and isinstance(event.part, TextPart):
+        if event.part.content:
+            run.ctx.output(event.part.content)
+    elif isinstance(event, PartDeltaEvent) and isinstance(event.delta, TextPartDelta):
+        run.ctx.output(event.delta.content_delta)
+
+
+def _trim(history: list[ModelMessage]) -> None:
+    """Drop trailing responses so the conversation can be continued by a model."""
+    while history and not isinstance(history[-1], ModelRequest):
+        history.pop()
+
+
+def _describe(exc: BaseException, ref: ModelRef, providers: Providers) -> str:
+    config = providers.providers[ref.provider]
+    if isinstance(exc, ModelHTTPError):
+        body = exc.body
+        detail = ""
+        if isinstance(body, dict):
+            error = body.get("error", body)
+            detail = str(error.get("message", "") if isinstance(error, dict) else error)
+        hint = ""
+        if exc.status_code in (401, 403):
+            hint = f" — check the API key ({config.api_key_env or 'api_key'})"
+        elif exc.status_code == 404:
+            hint = f" — check the model name {ref.model!r}"
+        return f"HTTP {exc.status_code} from {ref.provider}{': ' + detail if detail else ''}{hint}"
+    return (
+        f"cannot reach {ref.provider} at {config.base_url} ({_root_cause(exc)}) — check "
+        f"providers.{ref.provider}.base_url and that the server runs"
+    )
+
+
+def _root_cause(exc: BaseException) -> str:
+    seen: BaseException = exc
+    while seen.__cause__ is not None:
+        seen = seen.__cause__
+    return str(seen) or type(seen).__name__
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

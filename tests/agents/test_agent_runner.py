@@ -1,0 +1,316 @@
+"""The built-in agent runner end to end, against the fake provider over real HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+
+import outrider
+from outrider._agents._definitions import AgentDefinition
+from outrider._agents._providers import Price, ProviderConfig, Providers
+from outrider._agents._workspace import Patterns, Policy
+from outrider.runners._agent import AgentRunner
+from outrider.testing import wait_until
+from tests.fakellm import FakeLLM, Reply
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+S = "agent-tests"
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeLLM]:
+    with FakeLLM() as server:
+        yield server
+
+
+def _agent(name: str, model: str, **kw: Any) -> AgentDefinition:
+    return AgentDefinition(
+        name=name, model=model, prompt=f"You are {name}.", source=Path(f"{name}.md"),
+        format="outrider", **kw,
+    )  # fmt: skip
+
+
+def _providers(fake: FakeLLM, **kw: Any) -> Providers:
+    return Providers(
+        {
+            "fake": ProviderConfig(base_url=fake.base_url, api_key="k"),
+            "fakea": ProviderConfig(api="anthropic", base_url=fake.anthropic_url, api_key="k"),
+            **kw,
+        },
+        prices={"fake/worker": Price(input=1.0, output=2.0)},
+    )
+
+
+@pytest.fixture
+async def workspace(tmp_path: Path) -> Path:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "notes.txt").write_text("alpha\nbeta\n")
+    (tmp_path / "secret.txt").write_text("do not read")
+    return root
+
+
+async def _orch(tmp_path: Path, runner: AgentRunner, **kw: Any) -> outrider.Orchestrator:
+    return outrider.Orchestrator(db=tmp_path / "o.db", runners=[runner], **kw)
+
+
+@pytest.fixture
+async def orch(tmp_path: Path, fake: FakeLLM) -> AsyncIterator[outrider.Orchestrator]:
+    agents = {
+        "worker": _agent("worker", "fake/worker"),
+        "reader": _agent("reader", "fake/reader", read_only=True),
+        "boss": _agent("boss", "fake/boss"),
+        "helper": _agent("helper", "fake/helper"),
+        "looper": _agent("looper", "fake/looper"),
+        "careful": _agent(
+            "careful",
+            "fake/careful",
+            permission=Policy(
+                commands=Patterns(allow=("echo *",)), paths=Patterns(deny=("private/*",))
+            ),
+        ),
+        "anthro": _agent("anthro", "fakea/claude-test"),
+        "shaky": _agent("shaky", "fake/shaky", fallback_models=("fake/backup",)),
+        "budgeted": _agent("budgeted", "fake/budgeted", budget_tokens=150),
+        "short": _agent("short", "fake/short", max_turns=2),
+    }
+    runner = AgentRunner(agents, _providers(fake), max_depth=1)
+    fake.scripts.clear()
+    async with outrider.Orchestrator(db=tmp_path / "o.db", runners=[runner]) as o:
+        yield o
+
+
+async def _run(orch: outrider.Orchestrator, spec: outrider.AgentSpec) -> outrider.Task:
+    task = await orch.submit(spec, session=S)
+    (done,) = await orch.wait([task.id], session=S, timeout=30)
+    assert done.state.terminal, done
+    return done
+
+
+async def test_tools_in_the_workspace_usage_cost_and_transcript(
+    orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path
+) -> None:
+    fake.script("worker", [
+        Reply.tool("read_file", path="notes.txt"),
+        Reply.tool("write_file", path="out/result.txt", content="gamma"),
+        Reply.tool("edit_file", path="notes.txt", old="beta", new="BETA"),
+        Reply.tools(("grep", {"pattern": "BETA"}), ("list_files", {"pattern": "**/*.txt"})),
+        Reply.say("All done: notes edited.", input_tokens=1000, output_tokens=500),
+    ])  # fmt: skip
+    done = await _run(orch, outrider.agent("worker", "Edit the notes", workspace=str(workspace)))
+    assert done.state == outrider.TaskState.SUCCEEDED, done.error
+    assert done.result == "All done: notes edited."
+    assert (workspace / "out/result.txt").read_text() == "gamma"
+    assert (workspace / "notes.txt").read_text() == "alpha\nBETA\n"
+    calls = fake.calls_for("worker")
+    assert "alpha\nbeta" in calls[1].tool_results[0]
+    assert calls[-1].tool_results[-2:] == ["notes.txt:2: BETA", "notes.txt\nout/result.txt"]
+    assert done.usage is not None
+    assert done.usage.requests == 5
+    assert done.usage.input_tokens >= 1000
+    assert done.usage.output_tokens >= 500
+    expected = (done.usage.input_tokens * 1.0 + done.usage.output_tokens * 2.0) / 1e6
+    assert done.usage.cost == pytest.approx(expected)
+    log = await orch.tail(done.id, session=S, lines=100)
+    assert "→ write_file" in log
+    assert "All done" in log
+    transcript = await orch.transcript(done.id, session=S)
+    assert isinstance(transcript, dict)
+    kinds = [m["kind"] for m in transcript["messages"]]
+    assert kinds.count("response") == 5
+    assert kinds[0] == "request"
+    assert transcript["attempts"] == [{"model": "fake/worker", "error": None}]
+
+
+async def test_paths_outside_the_workspace_and_denied_by_policy_are_refused(
+    orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path
+) -> None:
+    (workspace / "private").mkdir()
+    (workspace / "private/key").write_text("k")
+    fake.script("careful", [
+        Reply.tools(("read_file", {"path": "../secret.txt"}),
+                    ("read_file", {"path": "/etc/hostname"}),
+                    ("read_file", {"path": "private/key"}),
+                    ("run_command", {"command": "rm -rf ."}),
+                    ("write_file", {"path": "../escape.txt", "content": "x"})),
+        Reply.say("could not"),
+    ])  # fmt: skip
+    done = await _run(orch, outrider.agent("careful", "Read secrets", workspace=str(workspace)))
+    assert done.state == outrider.TaskState.SUCCEEDED
+    results = fake.calls_for("careful")[-1].tool_results
+    assert all(r.startswith("refused") for r in results), results
+    assert "outside the workspace" in results[0]
+    assert "outside the workspace" in results[1]
+    assert "policy does not allow 'private/key'" in results[2]
+    assert "policy does not allow the command" in results[3]
+    assert not (workspace.parent / "escape.txt").exists()
+
+
+async def test_read_only_agent_cannot_write_or_run(
+    orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path
+) -> None:
+    fake.script("reader", [Reply.say("looked")])
+    done = await _run(orch, outrider.agent("reader", "Look", workspace=str(workspace)))
+    assert done.state == outrider.TaskState.SUCCEEDED
+    offered = {t["function"]["name"] for t in fake.calls_for("reader")[0].body["tools"]}
+    assert offered == {"read_file", "list_files", "grep", "delegate"}
+
+
+async def test_run_command_is_a_child_shell_task(
+    orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path
+) -> None:
+    fake.script("careful", [Reply.tool("run_command", command="echo hello-from-shell"),
+                            Reply.say("ran it")])  # fmt: skip
+    done = await _run(orch, outrider.agent("careful", "Run echo", workspace=str(workspace)))
+    assert done.state == outrider.TaskState.SUCCEEDED
+    (answer,) = fake.calls_for("careful")[-1].tool_results
+    assert answer.startswith("[exit code 0]")
+    assert "hello-from-shell" in answer
+    children = [t for t in await orch.list(session=S) if t.parent == done.id]
+    assert len(children) == 1
+    assert children[0].kind == "shell"
+    assert children[0].state == outrider.TaskState.SUCCEEDED
+
+
+async def test_delegation_runs_a_child_agent_and_depth_is_enforced(
+    orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path
+) -> None:
+    fake.script("boss", [Reply.tool("delegate", agent="helper", prompt="count the notes"),
+                         Reply.say("boss: helper says 2")])  # fmt: skip
+    fake.script("helper", [Reply.tool("delegate", agent="helper", prompt="deeper"),
+                           Reply.say("2 notes")])  # fmt: skip
+    done = await _run(orch, outrider.agent("boss", "Delegate", workspace=str(workspace)))
+    assert done.state == outrider.TaskState.SUCCEEDED, done.error
+    assert fake.calls_for("boss")[-1].tool_results == ["2 notes"]
+    (refusal,) = fake.calls_for("helper")[-1].tool_results
+    assert "delegation depth limit (1)" in refusal
+    children = [t for t in await orch.list(session=S) if t.parent == done.id]
+    assert [c.kind for c in children] == ["agent"]
+    assert children[0].spec.depth == 1  # type: ignore[union-attr]
+
+
+async def test_a_waiting_parent_lends_its_slot(tmp_path: Path, fake: FakeLLM) -> None:
+    agents = {"boss": _agent("boss2", "fake/boss2"), "helper": _agent("helper", "fake/helper2")}
+    agents = {"boss2": agents["boss"], "helper": agents["helper"]}
+    runner = AgentRunner(agents, _providers(fake))
+    fake.script("boss2", [Reply.tool("delegate", agent="helper", prompt="x"), Reply.say("done")])
+    fake.script("helper2", [Reply.say("helped")])
+    async with outrider.Orchestrator(db=tmp_path / "o.db", runners=[runner], max_running=1) as o:
+        done = await _run(o, outrider.agent("boss2", "go", workspace=str(tmp_path)))
+    assert done.state == outrider.TaskState.SUCCEEDED, done.error
+    assert done.result == "done"
+
+
+async def test_budget_stop_keeps_the_transcript(
+    orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path
+) -> None:
+    fake.script("budgeted", [Reply.tool("list_files", input_tokens=100, output_tokens=10),
+                             Reply.tool("list_files", pattern="*", input_tokens=100),
+                             Reply.say("never")])  # fmt: skip
+    done = await _run(orch, outrider.agent("budgeted", "Spend", workspace=str(workspace)))
+    assert done.state == outrider.TaskState.FAILED
+    assert done.error is not None
+    assert done.error.type == "budget"
+    assert "Token budget exceeded" in done.error.message
+    transcript = await orch.transcript(done.id, session=S)
+    assert isinstance(transcript, dict)
+    assert len(transcript["messages"]) >= 3
+
+
+async def test_loop_detector_max_turns_and_empty_output(
+    orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path
+) -> None:
+    fake.script("looper", [Reply.tool("grep", pattern="x")] * 6)
+    looped = await _run(orch, outrider.agent("looper", "Loop", workspace=str(workspace)))
+    assert looped.error is not None
+    assert looped.error.type == "loop"
+    assert "grep was called 5 times in a row" in looped.error.message
+    fake.script("short", [Reply.tool("list_files"), Reply.tool("grep", pattern="a"),
+                          Reply.say("late")])  # fmt: skip
+    short = await _run(orch, outrider.agent("short", "Turns", workspace=str(workspace)))
+    assert short.error is not None
+    assert short.error.type == "max_turns"
+    fake.script("worker", [Reply.say("   ")])
+    empty = await _run(orch, outrider.agent("worker", "Nothing", workspace=str(workspace)))
+    assert empty.state == outrider.TaskState.FAILED
+    assert empty.error is not None
+    assert empty.error.message == "The agent produced no output."
+
+
+async def test_anthropic_messages_api(
+    orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path
+) -> None:
+    fake.script("claude-test", [Reply.tool("read_file", path="notes.txt"),
+                                Reply.say("It says alpha.")])  # fmt: skip
+    done = await _run(orch, outrider.agent("anthro", "Read", workspace=str(workspace)))
+    assert done.state == outrider.TaskState.SUCCEEDED, done.error
+    assert done.result == "It says alpha."
+    calls = fake.calls_for("claude-test")
+    assert calls[0].api == "anthropic"
+    assert "alpha" in calls[1].tool_results[0]
+    assert done.usage is not None
+    assert done.usage.cost is None
+
+
+async def test_retry_after_dropped_stream_and_fallback(
+    orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path
+) -> None:
+    fake.script("worker", [
+        Reply.error(429, retry_after=0.3), Reply.error(500),
+        Reply.say("x" * 200, drop_after_chunks=3), Reply.say("recovered"),
+    ])  # fmt: skip
+    done = await _run(orch, outrider.agent("worker", "Flaky", workspace=str(workspace)))
+    assert done.state == outrider.TaskState.SUCCEEDED, done.error
+    assert done.result == "recovered"
+    assert len(fake.calls_for("worker")) >= 4
+    fake.script("shaky", [Reply.error(400)])
+    fake.script("backup", [Reply.say("from backup")])
+    fell = await _run(orch, outrider.agent("shaky", "Fall back", workspace=str(workspace)))
+    assert fell.state == outrider.TaskState.SUCCEEDED, fell.error
+    assert fell.result == "from backup"
+    transcript = await orch.transcript(fell.id, session=S)
+    assert isinstance(transcript, dict)
+    attempts = transcript["attempts"]
+    assert [a["model"] for a in attempts] == ["fake/shaky", "fake/backup"]
+    assert "HTTP 400" in attempts[0]["error"]
+    assert attempts[1]["error"] is None
+
+
+async def test_missing_key_and_dead_endpoint_fail_at_once(tmp_path: Path, fake: FakeLLM) -> None:
+    providers = Providers(
+        {"nokey": ProviderConfig(base_url=fake.base_url, api_key_env="OUTRIDER_TEST_NO_SUCH_KEY"),
+         "dead": ProviderConfig(base_url="http://127.0.0.1:9/v1", api_key="k")},
+        environ={},
+    )  # fmt: skip
+    agents = {"a": _agent("a", "nokey/m"), "b": _agent("b", "dead/m"), "c": _agent("c", "nope/m")}
+    runner = AgentRunner(agents, providers)
+    async with outrider.Orchestrator(db=tmp_path / "o.db", runners=[runner]) as o:
+        nokey = await _run(o, outrider.agent("a", "hi", workspace=str(tmp_path)))
+        dead = await _run(o, outrider.agent("b", "hi", workspace=str(tmp_path)))
+        unknown = await _run(o, outrider.agent("c", "hi", workspace=str(tmp_path)))
+    assert nokey.error is not None
+    assert "OUTRIDER_TEST_NO_SUCH_KEY" in nokey.error.message
+    assert dead.error is not None
+    assert "cannot reach dead at http://127.0.0.1:9/v1" in (dead.error.message)
+    assert unknown.error is not None
+    assert "Unknown provider 'nope'" in unknown.error.message
+
+
+async def test_cancel_mid_stream_aborts_the_request(
+    orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path
+) -> None:
+    fake.script("worker", [Reply.say("word " * 200, chunk_delay=0.05)])
+    aborted = fake.aborted
+    task = await orch.submit(outrider.agent("worker", "Talk", workspace=str(workspace)), session=S)
+    with anyio.fail_after(20):
+        async for event in orch.events(session=S):
+            if event.task_id == task.id and event.type == "task.output":
+                break
+    ended = await orch.cancel(task.id, session=S)
+    assert ended.state == outrider.TaskState.CANCELLED
+    await wait_until(lambda: fake.aborted > aborted, timeout=10)  # the server's own thread
