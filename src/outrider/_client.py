@@ -373,6 +373,12 @@ class Client(_Base):
                      task_id=task_id)  # fmt: skip
         return str(self._json(call)["output"])
 
+    def transcript(self, task_id: str) -> JsonValue:
+        """An agent task's transcript (models tried, full message history), or None."""
+        call = _Call("GET", f"/v1/tasks/{task_id}/transcript", task_id=task_id)
+        doc: JsonValue = self._json(call)["transcript"]
+        return doc
+
     def status(self) -> Status:
         """Counts per state and per key."""
         return Status.model_validate(self._json(_Call("GET", "/v1/status")))
@@ -538,6 +544,12 @@ class AsyncClient(_Base):
         call = _Call("GET", f"/v1/tasks/{task_id}/output", params={"lines": lines},
                      task_id=task_id)  # fmt: skip
         return str((await self._json(call))["output"])
+
+    async def transcript(self, task_id: str) -> JsonValue:
+        """An agent task's transcript (models tried, full message history), or None."""
+        call = _Call("GET", f"/v1/tasks/{task_id}/transcript", task_id=task_id)
+        doc: JsonValue = (await self._json(call))["transcript"]
+        return doc
 
     async def status(self) -> Status:
         """Counts per state and per key."""

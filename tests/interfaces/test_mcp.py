@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from outrider._daemon._config import DEFAULT_MCP_TOOLS, MCP_TOOLS
+from tests.fakellm import FakeLLM, Reply
 
 from .conftest import launch, stop
 
@@ -254,3 +257,46 @@ async def test_delegate_to_an_agent_defined_to_run_through_a_cli(
             assert plain.status().keys["agent:fixer"].limit == 2
     finally:
         stop(daemon)
+
+
+async def test_delegate_to_a_built_in_agent_and_read_its_transcript(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    (project / ".outrider" / "agents").mkdir(parents=True)
+    (project / ".outrider" / "agents" / "scout.md").write_text(
+        "---\ndescription: Looks around\nmodel: fake/scout-model\n---\nYou look around.\n"
+    )
+    (project / "README.txt").write_text("the project readme")
+    home = tmp_path / "home"
+    home.mkdir()
+    with FakeLLM() as fake:
+        fake.script("scout-model", [Reply.tool("read_file", path="README.txt"),
+                                    Reply.say("It is a project.")])  # fmt: skip
+        providers = json.dumps({"fake": {"base_url": fake.base_url, "api_key": "k"}})
+        monkeypatch.setenv("OUTRIDER_PROVIDERS", providers)
+        monkeypatch.chdir(project)
+        daemon = launch(home)
+        try:
+            async with stdio(daemon, "--session", "scouting") as client:
+                result = await call(
+                    client, "delegate_task", description="look", agent="scout",
+                    prompt="What is this?", cwd=str(project), background=False,
+                )  # fmt: skip
+                assert "It is a project." in text(result)
+                task_id = result.structured_content["task"]["id"]  # type: ignore[index]
+                full = await call(client, "get_task_result", task_id=task_id, full=True)
+                assert "→ read_file" in text(full)
+                assert "← read_file: the project readme" in text(full)
+                assert full.structured_content is not None
+                assert full.structured_content["transcript"]["agent"] == "scout"
+            shown = await anyio.run_process(
+                [sys.executable, "-m", "outrider._cli", "show", task_id, "--transcript",
+                 "--session", "scouting"],
+                env=daemon.env, cwd=project,
+            )  # fmt: skip
+            assert "user: What is this?" in shown.stdout.decode()
+            assert "assistant: It is a project." in shown.stdout.decode()
+            assert fake.calls_for("scout-model")[1].tool_results == ["the project readme"]
+        finally:
+            stop(daemon)

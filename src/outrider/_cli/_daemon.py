@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from .._agents._transcript import render_transcript
 from .._client import AsyncClient, Client
 from .._errors import OutriderError, TaskNotFound, UserError
 from .._logging import format_duration
@@ -284,15 +285,27 @@ def show(
     task_id: Annotated[str, typer.Argument(help="The task id.")],
     session: SessionOpt = "default",
     json_output: JsonOpt = False,
+    transcript: Annotated[
+        bool, typer.Option("--transcript", help="An agent task's whole conversation.")
+    ] = False,
 ) -> None:
     """Show one task: state, timings, result or error, and the end of its output."""
     with _client(session) as client, _answering():
         task = client.get(task_id)
         output = client.tail(task_id, lines=20) if task.state is not TaskState.SUCCEEDED else None
+        doc = client.transcript(task_id) if transcript else None
     if json_output:
-        print(task.model_dump_json(indent=2))
-    else:
-        _print_detail(task, output)
+        data = task.model_dump(mode="json")
+        if transcript:
+            data["transcript"] = doc
+        print(json.dumps(data, indent=2))
+        return
+    _print_detail(task, output)
+    if transcript:
+        if isinstance(doc, dict):
+            print(render_transcript(doc, clip=None))
+        else:
+            print("(no transcript: only agent tasks have one)")
 
 
 def logs(

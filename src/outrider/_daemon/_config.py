@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .._agents._providers import Price, ProviderConfig
 from .._errors import UserError
 from .._paths import config_dir, data_dir
 
@@ -95,6 +96,18 @@ class Config(BaseModel):
     principals: dict[_Name, PrincipalConfig] = Field(default_factory=dict)
     cli_agents: dict[_Name, CliAgentConfig] = Field(default_factory=dict)
     """Agent CLI templates added to (or replacing) the built-in ones."""
+    providers: dict[_Name, ProviderConfig] = Field(default_factory=dict)
+    """Model providers added to (or replacing) openai, anthropic, openrouter and ollama."""
+    prices: dict[str, Price] = Field(default_factory=dict)
+    """USD per million input/output tokens, by `provider/model`."""
+    default_model: str | None = None
+    """The model of a built-in agent whose definition names none."""
+    model_aliases: dict[str, str] = Field(default_factory=dict)
+    """Short model names (`fast = "openai/gpt-4.1-mini"`)."""
+    agent_max_depth: int = Field(default=2, ge=0, le=10)
+    """How deep built-in agents may delegate."""
+    agent_max_descendants: int = Field(default=10, ge=0, le=1000)
+    """Live delegated tasks per delegation tree."""
 
     def model_post_init(self, context: Any, /) -> None:
         unknown = [t for t in self.mcp_tools if t not in MCP_TOOLS]

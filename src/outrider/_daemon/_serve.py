@@ -22,12 +22,14 @@ import anyio
 import uvicorn
 
 from .._agents._definitions import load_agents
+from .._agents._providers import Providers
 from .._errors import UserError
 from .._http._app import AuthMiddleware, create_app
 from .._logging import logger
 from .._mcp._server import build_server, daemon_resolver
 from .._orchestrator import Orchestrator
 from .._paths import daemon_file
+from ..runners._agent import AgentRunner
 from ..runners._cli_agent import CliAgentRunner, CliTemplate
 from ._auth import Tokens
 
@@ -127,6 +129,17 @@ async def serve(
             field="host",
         )
     tokens = Tokens.from_config(config)
+    agents = load_agents()
+    for problem in (*agents.warnings, *agents.errors):
+        logger.warning("agents: %s", problem)
+    providers = Providers(
+        config.providers, prices=config.prices, aliases=config.model_aliases,
+        default_model=config.default_model,
+    )  # fmt: skip
+    agent_runner = AgentRunner(
+        {name: a for name, a in agents.agents.items() if a.cli is None}, providers,
+        max_depth=config.agent_max_depth, max_descendants=config.agent_max_descendants,
+    )  # fmt: skip
     orch = Orchestrator(
         config.db_path, max_running=config.max_running, limits=config.limits,
         default_limit=config.default_limit, max_queued=config.max_queued,
@@ -136,12 +149,9 @@ async def serve(
         runners=[CliAgentRunner({
             name: CliTemplate(tuple(c.command), tuple(c.model_args), c.output)
             for name, c in config.cli_agents.items()
-        })],
+        }), agent_runner],
     )  # fmt: skip
     _load_handlers(orch, config.handlers)
-    agents = load_agents()
-    for problem in (*agents.warnings, *agents.errors):
-        logger.warning("agents: %s", problem)
     for agent in agents.agents.values():
         orch.set_limit(f"agent:{agent.name}", agent.limit)
     stopping = anyio.Event()

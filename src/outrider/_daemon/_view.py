@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     import builtins
     from collections.abc import AsyncIterator, Mapping, Sequence
 
+    from pydantic import JsonValue
+
     from .._orchestrator import Orchestrator
 
 __all__ = ["Backend", "SessionView"]
@@ -67,6 +69,10 @@ class Backend(Protocol):
 
     async def tail(self, task_id: str, *, lines: int = 50) -> str:
         """The last lines of a task's output."""
+        ...
+
+    async def transcript(self, task_id: str) -> JsonValue:
+        """An agent task's transcript, or None."""
         ...
 
     async def notices(self, *, limit: int = 100) -> builtins.list[Notice]:
@@ -149,6 +155,10 @@ class SessionView:
     async def tail(self, task_id: str, *, lines: int = 50) -> str:
         """The last `lines` lines of the task's output."""
         return await self._orch.tail(task_id, session=self._stored, lines=lines)
+
+    async def transcript(self, task_id: str) -> JsonValue:
+        """An agent task's transcript (attempts and messages), or None."""
+        return await self._orch.transcript(task_id, session=self._stored)
 
     async def notices(self, *, limit: int = 100) -> builtins.list[Notice]:
         """Unacknowledged completion notices."""

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, JsonValue
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -126,6 +126,17 @@ class Output(BaseModel):
 
     task_id: str
     output: str
+
+
+class Transcript(BaseModel):
+    """An agent task's transcript, or null for a task that has none.
+
+    Shape: `{agent, attempts: [{model, error}], messages: [...]}`, messages in pydantic-ai's
+    JSON form.
+    """
+
+    task_id: str
+    transcript: JsonValue
 
 
 class NoticeList(BaseModel):
@@ -247,6 +258,12 @@ async def task_output(
 ) -> Output:
     """The last `lines` lines of the task's output, also while it runs."""
     return Output(task_id=task_id, output=await v.tail(task_id, lines=lines))
+
+
+@router.get("/v1/tasks/{task_id}/transcript", tags=["tasks"])
+async def task_transcript(v: View, task_id: str) -> Transcript:
+    """An agent task's transcript: the models tried and the full message history."""
+    return Transcript(task_id=task_id, transcript=await v.transcript(task_id))
 
 
 @router.post("/v1/wait", tags=["tasks"])

@@ -22,9 +22,10 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from .._agents._transcript import render_transcript
 from .._errors import OutriderError
 from .._ids import new_task_id
-from .._models import CliAgentSpec, Notice, ShellSpec, SubmitItem, Task, TaskState
+from .._models import AgentSpec, CliAgentSpec, Notice, ShellSpec, SubmitItem, Task, TaskState
 from ._format import notices_block, task_detail, task_line, tasks_table
 
 if TYPE_CHECKING:
@@ -123,14 +124,15 @@ def _agent_item(
         raise _Answer(
             f"Unknown agent {work.agent!r}; available: {available}. Use `command` for shell work."
         )
-    if agent.cli is None:
-        raise _Answer(
-            f"Agent {agent.name!r} needs the built-in LLM runner, which is not available yet; "
-            "set `cli:` (claude, opencode, codex, gemini, aider) in its definition to run it "
-            "through that CLI, or use `command` for shell work."
-        )
     if not work.prompt or not work.prompt.strip():
         raise _Answer(f"Give `prompt`: the instructions for agent {agent.name!r}.")
+    if agent.cli is None:
+        return SubmitItem(
+            spec=AgentSpec(agent=agent.name, prompt=work.prompt, workspace=work.cwd),
+            priority=work.priority, timeout=work.timeout or agent.timeout,
+            label=work.label or agent.name, description=work.description or work.prompt,
+            group=group,
+        )  # fmt: skip
     prompt = f"{agent.prompt}\n\n{work.prompt}" if agent.prompt else work.prompt
     return SubmitItem(
         spec=CliAgentSpec(
@@ -521,7 +523,13 @@ async def _result_text(backend: Backend, task: Task, *, full: bool) -> tuple[str
     data["task"]["result"] = task.result
     if task.error is not None:
         data["task"]["error"] = task.error.model_dump(mode="json")
-    return task_detail(task, output=output, full=full), data
+    text = task_detail(task, output=output, full=full)
+    if full and task.kind == "agent":
+        transcript = await backend.transcript(task.id)
+        if isinstance(transcript, dict):
+            data["transcript"] = transcript
+            text += "\n" + render_transcript(transcript)
+    return text, data
 
 
 async def _notify(ctx: Context, task: Task, done: int, total: int) -> None:
