@@ -192,6 +192,7 @@ class FakeLLM:
             routes=[
                 Route("/v1/chat/completions", self._openai, methods=["POST"]),
                 Route("/v1/messages", self._anthropic, methods=["POST"]),
+                Route("/_stats", self._stats, methods=["GET", "POST"]),
             ]
         )
         config = uvicorn.Config(app, log_level="critical", lifespan="off", timeout_keep_alive=30)
@@ -338,6 +339,15 @@ class FakeLLM:
         finally:
             self._leave()
 
+    async def _stats(self, request: Request) -> Response:
+        """GET: the counters; POST: reset them (for a server in another process)."""
+        if request.method == "POST":
+            self.rate_limited = self.aborted = self.dropped = self.max_in_flight = 0
+            self.calls.clear()
+        counters = {"calls": len(self.calls), "rate_limited": self.rate_limited,
+                    "aborted": self.aborted, "max_in_flight": self.max_in_flight}  # fmt: skip
+        return JSONResponse(counters)
+
     def _enter(self) -> None:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -443,3 +453,37 @@ def _anthropic_events(
                     "message_delta"))  # fmt: skip
     out.append(_sse({"type": "message_stop"}, "message_stop"))
     return out
+
+
+def _agent_responder(calls: int) -> Callable[[Call], Reply]:
+    """An agent that makes `calls - 1` tool calls (`list_files`), then answers."""
+
+    def respond(call: Call) -> Reply:
+        done = len(call.tool_results)
+        if done < calls - 1:
+            return Reply.tool("list_files", pattern=f"*{done}")
+        return Reply.say("finished")
+
+    return respond
+
+
+def main() -> None:
+    """Serve in this process until killed: `python tests/fakellm.py RPM LATENCY CALLS`.
+
+    Prints the port on the first line. A server in its own process sees requests when they
+    arrive, not when the client's process lets it run.
+    """
+    import sys
+
+    rpm, latency, calls = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+    fake = FakeLLM()
+    fake.latency = latency
+    fake.responder = _agent_responder(calls)
+    fake.limit_rate(rpm or None)
+    with fake:
+        print(fake.port, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

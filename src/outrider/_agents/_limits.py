@@ -1,9 +1,10 @@
 """Provider rate limits: pace calls before they are made, and adapt when the provider throttles.
 
 Per model, one `ModelLimiter`:
-- Pacing: with a requests-per-minute limit, calls get start slots `60/rpm` seconds apart
-  (GCRA: a slot is reserved, then waited for, so waiters start in arrival order); with a
-  tokens-per-minute limit, a call's estimated tokens reserve time the same way.
+- Pacing: with a requests-per-minute limit, calls are sent one after another at least
+  `60/rpm` seconds apart (plus 3% headroom for jitter), in arrival order, measured from the
+  real send time; with a tokens-per-minute limit, a call's estimated tokens (request bytes / 4)
+  reserve time the same way.
 - Concurrency: at most `concurrency` calls in flight. A throttle (429/529) halves it (at most
   once per second, so one burst of 429s counts once); `concurrency` successes in a row raise it by
   one, up to `max_concurrency`. Changes are reported (the daemon sets the `model:` key's limit
@@ -69,9 +70,11 @@ class ModelLimiter:
         self.throttles = 0
         self._on_concurrency = on_concurrency
         self._clock = clock
-        self._floor = 60.0 / limit.rpm if limit.rpm else 0.0
+        # 3% headroom: requests paced exactly at the limit arrive a little early or late.
+        self._floor = 60.0 / limit.rpm * 1.03 if limit.rpm else 0.0
         self._interval = self._floor
-        self._next_slot = 0.0
+        self._last_sent = float("-inf")
+        self._pacing = anyio.Lock()
         self._next_token_slot = 0.0
         self._paused_until = 0.0
         self._last_cut = float("-inf")
@@ -85,16 +88,19 @@ class ModelLimiter:
                 await self._changed.wait()
             self.in_flight += 1
         try:
-            now = self._clock()
-            start = max(now, self._paused_until, self._next_slot)
-            self._next_slot = start + self._interval
-            if self.limit.tpm and tokens:
-                start = max(start, self._next_token_slot)
-                self._next_token_slot = (
-                    max(self._next_token_slot, now) + tokens * 60 / self.limit.tpm
-                )
-            if start > now:
-                await anyio.sleep(start - now)
+            async with self._pacing:  # FIFO: calls are sent in arrival order
+                now = self._clock()
+                start = max(now, self._paused_until, self._last_sent + self._interval)
+                if self.limit.tpm and tokens:
+                    start = max(start, self._next_token_slot)
+                    self._next_token_slot = max(self._next_token_slot, start) + (
+                        tokens * 60 / self.limit.tpm
+                    )
+                if start > now:
+                    await anyio.sleep(start - now)
+                # Spacing is measured from the real send time, so a late wake-up never lets
+                # the next call follow too closely.
+                self._last_sent = self._clock()
         except BaseException:
             await self.release()
             raise

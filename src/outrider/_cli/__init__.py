@@ -106,12 +106,11 @@ def demo(
         _execute(demo_batch(), db=db, session="demo", as_json=False)
     except typer.Exit as done:
         if done.exit_code == 0:
+            from .._demo import demo_agent
+
+            demo_agent(console)
             console.print("\nNext: describe your own jobs in a TOML file and `outrider run FILE`.")
         raise
-
-
-_daemon.register(app)
-app.add_typer(agents_app, name="agents")
 
 
 _daemon.register(app)

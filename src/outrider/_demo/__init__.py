@@ -7,10 +7,16 @@ import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
 
 from .._cli._batch import Batch, BatchTask
 
-__all__ = ["demo_batch"]
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["demo_agent", "demo_batch"]
 
 _STEPS = (
     "import sys, time\n"
@@ -46,3 +52,50 @@ def demo_batch() -> Batch:
                       priority=priority, keys=["burst"])
         )  # fmt: skip
     return Batch(limits={"shell": 3, "burst": 2}, task=tasks)
+
+
+def demo_agent(console: Console) -> None:
+    """A read-only sub-agent describes the sample project, when a model is configured."""
+    from .. import AgentDefinition, AgentRunner, Orchestrator, Providers, agent
+    from .._daemon._config import load_config
+
+    config = load_config()
+    if not config.default_model:
+        console.print(
+            "\n[bold]Sub-agents[/]: no model is configured, so the agent part is skipped. Set "
+            '`default_model = "openai/gpt-4.1-mini"` in outrider.toml and OPENAI_API_KEY (or '
+            "ANTHROPIC_API_KEY with an anthropic/… model, or any OpenAI-compatible server as "
+            "\\[providers.NAME] base_url) and run the demo again."
+        )
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="outrider-demo-agent-"))
+    sample = resources.files(__package__).joinpath("sample")
+    with resources.as_file(sample) as source:
+        shutil.copytree(source, workdir / "sample", ignore=shutil.ignore_patterns("__pycache__"))
+    reader = AgentDefinition(
+        name="demo-reader", read_only=True, max_turns=10, budget_tokens=50_000,
+        prompt="You read code and explain it briefly.", source=Path("demo"), format="outrider",
+    )  # fmt: skip
+    providers = Providers(
+        config.providers, prices=config.prices, aliases=config.model_aliases,
+        default_model=config.default_model,
+    )  # fmt: skip
+
+    async def run() -> None:
+        runner = AgentRunner({"demo-reader": reader}, providers)
+        async with Orchestrator(db=":memory:", runners=[runner]) as orch:
+            spec = agent("demo-reader", "Describe what calc/ does in two sentences.",
+                         workspace=str(workdir / "sample"))  # fmt: skip
+            task = await orch.submit(spec, session="demo")
+            (done,) = await orch.wait([task.id], session="demo")
+        console.print(f"\n[bold]Sub-agent[/] on {config.default_model}: {done.state.value}")
+        console.print(str(done.result if done.error is None else done.error.message))
+        if done.usage is not None:
+            cost = "unknown" if done.usage.cost is None else f"${done.usage.cost:.4f}"
+            console.print(
+                f"{done.usage.input_tokens} in / {done.usage.output_tokens} out tokens, "
+                f"{done.usage.requests} requests, cost {cost}"
+            )
+
+    console.print(f"\n[bold]Sub-agents[/]: asking a read-only agent on {config.default_model}…")
+    anyio.run(run)

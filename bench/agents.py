@@ -1,0 +1,147 @@
+"""Agent benchmark: many agents on one rate-limited model, with and without outrider's limits.
+
+Run: uv run python bench/agents.py  [--quick]
+
+The fake provider (tests/fakellm.py, real HTTP on 127.0.0.1) allows 600 requests/min (a token
+bucket, no burst) and answers after 40 ms. Each agent task makes 5 model calls (4 tool calls,
+then its answer). The ideal wall time is calls / (600/min). Compared:
+
+(a) outrider: the agent runner with the provider's `rpm = 600` in config (calls paced before
+    they are sent; 429s would halve the model's concurrency and honour Retry-After);
+(a') outrider without the rate in config: it learns the rate from 429s and Retry-After;
+(b) a fixed concurrency of 50 workers making the same calls, retrying a 429 after 0.5 s.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+import outrider
+from outrider._agents._definitions import AgentDefinition
+
+QUICK = "--quick" in sys.argv
+FAKE_SERVER = Path(__file__).resolve().parents[1] / "tests" / "fakellm.py"
+TASKS = 40 if QUICK else 200
+CALLS = 5
+RPM = 600
+LATENCY = 0.040
+
+
+class Server:
+    """The fake provider in its own process (as a real provider is), and its counters."""
+
+    def __init__(self, port: int) -> None:
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        self._stats = f"http://127.0.0.1:{port}/_stats"
+
+    async def reset(self) -> None:
+        async with httpx.AsyncClient() as client:
+            (await client.post(self._stats)).raise_for_status()
+
+    async def rate_limited(self) -> int:
+        async with httpx.AsyncClient() as client:
+            return int((await client.get(self._stats)).json()["rate_limited"])
+
+
+async def outrider_run(fake: Server, *, configured: bool) -> tuple[float, int, int]:
+    await fake.reset()
+    with tempfile.TemporaryDirectory() as tmp:
+        agents = {"bench": AgentDefinition(name="bench", model="fake/bench", prompt="Work.",
+                                           source=Path("bench.md"), format="outrider")}  # fmt: skip
+        provider = outrider.ProviderConfig(
+            base_url=fake.base_url, api_key="k", rpm=RPM if configured else None,
+            max_concurrency=50,
+        )  # fmt: skip
+        runner = outrider.AgentRunner(agents, outrider.Providers({"fake": provider}))
+        async with outrider.Orchestrator(
+            db=Path(tmp) / "bench.db",
+            runners=[runner],
+            max_running=TASKS,
+            limits={"agent:bench": TASKS, "model:fake/bench": 50},
+        ) as orch:
+            start = time.perf_counter()
+            tasks = [
+                await orch.submit(outrider.agent("bench", f"job {i}", workspace=tmp), session="b")
+                for i in range(TASKS)
+            ]
+            done = await orch.wait([t.id for t in tasks], session="b")
+            wall = time.perf_counter() - start
+    ok = sum(t.state == outrider.TaskState.SUCCEEDED for t in done)
+    return wall, await fake.rate_limited(), ok
+
+
+async def naive_run(fake: Server) -> tuple[float, int, int]:
+    await fake.reset()
+    jobs = list(range(TASKS))
+    ok = 0
+
+    async def agent(client: httpx.AsyncClient, job: int) -> None:
+        nonlocal ok
+        messages: list[dict[str, object]] = [{"role": "user", "content": f"job {job}"}]
+        for step in range(CALLS):
+            while True:
+                response = await client.post(
+                    "/chat/completions", json={"model": "naive", "messages": messages}
+                )
+                if response.status_code != 429:
+                    break
+                await anyio.sleep(0.5)
+            response.raise_for_status()
+            if step < CALLS - 1:
+                messages.append({"role": "tool", "tool_call_id": str(step), "content": "ok"})
+        ok += 1
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while jobs:
+            await agent(client, jobs.pop())
+
+    limits = httpx.Limits(max_connections=50)
+    async with httpx.AsyncClient(base_url=fake.base_url, limits=limits, timeout=60) as client:
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(50):
+                tg.start_soon(worker, client)
+        wall = time.perf_counter() - start
+    return wall, await fake.rate_limited(), ok
+
+
+async def main() -> None:
+    import outrider._agents._loop  # noqa: F401  # imported once per process; not timed
+
+    ideal = TASKS * CALLS / (RPM / 60)
+    rows = []
+    argv = [sys.executable, str(FAKE_SERVER), str(RPM), str(LATENCY), str(CALLS)]
+    process = await anyio.open_process(argv, stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        port = int((await process.stdout.receive()).decode().split()[0])
+        fake = Server(port)
+        rows.append(("(a) outrider, rpm in config", *await outrider_run(fake, configured=True)))
+        rows.append(("(a') outrider, rate learned", *await outrider_run(fake, configured=False)))
+        rows.append(("(b) fixed 50, naive retry", *await naive_run(fake)))
+    finally:
+        process.terminate()
+        await process.wait()
+    table = Table(title=f"{TASKS} agents x {CALLS} calls, {RPM} req/min, {LATENCY * 1000:.0f} ms")
+    for col in ("run", "wall s", "vs ideal", "429s", "succeeded"):
+        table.add_column(col)
+    for name, wall, limited, ok in rows:
+        table.add_row(name, f"{wall:.1f}", f"{wall / ideal:.3f}x", str(limited), f"{ok}/{TASKS}")
+    Console().print(table)
+    print(f"ideal (rate limit): {ideal:.1f} s")
+
+
+if __name__ == "__main__":
+    anyio.run(main)
