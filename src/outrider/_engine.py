@@ -185,7 +185,7 @@ class _Context:
 
     @asynccontextmanager
     async def waiting(self) -> AsyncIterator[None]:
-        await self._engine.lend_slot(self._live)
+        self._engine.lend_slot(self._live)
         try:
             yield
         finally:
@@ -601,7 +601,7 @@ class Engine:
             if not self.running_count:
                 self._idle.set()
 
-    async def lend_slot(self, live: _Live) -> None:
+    def lend_slot(self, live: _Live) -> None:
         """A running task waits for tasks it started: give its queue slots to others."""
         live.waiters += 1
         if live.waiters == 1 and live.holds_slot and not live.slot_lent:

@@ -55,10 +55,6 @@ async def workspace(tmp_path: Path) -> Path:
     return root
 
 
-async def _orch(tmp_path: Path, runner: AgentRunner, **kw: Any) -> outrider.Orchestrator:
-    return outrider.Orchestrator(db=tmp_path / "o.db", runners=[runner], **kw)
-
-
 @pytest.fixture
 async def orch(tmp_path: Path, fake: FakeLLM) -> AsyncIterator[outrider.Orchestrator]:
     agents = {
@@ -195,8 +191,7 @@ async def test_delegation_runs_a_child_agent_and_depth_is_enforced(
 
 
 async def test_a_waiting_parent_lends_its_slot(tmp_path: Path, fake: FakeLLM) -> None:
-    agents = {"boss": _agent("boss2", "fake/boss2"), "helper": _agent("helper", "fake/helper2")}
-    agents = {"boss2": agents["boss"], "helper": agents["helper"]}
+    agents = {"boss2": _agent("boss2", "fake/boss2"), "helper": _agent("helper", "fake/helper2")}
     runner = AgentRunner(agents, _providers(fake))
     fake.script("boss2", [Reply.tool("delegate", agent="helper", prompt="x"), Reply.say("done")])
     fake.script("helper2", [Reply.say("helped")])

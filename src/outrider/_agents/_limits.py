@@ -5,7 +5,8 @@ Per model, one `ModelLimiter`:
   `60/rpm` seconds apart (plus 3% headroom for jitter), in arrival order, measured from the
   real send time; with a tokens-per-minute limit, a call's estimated tokens (request bytes / 4)
   reserve time the same way.
-- Concurrency: at most `concurrency` calls in flight. A throttle (429/529) halves it (at most
+- Concurrency: at most `concurrency` calls in flight (from sending until the response's
+  headers; a streamed body no longer counts). A throttle (429/529) halves it (at most
   once per second, so one burst of 429s counts once); `concurrency` successes in a row raise it by
   one, up to `max_concurrency`. Changes are reported (the daemon sets the `model:` key's limit
   from them, so fewer tasks of that model start).
@@ -71,8 +72,7 @@ class ModelLimiter:
         self._on_concurrency = on_concurrency
         self._clock = clock
         # 3% headroom: requests paced exactly at the limit arrive a little early or late.
-        self._floor = 60.0 / limit.rpm * 1.03 if limit.rpm else 0.0
-        self._interval = self._floor
+        self._interval = 60.0 / limit.rpm * 1.03 if limit.rpm else 0.0
         self._last_sent = float("-inf")
         self._pacing = anyio.Lock()
         self._next_token_slot = 0.0

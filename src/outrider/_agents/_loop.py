@@ -81,7 +81,6 @@ class _Run:
     last_call: tuple[str, str] | None = None
     repeats: int = 0
     attempts: list[dict[str, Any]] = field(default_factory=list)
-    children: set[str] = field(default_factory=set)
 
 
 class AgentLoop:
@@ -128,7 +127,6 @@ class AgentLoop:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._save(run, history)
-                await self._cancel_children(run)
                 if run.tree_id == ctx.task_id:
                     self.runner._trees.pop(run.tree_id, None)
 
@@ -226,9 +224,12 @@ class AgentLoop:
         before = run.usage
         tokens_in = total.input_tokens - before.input_tokens
         tokens_out = total.output_tokens - before.output_tokens
-        usage = self.runner.providers.add_cost(before, ref, tokens_in, tokens_out)
-        run.usage = usage.model_copy(update={"requests": total.requests})
         part_cost = self.runner.providers.cost(ref, tokens_in, tokens_out)
+        run.usage = Usage(
+            input_tokens=total.input_tokens, output_tokens=total.output_tokens,
+            requests=total.requests,
+            cost=None if before.cost is None or part_cost is None else before.cost + part_cost,
+        )  # fmt: skip
         run.tree.charge(tokens_in + tokens_out, part_cost)
         run.ctx.usage(run.usage)
         spent = run.usage.input_tokens + run.usage.output_tokens
@@ -268,15 +269,6 @@ class AgentLoop:
         messages = json.loads(ModelMessagesTypeAdapter.dump_json(history))
         doc = {"agent": run.definition.name, "attempts": run.attempts, "messages": messages}
         await run.ctx.save_transcript(json.dumps(doc).encode())
-
-    async def _cancel_children(self, run: _Run) -> None:
-        orch = self.runner._orchestrator
-        if orch is None or not run.children:
-            return
-        for child in list(run.children):
-            task = await orch.get(child, session=run.ctx.session)
-            if not task.state.terminal:
-                await orch.cancel(child, session=run.ctx.session)
 
     # -- tools ---------------------------------------------------------------------------
 
@@ -318,16 +310,13 @@ class AgentLoop:
             spec, session=ctx.session, parent=ctx.task_id, priority=10, timeout=timeout,
             label=label,
         )  # fmt: skip
-        run.children.add(task.id)
         try:
             async with ctx.waiting():
                 (done,) = await orch.wait([task.id], session=ctx.session)
-        finally:
+        except BaseException:  # this run is stopped: so is the child (cancel is idempotent)
             with anyio.CancelScope(shield=True):
-                current = await orch.get(task.id, session=ctx.session)
-                if not current.state.terminal:
-                    await orch.cancel(task.id, session=ctx.session)
-                run.children.discard(task.id)
+                await orch.cancel(task.id, session=ctx.session)
+            raise
         if isinstance(spec, ShellSpec):
             tail = await orch.tail(done.id, session=ctx.session, lines=200)
             code = done.exit_code
@@ -339,7 +328,7 @@ class AgentLoop:
         return f"The sub-agent {spec.agent!r} ended {done.state.value}: {message}"
 
 
-def _make_tools(run: _Run, runner: AgentLoop) -> dict[str, Callable[..., Any]]:
+def _make_tools(run: _Run, loop: AgentLoop) -> dict[str, Callable[..., Any]]:
     ws = run.workspace
 
     async def read_file(path: str, offset: int = 0, limit: int | None = None) -> str:
@@ -399,7 +388,7 @@ def _make_tools(run: _Run, runner: AgentLoop) -> dict[str, Callable[..., Any]]:
         except ToolRefused as exc:
             return str(exc)
         spec = ShellSpec(command=command, cwd=str(ws.root))
-        return await runner.child(run, spec, f"{run.definition.name}$ {_clip(command, 40)}")
+        return await loop.child(run, spec, f"{run.definition.name}$ {_clip(command, 40)}")
 
     async def delegate(agent: str, prompt: str) -> str:
         """Hand a sub-task to another sub-agent and wait for its answer.
@@ -410,7 +399,7 @@ def _make_tools(run: _Run, runner: AgentLoop) -> dict[str, Callable[..., Any]]:
             agent: The sub-agent's name.
             prompt: Everything it needs to know to do the sub-task.
         """
-        if refusal := runner.delegation_refusal(run, agent):
+        if refusal := loop.delegation_refusal(run, agent):
             return refusal
         depth = run.spec.depth + 1
         spec = AgentSpec(
@@ -419,7 +408,7 @@ def _make_tools(run: _Run, runner: AgentLoop) -> dict[str, Callable[..., Any]]:
         )  # fmt: skip
         run.tree.live += 1
         try:
-            return await runner.child(run, spec, f"{agent} ← {run.definition.name}")
+            return await loop.child(run, spec, f"{agent} ← {run.definition.name}")
         finally:
             run.tree.live -= 1
 

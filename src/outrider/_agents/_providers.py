@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
     from pydantic_ai.models import Model
 
-    from .._models import Usage
 
 __all__ = [
     "BUILTIN_PROVIDERS",
@@ -256,18 +255,6 @@ class Providers:
         if price is None:
             return None
         return (input_tokens * price.input + output_tokens * price.output) / 1_000_000
-
-    def add_cost(self, usage: Usage, ref: ModelRef, input_tokens: int, output_tokens: int) -> Usage:
-        """`usage` plus these tokens on `ref`; the cost turns unknown (None) once a part is."""
-        part = self.cost(ref, input_tokens, output_tokens)
-        total = None if usage.cost is None or part is None else usage.cost + part
-        return usage.model_copy(
-            update={
-                "input_tokens": usage.input_tokens + input_tokens,
-                "output_tokens": usage.output_tokens + output_tokens,
-                "cost": total,
-            }
-        )
 
     async def aclose(self) -> None:
         """Close the HTTP clients."""

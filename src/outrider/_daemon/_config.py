@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .._agents._providers import Price, ProviderConfig
+from .._agents._providers import Price, ProviderConfig, Providers
 from .._errors import UserError
 from .._paths import config_dir, data_dir
 
@@ -123,6 +123,13 @@ class Config(BaseModel):
                 "pick another name.",
                 field="principals.local",
             )
+
+    def model_providers(self) -> Providers:
+        """The providers, prices, aliases and default model of the built-in agents."""
+        return Providers(
+            self.providers, prices=self.prices, aliases=self.model_aliases,
+            default_model=self.default_model,
+        )  # fmt: skip
 
     @property
     def db_path(self) -> Path:

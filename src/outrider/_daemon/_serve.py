@@ -22,7 +22,6 @@ import anyio
 import uvicorn
 
 from .._agents._definitions import load_agents
-from .._agents._providers import Providers
 from .._errors import UserError
 from .._http._app import AuthMiddleware, create_app
 from .._logging import logger
@@ -132,12 +131,8 @@ async def serve(
     agents = load_agents()
     for problem in (*agents.warnings, *agents.errors):
         logger.warning("agents: %s", problem)
-    providers = Providers(
-        config.providers, prices=config.prices, aliases=config.model_aliases,
-        default_model=config.default_model,
-    )  # fmt: skip
     agent_runner = AgentRunner(
-        {name: a for name, a in agents.agents.items() if a.cli is None}, providers,
+        {name: a for name, a in agents.agents.items() if a.cli is None}, config.model_providers(),
         max_depth=config.agent_max_depth, max_descendants=config.agent_max_descendants,
     )  # fmt: skip
     orch = Orchestrator(

@@ -26,13 +26,18 @@ _STEPS = (
 )
 
 
-def demo_batch() -> Batch:
-    """Copy the sample project to a temp folder and describe the demo batch over it."""
+def _sample_copy() -> Path:
+    """A fresh copy of the sample project in a temp folder."""
     workdir = Path(tempfile.mkdtemp(prefix="outrider-demo-"))
     sample = resources.files(__package__).joinpath("sample")
     with resources.as_file(sample) as source:
         shutil.copytree(source, workdir / "sample", ignore=shutil.ignore_patterns("__pycache__"))
-    cwd = str(workdir / "sample")
+    return workdir / "sample"
+
+
+def demo_batch() -> Batch:
+    """Copy the sample project to a temp folder and describe the demo batch over it."""
+    cwd = str(_sample_copy())
     py = sys.executable
     tasks = [
         BatchTask(label="lint", command=[py, "-m", "compileall", "-f", "calc", "checks"], cwd=cwd,
@@ -56,7 +61,7 @@ def demo_batch() -> Batch:
 
 def demo_agent(console: Console) -> None:
     """A read-only sub-agent describes the sample project, when a model is configured."""
-    from .. import AgentDefinition, AgentRunner, Orchestrator, Providers, agent
+    from .. import AgentDefinition, AgentRunner, Orchestrator, agent
     from .._daemon._config import load_config
 
     config = load_config()
@@ -68,24 +73,18 @@ def demo_agent(console: Console) -> None:
             "\\[providers.NAME] base_url) and run the demo again."
         )
         return
-    workdir = Path(tempfile.mkdtemp(prefix="outrider-demo-agent-"))
-    sample = resources.files(__package__).joinpath("sample")
-    with resources.as_file(sample) as source:
-        shutil.copytree(source, workdir / "sample", ignore=shutil.ignore_patterns("__pycache__"))
+    workspace = _sample_copy()
     reader = AgentDefinition(
         name="demo-reader", read_only=True, max_turns=10, budget_tokens=50_000,
         prompt="You read code and explain it briefly.", source=Path("demo"), format="outrider",
     )  # fmt: skip
-    providers = Providers(
-        config.providers, prices=config.prices, aliases=config.model_aliases,
-        default_model=config.default_model,
-    )  # fmt: skip
+    providers = config.model_providers()
 
     async def run() -> None:
         runner = AgentRunner({"demo-reader": reader}, providers)
         async with Orchestrator(db=":memory:", runners=[runner]) as orch:
             spec = agent("demo-reader", "Describe what calc/ does in two sentences.",
-                         workspace=str(workdir / "sample"))  # fmt: skip
+                         workspace=str(workspace))  # fmt: skip
             task = await orch.submit(spec, session="demo")
             (done,) = await orch.wait([task.id], session="demo")
         console.print(f"\n[bold]Sub-agent[/] on {config.default_model}: {done.state.value}")
