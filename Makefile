@@ -11,6 +11,7 @@ format:
 lint:
 	uv run ruff check src tests bench
 	uv run ruff format --check src tests bench
+	uv run lint-imports --no-cache
 	@! grep -rnE 'sleep\((0\.[0-9]*[1-9]|[1-9])' tests --include='*.py' | grep -v 'sleep-ok' \
 		|| (echo 'tests must not sleep to synchronise (add "# sleep-ok: <reason>" if polling another process)'; exit 1)
 
