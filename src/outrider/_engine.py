@@ -29,6 +29,7 @@ from __future__ import annotations
 import heapq
 import inspect
 import itertools
+import logging
 import threading
 import traceback
 from collections import Counter
@@ -104,14 +105,15 @@ class _Live:
     ttl_deadline: float | None = None
     on_progress: Callback | None = None
     on_done: Callback | None = None
-    done: anyio.Event = field(default_factory=anyio.Event)
+    finished: bool = False
+    _done: anyio.Event | None = None
     scope: anyio.CancelScope | None = None
     holds_slot: bool = False
     slot_lent: bool = False
     """Its queue slots are given back while it waits for tasks it started."""
     resume_queued: bool = False
     waiters: int = 0
-    slot_back: anyio.Event = field(default_factory=anyio.Event)
+    slot_back: anyio.Event | None = None
     stop_reason: StopReason | None = None
     stop_message: str | None = None
     run_deadline: float | None = None
@@ -126,6 +128,20 @@ class _Live:
     @property
     def task_id(self) -> str:
         return self.task.id
+
+    @property
+    def done(self) -> anyio.Event:
+        """Set once the task ended and its end is stored (made on first use: most never are)."""
+        if self._done is None:
+            self._done = anyio.Event()
+            if self.finished:
+                self._done.set()
+        return self._done
+
+    def finish(self) -> None:
+        self.finished = True
+        if self._done is not None:
+            self._done.set()
 
 
 def _utc(epoch: float) -> datetime:
@@ -373,7 +389,8 @@ class Engine:
                 live = self._register(item.task, seq, item.on_progress, item.on_done)
                 self._link_deps(live)
                 self._admit(live)
-                logger.debug("%s queued (%s)", item.task.id, item.task.name)
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("%s queued (%s)", item.task.id, item.task.name)
                 out.append(item.task)
         return out
 
@@ -586,8 +603,9 @@ class Engine:
                 self._add_timer(live.run_deadline, live.task_id, "timeout")
             if live.task.stall_timeout is not None:
                 self._add_timer(now + live.task.stall_timeout, live.task_id, "stall")
-            logger.info("%s started (%s: %s)", live.task_id, live.task.kind, live.task.name)
-            self._tg.start_soon(self._run, live)
+            if logger.isEnabledFor(logging.INFO):
+                logger.info("%s started (%s: %s)", live.task_id, live.task.kind, live.task.name)
+            self._tg.start_soon(self._run, live, name=live.task_id)
 
     def _release(self, live: _Live) -> None:
         if live.holds_slot:
@@ -630,11 +648,13 @@ class Engine:
                 )
             )
             self.wake()
+        assert live.slot_back is not None
         await live.slot_back.wait()
 
     def _resume(self, live: _Live) -> None:
         live.slot_lent = False
         live.resume_queued = False
+        assert live.slot_back is not None
         live.slot_back.set()
 
     # -- running --------------------------------------------------------------------------
@@ -895,11 +915,12 @@ class Engine:
             change.append(
                 AddEvent(f"task.{state}", task.session, now_wall, task.id, task.group, data)  # type: ignore[arg-type]  # f"task.{state}" is a terminal EventType
             )
+            # The work is over: its slot goes to the next task while the end is committed.
+            self._release(live)
             try:
                 await self.store.commit(change)
             except (StoreError, Closed) as exc:
                 logger.error("%s: its end (%s) was not stored: %s", task.id, state, exc)
-            self._release(live)
             del self.live[task.id]
             self.terminal_counts[state] += 1
             live.task = task.model_copy(update={
@@ -917,9 +938,11 @@ class Engine:
             self._resolve_dependents(live.task)
             if task.group is not None:
                 await self._group_step(task.session, task.group)
-            live.done.set()  # last: waiters see the task's end and its group's summary stored
+            live.finish()  # last: waiters see the task's end and its group's summary stored
 
     def _log_end(self, task: Task, error: ErrorInfo | None) -> None:
+        if not logger.isEnabledFor(logging.INFO):
+            return
         elapsed = task.elapsed
         took = f" ({format_duration(elapsed)})" if elapsed is not None else ""
         if task.state is TaskState.SUCCEEDED:

@@ -6,10 +6,9 @@ serialise to JSON as they are (`model_dump(mode="json")`).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, field_validator
 
@@ -373,11 +372,6 @@ class Notice(BaseModel):
     """Tasks per end state, and `total` (groups only)."""
     text: str
     """One line for a human or a model to read."""
-
-
-def payload_size(value: Any) -> int:
-    """The size in bytes of `value` as compact JSON."""
-    return len(json.dumps(value, separators=(",", ":"), default=str).encode())
 
 
 class TaskOptions(BaseModel):

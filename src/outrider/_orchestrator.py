@@ -46,7 +46,6 @@ from ._models import (
     Task,
     TaskSpec,
     TaskState,
-    payload_size,
 )
 from ._notices import notices_from_events
 from ._paths import data_dir
@@ -493,7 +492,7 @@ class Orchestrator:
                 continue
             room -= 1
             runner = self._runners[item.spec.kind]
-            task = Task(
+            task = Task.model_construct(  # every field was validated in `item`
                 id=new_task_id(), session=session, spec=item.spec, state=TaskState.QUEUED,
                 priority=item.priority, keys=item.keys or runner.default_keys(item.spec),
                 label=item.label, description=item.description, group=item.group,
@@ -533,7 +532,7 @@ class Orchestrator:
 
     def _check_item(self, item: SubmitItem, known: Mapping[str, Task]) -> SubmitError | None:
         spec = item.spec
-        if payload_size(spec.model_dump(mode="json")) > MAX_PAYLOAD_BYTES:
+        if len(spec.model_dump_json().encode()) > MAX_PAYLOAD_BYTES:
             return SubmitError(
                 index=0, field="spec",
                 message=f"Invalid `spec`: it is larger than {MAX_PAYLOAD_BYTES} bytes as JSON; "
@@ -644,20 +643,26 @@ class Orchestrator:
                 f"`return_when` must be 'all' or 'any', not {return_when!r}.", field="return_when"
             )
         ids = list(dict.fromkeys(task_ids))
-        visible = await self._visible_many(ids, session)
+        # Unfinished tasks are known in memory; only the others are looked up in the store.
+        pending = {i: live for i in ids if (live := self._engine.live.get(i)) is not None}
+        pending = {i: live for i, live in pending.items()
+                   if session is None or live.task.session == session}  # fmt: skip
+        found = await self._visible_many([i for i in ids if i not in pending], session)
         for task_id in ids:
-            if task_id not in visible:
+            if task_id not in found and task_id not in pending:
                 raise TaskNotFound(task_id)
-        pending = [live for i in ids if (live := self._engine.live.get(i)) is not None]
         with anyio.move_on_after(timeout):
             if return_when == "all":
-                for live in pending:
+                for live in pending.values():
                     await live.done.wait()
             elif pending and len(pending) == len(ids):
                 async with anyio.create_task_group() as tg:
-                    for live in pending:
+                    for live in pending.values():
                         tg.start_soon(self._first_done, live.done, tg.cancel_scope)
-        found = await self._visible_many(ids, session)
+        # A finished task's record in memory is the one its end stored.
+        found.update({i: live.task for i, live in pending.items() if live.finished})
+        if still := [i for i in ids if i not in found]:
+            found.update(await self._visible_many(still, session))
         return self._decorate([found[i] for i in ids if i in found])
 
     @staticmethod

@@ -136,6 +136,17 @@ _INSERT_TASK = (
     f"INSERT INTO tasks (seq, kind, {_TASK_COLUMNS}) VALUES "
     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_START_ATTEMPT = "INSERT OR REPLACE INTO attempts (task_id, attempt, started_at) VALUES (?, ?, ?)"
+_END_ATTEMPT = (
+    "UPDATE attempts SET finished_at = ?, state = ?, error = ? WHERE task_id = ? AND attempt = ?"
+)
+_INSERT_EVENT = (
+    "INSERT INTO events (seq, at, type, session, task_id, grp, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_SET_NOTICE_CURSOR = (
+    "INSERT INTO notice_cursors (session, seq) VALUES (?, ?) "
+    "ON CONFLICT (session) DO UPDATE SET seq = max(seq, excluded.seq)"
+)
 _COLUMN_OF_FIELD = {"group": "grp", "id": "task_id"}
 _UPDATABLE = frozenset(
     {
@@ -245,6 +256,77 @@ def _event_from_row(row: Sequence[object]) -> Event:
     )
 
 
+def _event_of(seq: int, op: AddEvent) -> Event:
+    return Event.model_construct(
+        seq=seq, at=_dt(op.at), type=op.type, session=op.session, task_id=op.task_id,
+        group=op.group, data=op.data,
+    )  # fmt: skip
+
+
+class _Fallback(Exception):
+    """The batch cannot take the fast path; apply it change by change."""
+
+
+@dataclass(slots=True)
+class _BatchRows:
+    """A batch of changes as rows, one list per statement.
+
+    A task's updates within the batch merge into one (later fields win), so the order of
+    statements between tasks no longer matters; a batch that starts one attempt twice
+    cannot be merged and takes the slow path.
+    """
+
+    inserts: list[tuple[object, ...]] = field(default_factory=list)
+    updates: dict[str, list[tuple[object, ...]]] = field(default_factory=dict)
+    starts: dict[tuple[str, int], float] = field(default_factory=dict)
+    ends: list[tuple[object, ...]] = field(default_factory=list)
+    events: list[AddEvent] = field(default_factory=list)
+    event_data: list[str] = field(default_factory=list)
+    owners: list[int] = field(default_factory=list)
+    """The index of the change each event belongs to."""
+    cursors: list[tuple[str, int]] = field(default_factory=list)
+
+    @classmethod
+    def collect(cls, changes: Sequence[Change]) -> _BatchRows:
+        rows = cls()
+        merged: dict[str, dict[str, object]] = {}
+        try:
+            for index, change in enumerate(changes):
+                for op in change:
+                    rows._add(op, index, merged)
+            for task_id, fields in merged.items():
+                if not fields.keys() <= _UPDATABLE:
+                    raise _Fallback
+                names = ", ".join(f"{_COLUMN_OF_FIELD.get(n, n)} = ?" for n in fields)
+                rows.updates.setdefault(f"UPDATE tasks SET {names} WHERE task_id = ?", []).append(
+                    (*(_db_value(n, v) for n, v in fields.items()), task_id)
+                )
+        except (ValueError, TypeError) as exc:  # a value that cannot be stored
+            raise _Fallback from exc
+        return rows
+
+    def _add(self, op: Op, index: int, merged: dict[str, dict[str, object]]) -> None:
+        match op:
+            case InsertTask(task=task, seq=seq):
+                self.inserts.append((seq, task.spec.kind, *_task_values(task)))
+            case UpdateTask(task_id=task_id, fields=fields):
+                merged.setdefault(task_id, {}).update(fields)
+            case StartAttempt(task_id=task_id, attempt=attempt, started_at=at):
+                if (task_id, attempt) in self.starts:
+                    raise _Fallback
+                self.starts[task_id, attempt] = at
+            case EndAttempt():
+                self.ends.append(
+                    (op.finished_at, op.state, _json_model(op.error), op.task_id, op.attempt)
+                )
+            case AddEvent():
+                self.events.append(op)
+                self.event_data.append(json.dumps(op.data))
+                self.owners.append(index)
+            case SetNoticeCursor(session=session, seq=seq):
+                self.cursors.append((session, seq))
+
+
 class SQLiteBackend:
     """Synchronous access to one outrider database. Not thread-safe: one thread at a time."""
 
@@ -288,7 +370,46 @@ class SQLiteBackend:
     # -- writes ---------------------------------------------------------------------------
 
     def apply(self, changes: Sequence[Change]) -> list[list[Event] | Exception]:
-        """Apply many changes in one transaction; each change succeeds or fails alone."""
+        """Apply many changes in one transaction; each change succeeds or fails alone.
+
+        The fast path writes the whole batch with one statement per kind of row; if any of it
+        fails, the batch is rolled back and applied again one savepoint per change, so a bad
+        change fails alone.
+        """
+        try:
+            return self._apply_batched(changes)
+        except (sqlite3.Error, _Fallback):
+            if self._conn.in_transaction:
+                self._conn.rollback()
+        return self._apply_one_by_one(changes)
+
+    def _apply_batched(self, changes: Sequence[Change]) -> list[list[Event] | Exception]:
+        rows = _BatchRows.collect(changes)
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        cur.executemany(_INSERT_TASK, rows.inserts)
+        for sql, params in rows.updates.items():
+            cur.executemany(sql, params)
+            if cur.rowcount != len(params):
+                raise _Fallback  # an update found no task: let that change fail alone
+        cur.executemany(_START_ATTEMPT, [(t, a, at) for (t, a), at in rows.starts.items()])
+        cur.executemany(_END_ATTEMPT, rows.ends)
+        (last,) = cur.execute(
+            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
+        ).fetchone()
+        cur.executemany(
+            _INSERT_EVENT,
+            [(last + n, op.at, op.type, op.session, op.task_id, op.group, data)
+             for n, (op, data) in enumerate(zip(rows.events, rows.event_data, strict=True), 1)],
+        )  # fmt: skip
+        cur.executemany(_SET_NOTICE_CURSOR, rows.cursors)
+        cur.execute("COMMIT")
+        made: list[list[Event]] = [[] for _ in changes]
+        for n, (owner, op) in enumerate(zip(rows.owners, rows.events, strict=True), start=1):
+            made[owner].append(_event_of(last + n, op))
+        return list(made)
+
+    def _apply_one_by_one(self, changes: Sequence[Change]) -> list[list[Event] | Exception]:
         results: list[list[Event] | Exception] = []
         cur = self._conn.cursor()
         try:
@@ -327,34 +448,21 @@ class SQLiteBackend:
                 if cur.rowcount != 1:
                     raise ValueError(f"no task {task_id!r} to update")
             case StartAttempt(task_id=task_id, attempt=attempt, started_at=started_at):
-                cur.execute(
-                    "INSERT OR REPLACE INTO attempts (task_id, attempt, started_at) "
-                    "VALUES (?, ?, ?)",
-                    (task_id, attempt, started_at),
-                )
+                cur.execute(_START_ATTEMPT, (task_id, attempt, started_at))
             case EndAttempt():
                 cur.execute(
-                    "UPDATE attempts SET finished_at = ?, state = ?, error = ? "
-                    "WHERE task_id = ? AND attempt = ?",
+                    _END_ATTEMPT,
                     (op.finished_at, op.state, _json_model(op.error), op.task_id, op.attempt),
                 )
             case AddEvent():
                 data = json.dumps(op.data)
                 cur.execute(
-                    "INSERT INTO events (at, type, session, task_id, grp, data) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (op.at, op.type, op.session, op.task_id, op.group, data),
+                    _INSERT_EVENT, (None, op.at, op.type, op.session, op.task_id, op.group, data)
                 )
                 assert cur.lastrowid is not None
-                return _event_from_row(
-                    (cur.lastrowid, op.at, op.type, op.session, op.task_id, op.group, data)
-                )
+                return _event_of(cur.lastrowid, op)
             case SetNoticeCursor(session=session, seq=seq):
-                cur.execute(
-                    "INSERT INTO notice_cursors (session, seq) VALUES (?, ?) "
-                    "ON CONFLICT (session) DO UPDATE SET seq = max(seq, excluded.seq)",
-                    (session, seq),
-                )
+                cur.execute(_SET_NOTICE_CURSOR, (session, seq))
         return None
 
     def sweep(self, before: float) -> list[str]:

@@ -47,10 +47,22 @@ T = TypeVar("T")
 
 
 @dataclass(slots=True, eq=False)
-class _Pending:
-    change: Change
+class _Batch:
+    """Changes committed together; one event wakes all their callers."""
+
+    changes: list[Change] = field(default_factory=list)
+    results: list[list[Event] | Exception] = field(default_factory=list)
     done: anyio.Event = field(default_factory=anyio.Event)
-    result: list[Event] | Exception | None = None
+
+    def add(self, changes: Sequence[Change]) -> int:
+        """Queue changes; returns the index of the first."""
+        self.changes.extend(changes)
+        return len(self.changes) - len(changes)
+
+    def finish(self, results: Sequence[list[Event] | Exception]) -> None:
+        """Hand out the results and wake the callers."""
+        self.results = list(results)
+        self.done.set()
 
 
 class Store:
@@ -72,7 +84,7 @@ class Store:
         self._reader: SQLiteBackend | None = None
         self._write_limiter = anyio.CapacityLimiter(1)
         self._read_limiter = anyio.CapacityLimiter(1)
-        self._pending: list[_Pending] = []
+        self._filling = _Batch()
         self._wake = anyio.Event()
         self._closing = False
         self._running = False
@@ -132,29 +144,24 @@ class Store:
             while True:
                 await self._wake.wait()
                 self._wake = anyio.Event()
-                while self._pending:
-                    batch, self._pending = self._pending, []
+                while self._filling.changes:
+                    batch, self._filling = self._filling, _Batch()
                     with anyio.CancelScope(shield=True):
                         results = await anyio.to_thread.run_sync(
-                            self.backend.apply,
-                            [p.change for p in batch],
-                            limiter=self._write_limiter,
+                            self.backend.apply, batch.changes, limiter=self._write_limiter
                         )
                     if self._on_commit is not None:
                         self._on_commit(
                             [e for r in results if not isinstance(r, Exception) for e in r]
                         )
-                    for pending, result in zip(batch, results, strict=True):
-                        pending.result = result
-                        pending.done.set()
+                    batch.finish(results)
                 if self._closing:
                     return
         finally:
             self._running = False
-            for pending in self._pending:
-                pending.result = Closed("The store closed before this change was committed.")
-                pending.done.set()
-            self._pending = []
+            closed = Closed("The store closed before this change was committed.")
+            self._filling.finish([closed] * len(self._filling.changes))
+            self._filling = _Batch()
 
     async def commit_many(self, changes: Sequence[Change]) -> list[list[Event] | Exception]:
         """Apply several independent changes in order; each succeeds or fails alone.
@@ -166,12 +173,11 @@ class Store:
             raise Closed("The store is closed; open an `Orchestrator` to write to it.")
         if not self._running:
             return await self._apply_directly(changes)
-        pendings = [_Pending(change) for change in changes]
-        self._pending.extend(pendings)
+        batch = self._filling
+        first = batch.add(changes)
         self._wake.set()
-        for pending in pendings:
-            await pending.done.wait()
-        return [p.result if p.result is not None else [] for p in pendings]
+        await batch.done.wait()
+        return batch.results[first : first + len(changes)]
 
     async def commit(self, change: Change) -> list[Event]:
         """Apply `change` atomically; returns its events with their `seq`.
@@ -187,14 +193,13 @@ class Store:
             if isinstance(direct, Exception):
                 raise direct
             return direct
-        pending = _Pending(change)
-        self._pending.append(pending)
+        batch = self._filling
+        index = batch.add([change])
         self._wake.set()
-        await pending.done.wait()
-        result = pending.result
+        await batch.done.wait()
+        result = batch.results[index]
         if isinstance(result, Exception):
             raise result
-        assert result is not None
         return result
 
     async def _apply_directly(self, changes: Sequence[Change]) -> list[list[Event] | Exception]:

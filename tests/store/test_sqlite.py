@@ -1,0 +1,131 @@
+"""The SQLite backend: batched writes, per-change failure, event sequence numbers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import outrider
+from outrider._errors import StoreError
+from outrider._models import ErrorInfo, Task, TaskState
+from outrider._store._sqlite import (
+    AddEvent,
+    Change,
+    EndAttempt,
+    InsertTask,
+    SetNoticeCursor,
+    SQLiteBackend,
+    StartAttempt,
+    UpdateTask,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pytest
+
+
+def _task(n: int) -> Task:
+    return Task(
+        id=f"t_{n:018d}", session="s", spec=outrider.call("h", n=n), state=TaskState.QUEUED,
+        priority=5, keys=("handler:h",), created_at=datetime.fromtimestamp(1_800_000_000, UTC),
+    )  # fmt: skip
+
+
+def _open(path: Path) -> SQLiteBackend:
+    backend = SQLiteBackend(str(path))
+    backend.migrate()
+    return backend
+
+
+def _dump(backend: SQLiteBackend) -> list[list[tuple[object, ...]]]:
+    conn = backend._conn
+    return [
+        conn.execute("SELECT * FROM tasks ORDER BY seq").fetchall(),
+        conn.execute("SELECT * FROM attempts ORDER BY task_id, attempt").fetchall(),
+        conn.execute("SELECT * FROM events ORDER BY seq").fetchall(),
+        conn.execute("SELECT * FROM notice_cursors ORDER BY session").fetchall(),
+    ]
+
+
+def _lifecycle(task: Task, seq: int) -> list[Change]:
+    tid, at = task.id, 1_800_000_001.0
+    return [
+        [InsertTask(task, seq), AddEvent("task.queued", "s", at, tid, None, {"n": seq})],
+        [UpdateTask(tid, {"state": TaskState.RUNNING, "attempt": 1}), StartAttempt(tid, 1, at)],
+        [UpdateTask(tid, {"progress": None, "usage": None})],
+        [
+            UpdateTask(tid, {"state": TaskState.FAILED, "error": ErrorInfo(type="x", message="m"),
+                             "result": {"a": [1, 2]}, "exit_code": 3}),
+            EndAttempt(tid, 1, at + 1, "failed", ErrorInfo(type="x", message="m")),
+            AddEvent("task.failed", "s", at + 1, tid, "g", {"exit_code": 3}),
+        ],
+        [SetNoticeCursor("s", seq)],
+    ]  # fmt: skip
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(cuts=st.lists(st.integers(min_value=1, max_value=6), min_size=1, max_size=12))
+def test_batched_writes_store_what_change_by_change_writes(
+    tmp_path_factory: pytest.TempPathFactory, cuts: list[int]
+) -> None:
+    """However the changes are cut into batches, the fast path stores what savepoints store."""
+    changes = [c for n in range(4) for c in _lifecycle(_task(n), n + 1)]
+    folder = tmp_path_factory.mktemp("db")
+    fast, slow = _open(folder / "fast.db"), _open(folder / "slow.db")
+    start = 0
+    for size in [*cuts, len(changes)]:
+        batch = changes[start : start + size]
+        if not batch:
+            break
+        fast_events = fast._apply_batched(batch)
+        slow_events = slow._apply_one_by_one(batch)
+        assert fast_events == slow_events
+        start += size
+    assert _dump(fast) == _dump(slow)
+    fast.close()
+    slow.close()
+
+
+def test_a_bad_change_fails_alone_and_leaves_nothing_half_written(tmp_path: Path) -> None:
+    backend = _open(tmp_path / "x.db")
+    good, twin = _task(1), _task(2)
+    results = backend.apply(
+        [
+            [InsertTask(good, 1), AddEvent("task.queued", "s", 1.0, good.id)],
+            [AddEvent("task.started", "s", 2.0, "t_x"), UpdateTask("t_nobody", {"attempt": 1})],
+            [InsertTask(twin, 2), AddEvent("task.queued", "s", 3.0, twin.id)],
+            [InsertTask(good, 3)],  # the same id again
+        ]
+    )
+    assert [type(r) for r in results] == [list, StoreError, list, StoreError]
+    assert "no task 't_nobody'" in str(results[1])
+    stored = backend._conn.execute("SELECT seq, task_id FROM events ORDER BY seq").fetchall()
+    assert [tid for _, tid in stored] == [good.id, twin.id]
+    returned = [e for r in results if isinstance(r, list) for e in r]
+    assert [(e.seq, e.task_id) for e in returned] == stored
+    assert backend.get_many([good.id, twin.id]).keys() == {good.id, twin.id}
+    backend.close()
+
+
+def test_event_numbers_only_grow_even_after_a_sweep(tmp_path: Path) -> None:
+    backend = _open(tmp_path / "x.db")
+    first = backend.apply([[AddEvent("task.queued", "s", 1.0, "t_a")] for _ in range(3)])
+    backend.sweep(before=10.0)
+    assert backend.events(session=None, after=0, limit=10) == []
+    (after,) = backend.apply([[AddEvent("task.queued", "s", 20.0, "t_b")]])
+    seqs = [e.seq for r in first if isinstance(r, list) for e in r]
+    assert seqs == [1, 2, 3]
+    assert isinstance(after, list)
+    assert after[0].seq == 4
+    backend.close()
+    reopened = _open(tmp_path / "x.db")
+    (again,) = reopened.apply([[AddEvent("task.queued", "s", 21.0, "t_c")]])
+    assert isinstance(again, list)
+    assert again[0].seq == 5
+    reopened.close()
