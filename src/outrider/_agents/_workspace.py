@@ -101,7 +101,8 @@ class Workspace:
                 continue
             if not path.resolve().is_relative_to(self.root):
                 continue
-            if not self.policy.paths.permits(rel.as_posix()):
+            # A folder is checked as `name/`, so `secrets/**` hides the folder too.
+            if not self.policy.paths.permits(rel.as_posix() + ("/" if path.is_dir() else "")):
                 continue
             out.append(path)
         return out

@@ -1,0 +1,103 @@
+"""The per-model limiter's arithmetic, with an injected clock (HTTP is in the runner tests)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import httpx2
+import pytest
+
+from outrider._agents._limits import ModelLimiter, RateLimit, retry_after
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _limiter(
+    limit: RateLimit, *, max_concurrency: int = 8
+) -> tuple[ModelLimiter, Clock, list[int]]:
+    clock, seen = Clock(), list[int]()
+    limiter = ModelLimiter(
+        "p/m", limit, max_concurrency=max_concurrency, on_concurrency=seen.append, clock=clock
+    )
+    return limiter, clock, seen
+
+
+def test_a_burst_of_throttles_halves_concurrency_once_per_second() -> None:
+    limiter, clock, seen = _limiter(RateLimit(rpm=600))
+    limiter.throttled(None)
+    limiter.throttled(2.0)  # same burst: counted, pauses, but no second cut
+    assert (limiter.concurrency, limiter.throttles, seen) == (4, 2, [4])
+    assert limiter._paused_until == clock.now + 2.0
+    clock.now += 1.5
+    limiter.throttled(None)
+    assert seen == [4, 2]
+    for _ in range(5):
+        clock.now += 2
+        limiter.throttled(None)
+    assert limiter.concurrency == 1
+
+
+def test_successes_win_concurrency_back_one_at_a_time_up_to_the_maximum() -> None:
+    limiter, _, seen = _limiter(RateLimit(rpm=600), max_concurrency=4)
+    limiter.throttled(None)
+    assert limiter.concurrency == 2
+    for _ in range(2 + 3 + 4 + 4):
+        limiter.succeeded()
+    assert seen == [2, 3, 4]
+    assert limiter.concurrency == 4
+
+
+def test_without_a_configured_rate_the_pace_is_learned_from_throttles() -> None:
+    limiter, clock, _ = _limiter(RateLimit())
+    assert limiter._interval == 0.0
+    limiter.throttled(None)
+    assert limiter._interval == 0.05
+    clock.now += 2
+    limiter.throttled(None)
+    assert limiter._interval == 0.1
+    limiter.succeeded()
+    assert limiter._interval == pytest.approx(0.098)
+    limiter._interval = 0.00101
+    limiter.succeeded()
+    assert limiter._interval == 0.0  # below a millisecond: no pacing at all
+
+
+def test_a_configured_rate_is_kept_whatever_happens() -> None:
+    limiter, _, _ = _limiter(RateLimit(rpm=60))
+    assert limiter._interval == pytest.approx(1.03)
+    limiter.throttled(None)
+    limiter.succeeded()
+    assert limiter._interval == pytest.approx(1.03)
+
+
+async def test_tokens_per_minute_reserve_time_for_each_call() -> None:
+    limiter, clock, _ = _limiter(RateLimit(tpm=6_000_000))  # 100,000 tokens a second
+    await limiter.acquire(tokens=100)
+    assert limiter._next_token_slot == pytest.approx(clock.now + 0.001)
+    await limiter.release()
+    clock.now += 10
+    await limiter.acquire(tokens=50)
+    assert limiter._next_token_slot == pytest.approx(clock.now + 0.0005)
+    await limiter.release()
+    assert limiter.in_flight == 0
+
+
+def _response(**headers: str) -> httpx2.Response:
+    return httpx2.Response(429, headers=headers)
+
+
+def test_retry_after_in_every_form() -> None:
+    assert retry_after(_response(**{"retry-after-ms": "1500"})) == 1.5
+    assert retry_after(_response(**{"retry-after-ms": "soon", "retry-after": "3"})) == 3.0
+    assert retry_after(_response(**{"retry-after": "-4"})) == 0.0
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 25 < (retry_after(_response(**{"retry-after": when})) or 0) <= 30
+    assert retry_after(_response(**{"retry-after": "not a date"})) is None
+    assert retry_after(_response()) is None
