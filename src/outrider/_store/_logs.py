@@ -7,7 +7,7 @@ Invariants:
   are always kept. Readers show head, a marker with the number of bytes cut, then the tail.
 - Every write goes straight to the file (unbuffered), so a reader sees output at once and a
   crash loses nothing already written.
-- A retry appends to the same log; sizes are read back from the files on open.
+- A retry appends to the same log; sizes and the total are read back from the files on open.
 """
 
 from __future__ import annotations
@@ -36,10 +36,12 @@ class TaskLog:
         self._head = directory / f"{task_id}.log"
         self._meta = directory / f"{task_id}.meta"
         meta = self._read_meta(directory, task_id)
-        self.total_bytes: int = meta.get("total", 0)
         self._current: int = meta.get("current", 0)
         self._fd: int | None = None
         self._fd_path: Path | None = None
+        # The meta file is written once output reaches the tail; before that the head is all.
+        on_disk = self._size(self._head) + self._size(self._tail_path(0))
+        self.total_bytes: int = max(meta.get("total", 0), on_disk + self._size(self._tail_path(1)))
 
     @staticmethod
     def _read_meta(directory: Path, task_id: str) -> dict[str, int]:
