@@ -19,6 +19,6 @@ typecheck:
 	uv run mypy src
 
 test:
-	uv run pytest
+	uv run pytest --cov
 
 all: lint typecheck test

@@ -106,6 +106,32 @@ class QueueMachine(RuleBasedStateMachine):
         assert not (set(self.ended) & (set(self.queued) | set(self.running)))
 
     @invariant()
+    def membership_and_reasons_agree(self) -> None:
+        for task_id, entry in self.queued.items():
+            assert task_id in self.queue
+            assert self.queue.is_queued(task_id)
+            assert not self.queue.is_running(task_id)
+            reason = self.queue.blocker(task_id, self.now)
+            if entry.ready_deadline is not None and entry.ready_deadline > self.now:
+                assert reason is not None
+                assert reason.startswith("retry backoff")
+            elif len(self.running) >= MAX_RUNNING:
+                assert reason is not None
+                assert reason.startswith("the global limit")
+        for task_id in self.running:
+            assert self.queue.is_running(task_id)
+            assert not self.queue.is_queued(task_id)
+            assert self.queue.blocker(task_id, self.now) is None
+        waiting = [e.ready_deadline for e in self.queued.values()
+                   if e.ready_deadline is not None and e.ready_deadline > self.now]  # fmt: skip
+        deadline = self.queue.next_deadline()
+        if waiting:
+            assert deadline is not None
+            assert deadline <= min(waiting)
+        if deadline is not None:
+            assert deadline in {e.ready_deadline for e in self.queued.values()}
+
+    @invariant()
     def positions_are_consistent(self) -> None:
         positions = self.queue.positions()
         assert set(positions) == set(self.queued)
