@@ -105,6 +105,8 @@ class _Live:
     ttl_deadline: float | None = None
     on_progress: Callback | None = None
     on_done: Callback | None = None
+    ending: bool = False
+    """`_end` has begun: the task can no longer be stopped."""
     finished: bool = False
     _done: anyio.Event | None = None
     scope: anyio.CancelScope | None = None
@@ -745,7 +747,7 @@ class Engine:
 
     def _stop(self, live: _Live, reason: StopReason, message: str) -> None:
         """Record why a task stops, then stop it (queued: at once; running: cancel its scope)."""
-        if live.stop_reason is not None:
+        if live.stop_reason is not None or live.ending:
             return
         live.stop_reason = reason
         live.stop_message = message
@@ -916,6 +918,7 @@ class Engine:
                 AddEvent(f"task.{state}", task.session, now_wall, task.id, task.group, data)  # type: ignore[arg-type]  # f"task.{state}" is a terminal EventType
             )
             # The work is over: its slot goes to the next task while the end is committed.
+            live.ending = True
             self._release(live)
             try:
                 await self.store.commit(change)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import anyio
@@ -78,6 +79,28 @@ async def test_cancel_queued_and_running_and_idempotent(db: Path) -> None:
             e.type async for e in orch.events(session=S, follow=False) if e.task_id == running.id
         ]
         assert types == ["task.queued", "task.started", "task.cancelled"]
+
+
+async def test_a_cancel_that_arrives_while_the_end_is_being_stored_changes_nothing(
+    orch: outrider.Orchestrator,
+) -> None:
+    gates = Gates(orch)
+    task = await orch.submit(outrider.call("gate", name="a"), session=S)
+    await gates.wait_started("a")
+    # Hold the store's writer (white box) so the task's end stays in flight.
+    writer = orch._store._write_limiter
+    await writer.acquire()
+    gates.opened["a"].set()
+    await anyio.wait_all_tasks_blocked()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(orch.cancel, task.id, session=S))
+        await anyio.wait_all_tasks_blocked()  # the cancel waits for the end under way
+        writer.release()
+    (done,) = await orch.wait([task.id], session=S, timeout=5)
+    assert done.state is TaskState.SUCCEEDED
+    assert gates.cancelled == []
+    types = [e.type async for e in orch.events(session=S, follow=False) if e.task_id == task.id]
+    assert types == ["task.queued", "task.started", "task.succeeded"]
 
 
 async def test_cancelling_a_parent_cancels_its_children(orch: outrider.Orchestrator) -> None:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import outrider
 from outrider._errors import StoreError
 from outrider._models import ErrorInfo, Task, TaskState
+from outrider._store import _store
 from outrider._store._sqlite import (
     AddEvent,
     Change,
@@ -21,6 +22,7 @@ from outrider._store._sqlite import (
     StartAttempt,
     UpdateTask,
 )
+from outrider.testing import wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -129,3 +131,22 @@ def test_event_numbers_only_grow_even_after_a_sweep(tmp_path: Path) -> None:
     assert isinstance(again, list)
     assert again[0].seq == 5
     reopened.close()
+
+
+async def test_the_wal_is_copied_into_the_database_off_the_write_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_store, "_CHECKPOINT_EVERY", 10)
+    db = tmp_path / "o.db"
+    async with outrider.Orchestrator(db) as orch:
+
+        @orch.handler("noop")
+        async def noop(ctx: outrider.RunContext) -> None:
+            return None
+
+        before = db.stat().st_size
+        items = [outrider.SubmitItem(spec=outrider.call("noop")) for _ in range(40)]
+        tasks = await orch.submit_many(items, session="s")
+        await orch.wait([t.id for t in tasks if isinstance(t, Task)], session="s")
+        # Commits never checkpoint; the store's own checkpointer grows the database file.
+        await wait_until(lambda: db.stat().st_size > before, timeout=10)

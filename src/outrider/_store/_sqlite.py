@@ -4,7 +4,8 @@ Invariants:
 - One writer connection; every batch of changes is one `BEGIN IMMEDIATE` transaction, and each
   change inside it is a savepoint, so a bad change rolls back alone and never half-applies.
 - WAL mode with `synchronous=NORMAL`: a commit is durable across a crash of this process (the
-  WAL is in the OS's hands); only a power loss can lose the last commits.
+  WAL is in the OS's hands); only a power loss can lose the last commits. The writer never
+  checkpoints on commit (that costs milliseconds); `Store` checkpoints from a connection of its own.
 - Event `seq` is an AUTOINCREMENT key: it only grows, also after a sweep, so readers resume by it.
 - Rows are mapped to typed records here; timestamps are UTC epoch seconds in the database.
 """
@@ -347,6 +348,14 @@ class SQLiteBackend:
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
+
+    def leave_checkpoints_to_others(self) -> None:
+        """Never checkpoint the WAL on commit (another connection does it, off the write path)."""
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the database file, without waiting for anyone."""
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     # -- schema ---------------------------------------------------------------------------
 

