@@ -51,7 +51,7 @@ from ._notices import notices_from_events
 from ._paths import data_dir
 from ._resources import ResourceGate
 from ._store._logs import TaskLog, transcript_path
-from ._store._sqlite import SetNoticeCursor
+from ._store._sqlite import Committed, SetNoticeCursor
 from ._store._store import Store
 from .runners._cli_agent import CliAgentRunner
 from .runners._handler import Handler, HandlerRunner, Isolation
@@ -182,7 +182,7 @@ class Orchestrator:
         self._default_ttl = default_ttl
         self._clock: Clock = clock or SystemClock()
         self._bus = EventBus()
-        self._store = Store(self._db, on_commit=self._bus.publish)
+        self._store = Store(self._db, on_commit=self._publish)
         self._handlers: dict[str, Handler] = {}
         self._process_workers = process_workers
         self._pool: WorkerPool | None = None
@@ -357,6 +357,11 @@ class Orchestrator:
             )
         self._handlers[name] = Handler(name=name, fn=fn, isolation=isolation)
         self._engine.release_held(name)
+
+    def _publish(self, committed: list[Committed]) -> None:
+        """Hand committed events to live subscribers (made into records only if there are any)."""
+        if committed and self._bus.listening:
+            self._bus.publish([c.event() for c in committed])
 
     # -- submitting -----------------------------------------------------------------------
 

@@ -110,7 +110,8 @@ def test_a_bad_change_fails_alone_and_leaves_nothing_half_written(tmp_path: Path
     stored = backend._conn.execute("SELECT seq, task_id FROM events ORDER BY seq").fetchall()
     assert [tid for _, tid in stored] == [good.id, twin.id]
     returned = [e for r in results if isinstance(r, list) for e in r]
-    assert [(e.seq, e.task_id) for e in returned] == stored
+    assert [(e.seq, e.op.task_id) for e in returned] == stored
+    assert returned[0].event().task_id == good.id
     assert backend.get_many([good.id, twin.id]).keys() == {good.id, twin.id}
     backend.close()
 

@@ -58,6 +58,11 @@ class EventBus:
         self._subscribers.add(sub)
         return sub
 
+    @property
+    def listening(self) -> bool:
+        """Whether anyone subscribes (publishers may skip making events otherwise)."""
+        return bool(self._subscribers)
+
     def unsubscribe(self, sub: Subscription) -> None:
         """Forget a subscription."""
         self._subscribers.discard(sub)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AddEvent",
     "Change",
+    "Committed",
     "EndAttempt",
     "InsertTask",
     "NOTICE_EVENT_TYPES",
@@ -257,11 +258,23 @@ def _event_from_row(row: Sequence[object]) -> Event:
     )
 
 
-def _event_of(seq: int, op: AddEvent) -> Event:
-    return Event.model_construct(
-        seq=seq, at=_dt(op.at), type=op.type, session=op.session, task_id=op.task_id,
-        group=op.group, data=op.data,
-    )  # fmt: skip
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """An event as committed: its `seq` and what was added.
+
+    `event()` makes the record, which only live subscribers need (most commits have none).
+    """
+
+    seq: int
+    op: AddEvent
+
+    def event(self) -> Event:
+        """The event record."""
+        op = self.op
+        return Event.model_construct(
+            seq=self.seq, at=_dt(op.at), type=op.type, session=op.session, task_id=op.task_id,
+            group=op.group, data=op.data,
+        )  # fmt: skip
 
 
 class _Fallback(Exception):
@@ -378,7 +391,7 @@ class SQLiteBackend:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def apply(self, changes: Sequence[Change]) -> list[list[Event] | Exception]:
+    def apply(self, changes: Sequence[Change]) -> list[list[Committed] | Exception]:
         """Apply many changes in one transaction; each change succeeds or fails alone.
 
         The fast path writes the whole batch with one statement per kind of row; if any of it
@@ -392,7 +405,7 @@ class SQLiteBackend:
                 self._conn.rollback()
         return self._apply_one_by_one(changes)
 
-    def _apply_batched(self, changes: Sequence[Change]) -> list[list[Event] | Exception]:
+    def _apply_batched(self, changes: Sequence[Change]) -> list[list[Committed] | Exception]:
         rows = _BatchRows.collect(changes)
         cur = self._conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
@@ -413,13 +426,13 @@ class SQLiteBackend:
         )  # fmt: skip
         cur.executemany(_SET_NOTICE_CURSOR, rows.cursors)
         cur.execute("COMMIT")
-        made: list[list[Event]] = [[] for _ in changes]
+        made: list[list[Committed]] = [[] for _ in changes]
         for n, (owner, op) in enumerate(zip(rows.owners, rows.events, strict=True), start=1):
-            made[owner].append(_event_of(last + n, op))
+            made[owner].append(Committed(last + n, op))
         return list(made)
 
-    def _apply_one_by_one(self, changes: Sequence[Change]) -> list[list[Event] | Exception]:
-        results: list[list[Event] | Exception] = []
+    def _apply_one_by_one(self, changes: Sequence[Change]) -> list[list[Committed] | Exception]:
+        results: list[list[Committed] | Exception] = []
         cur = self._conn.cursor()
         try:
             cur.execute("BEGIN IMMEDIATE")
@@ -442,7 +455,7 @@ class SQLiteBackend:
             return [error] * len(changes)
         return results
 
-    def _apply_op(self, cur: sqlite3.Cursor, op: Op) -> Event | None:
+    def _apply_op(self, cur: sqlite3.Cursor, op: Op) -> Committed | None:
         match op:
             case InsertTask(task=task, seq=seq):
                 cur.execute(_INSERT_TASK, (seq, task.spec.kind, *_task_values(task)))
@@ -469,7 +482,7 @@ class SQLiteBackend:
                     _INSERT_EVENT, (None, op.at, op.type, op.session, op.task_id, op.group, data)
                 )
                 assert cur.lastrowid is not None
-                return _event_of(cur.lastrowid, op)
+                return Committed(cur.lastrowid, op)
             case SetNoticeCursor(session=session, seq=seq):
                 cur.execute(_SET_NOTICE_CURSOR, (session, seq))
         return None

@@ -37,14 +37,13 @@ import anyio.to_thread
 from outrider._errors import Closed, StoreError
 from outrider._logging import logger
 
-from ._sqlite import Change, SQLiteBackend
+from ._sqlite import Change, Committed, SQLiteBackend
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from anyio.abc import TaskStatus
 
-    from outrider._models import Event
 
 __all__ = ["Store"]
 
@@ -58,7 +57,7 @@ class _Batch:
     """Changes committed together; one event wakes all their callers."""
 
     changes: list[Change] = field(default_factory=list)
-    results: list[list[Event] | Exception] = field(default_factory=list)
+    results: list[list[Committed] | Exception] = field(default_factory=list)
     done: anyio.Event = field(default_factory=anyio.Event)
 
     def add(self, changes: Sequence[Change]) -> int:
@@ -66,7 +65,7 @@ class _Batch:
         self.changes.extend(changes)
         return len(self.changes) - len(changes)
 
-    def finish(self, results: Sequence[list[Event] | Exception]) -> None:
+    def finish(self, results: Sequence[list[Committed] | Exception]) -> None:
         """Hand out the results and wake the callers."""
         self.results = list(results)
         self.done.set()
@@ -76,7 +75,7 @@ class Store:
     """The task store. `await open()`, start `run` in a task group, then `commit` and `read`."""
 
     def __init__(
-        self, path: str | Path, *, on_commit: Callable[[list[Event]], None] | None = None
+        self, path: str | Path, *, on_commit: Callable[[list[Committed]], None] | None = None
     ) -> None:
         self._on_commit = on_commit
         self.in_memory = str(path) == ":memory:"
@@ -194,7 +193,7 @@ class Store:
             except sqlite3.Error as exc:  # the next one will copy what this one could not
                 logger.warning("checkpointing the store %s failed: %s", self.path, exc)
 
-    async def commit_many(self, changes: Sequence[Change]) -> list[list[Event] | Exception]:
+    async def commit_many(self, changes: Sequence[Change]) -> list[list[Committed] | Exception]:
         """Apply several independent changes in order; each succeeds or fails alone.
 
         Raises:
@@ -210,7 +209,7 @@ class Store:
         await batch.done.wait()
         return batch.results[first : first + len(changes)]
 
-    async def commit(self, change: Change) -> list[Event]:
+    async def commit(self, change: Change) -> list[Committed]:
         """Apply `change` atomically; returns its events with their `seq`.
 
         Raises:
@@ -233,7 +232,7 @@ class Store:
             raise result
         return result
 
-    async def _apply_directly(self, changes: Sequence[Change]) -> list[list[Event] | Exception]:
+    async def _apply_directly(self, changes: Sequence[Change]) -> list[list[Committed] | Exception]:
         """Commit without the writer loop, which was cancelled with its owner's scope.
 
         The engine still records how its tasks ended (shielded) on the way out.
@@ -285,6 +284,6 @@ class Store:
             os.close(self._lock_file)
             self._lock_file = None
 
-    def apply_now(self, changes: Sequence[Change]) -> list[list[Event] | Exception]:
+    def apply_now(self, changes: Sequence[Change]) -> list[list[Committed] | Exception]:
         """Apply changes synchronously (start-up only, before `run`)."""
         return self.backend.apply(changes)
