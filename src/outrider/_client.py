@@ -392,13 +392,17 @@ class Client(_Base):
         """Acknowledge the session's notices with `seq <= up_to`."""
         self._send(_Call("POST", "/v1/notices/ack", json={"up_to": up_to}))
 
-    def events(self, *, after: int = 0) -> Iterator[Event]:
-        """The session's event stream from `seq > after`, following live (reconnects)."""
+    def events(self, *, after: int = 0, all_sessions: bool = False) -> Iterator[Event]:
+        """The session's event stream from `seq > after`, following live (reconnects).
+
+        `all_sessions`: the stream of every session of this token's principal instead.
+        """
         last = after
         while True:
             try:
                 with self._http.stream(
-                    "GET", self._url + "/v1/events", params={"after": last},
+                    "GET", self._url + "/v1/events",
+                    params={"after": last, "all_sessions": all_sessions},
                     headers=self._headers(), timeout=httpx.Timeout(self._timeout, read=None),
                 ) as response:  # fmt: skip
                     if not response.is_success:
@@ -564,13 +568,17 @@ class AsyncClient(_Base):
         """Acknowledge the session's notices with `seq <= up_to`."""
         await self._send(_Call("POST", "/v1/notices/ack", json={"up_to": up_to}))
 
-    async def events(self, *, after: int = 0) -> AsyncIterator[Event]:
-        """The session's event stream from `seq > after`, following live (reconnects)."""
+    async def events(self, *, after: int = 0, all_sessions: bool = False) -> AsyncIterator[Event]:
+        """The session's event stream from `seq > after`, following live (reconnects).
+
+        `all_sessions`: the stream of every session of this token's principal instead.
+        """
         last = after
         while True:
             try:
                 async with self._http.stream(
-                    "GET", self._url + "/v1/events", params={"after": last},
+                    "GET", self._url + "/v1/events",
+                    params={"after": last, "all_sessions": all_sessions},
                     headers=self._headers(), timeout=httpx.Timeout(self._timeout, read=None),
                 ) as response:  # fmt: skip
                     if not response.is_success:

@@ -120,8 +120,10 @@ def task_outcome(task: Task, timeout: float | None) -> JsonValue:
             raise TimeoutError(f"Task {task.id!r} is still {task.state} after {timeout}s.")
 
 
-def _read_events(backend: SQLiteBackend, *, session: str | None, after: int) -> list[Event]:
-    return backend.events(session=session, after=after, limit=500)
+def _read_events(
+    backend: SQLiteBackend, *, session: str | None, after: int, prefix: bool
+) -> list[Event]:
+    return backend.events(session=session, after=after, limit=500, prefix=prefix)
 
 
 @final
@@ -797,25 +799,28 @@ class Orchestrator:
     # -- events ---------------------------------------------------------------------------
 
     def events(
-        self, *, session: str | None, after: int = 0, follow: bool = True
+        self, *, session: str | None, after: int = 0, follow: bool = True, prefix: bool = False
     ) -> AsyncIterator[Event]:
         """The durable event stream of `session`, from `seq > after`, then live.
 
         Resumable: pass the last `seq` seen as `after`. With `follow=False` it ends after the
         stored events. A consumer that falls behind is resynced from the store; no event is
-        lost or repeated.
+        lost or repeated. With `prefix=True` it is the stream of every session whose name
+        starts with `session` (a trusted caller's view of several sessions).
         """
         self._check_open("read events")
-        return self._events(session, after, follow)
+        return self._events(session, after, follow, prefix)
 
-    async def _events(self, session: str | None, after: int, follow: bool) -> AsyncIterator[Event]:
+    async def _events(
+        self, session: str | None, after: int, follow: bool, prefix: bool
+    ) -> AsyncIterator[Event]:
         last = after
         while True:
-            sub = self._bus.subscribe(session)
+            sub = self._bus.subscribe(session, prefix=prefix)
             try:
                 while True:
                     batch = await self._store.read(
-                        functools.partial(_read_events, session=session, after=last)
+                        functools.partial(_read_events, session=session, after=last, prefix=prefix)
                     )
                     for event in batch:
                         yield event

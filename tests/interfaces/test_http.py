@@ -191,6 +191,30 @@ def test_sse_resumes_with_last_event_id_without_loss_or_repeat(daemon: Daemon) -
         assert resumed == seqs[2:]
 
 
+def test_sse_of_all_sessions_has_each_own_session_and_no_one_elses(daemon: Daemon) -> None:
+    with (
+        daemon.client("all-a") as a,
+        daemon.client("all-b") as b,
+        daemon.client("all-a", token="alice-secret-token") as other,
+    ):
+        mine = [a.submit(shell("true")), b.submit(shell("true"))]
+        foreign = other.submit(shell("true"))
+        a.wait([mine[0].id])
+        b.wait([mine[1].id])
+        other.wait([foreign.id])
+        last = b.submit(shell("true"), group="all-end")  # every event above comes before its end
+        session_of: dict[str | None, set[str]] = {}
+        for event in a.events(all_sessions=True):
+            session_of.setdefault(event.task_id, set()).add(event.session)
+            if event.type == "group.completed" and event.group == "all-end":
+                break
+    assert session_of[mine[0].id] == {"all-a"}
+    assert session_of[mine[1].id] == {"all-b"}
+    assert session_of[last.id] == {"all-b"}
+    assert foreign.id not in session_of
+    assert all("/" not in s for sessions in session_of.values() for s in sessions)
+
+
 def test_notices_fold_a_batch_and_stay_until_acknowledged(daemon: Daemon) -> None:
     with daemon.client("notes") as client:
         solo = client.submit(shell("exit 4"), label="solo", description="should fail")

@@ -31,6 +31,8 @@ class Subscription:
     """A live feed of events; iterate `receive`, and `close()` when done."""
 
     session: str | None
+    prefix: bool
+    """`session` is a prefix: every session whose name starts with it."""
     send: MemoryObjectSendStream[Event]
     receive: MemoryObjectReceiveStream[Event]
     lagged: bool = False
@@ -51,10 +53,13 @@ class EventBus:
         self._buffer = buffer
         self._subscribers: set[Subscription] = set()
 
-    def subscribe(self, session: str | None) -> Subscription:
-        """A new subscription for one session's events (`None`: every session's)."""
+    def subscribe(self, session: str | None, *, prefix: bool = False) -> Subscription:
+        """A new subscription for one session's events (`None`: every session's).
+
+        With `prefix`, for every session whose name starts with `session`.
+        """
         send, receive = anyio.create_memory_object_stream["Event"](self._buffer)
-        sub = Subscription(session=session, send=send, receive=receive, bus=self)
+        sub = Subscription(session=session, prefix=prefix, send=send, receive=receive, bus=self)
         self._subscribers.add(sub)
         return sub
 
@@ -71,7 +76,11 @@ class EventBus:
         """Hand committed events to every matching subscriber."""
         for event in events:
             for sub in list(self._subscribers):
-                if sub.session is not None and sub.session != event.session:
+                if sub.session is not None and not (
+                    event.session.startswith(sub.session)
+                    if sub.prefix
+                    else event.session == sub.session
+                ):
                     continue
                 try:
                     sub.send.send_nowait(event)

@@ -172,7 +172,16 @@ class SessionView:
         """Load per key and totals (no task contents)."""
         return self._orch.status()
 
-    async def events(self, *, after: int = 0) -> AsyncIterator[Event]:
-        """The session's durable event stream from `seq > after`, then live."""
-        async for event in self._orch.events(session=self._stored, after=after):
-            yield event.model_copy(update={"session": self._name})
+    async def events(self, *, after: int = 0, all_sessions: bool = False) -> AsyncIterator[Event]:
+        """The session's durable event stream from `seq > after`, then live.
+
+        `all_sessions`: the stream of every session of the principal, each event naming its
+        session.
+        """
+        if not all_sessions:
+            async for event in self._orch.events(session=self._stored, after=after):
+                yield event.model_copy(update={"session": self._name})
+            return
+        prefix = self._stored[: -len(self._name)]
+        async for event in self._orch.events(session=prefix, after=after, prefix=True):
+            yield event.model_copy(update={"session": event.session[len(prefix) :]})

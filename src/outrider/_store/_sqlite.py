@@ -568,18 +568,23 @@ class SQLiteBackend:
             params.append(limit)
         return [_task_from_row(row) for row in self._conn.execute(sql, params)]
 
-    def events(self, *, session: str | None, after: int, limit: int) -> list[Event]:
-        """Events with `seq > after`, oldest first."""
+    def events(
+        self, *, session: str | None, after: int, limit: int, prefix: bool = False
+    ) -> list[Event]:
+        """Events with `seq > after`, oldest first (`prefix`: of every session starting so)."""
+        columns = "SELECT seq, at, type, session, task_id, grp, data FROM events"
         if session is None:
             rows = self._conn.execute(
-                "SELECT seq, at, type, session, task_id, grp, data FROM events "
-                "WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after, limit),
+                f"{columns} WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            )
+        elif prefix:
+            rows = self._conn.execute(
+                f"{columns} WHERE seq > ? AND substr(session, 1, ?) = ? ORDER BY seq LIMIT ?",
+                (after, len(session), session, limit),
             )
         else:
             rows = self._conn.execute(
-                "SELECT seq, at, type, session, task_id, grp, data FROM events "
-                "WHERE session = ? AND seq > ? ORDER BY seq LIMIT ?",
+                f"{columns} WHERE session = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (session, after, limit),
             )
         return [_event_from_row(row) for row in rows]
