@@ -145,6 +145,18 @@ async def test_stdio_flow(daemon: Daemon) -> None:
         await run_flow(client, other)
 
 
+async def test_a_refused_token_is_a_clear_tool_error_not_a_crash(daemon: Daemon) -> None:
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "outrider._cli", "mcp"],
+        env={**daemon.env, "OUTRIDER_TOKEN": "not-the-token"},
+    )
+    async with Client(params) as client:
+        result = await client.call_tool("delegate_task", {"description": "x", "command": "true"})
+    assert result.is_error
+    assert "token" in text(result)
+
+
 async def test_streamable_http_flow(daemon: Daemon) -> None:
     async with http(daemon, "http-a") as client, http(daemon) as other:
         names = {t.name for t in (await client.list_tools()).tools}

@@ -12,6 +12,7 @@ Conventions every tool follows:
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -275,7 +276,9 @@ class Tools:
         pending: list[Notice] = []
 
         async def fetch() -> None:
-            pending[:] = await backend.notices(limit=50)
+            # Best effort: the work's own answer says what is wrong if the daemon is not there.
+            with contextlib.suppress(OutriderError):
+                pending[:] = await backend.notices(limit=50)
 
         started = anyio.current_time()
         error = False
