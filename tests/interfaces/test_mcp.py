@@ -200,6 +200,20 @@ async def test_notices_survive_reconnects_under_a_session_name(daemon: Daemon) -
         assert "notices" not in (await call(client, "list_tasks")).structured_content
 
 
+async def test_a_notice_carried_by_the_last_answer_is_acknowledged_on_the_way_out(
+    daemon: Daemon,
+) -> None:
+    async with stdio(daemon, "--session", "flush") as client:
+        await call(client, "delegate_task", description="once only", command="exit 4")
+        notices: list[dict[str, Any]] = []
+        while not notices:  # the last answer of this connection carries the notice
+            result = await call(client, "list_tasks", status="queued")
+            notices = result.structured_content.get("notices", [])
+    async with stdio(daemon, "--session", "flush") as client:
+        again = await call(client, "list_tasks", status="queued")
+        assert "notices" not in again.structured_content
+
+
 async def test_agent_work_is_refused_with_what_is_available(daemon: Daemon) -> None:
     async with http(daemon, "agents") as client:
         result = await client.call_tool(

@@ -175,11 +175,15 @@ def mcp(
             async def resolve(_: object) -> AsyncClient:
                 return client
 
-            server = build_server(
+            server, handlers = build_server(
                 resolve, tools=settings.mcp_tools, max_wait=settings.mcp_wait,
-                agents=load_agents().agents,
+                agents=load_agents().agents, defer_acks=True,
             )  # fmt: skip
-            await server.run_stdio_async()
+            try:
+                await server.run_stdio_async()
+            finally:
+                with anyio.CancelScope(shield=True), contextlib.suppress(OutriderError):
+                    await handlers.flush_acks(client)
 
     anyio.run(main)
 

@@ -151,7 +151,7 @@ async def serve(
         orch.set_limit(f"agent:{agent.name}", agent.limit)
     stopping = anyio.Event()
     async with orch:
-        mcp = build_server(
+        mcp, _ = build_server(
             daemon_resolver(orch), tools=config.mcp_tools, max_wait=config.mcp_wait,
             agents=agents.agents,
         )  # fmt: skip

@@ -42,13 +42,15 @@ def build_server(
     tools: Sequence[str],
     max_wait: float,
     agents: Mapping[str, AgentDefinition] | None = None,
-) -> MCPServer[Any]:
-    """An MCP server offering `tools` over the caller's backend."""
+    defer_acks: bool = False,
+) -> tuple[MCPServer[Any], Tools]:
+    """An MCP server offering `tools` over the caller's backend, and the tools' handlers."""
     server: MCPServer[Any] = MCPServer(
         "outrider", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
     )
-    Tools(resolve, max_wait=max_wait, agents=agents).register(server, tools)
-    return server
+    handlers = Tools(resolve, max_wait=max_wait, agents=agents, defer_acks=defer_acks)
+    handlers.register(server, tools)
+    return server, handlers
 
 
 def daemon_resolver(orch: Orchestrator) -> Callable[[Context], Awaitable[Backend]]:

@@ -209,6 +209,11 @@ class Tools:
         resolve: The caller's backend (session) for a request.
         max_wait: The longest a tool call blocks, in seconds.
         agents: The sub-agents `delegate_task` may name.
+        defer_acks: For one session over a remote backend (the stdio bridge): the notices an
+            answer carried are acknowledged with the next call, side by side with its work,
+            and by `flush_acks` at the end, instead of one more round trip before answering.
+            Notices answered but not yet acknowledged are never shown twice by this bridge;
+            if it dies before flushing, they are delivered again (at least once).
     """
 
     def __init__(
@@ -217,10 +222,16 @@ class Tools:
         *,
         max_wait: float = 50.0,
         agents: Mapping[str, AgentDefinition] | None = None,
+        defer_acks: bool = False,
     ) -> None:
         self._resolve = resolve
         self._max_wait = max_wait
         self._agents = dict(agents or {})
+        self._defer_acks = defer_acks
+        self._answered = 0
+        """The highest notice seq an answer carried."""
+        self._acked = 0
+        """The highest notice seq acknowledged to the store."""
 
     def register(self, server: MCPServer[Any], names: Sequence[str]) -> None:
         """Add the tools in `names` to `server`."""
@@ -266,8 +277,20 @@ class Tools:
             content=[TextContent(type="text", text=text)], structured_content=data, is_error=error
         )
         if pending:
-            await backend.ack_notices(pending[-1].seq)
+            self._answered = max(self._answered, pending[-1].seq)
+            if not self._defer_acks:
+                await self._send_acks(backend)
         return result
+
+    async def _send_acks(self, backend: Backend) -> None:
+        up_to = self._answered
+        if up_to > self._acked:
+            await backend.ack_notices(up_to)
+            self._acked = max(self._acked, up_to)
+
+    async def flush_acks(self, backend: Backend) -> None:
+        """Acknowledge what answers carried and was not yet acknowledged (deferred acks)."""
+        await self._send_acks(backend)
 
     async def _run(
         self, ctx: Context, body: Callable[[Backend], Awaitable[tuple[str, dict[str, Any]]]]
@@ -278,7 +301,12 @@ class Tools:
         async def fetch() -> None:
             # Best effort: the work's own answer says what is wrong if the daemon is not there.
             with contextlib.suppress(OutriderError):
-                pending[:] = await backend.notices(limit=50)
+                got = await backend.notices(limit=50)
+                pending[:] = [n for n in got if n.seq > self._answered]
+
+        async def send_acks() -> None:
+            with contextlib.suppress(OutriderError):  # sent again with the next call
+                await self._send_acks(backend)
 
         started = anyio.current_time()
         error = False
@@ -286,6 +314,8 @@ class Tools:
         # reads them again so it carries what finished meanwhile.
         async with anyio.create_task_group() as tg:
             tg.start_soon(fetch)
+            if self._defer_acks:
+                tg.start_soon(send_acks)
             try:
                 text, data = await body(backend)
             except (_Answer, OutriderError) as exc:
