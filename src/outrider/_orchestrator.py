@@ -580,7 +580,9 @@ class Orchestrator:
         engine = self._engine
         if not any(t.state is TaskState.QUEUED and t.id in engine.live for t in tasks):
             return tasks
-        positions = engine.queue.positions()
+        positions = engine.queue.positions(
+            {t.id for t in tasks if t.state is TaskState.QUEUED and t.id in engine.live}
+        )
         now = self._clock.now()
         return [
             t.model_copy(update={"position": positions.get(t.id),

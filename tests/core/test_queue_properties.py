@@ -136,6 +136,9 @@ class QueueMachine(RuleBasedStateMachine):
         positions = self.queue.positions()
         assert set(positions) == set(self.queued)
         assert all(p >= 1 for p in positions.values())
+        ids = sorted(self.queued)
+        for some in (ids[:1], ids[:3], ids[::2], [*ids[:2], "t-unknown"]):
+            assert self.queue.positions(set(some)) == {i: positions[i] for i in some if i in ids}
 
 
 QueueMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
