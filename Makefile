@@ -20,5 +20,6 @@ typecheck:
 
 test:
 	uv run pytest --cov
+	uv run coverage report --include='src/outrider/_core/*' --fail-under=100 --skip-covered
 
 all: lint typecheck test

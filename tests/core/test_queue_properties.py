@@ -173,3 +173,13 @@ def test_processes_can_be_held_back() -> None:
     queue.push(Entry("h", 1, 2, ("handler:x",)))
     assert [e.task_id for e in queue.pop_ready(0.0, allow_processes=False)] == ["h"]
     assert [e.task_id for e in queue.pop_ready(0.0)] == ["p"]
+
+
+def test_raising_a_limit_lets_the_next_task_start() -> None:
+    queue = ReadyQueue(max_running=10, limits={"a": 1})
+    queue.push(Entry("t1", 5, 1, ("a",)))
+    queue.push(Entry("t2", 5, 2, ("a",)))
+    assert [e.task_id for e in queue.pop_ready(0.0)] == ["t1"]
+    queue.set_limit("a", 2)
+    assert queue.limit("a") == 2
+    assert [e.task_id for e in queue.pop_ready(0.0)] == ["t2"]

@@ -35,13 +35,12 @@ class Subscription:
     """`session` is a prefix: every session whose name starts with it."""
     send: MemoryObjectSendStream[Event]
     receive: MemoryObjectReceiveStream[Event]
+    bus: EventBus = field(repr=False)
     lagged: bool = False
-    bus: EventBus | None = field(default=None, repr=False)
 
     def close(self) -> None:
         """Stop receiving."""
-        if self.bus is not None:
-            self.bus.unsubscribe(self)
+        self.bus.unsubscribe(self)
         self.send.close()
         self.receive.close()
 
