@@ -13,7 +13,9 @@ Invariants:
   tasks that depend on it and, when it was the last unfinished task of its group, commits the
   `group.completed` summary.
 - A slot taken by `ReadyQueue.pop_ready` is released exactly once, in a `finally`, whatever ends
-  the run: success, failure, our cancellation, or an external one.
+  the run: success, failure, our cancellation, or an external one. `_end` releases it before
+  committing the end (the work is over, so the next task may start meanwhile; a slot is not a
+  report), and marks the task `ending`, after which nothing can stop it a second time.
 - Every timer (run `timeout`, `ttl`, `stall_timeout`, a retry's backoff, resource re-checks) is
   read through the injected `Clock`; the dispatcher sleeps until the earliest one or a wake-up.
 
