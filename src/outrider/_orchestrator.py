@@ -653,9 +653,12 @@ class Orchestrator:
             )
         ids = list(dict.fromkeys(task_ids))
         # Unfinished tasks are known in memory; only the others are looked up in the store.
-        pending = {i: live for i in ids if (live := self._engine.live.get(i)) is not None}
-        pending = {i: live for i, live in pending.items()
-                   if session is None or live.task.session == session}  # fmt: skip
+        pending = {
+            i: live
+            for i in ids
+            if (live := self._engine.live.get(i)) is not None
+            and (session is None or live.task.session == session)
+        }
         found = await self._visible_many([i for i in ids if i not in pending], session)
         for task_id in ids:
             if task_id not in found and task_id not in pending:

@@ -279,18 +279,15 @@ class Tools:
         if pending:
             self._answered = max(self._answered, pending[-1].seq)
             if not self._defer_acks:
-                await self._send_acks(backend)
+                await self.flush_acks(backend)
         return result
 
-    async def _send_acks(self, backend: Backend) -> None:
+    async def flush_acks(self, backend: Backend) -> None:
+        """Acknowledge what answers carried and was not yet acknowledged."""
         up_to = self._answered
         if up_to > self._acked:
             await backend.ack_notices(up_to)
             self._acked = max(self._acked, up_to)
-
-    async def flush_acks(self, backend: Backend) -> None:
-        """Acknowledge what answers carried and was not yet acknowledged (deferred acks)."""
-        await self._send_acks(backend)
 
     async def _run(
         self, ctx: Context, body: Callable[[Backend], Awaitable[tuple[str, dict[str, Any]]]]
@@ -306,7 +303,7 @@ class Tools:
 
         async def send_acks() -> None:
             with contextlib.suppress(OutriderError):  # sent again with the next call
-                await self._send_acks(backend)
+                await self.flush_acks(backend)
 
         started = anyio.current_time()
         error = False
