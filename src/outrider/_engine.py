@@ -20,10 +20,11 @@ Invariants:
   read through the injected `Clock`; the dispatcher sleeps until the earliest one or a wake-up.
 
 Cancellation: to stop a running task we first record why (`user`, `parent`, `dependency`,
-`timeout`, `ttl`, `stall`, `shutdown`) and then cancel its own `CancelScope`; the outcome is
-decided from that record, never from the exception. A cancellation we did not issue (the host
-cancelling the whole task group) propagates; the store then still says `running` and recovery
-on the next open settles the task. Terminal writes run shielded.
+`timeout`, `ttl`, `stall`, `shutdown`) and then cancel the `TaskHandle` of the task running
+it; the outcome is decided from that record, never from the exception. A cancellation we did
+not issue (the host cancelling the whole task group) ends the task as interrupted, recorded
+under a shield, and then propagates. A stop that arrives while a retry is being stored ends the
+task instead of letting it run again. Terminal writes run shielded.
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ class _Live:
     """`_end` has begun: the task can no longer be stopped."""
     finished: bool = False
     _done: anyio.Event | None = None
-    scope: anyio.CancelScope | None = None
+    handle: anyio.TaskHandle[None] | None = None
+    """The task running it; cancelling the handle stops the run."""
     holds_slot: bool = False
     slot_lent: bool = False
     """Its queue slots are given back while it waits for tasks it started."""
@@ -562,7 +564,6 @@ class Engine:
         for live in lives:
             live.holds_slot = True
             self.running_count += 1
-            live.scope = anyio.CancelScope()
             task = live.task
             attempt = task.attempt + 1
             changes.append(
@@ -609,7 +610,7 @@ class Engine:
                 self._add_timer(now + live.task.stall_timeout, live.task_id, "stall")
             if logger.isEnabledFor(logging.INFO):
                 logger.info("%s started (%s: %s)", live.task_id, live.task.kind, live.task.name)
-            self._tg.start_soon(self._run, live, name=live.task_id)
+            live.handle = self._tg.start_soon(self._run, live, name=live.task_id)
 
     def _release(self, live: _Live) -> None:
         if live.holds_slot:
@@ -664,19 +665,18 @@ class Engine:
     # -- running --------------------------------------------------------------------------
 
     async def _run(self, live: _Live) -> None:
-        assert live.scope is not None
         outcome: RunOutcome | None = None
         failure: Exception | None = None
         try:
             try:
-                with live.scope:
-                    if live.stop_reason is None:
-                        outcome = await live.runner.run(live.task.spec, _Context(self, live))
+                if live.stop_reason is None:
+                    outcome = await live.runner.run(live.task.spec, _Context(self, live))
             except Exception as exc:  # the task boundary: a failure is data
                 failure = exc
             except anyio.get_cancelled_exc_class():
-                # Not this task's own scope: the orchestrator's owner was cancelled. The task
-                # still ends and is recorded before the cancellation goes on.
+                # `_stop` cancelled this task's handle (its reason is recorded), or the
+                # orchestrator's owner was cancelled. Either way the task ends and is recorded
+                # before the cancellation goes on (the handle's own scope absorbs ours).
                 with anyio.CancelScope(shield=True):
                     if live.stop_reason is None:
                         live.stop_reason = "shutdown"
@@ -754,8 +754,8 @@ class Engine:
         live.stop_reason = reason
         live.stop_message = message
         if live.holds_slot:
-            assert live.scope is not None
-            live.scope.cancel()
+            if live.handle is not None:  # else its start is being committed: it will not run
+                live.handle.cancel()
             return
         self.queue.remove(live.task_id)
         spec = live.task.spec
@@ -872,13 +872,19 @@ class Engine:
                      {"attempt": task.attempt, "max_attempts": task.max_attempts,
                       "delay": round(delay, 3), "error": error.model_dump(mode="json")}),
         ]  # fmt: skip
+        stopped_before = live.stop_reason is not None
         with anyio.CancelScope(shield=True):
             await self.store.commit(change)
         self._release(live)
         live.task = task.model_copy(update={"state": TaskState.QUEUED, "error": error})
-        live.stop_reason = live.stop_message = None
         live.run_deadline = None
-        live.scope = None
+        live.handle = None
+        late = None if stopped_before else live.stop_reason
+        if late is not None and late != "shutdown":
+            # Stopped while the retry was being stored: it ends now instead of running again.
+            await self._end_stopped(live, late)
+            return
+        live.stop_reason = live.stop_message = None
         logger.info("%s retrying in %s: %s", task.id, format_duration(delay), error.message)
         self._admit(live, delay=delay)
 

@@ -666,7 +666,8 @@ class Orchestrator:
         with anyio.move_on_after(timeout):
             if return_when == "all":
                 for live in pending.values():
-                    await live.done.wait()
+                    if not live.finished:  # a finished one needs no event and no checkpoint
+                        await live.done.wait()
             elif pending and len(pending) == len(ids):
                 async with anyio.create_task_group() as tg:
                     for live in pending.values():

@@ -27,6 +27,21 @@ async def until_running(orch: outrider.Orchestrator, task_id: str) -> None:
                 return
 
 
+async def open_and_cancel_while_storing(
+    orch: outrider.Orchestrator, gates: Gates, name: str, task_id: str
+) -> None:
+    """Let gate `name` finish its run, and cancel the task while what follows is being stored."""
+    # Hold the store's writer (white box) so the write after the run stays in flight.
+    writer = orch._store._write_limiter
+    await writer.acquire()
+    gates.opened[name].set()
+    await anyio.wait_all_tasks_blocked()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(orch.cancel, task_id, session=S))
+        await anyio.wait_all_tasks_blocked()  # the cancel waits for the write under way
+        writer.release()
+
+
 async def test_dependencies_run_after_success(orch: outrider.Orchestrator) -> None:
     gates = Gates(orch)
     build = await orch.submit(outrider.call("gate", name="build"), session=S)
@@ -87,15 +102,7 @@ async def test_a_cancel_that_arrives_while_the_end_is_being_stored_changes_nothi
     gates = Gates(orch)
     task = await orch.submit(outrider.call("gate", name="a"), session=S)
     await gates.wait_started("a")
-    # Hold the store's writer (white box) so the task's end stays in flight.
-    writer = orch._store._write_limiter
-    await writer.acquire()
-    gates.opened["a"].set()
-    await anyio.wait_all_tasks_blocked()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(functools.partial(orch.cancel, task.id, session=S))
-        await anyio.wait_all_tasks_blocked()  # the cancel waits for the end under way
-        writer.release()
+    await open_and_cancel_while_storing(orch, gates, "a", task.id)
     (done,) = await orch.wait([task.id], session=S, timeout=5)
     assert done.state is TaskState.SUCCEEDED
     assert gates.cancelled == []
@@ -342,3 +349,20 @@ async def test_shutdown_interrupts_running_tasks(db: Path) -> None:
         again = await orch.get(twice.id, session=S)
         assert again.state is TaskState.QUEUED
         assert again.attempt == 1
+
+
+async def test_a_cancel_that_arrives_while_a_retry_is_being_stored_ends_the_task(
+    orch: outrider.Orchestrator,
+) -> None:
+    gates = Gates(orch)
+    task = await orch.submit(
+        outrider.call("gate", name="a", result="raise"), session=S, max_attempts=3
+    )
+    await gates.wait_started("a")
+    await open_and_cancel_while_storing(orch, gates, "a", task.id)
+    (done,) = await orch.wait([task.id], session=S, timeout=5)
+    assert done.state is TaskState.CANCELLED
+    assert done.attempt == 1
+    assert gates.order == ["a"]
+    types = [e.type async for e in orch.events(session=S, follow=False) if e.task_id == task.id]
+    assert types == ["task.queued", "task.started", "task.retrying", "task.cancelled"]
