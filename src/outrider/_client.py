@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, final
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, final
 
 import anyio.to_thread
 import httpx
@@ -50,6 +50,7 @@ DEFAULT_URL = "http://127.0.0.1:8765"
 _LONG_POLL = 60.0
 _TASKS = TypeAdapter(list[Task])
 _NOTICES = TypeAdapter(list[Notice])
+_Streamed = TypeVar("_Streamed", Event, Notice)
 
 
 def _find_url(url: str | None) -> str:
@@ -176,18 +177,26 @@ def _batch_results(data: Any) -> list[Task | SubmitError]:
     return out
 
 
+def _no_daemon(url: str, exc: Exception) -> DaemonError:
+    return DaemonError(
+        f"No outrider daemon at {url} ({exc}); start one with `outrider serve`, or let the CLI "
+        "start it."
+    )
+
+
 class _SSEDecoder:
     """Turns `text/event-stream` lines into events (comments and pings are skipped)."""
 
     def __init__(self) -> None:
         self._data: list[str] = []
 
-    def feed(self, line: str) -> Event | None:
+    def feed(self, line: str) -> str | None:
+        """The data of the message that `line` completes, if it completes one."""
         if line == "":
             if not self._data:
                 return None
             data, self._data = "\n".join(self._data), []
-            return Event.model_validate_json(data)
+            return data
         if line.startswith(":"):
             return None
         name, _, value = line.partition(":")
@@ -294,10 +303,7 @@ class Client(_Base):
                 if self._autostart and attempt == 1:
                     self._started()
                     continue
-                raise DaemonError(
-                    f"No outrider daemon at {self._url} ({exc}); start one with "
-                    "`outrider serve`, or let the CLI start it."
-                ) from None
+                raise _no_daemon(self._url, exc) from None
             _raise_for(response, call)
             return response
         raise AssertionError("unreachable")
@@ -397,25 +403,39 @@ class Client(_Base):
 
         `all_sessions`: the stream of every session of this token's principal instead.
         """
+        return self._follow("/v1/events", Event, after, {"all_sessions": all_sessions})
+
+    def follow_notices(self, *, after: int = 0) -> Iterator[Notice]:
+        """The session's unacknowledged notices, then each new one as it happens (reconnects).
+
+        Reading does not acknowledge; a group's summary follows its tasks' notices.
+        """
+        return self._follow("/v1/notices/stream", Notice, after, {})
+
+    def _follow(
+        self, path: str, model: type[_Streamed], after: int, params: dict[str, Any]
+    ) -> Iterator[_Streamed]:
         last = after
         while True:
             try:
                 with self._http.stream(
-                    "GET", self._url + "/v1/events",
-                    params={"after": last, "all_sessions": all_sessions},
+                    "GET", self._url + path, params={**params, "after": last},
                     headers=self._headers(), timeout=httpx.Timeout(self._timeout, read=None),
                 ) as response:  # fmt: skip
                     if not response.is_success:
                         response.read()
-                        _raise_for(response, _Call("GET", "/v1/events"))
+                        _raise_for(response, _Call("GET", path))
                     decoder = _SSEDecoder()
                     for line in response.iter_lines():
-                        if (event := decoder.feed(line)) is not None:
-                            last = event.seq
-                            yield event
+                        if (data := decoder.feed(line)) is not None:
+                            item = model.model_validate_json(data)
+                            last = item.seq
+                            yield item
                 return
             except httpx.RemoteProtocolError:
                 continue
+            except httpx.ConnectError as exc:
+                raise _no_daemon(self._url, exc) from None
 
     def shutdown(self) -> None:
         """Ask the daemon to stop gracefully."""
@@ -471,10 +491,7 @@ class AsyncClient(_Base):
                 if self._autostart and attempt == 1:
                     await anyio.to_thread.run_sync(self._started)
                     continue
-                raise DaemonError(
-                    f"No outrider daemon at {self._url} ({exc}); start one with "
-                    "`outrider serve`, or let the CLI start it."
-                ) from None
+                raise _no_daemon(self._url, exc) from None
             _raise_for(response, call)
             return response
         raise AssertionError("unreachable")
@@ -568,30 +585,44 @@ class AsyncClient(_Base):
         """Acknowledge the session's notices with `seq <= up_to`."""
         await self._send(_Call("POST", "/v1/notices/ack", json={"up_to": up_to}))
 
-    async def events(self, *, after: int = 0, all_sessions: bool = False) -> AsyncIterator[Event]:
+    def events(self, *, after: int = 0, all_sessions: bool = False) -> AsyncIterator[Event]:
         """The session's event stream from `seq > after`, following live (reconnects).
 
         `all_sessions`: the stream of every session of this token's principal instead.
         """
+        return self._follow("/v1/events", Event, after, {"all_sessions": all_sessions})
+
+    def follow_notices(self, *, after: int = 0) -> AsyncIterator[Notice]:
+        """The session's unacknowledged notices, then each new one as it happens (reconnects).
+
+        Reading does not acknowledge; a group's summary follows its tasks' notices.
+        """
+        return self._follow("/v1/notices/stream", Notice, after, {})
+
+    async def _follow(
+        self, path: str, model: type[_Streamed], after: int, params: dict[str, Any]
+    ) -> AsyncIterator[_Streamed]:
         last = after
         while True:
             try:
                 async with self._http.stream(
-                    "GET", self._url + "/v1/events",
-                    params={"after": last, "all_sessions": all_sessions},
+                    "GET", self._url + path, params={**params, "after": last},
                     headers=self._headers(), timeout=httpx.Timeout(self._timeout, read=None),
                 ) as response:  # fmt: skip
                     if not response.is_success:
                         await response.aread()
-                        _raise_for(response, _Call("GET", "/v1/events"))
+                        _raise_for(response, _Call("GET", path))
                     decoder = _SSEDecoder()
                     async for line in response.aiter_lines():
-                        if (event := decoder.feed(line)) is not None:
-                            last = event.seq
-                            yield event
+                        if (data := decoder.feed(line)) is not None:
+                            item = model.model_validate_json(data)
+                            last = item.seq
+                            yield item
                 return
             except httpx.RemoteProtocolError:
                 continue
+            except httpx.ConnectError as exc:
+                raise _no_daemon(self._url, exc) from None
 
     async def shutdown(self) -> None:
         """Ask the daemon to stop gracefully."""

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from ._models import Event
 
-__all__ = ["MARKS", "notices_from_events"]
+__all__ = ["MARKS", "fold_notices", "notices_from_events"]
 
 MARKS = {
     TaskState.SUCCEEDED: "✓",
@@ -89,9 +89,12 @@ def _group_notice(event: Event) -> Notice:
 
 def notices_from_events(events: Sequence[Event]) -> list[Notice]:
     """The notices for pending ending events, in order, a group's folding its tasks'."""
-    summarised = {e.group for e in events if e.type == "group.completed"}
-    return [
-        _group_notice(e) if e.type == "group.completed" else _task_notice(e)
-        for e in events
-        if e.type == "group.completed" or e.group not in summarised
-    ]
+    return fold_notices(
+        [_group_notice(e) if e.type == "group.completed" else _task_notice(e) for e in events]
+    )
+
+
+def fold_notices(notices: Sequence[Notice]) -> list[Notice]:
+    """Pending notices as they read best: a group's summary replaces its tasks' notices."""
+    summarised = {n.group for n in notices if n.kind == "group"}
+    return [n for n in notices if n.kind == "group" or n.group not in summarised]

@@ -51,7 +51,7 @@ from ._notices import notices_from_events
 from ._paths import data_dir
 from ._resources import ResourceGate
 from ._store._logs import TaskLog, transcript_path
-from ._store._sqlite import Committed, SetNoticeCursor
+from ._store._sqlite import NOTICE_EVENT_TYPES, Committed, SetNoticeCursor
 from ._store._store import Store
 from .runners._cli_agent import CliAgentRunner
 from .runners._handler import Handler, HandlerRunner, Isolation
@@ -121,9 +121,9 @@ def task_outcome(task: Task, timeout: float | None) -> JsonValue:
 
 
 def _read_events(
-    backend: SQLiteBackend, *, session: str | None, after: int, prefix: bool
+    backend: SQLiteBackend, *, session: str | None, after: int, prefix: bool, notices: bool
 ) -> list[Event]:
-    return backend.events(session=session, after=after, limit=500, prefix=prefix)
+    return backend.events(session=session, after=after, limit=500, prefix=prefix, notices=notices)
 
 
 @final
@@ -817,17 +817,29 @@ class Orchestrator:
         self._check_open("read events")
         return self._events(session, after, follow, prefix)
 
+    async def follow_notices(self, *, session: str, after: int = 0) -> AsyncIterator[Notice]:
+        """The session's completion notices as they happen, oldest first.
+
+        First the unacknowledged ones, then each new one; resume by passing the last `seq`
+        seen as `after`. A consumer folds a group's task notices into its summary itself
+        (`Notice.group`); nothing is acknowledged by reading.
+        """
+        self._check_open("read notices")
+        cursor = await self._store.read(lambda b: b.notice_cursor(session))
+        async for event in self._events(session, max(after, cursor), True, False, notices=True):
+            for notice in notices_from_events([event]):
+                yield notice
+
     async def _events(
-        self, session: str | None, after: int, follow: bool, prefix: bool
+        self, session: str | None, after: int, follow: bool, prefix: bool, *, notices: bool = False
     ) -> AsyncIterator[Event]:
         last = after
+        read = functools.partial(_read_events, session=session, prefix=prefix, notices=notices)
         while True:
             sub = self._bus.subscribe(session, prefix=prefix)
             try:
                 while True:
-                    batch = await self._store.read(
-                        functools.partial(_read_events, session=session, after=last, prefix=prefix)
-                    )
+                    batch = await self._store.read(functools.partial(read, after=last))
                     for event in batch:
                         yield event
                         last = event.seq
@@ -836,7 +848,7 @@ class Orchestrator:
                 if not follow:
                     return
                 async for event in sub.receive:
-                    if event.seq <= last:
+                    if event.seq <= last or (notices and event.type not in NOTICE_EVENT_TYPES):
                         continue
                     yield event
                     last = event.seq

@@ -243,6 +243,38 @@ def test_notices_fold_a_batch_and_stay_until_acknowledged(daemon: Daemon) -> Non
         assert client.notices() == []
 
 
+def test_notice_stream_skips_the_acknowledged_then_follows_live(daemon: Daemon) -> None:
+    with daemon.client("follow") as client, daemon.client("follow-other") as other:
+        acked = client.submit(shell("true"), label="acked")
+        client.wait([acked.id], timeout=30)
+        (notice,) = client.notices()
+        client.ack_notices(notice.seq)
+        failed = client.submit(shell("exit 5"), label="failed")
+        client.wait([failed.id], timeout=30)
+        stream = client.follow_notices()
+        first = next(stream)  # the unacknowledged one, though it ended before the stream began
+        assert (first.task_id, first.state, first.exit_code) == (failed.id, TaskState.FAILED, 5)
+        foreign = other.submit(shell("true"))
+        other.wait([foreign.id], timeout=30)
+        live = client.submit(shell("echo live"), label="live")
+        second = next(stream)  # arrives as it happens; another session's never does
+        assert (second.task_id, second.state) == (live.id, TaskState.SUCCEEDED)
+        assert second.preview == "live"
+        stream.close()
+        assert len(client.notices()) == 2  # reading the stream acknowledges nothing
+        with (
+            daemon.http("follow") as http,
+            http.stream(
+                "GET", "/v1/notices/stream", headers={"Last-Event-ID": str(first.seq)}
+            ) as response,
+        ):
+            assert response.headers["content-type"].startswith("text/event-stream")
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    assert json.loads(line[5:])["task_id"] == live.id
+                    break
+
+
 def test_status_shows_keys(daemon: Daemon) -> None:
     with daemon.client() as client:
         status = client.status()

@@ -15,6 +15,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
+from outrider import shell
 from outrider._daemon._config import DEFAULT_MCP_TOOLS, MCP_TOOLS
 from tests.fakellm import FakeLLM, Reply
 
@@ -167,6 +168,21 @@ async def test_streamable_http_flow(daemon: Daemon) -> None:
         assert foreign.is_error
         done = await call(client, "get_task_result", task_id=task_id, wait=30)
         assert "hi" in text(done)
+
+
+async def test_each_http_session_gets_its_own_notices(daemon: Daemon) -> None:
+    # Session b's task ends first, so its notice has the lower seq; a's answer must not hide it.
+    with daemon.client("notes-b") as rest_b, daemon.client("notes-a") as rest_a:
+        first = rest_b.submit(shell("true"), label="b-task")
+        rest_b.wait([first.id], timeout=30)
+        second = rest_a.submit(shell("true"), label="a-task")
+        rest_a.wait([second.id], timeout=30)
+    async with http(daemon, "notes-a") as a, http(daemon, "notes-b") as b:
+        carried_a = (await call(a, "list_tasks", status="queued")).structured_content["notices"]
+        assert [n["task_id"] for n in carried_a] == [second.id]
+        carried_b = (await call(b, "list_tasks", status="queued")).structured_content["notices"]
+        assert [n["task_id"] for n in carried_b] == [first.id]
+        assert "notices" not in (await call(b, "list_tasks", status="queued")).structured_content
 
 
 async def test_blocking_calls_answer_still_running_at_the_cap(daemon: Daemon) -> None:

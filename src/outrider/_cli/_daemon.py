@@ -159,6 +159,7 @@ def mcp(
     from .._daemon._config import load_config
     from .._ids import new_task_id
     from .._mcp._server import build_server
+    from .._mcp._tools import NoticeFeed
 
     try:
         settings = load_config(config, mcp_tools=tools.split(",") if tools else None)
@@ -175,15 +176,19 @@ def mcp(
             async def resolve(_: object) -> AsyncClient:
                 return client
 
-            server, handlers = build_server(
+            feed = NoticeFeed()
+            server, _ = build_server(
                 resolve, tools=settings.mcp_tools, max_wait=settings.mcp_wait,
-                agents=load_agents().agents, defer_acks=True,
+                agents=load_agents().agents, feed=feed,
             )  # fmt: skip
             try:
-                await server.run_stdio_async()
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(feed.follow, client)
+                    await server.run_stdio_async()
+                    tg.cancel_scope.cancel()
             finally:
                 with anyio.CancelScope(shield=True), contextlib.suppress(OutriderError):
-                    await handlers.flush_acks(client)
+                    await feed.flush(client, now=True)
 
     anyio.run(main)
 

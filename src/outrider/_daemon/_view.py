@@ -83,6 +83,10 @@ class Backend(Protocol):
         """Acknowledge notices up to a seq."""
         ...
 
+    def follow_notices(self, *, after: int = 0) -> AsyncIterator[Notice]:
+        """The unacknowledged notices, then each new one as it happens."""
+        ...
+
     async def status(self) -> Status:
         """Load per key and totals."""
         ...
@@ -167,6 +171,10 @@ class SessionView:
     async def ack_notices(self, up_to: int) -> None:
         """Acknowledge notices with `seq <= up_to`."""
         await self._orch.ack_notices(session=self._stored, up_to=up_to)
+
+    def follow_notices(self, *, after: int = 0) -> AsyncIterator[Notice]:
+        """The unacknowledged notices, then each new one as it happens (from `seq > after`)."""
+        return self._orch.follow_notices(session=self._stored, after=after)
 
     async def status(self) -> Status:
         """Load per key and totals (no task contents)."""

@@ -339,6 +339,28 @@ async def events(
     return EventSourceResponse(stream(), ping=15, shutdown_event=request.app.state.stopping)
 
 
+@router.get("/v1/notices/stream", tags=["notices"], response_class=EventSourceResponse)
+async def follow_notices(
+    request: Request,
+    v: View,
+    after: Annotated[int | None, Query(ge=0)] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    """Server-Sent Events of the session's completion notices (`id` is the notice seq).
+
+    The unacknowledged ones come first, then each new one as its task or group ends. Reading
+    does not acknowledge. Resume with `Last-Event-ID` (or `after`). A group's summary comes
+    after its tasks' notices; a reader may fold them (`Notice.group`).
+    """
+    start = _start_seq(after, last_event_id)
+
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        async for notice in v.follow_notices(after=start):
+            yield ServerSentEvent(data=notice.model_dump_json(), event="notice", id=str(notice.seq))
+
+    return EventSourceResponse(stream(), ping=15, shutdown_event=request.app.state.stopping)
+
+
 @router.post("/v1/shutdown", status_code=202, tags=["daemon"])
 async def shutdown(request: Request, _: View) -> dict[str, str]:
     """Stop the daemon gracefully (the local principal only)."""

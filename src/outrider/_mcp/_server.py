@@ -16,7 +16,7 @@ from mcp.server.mcpserver import MCPServer
 from .._daemon._auth import check_session_name
 from .._daemon._view import SessionView
 from .._version import __version__
-from ._tools import Tools
+from ._tools import NoticeFeed, Tools
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -42,13 +42,13 @@ def build_server(
     tools: Sequence[str],
     max_wait: float,
     agents: Mapping[str, AgentDefinition] | None = None,
-    defer_acks: bool = False,
+    feed: NoticeFeed | None = None,
 ) -> tuple[MCPServer[Any], Tools]:
     """An MCP server offering `tools` over the caller's backend, and the tools' handlers."""
     server: MCPServer[Any] = MCPServer(
         "outrider", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
     )
-    handlers = Tools(resolve, max_wait=max_wait, agents=agents, defer_acks=defer_acks)
+    handlers = Tools(resolve, max_wait=max_wait, agents=agents, feed=feed)
     handlers.register(server, tools)
     return server, handlers
 

@@ -13,6 +13,7 @@ Conventions every tool follows:
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -27,6 +28,7 @@ from .._agents._transcript import render_transcript
 from .._errors import OutriderError
 from .._ids import new_task_id
 from .._models import AgentSpec, CliAgentSpec, Notice, ShellSpec, SubmitItem, Task, TaskState
+from .._notices import fold_notices
 from ._format import notices_block, task_detail, task_line, tasks_table
 
 if TYPE_CHECKING:
@@ -82,6 +84,8 @@ TOOL_DESCRIPTIONS = {
 
 _REFRESH_AFTER = 0.5
 """Seconds after which a call reads the notices again before answering."""
+_FOLLOW_RETRY = 1.0
+"""Seconds between attempts to reopen the bridge's notice stream."""
 
 
 class WorkItem(BaseModel):
@@ -202,6 +206,62 @@ def _task_data(task: Task) -> dict[str, Any]:
     )
 
 
+class NoticeFeed:
+    """The stdio bridge's notices: one session's, followed from the daemon as they happen.
+
+    Instead of reading the notices with every call, the bridge keeps a stream open
+    (`follow_notices`) and an answer carries what arrived. What an answer carried is never
+    shown again by this bridge; it is acknowledged beside a later call's work at most once per
+    `ack_every` seconds, and by `flush` on the way out. If the bridge dies before, those notices
+    are delivered again (at least once).
+    """
+
+    def __init__(self, *, ack_every: float = 1.0) -> None:
+        self._ack_every = ack_every
+        self._pending: list[Notice] = []
+        self._last = 0
+        """The highest notice seq received."""
+        self._answered = 0
+        """The highest notice seq an answer carried."""
+        self._acked = 0
+        """The highest notice seq acknowledged to the daemon."""
+        self._acked_at = -math.inf
+
+    async def follow(self, backend: Backend) -> None:
+        """Receive the session's notices until cancelled (reconnecting after a failure)."""
+        while True:
+            with contextlib.suppress(OutriderError):
+                async for notice in backend.follow_notices(after=self._last):
+                    self._last = max(self._last, notice.seq)
+                    if notice.seq > self._answered:
+                        self._pending.append(notice)
+            await anyio.sleep(_FOLLOW_RETRY)  # the daemon went away or restarts
+
+    def pending(self) -> list[Notice]:
+        """What the next answer should carry."""
+        return fold_notices(self._pending)
+
+    def carried(self, notices: Sequence[Notice]) -> None:
+        """An answer carried `notices`: never show them (or anything before) again."""
+        if notices:
+            self._answered = max(self._answered, max(n.seq for n in notices))
+            self._pending = [n for n in self._pending if n.seq > self._answered]
+
+    def acknowledged(self, up_to: int) -> None:
+        """The caller acknowledged the notices up to `up_to` itself."""
+        self.carried([n for n in self._pending if n.seq <= up_to])
+        self._answered = self._acked = max(self._answered, up_to)
+
+    async def flush(self, backend: Backend, *, now: bool = False) -> None:
+        """Acknowledge what answers carried: at once if `now`, else if one is due."""
+        up_to = self._answered
+        due = anyio.current_time() - self._acked_at >= self._ack_every
+        if up_to > self._acked and (now or due):
+            self._acked_at = anyio.current_time()
+            await backend.ack_notices(up_to)
+            self._acked = max(self._acked, up_to)
+
+
 class Tools:
     """Registers outrider's tools on an MCP server.
 
@@ -209,11 +269,10 @@ class Tools:
         resolve: The caller's backend (session) for a request.
         max_wait: The longest a tool call blocks, in seconds.
         agents: The sub-agents `delegate_task` may name.
-        defer_acks: For one session over a remote backend (the stdio bridge): the notices an
-            answer carried are acknowledged with the next call, side by side with its work,
-            and by `flush_acks` at the end, instead of one more round trip before answering.
-            Notices answered but not yet acknowledged are never shown twice by this bridge;
-            if it dies before flushing, they are delivered again (at least once).
+        feed: For one session over a remote backend (the stdio bridge): the notices come from
+            this feed (run `feed.follow`) instead of a read with each call. Without a feed,
+            each call reads the session's notices beside its work and acknowledges what its
+            answer carried before answering.
     """
 
     def __init__(
@@ -222,16 +281,12 @@ class Tools:
         *,
         max_wait: float = 50.0,
         agents: Mapping[str, AgentDefinition] | None = None,
-        defer_acks: bool = False,
+        feed: NoticeFeed | None = None,
     ) -> None:
         self._resolve = resolve
         self._max_wait = max_wait
         self._agents = dict(agents or {})
-        self._defer_acks = defer_acks
-        self._answered = 0
-        """The highest notice seq an answer carried."""
-        self._acked = 0
-        """The highest notice seq acknowledged to the store."""
+        self._feed = feed
 
     def register(self, server: MCPServer[Any], names: Sequence[str]) -> None:
         """Add the tools in `names` to `server`."""
@@ -276,48 +331,42 @@ class Tools:
         result = CallToolResult(
             content=[TextContent(type="text", text=text)], structured_content=data, is_error=error
         )
-        if pending:
-            self._answered = max(self._answered, pending[-1].seq)
-            if not self._defer_acks:
-                await self.flush_acks(backend)
+        if self._feed is not None:
+            self._feed.carried(pending)
+        elif pending:
+            await backend.ack_notices(pending[-1].seq)
         return result
-
-    async def flush_acks(self, backend: Backend) -> None:
-        """Acknowledge what answers carried and was not yet acknowledged."""
-        up_to = self._answered
-        if up_to > self._acked:
-            await backend.ack_notices(up_to)
-            self._acked = max(self._acked, up_to)
 
     async def _run(
         self, ctx: Context, body: Callable[[Backend], Awaitable[tuple[str, dict[str, Any]]]]
     ) -> CallToolResult:
         backend = await self._resolve(ctx)
+        feed = self._feed
         pending: list[Notice] = []
 
         async def fetch() -> None:
             # Best effort: the work's own answer says what is wrong if the daemon is not there.
             with contextlib.suppress(OutriderError):
-                got = await backend.notices(limit=50)
-                pending[:] = [n for n in got if n.seq > self._answered]
+                pending[:] = await backend.notices(limit=50)
 
         async def send_acks() -> None:
-            with contextlib.suppress(OutriderError):  # sent again with the next call
-                await self.flush_acks(backend)
+            assert feed is not None
+            with contextlib.suppress(OutriderError):  # sent again with a later call
+                await feed.flush(backend)
 
         started = anyio.current_time()
         error = False
-        # The notices are read beside the work, saving a round trip; a call that took a while
-        # reads them again so it carries what finished meanwhile.
+        # Beside the work: the bridge's due acknowledgement, or the read of the notices (a
+        # call that took a while reads them again so it carries what finished meanwhile).
         async with anyio.create_task_group() as tg:
-            tg.start_soon(fetch)
-            if self._defer_acks:
-                tg.start_soon(send_acks)
+            tg.start_soon(fetch if feed is None else send_acks)
             try:
                 text, data = await body(backend)
             except (_Answer, OutriderError) as exc:
                 text, data, error = str(exc), {"error": str(exc)}, True
-        if anyio.current_time() - started > _REFRESH_AFTER:
+        if feed is not None:
+            pending = feed.pending()
+        elif anyio.current_time() - started > _REFRESH_AFTER:
             await fetch()
         return await self._answer(backend, text, data, pending, error=error)
 
@@ -505,6 +554,8 @@ class Tools:
     async def ack_notices(self, ctx: Context, up_to: Annotated[int, Field(ge=0)]) -> CallToolResult:
         async def body(backend: Backend) -> tuple[str, dict[str, Any]]:
             await backend.ack_notices(up_to)
+            if self._feed is not None:
+                self._feed.acknowledged(up_to)
             return f"acknowledged notices up to {up_to}", {"up_to": up_to}
 
         return await self._run(ctx, body)

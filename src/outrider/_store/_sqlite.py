@@ -128,6 +128,7 @@ NOTICE_EVENT_TYPES = (
     "task.succeeded", "task.failed", "task.cancelled", "task.timed_out", "group.completed",
 )  # fmt: skip
 """The events that make a completion notice."""
+_NOTICE_TYPES_SQL = ", ".join("?" * len(NOTICE_EVENT_TYPES))
 
 _TASK_COLUMNS = (
     "task_id, session, grp, parent, label, description, spec, priority, keys, depends_on, "
@@ -569,11 +570,28 @@ class SQLiteBackend:
         return [_task_from_row(row) for row in self._conn.execute(sql, params)]
 
     def events(
-        self, *, session: str | None, after: int, limit: int, prefix: bool = False
+        self,
+        *,
+        session: str | None,
+        after: int,
+        limit: int,
+        prefix: bool = False,
+        notices: bool = False,
     ) -> list[Event]:
-        """Events with `seq > after`, oldest first (`prefix`: of every session starting so)."""
+        """Events with `seq > after`, oldest first (`prefix`: of every session starting so).
+
+        `notices`: only the session's ending events, the ones that make completion notices.
+        """
         columns = "SELECT seq, at, type, session, task_id, grp, data FROM events"
-        if session is None:
+        if notices:
+            assert session is not None, "notices are read for one session"
+            assert not prefix, "notices are read for one session"
+            rows = self._conn.execute(
+                f"{columns} WHERE session = ? AND type IN ({_NOTICE_TYPES_SQL}) AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (session, *NOTICE_EVENT_TYPES, after, limit),
+            )
+        elif session is None:
             rows = self._conn.execute(
                 f"{columns} WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
             )
@@ -593,12 +611,19 @@ class SQLiteBackend:
         """The session's ending events (tasks and groups) not yet acknowledged, oldest first."""
         rows = self._conn.execute(
             "SELECT seq, at, type, session, task_id, grp, data FROM events "
-            f"WHERE session = ? AND type IN ({', '.join('?' * len(NOTICE_EVENT_TYPES))}) "
+            f"WHERE session = ? AND type IN ({_NOTICE_TYPES_SQL}) "
             "AND seq > coalesce((SELECT seq FROM notice_cursors WHERE session = ?), 0) "
             "ORDER BY seq LIMIT ?",
             (session, *NOTICE_EVENT_TYPES, session, limit),
         )
         return [_event_from_row(row) for row in rows]
+
+    def notice_cursor(self, session: str) -> int:
+        """The highest acknowledged notice `seq` of the session (0 if none)."""
+        row = self._conn.execute(
+            "SELECT seq FROM notice_cursors WHERE session = ?", (session,)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
 
     def unfinished(self) -> list[UnfinishedTask]:
         """Every queued or running task, in submission order."""

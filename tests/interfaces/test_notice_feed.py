@@ -1,0 +1,64 @@
+"""The stdio bridge's notice feed, over a real orchestrator's session."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+
+import outrider
+from outrider._daemon._view import SessionView
+from outrider._mcp._tools import NoticeFeed
+from outrider.testing import wait_until
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+async def test_the_feed_follows_folds_and_acknowledges_when_due(tmp_path: Path) -> None:
+    async with (
+        outrider.Orchestrator(tmp_path / "o.db") as orch,
+        anyio.create_task_group() as tg,
+    ):
+        view = SessionView(orch, principal="local", session="bridge")
+        stored = "local/bridge"
+
+        async def ended(*commands: str, group: str | None = None) -> outrider.Task:
+            items = [{"spec": outrider.shell(c)} for c in commands]
+            tasks = await orch.submit_many(items, session=stored, group=group)
+            await orch.wait([t.id for t in tasks if isinstance(t, outrider.Task)], session=stored)
+            assert isinstance(tasks[-1], outrider.Task)
+            return tasks[-1]
+
+        async def arrived(*task_ids: str | None) -> None:  # the feed reads in another thread
+            await wait_until(lambda: [n.task_id for n in feed.pending()] == list(task_ids))
+
+        early = await ended("exit 3")  # before the feed starts: read from the store
+        feed = NoticeFeed(ack_every=3600)
+        tg.start_soon(feed.follow, view)
+        await arrived(early.id)
+
+        live = await ended("true")
+        await arrived(early.id, live.id)
+        carried = feed.pending()
+        feed.carried(carried)
+        assert feed.pending() == []
+        await feed.flush(view)  # the first one is due at once
+        assert await view.notices() == []
+
+        late = await ended("true")
+        await arrived(late.id)
+        feed.carried(feed.pending())
+        await feed.flush(view)  # not due: an hour must pass
+        assert [n.task_id for n in await view.notices()] == [late.id]
+        await feed.flush(view, now=True)  # on the way out
+        assert await view.notices() == []
+
+        await ended("true", "true", group="pair")
+        await arrived(None)
+        (summary,) = feed.pending()  # the group's summary stands for its tasks
+        assert summary.kind == "group"
+        assert summary.counts["total"] == 2
+        feed.acknowledged(summary.seq)
+        assert feed.pending() == []
+        tg.cancel_scope.cancel()
