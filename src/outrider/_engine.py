@@ -95,6 +95,8 @@ class NewTask:
     """A validated task to store, with the program's callbacks."""
 
     task: Task
+    spec_json: str
+    """The task's spec as JSON, as it is stored."""
     on_progress: Callback | None = None
     on_done: Callback | None = None
 
@@ -374,7 +376,7 @@ class Engine:
             task = item.task
             changes.append(
                 [
-                    InsertTask(task, seq),
+                    InsertTask(task, seq, item.spec_json),
                     AddEvent(
                         "task.queued",
                         task.session,

@@ -487,7 +487,8 @@ class Orchestrator:
             if isinstance(item, SubmitError):
                 results[index] = item.model_copy(update={"index": index})
                 continue
-            problem = self._check_item(item, known)
+            spec_json = item.spec.model_dump_json()  # stored as it is, serialised once
+            problem = self._check_item(item, spec_json, known)
             if problem is not None:
                 results[index] = problem.model_copy(update={"index": index})
                 continue
@@ -516,7 +517,7 @@ class Orchestrator:
             )  # fmt: skip
             if failed_dep is not None:
                 doomed[task.id] = f"its dependency {failed_dep} ended {known[failed_dep].state}"
-            new.append(NewTask(task, on_progress=on_progress, on_done=on_done))
+            new.append(NewTask(task, spec_json, on_progress=on_progress, on_done=on_done))
             slots.append(index)
         if new:
             stored = await self._engine.submit(new)
@@ -537,9 +538,11 @@ class Orchestrator:
             final = [refreshed.get(r.id, r) if isinstance(r, Task) else r for r in final]
         return final
 
-    def _check_item(self, item: SubmitItem, known: Mapping[str, Task]) -> SubmitError | None:
+    def _check_item(
+        self, item: SubmitItem, spec_json: str, known: Mapping[str, Task]
+    ) -> SubmitError | None:
         spec = item.spec
-        if len(spec.model_dump_json().encode()) > MAX_PAYLOAD_BYTES:
+        if len(spec_json.encode()) > MAX_PAYLOAD_BYTES:
             return SubmitError(
                 index=0, field="spec",
                 message=f"Invalid `spec`: it is larger than {MAX_PAYLOAD_BYTES} bytes as JSON; "

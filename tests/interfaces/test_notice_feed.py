@@ -8,7 +8,7 @@ import anyio
 
 import outrider
 from outrider._daemon._view import SessionView
-from outrider._mcp._tools import NoticeFeed
+from outrider._mcp._tools import NOTICES_PER_ANSWER, NoticeFeed
 from outrider.testing import wait_until
 
 if TYPE_CHECKING:
@@ -61,4 +61,31 @@ async def test_the_feed_follows_folds_and_acknowledges_when_due(tmp_path: Path) 
         assert summary.counts["total"] == 2
         feed.acknowledged(summary.seq)
         assert feed.pending() == []
+        tg.cancel_scope.cancel()
+
+
+async def test_an_answer_carries_at_most_its_share_of_notices(tmp_path: Path) -> None:
+    async with (
+        outrider.Orchestrator(tmp_path / "o.db") as orch,
+        anyio.create_task_group() as tg,
+    ):
+
+        @orch.handler("noop")
+        async def noop(ctx: outrider.RunContext) -> None:
+            return None
+
+        view = SessionView(orch, principal="local", session="many")
+        count = NOTICES_PER_ANSWER + 10
+        tasks = await orch.submit_many(
+            [{"spec": outrider.call("noop")}] * count, session="local/many"
+        )
+        await orch.wait([t.id for t in tasks if isinstance(t, outrider.Task)], session="local/many")
+        feed = NoticeFeed()
+        tg.start_soon(feed.follow, view)
+        await wait_until(lambda: len(feed.pending()) == NOTICES_PER_ANSWER)
+        first = feed.pending()
+        feed.carried(first)
+        await wait_until(lambda: len(feed.pending()) == 10)
+        rest = feed.pending()
+        assert min(n.seq for n in rest) > max(n.seq for n in first)
         tg.cancel_scope.cancel()

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from .._agents._definitions import AgentDefinition
     from .._daemon._view import Backend
 
-__all__ = ["TOOL_DESCRIPTIONS", "Tools"]
+__all__ = ["NOTICES_PER_ANSWER", "TOOL_DESCRIPTIONS", "NoticeFeed", "Tools"]
 
 _DELEGATE = """Hand work to a background worker and keep going; returns a task id at once.
 
@@ -84,6 +84,8 @@ TOOL_DESCRIPTIONS = {
 
 _REFRESH_AFTER = 0.5
 """Seconds after which a call reads the notices again before answering."""
+NOTICES_PER_ANSWER = 50
+"""The most notices one answer carries; the rest come with the next ones."""
 _FOLLOW_RETRY = 1.0
 """Seconds between attempts to reopen the bridge's notice stream."""
 
@@ -238,8 +240,8 @@ class NoticeFeed:
             await anyio.sleep(_FOLLOW_RETRY)  # the daemon went away or restarts
 
     def pending(self) -> list[Notice]:
-        """What the next answer should carry."""
-        return fold_notices(self._pending)
+        """What the next answer should carry (the oldest `NOTICES_PER_ANSWER`)."""
+        return fold_notices(self._pending[:NOTICES_PER_ANSWER])
 
     def carried(self, notices: Sequence[Notice]) -> None:
         """An answer carried `notices`: never show them (or anything before) again."""
@@ -347,7 +349,7 @@ class Tools:
         async def fetch() -> None:
             # Best effort: the work's own answer says what is wrong if the daemon is not there.
             with contextlib.suppress(OutriderError):
-                pending[:] = await backend.notices(limit=50)
+                pending[:] = await backend.notices(limit=NOTICES_PER_ANSWER)
 
         async def send_acks() -> None:
             assert feed is not None

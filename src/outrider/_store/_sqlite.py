@@ -58,6 +58,8 @@ class InsertTask:
 
     task: Task
     seq: int
+    spec_json: str | None = None
+    """The spec as JSON when the caller made it already (else it is serialised here)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +185,7 @@ def _db_value(name: str, value: object) -> object:
     return json.dumps(value)
 
 
-def _task_values(task: Task) -> tuple[object, ...]:
+def _task_values(task: Task, spec_json: str | None = None) -> tuple[object, ...]:
     return (
         task.id,
         task.session,
@@ -191,7 +193,7 @@ def _task_values(task: Task) -> tuple[object, ...]:
         task.parent,
         task.label,
         task.description,
-        task.spec.model_dump_json(),
+        task.spec.model_dump_json() if spec_json is None else spec_json,
         task.priority,
         json.dumps(task.keys),
         json.dumps(task.depends_on),
@@ -322,8 +324,8 @@ class _BatchRows:
 
     def _add(self, op: Op, index: int, merged: dict[str, dict[str, object]]) -> None:
         match op:
-            case InsertTask(task=task, seq=seq):
-                self.inserts.append((seq, task.spec.kind, *_task_values(task)))
+            case InsertTask(task=task, seq=seq, spec_json=spec_json):
+                self.inserts.append((seq, task.spec.kind, *_task_values(task, spec_json)))
             case UpdateTask(task_id=task_id, fields=fields):
                 merged.setdefault(task_id, {}).update(fields)
             case StartAttempt(task_id=task_id, attempt=attempt, started_at=at):
@@ -458,8 +460,8 @@ class SQLiteBackend:
 
     def _apply_op(self, cur: sqlite3.Cursor, op: Op) -> Committed | None:
         match op:
-            case InsertTask(task=task, seq=seq):
-                cur.execute(_INSERT_TASK, (seq, task.spec.kind, *_task_values(task)))
+            case InsertTask(task=task, seq=seq, spec_json=spec_json):
+                cur.execute(_INSERT_TASK, (seq, task.spec.kind, *_task_values(task, spec_json)))
             case UpdateTask(task_id=task_id, fields=fields):
                 bad = set(fields) - _UPDATABLE
                 assert not bad, f"not updatable: {bad}"
