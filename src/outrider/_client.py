@@ -434,7 +434,7 @@ class Client(_Base):
                 return
             except httpx.RemoteProtocolError:
                 continue
-            except httpx.ConnectError as exc:
+            except httpx.TransportError as exc:  # refused, reset, or timed out
                 raise _no_daemon(self._url, exc) from None
 
     def shutdown(self) -> None:
@@ -621,7 +621,7 @@ class AsyncClient(_Base):
                 return
             except httpx.RemoteProtocolError:
                 continue
-            except httpx.ConnectError as exc:
+            except httpx.TransportError as exc:  # refused, reset, or timed out
                 raise _no_daemon(self._url, exc) from None
 
     async def shutdown(self) -> None:

@@ -19,7 +19,7 @@ from outrider import shell
 from outrider._daemon._config import DEFAULT_MCP_TOOLS, MCP_TOOLS
 from tests.fakellm import FakeLLM, Reply
 
-from .conftest import launch, stop
+from .conftest import Daemon, launch, stop
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
     import pytest
     from mcp_types import CallToolResult
-
-    from .conftest import Daemon
 
 
 @asynccontextmanager
@@ -342,3 +340,37 @@ async def test_delegate_to_a_built_in_agent_and_read_its_transcript(
             assert fake.calls_for("scout-model")[1].tool_results == ["the project readme"]
         finally:
             stop(daemon)
+
+
+async def test_the_bridge_keeps_delivering_notices_after_its_daemon_restarts(
+    tmp_path: Path,
+) -> None:
+    daemon = launch(tmp_path)
+    restarted: Daemon | None = None
+    try:
+        async with stdio(daemon, "--session", "restart") as client:
+
+            async def notice_of(task_id: str) -> None:
+                with anyio.fail_after(30):
+                    while True:
+                        answer = await call(client, "list_tasks", status="queued")
+                        carried = answer.structured_content.get("notices", [])
+                        if any(n["task_id"] == task_id for n in carried):
+                            return
+
+            first = await call(client, "delegate_task", description="before", command="true")
+            await notice_of(first.structured_content["task"]["id"])
+            stop(daemon)
+            # The next call starts a daemon again (the bridge's own autostart), on a new port;
+            # the bridge's notice stream finds it there.
+            second = await call(client, "delegate_task", description="after", command="true")
+            restarted = Daemon(
+                url="", token=daemon.token, home=tmp_path,
+                pid=json.loads((tmp_path / "daemon.json").read_text())["pid"],
+            )  # fmt: skip
+            assert restarted.pid != daemon.pid
+            await notice_of(second.structured_content["task"]["id"])
+    finally:
+        stop(daemon)
+        if restarted is not None:
+            stop(restarted)
