@@ -463,6 +463,9 @@ class AsyncClient(_Base):
         super().__init__(url, token, session, autostart, on_autostart)
         self._timeout = timeout
         self._http = httpx.AsyncClient(timeout=timeout)
+        self._starting = anyio.Lock()
+        self._starts = 0
+        """How many daemons this client started (calls that failed before one retry after)."""
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -482,19 +485,30 @@ class AsyncClient(_Base):
     async def _send(self, call: _Call) -> httpx.Response:
         timeout = self._timeout + (call.timeout or 0)
         for attempt in (1, 2):
+            url, starts = self._url, self._starts
             try:
                 response = await self._http.request(
-                    call.method, self._url + call.path, json=call.json, params=call.params,
+                    call.method, url + call.path, json=call.json, params=call.params,
                     headers=self._headers(), timeout=timeout,
                 )  # fmt: skip
             except httpx.ConnectError as exc:
-                if self._autostart and attempt == 1:
-                    await anyio.to_thread.run_sync(self._started)
+                if attempt == 1 and await self._start_once(starts):
                     continue
-                raise _no_daemon(self._url, exc) from None
+                raise _no_daemon(url, exc) from None
             _raise_for(response, call)
             return response
         raise AssertionError("unreachable")
+
+    async def _start_once(self, seen: int) -> bool:
+        """Start the daemon if allowed; calls that failed meanwhile wait and use the same one."""
+        async with self._starting:
+            if self._starts != seen:
+                return True  # another call started it while this one failed
+            if not self._autostart:
+                return False
+            await anyio.to_thread.run_sync(self._started)
+            self._starts += 1
+            return True
 
     async def _json(self, call: _Call) -> Any:
         return (await self._send(call)).json()

@@ -69,12 +69,29 @@ TERMINAL_STATES = frozenset(
 )
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+MAX_SECONDS = 10 * 365 * 86_400.0
+"""The longest `timeout`, `ttl` or `stall_timeout` (ten years; not infinity)."""
+MAX_SEQ = 2**63 - 1
+"""The largest event `seq` (SQLite's largest integer)."""
+
+
+def _kind_required(schema: dict[str, JsonValue]) -> None:
+    """Mark `kind` required in a spec's JSON schema.
+
+    The tag picks the spec's type, so a request must send it, though Python gives it a default.
+    """
+    required = schema.setdefault("required", [])
+    if isinstance(required, list) and "kind" not in required:
+        required.insert(0, "kind")
+
+
+_SPEC = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_kind_required)
 
 
 class ShellSpec(BaseModel):
     """A command run by `/bin/sh -c` (a string) or directly (an argv list)."""
 
-    model_config = _FROZEN
+    model_config = _SPEC
     kind: Literal["shell"] = "shell"
     command: str | list[str]
     cwd: str | None = None
@@ -94,7 +111,7 @@ class ShellSpec(BaseModel):
 class HandlerSpec(BaseModel):
     """A call of a Python handler registered on the orchestrator by name."""
 
-    model_config = _FROZEN
+    model_config = _SPEC
     kind: Literal["handler"] = "handler"
     handler: str = Field(min_length=1, max_length=200)
     params: dict[str, JsonValue] = Field(default_factory=dict)
@@ -103,7 +120,7 @@ class HandlerSpec(BaseModel):
 class CliAgentSpec(BaseModel):
     """A prompt for an external agent CLI (`claude -p`, `opencode run`, `codex exec`, …)."""
 
-    model_config = _FROZEN
+    model_config = _SPEC
     kind: Literal["cli_agent"] = "cli_agent"
     cli: str = Field(min_length=1, max_length=100)
     """The CLI template: a built-in (`claude`, `opencode`, `codex`, `gemini`, `aider`) or one
@@ -120,7 +137,7 @@ class CliAgentSpec(BaseModel):
 class AgentSpec(BaseModel):
     """A prompt for a sub-agent run by outrider's built-in agent runner."""
 
-    model_config = _FROZEN
+    model_config = _SPEC
     kind: Literal["agent"] = "agent"
     agent: str = Field(min_length=1, max_length=64)
     """The agent definition's name (`.outrider/agents/NAME.md`, …)."""
@@ -384,11 +401,11 @@ class TaskOptions(BaseModel):
         default=None, min_length=1
     )
     """Concurrency keys; default: one derived from the kind (`shell`, `handler:<name>`)."""
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     """Seconds the task may run (per attempt)."""
-    ttl: float | None = Field(default=None, gt=0)
+    ttl: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     """Seconds since submission after which the task ends `timed_out`, queued or running."""
-    stall_timeout: float | None = Field(default=None, gt=0)
+    stall_timeout: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     """Seconds a running task may go without output or progress."""
     max_attempts: int = Field(default=1, ge=1, le=100)
     label: str | None = Field(default=None, max_length=200)

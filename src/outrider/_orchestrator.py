@@ -37,6 +37,7 @@ from ._ids import new_task_id
 from ._logging import configure_from_env
 from ._models import (
     MAX_PAYLOAD_BYTES,
+    MAX_SEQ,
     Event,
     KeyStatus,
     Notice,
@@ -801,8 +802,10 @@ class Orchestrator:
     async def ack_notices(self, *, session: str, up_to: int) -> None:
         """Acknowledge the session's notices with `seq <= up_to`; idempotent."""
         self._check_open("acknowledge notices")
-        if up_to < 0:
-            raise UserError(f"`up_to` must be a seq (>= 0), not {up_to!r}.", field="up_to")
+        if not 0 <= up_to <= MAX_SEQ:
+            raise UserError(
+                f"`up_to` must be a seq (0 to {MAX_SEQ}), not {up_to!r}.", field="up_to"
+            )
         await self._store.commit([SetNoticeCursor(session, up_to)])
 
     # -- events ---------------------------------------------------------------------------

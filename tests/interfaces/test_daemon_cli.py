@@ -8,14 +8,17 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+import anyio
 import psutil
 
-from outrider import TaskState, shell
+from outrider import AsyncClient, TaskState, shell
 
 from .conftest import launch, stop
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import pytest
 
 
 def cli(
@@ -141,3 +144,25 @@ def test_no_daemon_and_no_autostart_is_a_clear_error(tmp_path: Path) -> None:
     done = cli("status", home=tmp_path, url="http://127.0.0.1:9")
     assert done.returncode == 2
     assert "No outrider daemon at http://127.0.0.1:9" in done.stderr
+
+
+async def test_calls_that_find_no_daemon_together_start_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OUTRIDER_HOME", str(tmp_path))
+    monkeypatch.setenv("OUTRIDER_PORT", "0")
+    monkeypatch.delenv("OUTRIDER_URL", raising=False)
+    monkeypatch.delenv("OUTRIDER_TOKEN", raising=False)
+    started: list[str] = []
+    try:
+        async with (
+            AsyncClient(session="together", autostart=True, on_autostart=started.append) as client,
+            anyio.create_task_group() as tg,
+        ):
+            for _ in range(4):
+                tg.start_soon(client.status)
+        assert len(started) == 1
+    finally:
+        record = tmp_path / "daemon.json"
+        if record.exists():
+            psutil.Process(json.loads(record.read_text())["pid"]).terminate()

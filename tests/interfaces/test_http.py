@@ -93,7 +93,11 @@ def _all_unknown(http: httpx.Client, mine_id: str, unknown: httpx.Response) -> N
         ("GET", "/v1/tasks/t_x/output?lines=0", None, "lines"),
         ("GET", "/v1/notices?limit=0", None, "limit"),
         ("POST", "/v1/notices/ack", {"up_to": -1}, "up_to"),
+        ("POST", "/v1/notices/ack", {"up_to": 2**70}, "up_to"),  # beyond SQLite's integers
         ("GET", "/v1/events?after=-1", None, "after"),
+        ("GET", f"/v1/notices/stream?after={2**64}", None, "after"),
+        ("POST", "/v1/tasks", {"spec": {"kind": "shell", "command": "x"}, "ttl": 1e300}, "ttl"),
+        ("POST", "/v1/tasks", {"spec": {"command": "x"}}, "spec"),  # `kind` is required
     ],
 )  # fmt: skip
 def test_bad_input_is_400_naming_the_field(
@@ -116,9 +120,10 @@ def test_bad_session_header_and_last_event_id_are_400(daemon: Daemon) -> None:
     assert response.status_code == 400
     assert response.json()["error"]["field"] == "session"
     with daemon.http("x") as http:
-        response = http.get("/v1/events", headers={"Last-Event-ID": "abc"})
-        assert response.status_code == 400
-        assert response.json()["error"]["field"] == "Last-Event-ID"
+        for bad in ("abc", str(2**64)):
+            response = http.get("/v1/events", headers={"Last-Event-ID": bad})
+            assert response.status_code == 400
+            assert response.json()["error"]["field"] == "Last-Event-ID"
         assert http.get("/v1/nowhere").json()["error"]["type"] == "NotFound"
     with daemon.client("x") as client, pytest.raises(UserError) as caught:
         client.submit(shell("true"), priority=12)

@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .._daemon._auth import LOCAL, check_session_name
 from .._daemon._view import SessionView
 from .._errors import Closed, OutriderError, QueueFull, TaskNotFound, UserError
-from .._models import Notice, Status, SubmitError, SubmitItem, Task, TaskState
+from .._models import MAX_SEQ, Notice, Status, SubmitError, SubmitItem, Task, TaskState
 from .._version import __version__
 
 if TYPE_CHECKING:
@@ -145,10 +145,28 @@ class NoticeList(BaseModel):
     notices: list[Notice]
 
 
+class ErrorDetail(BaseModel):
+    """What went wrong; `field` names the bad input when there is one."""
+
+    type: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer.
+
+    400 bad input, 401 token, 404 unknown or foreign id, 429 queue full (with `Retry-After`),
+    503 shutting down.
+    """
+
+    error: ErrorDetail
+
+
 class AckBody(BaseModel):
     """Acknowledge every notice with `seq <= up_to`."""
 
-    up_to: int = Field(ge=0)
+    up_to: int = Field(ge=0, le=MAX_SEQ)
 
 
 class Health(BaseModel):
@@ -172,7 +190,10 @@ def _view(
 
 
 View = Annotated[SessionView, Depends(_view)]
-router = APIRouter()
+router = APIRouter(
+    responses={"4XX": {"model": ErrorBody, "description": "Bad input, token, id or full queue"},
+               "5XX": {"model": ErrorBody, "description": "Shutting down, or a fault"}}
+)  # fmt: skip
 
 
 async def _bad_request(_: Request, exc: Exception) -> JSONResponse:
@@ -308,7 +329,7 @@ async def ack_notices(v: View, body: AckBody) -> None:
 def _start_seq(after: int | None, last_event_id: str | None) -> int:
     start = after or 0
     if last_event_id:
-        if not last_event_id.isdigit():
+        if not last_event_id.isdigit() or int(last_event_id) > MAX_SEQ:
             raise UserError(
                 f"Invalid `Last-Event-ID`: {last_event_id!r} is not an event seq.",
                 field="Last-Event-ID",
@@ -321,7 +342,7 @@ def _start_seq(after: int | None, last_event_id: str | None) -> int:
 async def events(
     request: Request,
     v: View,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     all_sessions: Annotated[bool, Query()] = False,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
@@ -343,7 +364,7 @@ async def events(
 async def follow_notices(
     request: Request,
     v: View,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
     """Server-Sent Events of the session's completion notices (`id` is the notice seq).
