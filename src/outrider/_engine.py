@@ -487,6 +487,8 @@ class Engine:
 
     def wake(self) -> None:
         """Make the dispatcher look again (new task, freed slot, changed limit)."""
+        if self._dirty:
+            return  # it will look before it sleeps; its sleep, if any, is cancelled already
         self._dirty = True
         if self._sleep_scope is not None:
             self._sleep_scope.cancel()
