@@ -9,6 +9,7 @@ then its answer). The ideal wall time is calls / (600/min). Compared:
 (a) outrider: the agent runner with the provider's `rpm = 600` in config (calls paced before
     they are sent; 429s would halve the model's concurrency and honour Retry-After);
 (a') outrider without the rate in config: it learns the rate from 429s and Retry-After;
+(a'') the same, the provider stating its limit in response headers (as OpenAI and Anthropic do);
 (b) a fixed concurrency of 50 workers making the same calls, retrying a 429 after 0.5 s.
 """
 
@@ -46,17 +47,20 @@ class Server:
         self.base_url = f"http://127.0.0.1:{port}/v1"
         self._stats = f"http://127.0.0.1:{port}/_stats"
 
-    async def reset(self) -> None:
+    async def reset(self, *, stated: bool = False) -> None:
         async with httpx.AsyncClient() as client:
-            (await client.post(self._stats)).raise_for_status()
+            params = {"stated": "1" if stated else "0"}
+            (await client.post(self._stats, params=params)).raise_for_status()
 
     async def rate_limited(self) -> int:
         async with httpx.AsyncClient() as client:
             return int((await client.get(self._stats)).json()["rate_limited"])
 
 
-async def outrider_run(fake: Server, *, configured: bool) -> tuple[float, int, int]:
-    await fake.reset()
+async def outrider_run(
+    fake: Server, *, configured: bool, stated: bool = False
+) -> tuple[float, int, int]:
+    await fake.reset(stated=stated)
     with tempfile.TemporaryDirectory() as tmp:
         agents = {"bench": AgentDefinition(name="bench", model="fake/bench", prompt="Work.",
                                            source=Path("bench.md"), format="outrider")}  # fmt: skip
@@ -129,7 +133,10 @@ async def main() -> None:
         port = int((await process.stdout.receive()).decode().split()[0])
         fake = Server(port)
         rows.append(("(a) outrider, rpm in config", *await outrider_run(fake, configured=True)))
-        rows.append(("(a') outrider, rate learned", *await outrider_run(fake, configured=False)))
+        rows.append(("(a') outrider, rate learned from 429s",
+                     *await outrider_run(fake, configured=False)))  # fmt: skip
+        rows.append(("(a'') outrider, rate stated in headers",
+                     *await outrider_run(fake, configured=False, stated=True)))  # fmt: skip
         rows.append(("(b) fixed 50, naive retry", *await naive_run(fake)))
     finally:
         process.terminate()

@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from starlette.requests import Request
 
@@ -155,6 +155,7 @@ class FakeLLM:
         self.latency = 0.0
         self.api_key: str | None = None
         self._bucket: _Bucket | None = None
+        self._stated: float | None = None
         self._ids = itertools.count(1)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -166,9 +167,15 @@ class FakeLLM:
         """Answer the next calls to `model` with `replies`, in order."""
         self.scripts[model].extend(replies)
 
-    def limit_rate(self, per_minute: float | None, burst: float = 1.0) -> None:
-        """Answer 429 (with Retry-After) beyond `per_minute` requests; None: no limit."""
+    def limit_rate(
+        self, per_minute: float | None, burst: float = 1.0, *, stated: bool = False
+    ) -> None:
+        """Answer 429 (with Retry-After) beyond `per_minute` requests; None: no limit.
+
+        `stated`: say the limit in every answer's headers, as OpenAI and Anthropic do.
+        """
         self._bucket = _Bucket(per_minute, burst) if per_minute else None
+        self._stated = per_minute if stated else None
 
     @property
     def base_url(self) -> str:
@@ -190,8 +197,16 @@ class FakeLLM:
         self.port = sock.getsockname()[1]
         app = Starlette(
             routes=[
-                Route("/v1/chat/completions", self._openai, methods=["POST"]),
-                Route("/v1/messages", self._anthropic, methods=["POST"]),
+                Route(
+                    "/v1/chat/completions",
+                    self._stating(self._openai, "x-ratelimit-limit-requests"),
+                    methods=["POST"],
+                ),
+                Route(
+                    "/v1/messages",
+                    self._stating(self._anthropic, "anthropic-ratelimit-requests-limit"),
+                    methods=["POST"],
+                ),
                 Route("/_stats", self._stats, methods=["GET", "POST"]),
             ]
         )
@@ -216,6 +231,19 @@ class FakeLLM:
         self._sock.close()
 
     # -- protocol ------------------------------------------------------------------------
+
+    def _stating(
+        self, handler: Callable[[Request], Awaitable[Response]], header: str
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """`handler`, its answers saying the request limit in `header` when one is stated."""
+
+        async def answer(request: Request) -> Response:
+            response = await handler(request)
+            if self._stated is not None:
+                response.headers[header] = f"{self._stated:g}"
+            return response
+
+        return answer
 
     def _next_reply(self, call: Call) -> Reply:
         queue = self.scripts.get(call.model)
@@ -340,10 +368,15 @@ class FakeLLM:
             self._leave()
 
     async def _stats(self, request: Request) -> Response:
-        """GET: the counters; POST: reset them (for a server in another process)."""
+        """GET: the counters; POST: reset them (for a server in another process).
+
+        POST `?stated=1` also says the rate limit in every answer's headers from then on.
+        """
         if request.method == "POST":
             self.rate_limited = self.aborted = self.dropped = self.max_in_flight = 0
             self.calls.clear()
+            stated = request.query_params.get("stated") == "1"
+            self._stated = self._bucket.rate * 60 if stated and self._bucket else None
         counters = {"calls": len(self.calls), "rate_limited": self.rate_limited,
                     "aborted": self.aborted, "max_in_flight": self.max_in_flight}  # fmt: skip
         return JSONResponse(counters)

@@ -276,6 +276,23 @@ async def test_retry_after_dropped_stream_and_fallback(
     assert attempts[1]["error"] is None
 
 
+async def test_the_rate_a_provider_states_paces_its_model(
+    tmp_path: Path, fake: FakeLLM, workspace: Path
+) -> None:
+    providers = _providers(fake)
+    runner = AgentRunner({"stated": _agent("stated", "fake/stated")}, providers, max_depth=1)
+    fake.limit_rate(6000, burst=100, stated=True)
+    try:
+        async with outrider.Orchestrator(db=tmp_path / "o.db", runners=[runner]) as orch:
+            done = await _run(orch, outrider.agent("stated", "Hi", workspace=str(workspace)))
+    finally:
+        fake.limit_rate(None)
+    assert done.state == outrider.TaskState.SUCCEEDED, done.error
+    limiter = providers.limiter(providers.resolve("fake/stated"))
+    assert limiter.rpm == 6000  # from the answer's `x-ratelimit-limit-requests`
+    assert limiter.limit.rpm is None
+
+
 async def test_missing_key_and_dead_endpoint_fail_at_once(tmp_path: Path, fake: FakeLLM) -> None:
     providers = Providers(
         {"nokey": ProviderConfig(base_url=fake.base_url, api_key_env="OUTRIDER_TEST_NO_SUCH_KEY"),

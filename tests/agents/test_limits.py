@@ -8,7 +8,7 @@ from email.utils import format_datetime
 import httpx2
 import pytest
 
-from outrider._agents._limits import ModelLimiter, RateLimit, retry_after
+from outrider._agents._limits import ModelLimiter, RateLimit, retry_after, stated_limits
 
 
 class Clock:
@@ -75,6 +75,35 @@ def test_a_configured_rate_is_kept_whatever_happens() -> None:
     limiter.throttled(None)
     limiter.succeeded()
     assert limiter._interval == pytest.approx(1.03)
+
+
+def test_limits_a_provider_states_pace_it_unless_configured() -> None:
+    limiter, clock, _ = _limiter(RateLimit())
+    limiter.throttled(None)
+    limiter.stated(120, 60_000)  # from the answer's headers
+    assert (limiter.rpm, limiter.tpm) == (120, 60_000)
+    assert limiter._interval == pytest.approx(0.515)
+    clock.now += 2
+    limiter.throttled(None)  # a throttle no longer slows a stated pace,
+    limiter.succeeded()  # nor does a success speed it up
+    assert limiter._interval == pytest.approx(0.515)
+    configured, _, _ = _limiter(RateLimit(rpm=60, tpm=1000))
+    configured.stated(120, 60_000)
+    assert (configured.rpm, configured.tpm) == (60, 1000)
+    assert configured._interval == pytest.approx(1.03)
+
+
+def test_stated_limits_are_read_from_openai_and_anthropic_headers() -> None:
+    openai = httpx2.Response(
+        200, headers={"x-ratelimit-limit-requests": "500", "x-ratelimit-limit-tokens": "30000"}
+    )
+    anthropic = httpx2.Response(
+        429, headers={"anthropic-ratelimit-requests-limit": "50",
+                      "anthropic-ratelimit-tokens-limit": "bogus"},
+    )  # fmt: skip
+    assert stated_limits(openai) == (500.0, 30_000.0)
+    assert stated_limits(anthropic) == (50.0, None)
+    assert stated_limits(httpx2.Response(200)) == (None, None)
 
 
 async def test_tokens_per_minute_reserve_time_for_each_call() -> None:

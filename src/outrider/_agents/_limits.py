@@ -13,6 +13,10 @@ Per model, one `ModelLimiter`:
 - A throttle with Retry-After pauses every call of the model until then, and, when the
   provider's rate is not configured, slows the pacing (the interval doubles; successes shrink it
   by 2% each), so throughput settles near the provider's real limit.
+- A provider that states its limits in response headers (OpenAI's `x-ratelimit-limit-requests`
+  and `-tokens`, Anthropic's `anthropic-ratelimit-requests-limit` and `-tokens-limit`, per
+  minute) is paced by them from its first answer on, as if they were configured; configured
+  limits win over stated ones.
 
 `LimitedTransport` puts every HTTP call of a provider client through the limiter of the model
 named in its JSON body and retries there: throttles up to `throttle_retries` times honouring
@@ -71,8 +75,11 @@ class ModelLimiter:
         self.throttles = 0
         self._on_concurrency = on_concurrency
         self._clock = clock
-        # 3% headroom: requests paced exactly at the limit arrive a little early or late.
-        self._interval = 60.0 / limit.rpm * 1.03 if limit.rpm else 0.0
+        self.rpm = limit.rpm
+        """The requests-per-minute pacing: configured, else stated by the provider, else None."""
+        self.tpm = limit.tpm
+        """The tokens-per-minute pacing, the same way."""
+        self._interval = _interval(limit.rpm) if limit.rpm else 0.0
         self._last_sent = float("-inf")
         self._pacing = anyio.Lock()
         self._next_token_slot = 0.0
@@ -91,10 +98,10 @@ class ModelLimiter:
             async with self._pacing:  # FIFO: calls are sent in arrival order
                 now = self._clock()
                 start = max(now, self._paused_until, self._last_sent + self._interval)
-                if self.limit.tpm and tokens:
+                if self.tpm and tokens:
                     start = max(start, self._next_token_slot)
                     self._next_token_slot = max(self._next_token_slot, start) + (
-                        tokens * 60 / self.limit.tpm
+                        tokens * 60 / self.tpm
                     )
                 if start > now:
                     await anyio.sleep(start - now)
@@ -111,9 +118,17 @@ class ModelLimiter:
             self.in_flight -= 1
             self._changed.notify_all()
 
+    def stated(self, rpm: float | None, tpm: float | None) -> None:
+        """The provider stated its per-minute limits (response headers); pace by them."""
+        if rpm and rpm > 0 and not self.limit.rpm and rpm != self.rpm:
+            self.rpm = rpm
+            self._interval = _interval(rpm)
+        if tpm and tpm > 0 and not self.limit.tpm:
+            self.tpm = tpm
+
     def succeeded(self) -> None:
         """A call went through."""
-        if not self.limit.rpm and self._interval:
+        if not self.rpm and self._interval:
             self._interval *= 0.98
             if self._interval < 1e-3:
                 self._interval = 0.0
@@ -132,7 +147,7 @@ class ModelLimiter:
             return
         self._last_cut = now
         self._successes = 0
-        if not self.limit.rpm:
+        if not self.rpm:
             self._interval = max(self._interval * 2, 0.05)
         self._set_concurrency(max(1, self.concurrency // 2))
 
@@ -142,6 +157,28 @@ class ModelLimiter:
         self.concurrency = value
         if self._on_concurrency is not None:
             self._on_concurrency(value)
+
+
+def _interval(rpm: float) -> float:
+    # 3% headroom: requests paced exactly at the limit arrive a little early or late.
+    return 60.0 / rpm * 1.03
+
+
+def stated_limits(response: httpx2.Response) -> tuple[float | None, float | None]:
+    """The per-minute request and token limits a provider states in its response headers."""
+
+    def number(*names: str) -> float | None:
+        for name in names:
+            try:
+                return float(response.headers[name])
+            except (KeyError, ValueError):
+                continue
+        return None
+
+    return (
+        number("x-ratelimit-limit-requests", "anthropic-ratelimit-requests-limit"),
+        number("x-ratelimit-limit-tokens", "anthropic-ratelimit-tokens-limit"),
+    )
 
 
 def retry_after(response: httpx2.Response) -> float | None:
@@ -212,6 +249,7 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
                 await limiter.release()
                 raise
             await limiter.release()
+            limiter.stated(*stated_limits(response))
             status = response.status_code
             if status in _THROTTLE and throttles < self.throttle_retries:
                 wait = retry_after(response)
