@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from ._models import Event
 
-__all__ = ["MARKS", "fold_notices", "notices_from_events"]
+__all__ = ["MARKS", "fold_notices", "notice_of", "notices_from_events"]
 
 MARKS = {
     TaskState.SUCCEEDED: "✓",
@@ -87,11 +87,14 @@ def _group_notice(event: Event) -> Notice:
     return Notice(seq=event.seq, kind="group", group=event.group, counts=counts, text=line)
 
 
+def notice_of(event: Event) -> Notice:
+    """The notice of one ending event (a task's or a group's)."""
+    return _group_notice(event) if event.type == "group.completed" else _task_notice(event)
+
+
 def notices_from_events(events: Sequence[Event]) -> list[Notice]:
     """The notices for pending ending events, in order, a group's folding its tasks'."""
-    return fold_notices(
-        [_group_notice(e) if e.type == "group.completed" else _task_notice(e) for e in events]
-    )
+    return fold_notices([notice_of(e) for e in events])
 
 
 def fold_notices(notices: Sequence[Notice]) -> list[Notice]:

@@ -48,7 +48,7 @@ from ._models import (
     TaskSpec,
     TaskState,
 )
-from ._notices import notices_from_events
+from ._notices import notice_of, notices_from_events
 from ._paths import data_dir
 from ._resources import ResourceGate
 from ._store._logs import TaskLog, transcript_path
@@ -833,8 +833,7 @@ class Orchestrator:
         self._check_open("read notices")
         cursor = await self._store.read(lambda b: b.notice_cursor(session))
         async for event in self._events(session, max(after, cursor), True, False, notices=True):
-            for notice in notices_from_events([event]):
-                yield notice
+            yield notice_of(event)
 
     async def _events(
         self, session: str | None, after: int, follow: bool, prefix: bool, *, notices: bool = False

@@ -611,14 +611,8 @@ class SQLiteBackend:
 
     def notice_events(self, session: str, limit: int) -> list[Event]:
         """The session's ending events (tasks and groups) not yet acknowledged, oldest first."""
-        rows = self._conn.execute(
-            "SELECT seq, at, type, session, task_id, grp, data FROM events "
-            f"WHERE session = ? AND type IN ({_NOTICE_TYPES_SQL}) "
-            "AND seq > coalesce((SELECT seq FROM notice_cursors WHERE session = ?), 0) "
-            "ORDER BY seq LIMIT ?",
-            (session, *NOTICE_EVENT_TYPES, session, limit),
-        )
-        return [_event_from_row(row) for row in rows]
+        after = self.notice_cursor(session)
+        return self.events(session=session, after=after, limit=limit, notices=True)
 
     def notice_cursor(self, session: str) -> int:
         """The highest acknowledged notice `seq` of the session (0 if none)."""
