@@ -1,4 +1,5 @@
-"""Task records name themselves for tables and logs; the fake clock only moves forward."""
+"""Task records name themselves for tables and logs; ids sort by time; the fake clock only
+moves forward."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 import outrider
 from outrider import Task, TaskState
+from outrider._ids import new_task_id
 from outrider.testing import FakeClock
 
 
@@ -17,6 +19,22 @@ def _named(spec: outrider.TaskSpec, label: str | None = None) -> str:
         id="t_1", session="s", spec=spec, state=TaskState.QUEUED, priority=5, keys=("k",),
         label=label, created_at=datetime.now(UTC),
     ).name  # fmt: skip
+
+
+def test_task_ids_are_unique_and_sort_by_the_millisecond_they_were_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ids = []
+    for millis in (0, 1, 1023, 1024, 1_700_000_000_000, 1_700_000_000_001, 2**50 - 1):
+        monkeypatch.setattr("time.time_ns", lambda m=millis: m * 1_000_000 + 999_999)
+        ids += [new_task_id() for _ in range(3)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 20 and i.startswith("t_") for i in ids)
+    assert all(set(i[2:]) <= set("0123456789abcdefghjkmnpqrstvwxyz") for i in ids)
+    stamps = [i[:12] for i in ids]
+    assert stamps == sorted(stamps)
+    assert len(set(stamps)) == 7
+    assert (stamps[0], stamps[-1]) == ("t_0000000000", "t_zzzzzzzzzz")
 
 
 def test_a_task_is_named_by_its_label_else_by_what_it_runs() -> None:

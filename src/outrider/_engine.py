@@ -65,8 +65,8 @@ if TYPE_CHECKING:
 
     from ._core._clock import Clock
     from ._resources import ResourceGate
-    from ._store._sqlite import SQLiteBackend, UnfinishedTask
-    from ._store._store import Store
+    from ._store._sqlite import Committed, SQLiteBackend, UnfinishedTask
+    from ._store._store import Results, Store
     from .runners._protocol import Runner
 
 __all__ = ["Engine", "NewTask", "StopReason"]
@@ -363,7 +363,8 @@ class Engine:
     async def submit(self, items: list[NewTask]) -> list[Task | Exception]:
         """Store new tasks (one independent change each) and queue them.
 
-        Cancellation: shielded from the commit to the queueing, so memory matches the store.
+        Cancellation: the tasks are queued right after their commit, by the store, even if the
+        caller is cancelled meanwhile, so memory always matches the store.
         """
         if not self._admitting:
             raise Closed("Cannot submit tasks to an `Orchestrator` that is not running.")
@@ -387,20 +388,20 @@ class Engine:
                     ),
                 ]
             )
-        with anyio.CancelScope(shield=True):
-            results = await self.store.commit_many(changes)
-            out: list[Task | Exception] = []
+
+        def queue(results: Results) -> None:
+            debug = logger.isEnabledFor(logging.DEBUG)
             for item, seq, result in zip(items, seqs, results, strict=True):
-                if isinstance(result, Exception):
-                    out.append(result)
-                    continue
-                live = self._register(item.task, seq, item.on_progress, item.on_done)
-                self._link_deps(live)
-                self._admit(live)
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug("%s queued (%s)", item.task.id, item.task.name)
-                out.append(item.task)
-        return out
+                if not isinstance(result, Exception):
+                    live = self._register(item.task, seq, item.on_progress, item.on_done)
+                    self._link_deps(live)
+                    self._admit(live)
+                    if debug:
+                        logger.debug("%s queued (%s)", item.task.id, item.task.name)
+
+        results = await self.store.commit_many(changes, then=queue)
+        return [r if isinstance(r, Exception) else item.task
+                for item, r in zip(items, results, strict=True)]  # fmt: skip
 
     @staticmethod
     def _queued_data(task: Task) -> dict[str, JsonValue]:
@@ -706,12 +707,13 @@ class Engine:
             if retryable and task.attempt < task.max_attempts and self._admitting:
                 await self._retry(live, error)
             else:
-                await self._end(live, TaskState.FAILED, error=error, exit_code=exit_code)
+                await self._end(
+                    live, TaskState.FAILED, error=error, exit_code=exit_code, wait=False
+                )
         else:
             assert outcome is not None
-            await self._end(
-                live, TaskState.SUCCEEDED, result=outcome.result, exit_code=outcome.exit_code
-            )
+            await self._end(live, TaskState.SUCCEEDED, result=outcome.result,
+                            exit_code=outcome.exit_code, wait=False)  # fmt: skip
 
     async def _end_stopped(self, live: _Live, reason: StopReason) -> None:
         # Shielded: this may start in a task group already cancelled with its owner, and the
@@ -900,60 +902,84 @@ class Engine:
         result: JsonValue = None,
         error: ErrorInfo | None = None,
         exit_code: int | None = None,
+        wait: bool = True,
     ) -> None:
-        """The one way a task ends. Shielded: commit, then memory, then follow-ups."""
+        """The one way a task ends: commit it, then `_ended` updates memory and follows up.
+
+        The store runs `_ended` right after the commit, whatever happens to this caller, so
+        nothing here needs a shield. `wait=False` returns once the end is queued for the
+        writer (a run's own task has nothing left to do; waiters are woken by `_ended`).
+        """
         assert state.terminal
-        with anyio.CancelScope(shield=True):
-            task = live.task
-            now_wall = self.clock.wall()
-            finished = _utc(now_wall)
-            change: Change = self._pending_reports(live, now_wall)
-            change.append(UpdateTask(task.id, {
-                "state": state, "finished_at": finished, "result": result, "error": error,
-                "exit_code": exit_code, "pid": None,
-            }))  # fmt: skip
-            if task.state is TaskState.RUNNING:
-                change.append(EndAttempt(task.id, task.attempt, now_wall, str(state), error))
-            data: dict[str, JsonValue] = {
-                "label": task.label,
-                "description": task.description,
-                "state": str(state),
-                "exit_code": exit_code,
-                "result_preview": _preview(result),
-                "error": None
-                if error is None
-                else error.model_dump(mode="json", exclude={"detail"}),
-            }
-            if task.started_at is not None:
-                data["elapsed"] = round(max(0.0, now_wall - task.started_at.timestamp()), 3)
-            change.append(
-                AddEvent(f"task.{state}", task.session, now_wall, task.id, task.group, data)  # type: ignore[arg-type]  # f"task.{state}" is a terminal EventType
-            )
-            # The work is over: its slot goes to the next task while the end is committed.
-            live.ending = True
-            self._release(live)
-            try:
-                await self.store.commit(change)
-            except (StoreError, Closed) as exc:
-                logger.error("%s: its end (%s) was not stored: %s", task.id, state, exc)
-            del self.live[task.id]
-            self.terminal_counts[state] += 1
-            live.task = task.model_copy(update={
-                "state": state, "finished_at": finished, "result": result, "error": error,
-                "exit_code": exit_code,
-            })  # fmt: skip
-            self._log_end(live.task, error)
-            self._callback(live.on_done, live.task)
-            if task.parent is not None:
-                siblings = self._children.get(task.parent)
-                if siblings is not None:
-                    siblings.discard(task.id)
-                    if not siblings:
-                        del self._children[task.parent]
-            self._resolve_dependents(live.task)
-            if task.group is not None:
-                await self._group_step(task.session, task.group)
+        task = live.task
+        now_wall = self.clock.wall()
+        finished = _utc(now_wall)
+        change: Change = self._pending_reports(live, now_wall)
+        change.append(UpdateTask(task.id, {
+            "state": state, "finished_at": finished, "result": result, "error": error,
+            "exit_code": exit_code, "pid": None,
+        }))  # fmt: skip
+        if task.state is TaskState.RUNNING:
+            change.append(EndAttempt(task.id, task.attempt, now_wall, str(state), error))
+        data: dict[str, JsonValue] = {
+            "label": task.label,
+            "description": task.description,
+            "state": str(state),
+            "exit_code": exit_code,
+            "result_preview": _preview(result),
+            "error": None if error is None else error.model_dump(mode="json", exclude={"detail"}),
+        }
+        if task.started_at is not None:
+            data["elapsed"] = round(max(0.0, now_wall - task.started_at.timestamp()), 3)
+        change.append(
+            AddEvent(f"task.{state}", task.session, now_wall, task.id, task.group, data)  # type: ignore[arg-type]  # f"task.{state}" is a terminal EventType
+        )
+        # The work is over: its slot goes to the next task while the end is committed.
+        live.ending = True
+        self._release(live)
+        ended = task.model_copy(update={
+            "state": state, "finished_at": finished, "result": result, "error": error,
+            "exit_code": exit_code,
+        })  # fmt: skip
+
+        def after(results: Results) -> None:
+            self._ended(live, ended, results[0])
+
+        if not wait and self.store.commit_soon([change], after):
+            return
+        try:
+            await self.store.commit_many([change], then=after)
+        except Closed as exc:  # nothing was applied and `after` was not called
+            self._ended(live, ended, exc)
+
+    def _ended(self, live: _Live, ended: Task, stored: list[Committed] | Exception) -> None:
+        """A task's end is committed (or could not be): memory and follow-ups, in that order."""
+        if isinstance(stored, Exception):
+            logger.error("%s: its end (%s) was not stored: %s", ended.id, ended.state, stored)
+        del self.live[ended.id]
+        self.terminal_counts[ended.state] += 1
+        live.task = ended
+        self._log_end(ended, ended.error)
+        self._callback(live.on_done, ended)
+        if ended.parent is not None:
+            siblings = self._children.get(ended.parent)
+            if siblings is not None:
+                siblings.discard(ended.id)
+                if not siblings:
+                    del self._children[ended.parent]
+        self._resolve_dependents(ended)
+        if ended.group is not None and self._group_done(ended.session, ended.group):
+            self._group_completed_soon(ended.session, ended.group, live)
+        else:
             live.finish()  # last: waiters see the task's end and its group's summary stored
+
+    def _group_completed_soon(self, session: str, group: str, last: _Live) -> None:
+        try:
+            assert self._tg is not None
+            self._tg.start_soon(self._group_completed, session, group, last)
+        except RuntimeError:  # the engine's task group ended: its owner cancelled it
+            logger.error("group %s: its summary was not stored: the orchestrator stopped", group)
+            last.finish()
 
     def _log_end(self, task: Task, error: ErrorInfo | None) -> None:
         if not logger.isEnabledFor(logging.INFO):
@@ -979,29 +1005,42 @@ class Engine:
             else:
                 self._stop(dependent, "dependency", f"its dependency {task.id} ended {task.state}")
 
-    async def _group_step(self, session: str, group: str) -> None:
+    def _group_done(self, session: str, group: str) -> bool:
+        """One task of a group ended; true when it was the group's last unfinished one."""
         key = (session, group)
         self._group_active[key] -= 1
         if self._group_active[key] > 0:
-            return
+            return False
         del self._group_active[key]
-        members = await self.store.read(lambda b: b.group_members(session, group))
-        counts = Counter(str(t.state) for t in members)
-        data: dict[str, JsonValue] = {
-            "group": group,
-            "total": len(members),
-            **{str(s): counts.get(str(s), 0) for s in TaskState if s.terminal},
-            "tasks": [
-                {"id": t.id, "label": t.label, "state": str(t.state), "exit_code": t.exit_code}
-                for t in members[:200]
-            ],
-        }
+        return True
+
+    async def _group_completed(self, session: str, group: str, last: _Live) -> None:
+        """Commit a group's summary; then its last task's waiters are told it ended."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._group_summary(session, group)
+            finally:
+                last.finish()
+
+    async def _group_summary(self, session: str, group: str) -> None:
         try:
+            members = await self.store.read(lambda b: b.group_members(session, group))
+            counts = Counter(str(t.state) for t in members)
+            data: dict[str, JsonValue] = {
+                "group": group,
+                "total": len(members),
+                **{str(s): counts.get(str(s), 0) for s in TaskState if s.terminal},
+                "tasks": [
+                    {"id": t.id, "label": t.label, "state": str(t.state), "exit_code": t.exit_code}
+                    for t in members[:200]
+                ],
+            }
             await self.store.commit(
                 [AddEvent("group.completed", session, self.clock.wall(), None, group, data)]
             )
         except (StoreError, Closed) as exc:
             logger.error("group %s: its summary was not stored: %s", group, exc)
+            return
         logger.info("group %s completed: %d tasks", group, len(members))
 
     def _callback(self, fn: Callback | None, task: Task) -> None:

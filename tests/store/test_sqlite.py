@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import anyio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -151,3 +152,29 @@ async def test_the_wal_is_copied_into_the_database_off_the_write_path(
         await orch.wait([t.id for t in tasks if isinstance(t, Task)], session="s")
         # Commits never checkpoint; the store's own checkpointer grows the database file.
         await wait_until(lambda: db.stat().st_size > before, timeout=10)
+
+
+async def test_a_commits_follow_up_runs_after_it_in_order_even_if_its_caller_is_cancelled(
+    tmp_path: Path,
+) -> None:
+    store = _store.Store(tmp_path / "o.db")
+    await store.open()
+    seen: list[tuple[str, list[type]]] = []
+
+    def note(name: str) -> _store.Then:
+        return lambda results: seen.append((name, [type(r) for r in results]))
+
+    first, second = _task(1), _task(2)
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        with anyio.CancelScope() as scope:
+            scope.cancel()  # the caller gives up at once; its change is queued already
+            await store.commit_many([[InsertTask(first, 1)]], then=note("cancelled caller"))
+        duplicate = [InsertTask(first, 3)]  # fails alone: the id exists
+        assert store.commit_soon([duplicate, [InsertTask(second, 2)]], note("no caller"))
+        await store.commit([AddEvent("task.queued", "s", 1.0, first.id)])
+        assert seen == [("cancelled caller", [list]), ("no caller", [StoreError, list])]
+        store.stop()
+    assert not store.commit_soon([[InsertTask(_task(4), 4)]], note("closed"))
+    await store.aclose()
+    assert [name for name, _ in seen] == ["cancelled caller", "no caller"]

@@ -218,34 +218,37 @@ def _task_from_row(row: Sequence[object]) -> Task:
     (task_id, session, grp, parent, label, description, spec, priority, keys, depends_on,
      timeout, ttl, stall_timeout, max_attempts, state, attempt, created_at, started_at,
      finished_at, result, error, exit_code, progress, usage) = row  # fmt: skip
-    return Task.model_construct(
-        id=task_id,
-        session=session,
-        group=grp,
-        parent=parent,
-        label=label,
-        description=description,
-        spec=TASK_SPEC_ADAPTER.validate_json(str(spec)),
-        priority=priority,
-        keys=tuple(json.loads(str(keys))),
-        depends_on=tuple(json.loads(str(depends_on))),
-        timeout=timeout,
-        ttl=ttl,
-        stall_timeout=stall_timeout,
-        max_attempts=max_attempts,
-        state=TaskState(str(state)),
-        attempt=attempt,
-        created_at=_dt(created_at),  # type: ignore[arg-type]  # NOT NULL column
-        started_at=_dt(started_at),  # type: ignore[arg-type]  # REAL or NULL
-        finished_at=_dt(finished_at),  # type: ignore[arg-type]  # REAL or NULL
-        result=None if result is None else json.loads(str(result)),
-        error=None if error is None else ErrorInfo.model_validate_json(str(error)),
-        exit_code=exit_code,
-        progress=None if progress is None else Progress.model_validate_json(str(progress)),
-        usage=None if usage is None else Usage.model_validate_json(str(usage)),
-        position=None,
-        waiting_for=None,
+    return _BLANK_TASK.model_copy(  # a copy: `model_construct` works out every default again
+        update={
+            "id": task_id,
+            "session": session,
+            "group": grp,
+            "parent": parent,
+            "label": label,
+            "description": description,
+            "spec": TASK_SPEC_ADAPTER.validate_json(str(spec)),
+            "priority": priority,
+            "keys": tuple(json.loads(str(keys))),
+            "depends_on": tuple(json.loads(str(depends_on))),
+            "timeout": timeout,
+            "ttl": ttl,
+            "stall_timeout": stall_timeout,
+            "max_attempts": max_attempts,
+            "state": TaskState(str(state)),
+            "attempt": attempt,
+            "created_at": _dt(created_at),  # type: ignore[arg-type]  # a REAL column
+            "started_at": _dt(started_at),  # type: ignore[arg-type]  # a REAL column
+            "finished_at": _dt(finished_at),  # type: ignore[arg-type]  # a REAL column
+            "result": None if result is None else json.loads(str(result)),
+            "error": None if error is None else ErrorInfo.model_validate_json(str(error)),
+            "exit_code": exit_code,
+            "progress": None if progress is None else Progress.model_validate_json(str(progress)),
+            "usage": None if usage is None else Usage.model_validate_json(str(usage)),
+        }
     )
+
+
+_BLANK_TASK = Task.model_construct()
 
 
 def _event_from_row(row: Sequence[object]) -> Event:
