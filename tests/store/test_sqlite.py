@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import pytest
+    from pydantic import JsonValue
 
 
 def _task(n: int) -> Task:
@@ -114,6 +115,31 @@ def test_a_bad_change_fails_alone_and_leaves_nothing_half_written(tmp_path: Path
     assert [(e.seq, e.op.task_id) for e in returned] == stored
     assert returned[0].event().task_id == good.id
     assert backend.get_many([good.id, twin.id]).keys() == {good.id, twin.id}
+    backend.close()
+
+
+def test_values_read_back_as_they_were_written(tmp_path: Path) -> None:
+    """JSON columns (keys, dependencies, event data) keep text, numbers and nesting exactly."""
+    backend = _open(tmp_path / "x.db")
+    task = _task(1).model_copy(
+        update={"keys": ("handler:h", "modèle:ü"), "depends_on": ("t_a", "t_b"), "label": "größe"}
+    )
+    data: dict[str, JsonValue] = {
+        "ratio": 0.1, "big": 1e300, "small": -2.5e-300, "text": "é ✓ \"q\"\n",
+        "nested": {"a": [1, 2.5, None, True]}, "empty": [],
+    }  # fmt: skip
+    unstorable: dict[str, object] = {"when": object()}
+    results = backend.apply(
+        [
+            [InsertTask(task, 1), AddEvent("task.queued", "s", 1.0, task.id, None, data)],
+            [AddEvent("task.started", "s", 2.0, task.id, None, unstorable)],  # type: ignore[arg-type]
+        ]
+    )
+    assert isinstance(results[0], list)
+    assert isinstance(results[1], StoreError)
+    assert backend.get_many([task.id]) == {task.id: task}
+    (event,) = backend.events(session=None, after=0, limit=10)
+    assert event.data == data
     backend.close()
 
 
