@@ -182,6 +182,12 @@ def _json_strings(values: tuple[str, ...]) -> str:
     return _json(values)
 
 
+@functools.lru_cache(maxsize=4096)
+def _strings_of_json(text: str) -> tuple[str, ...]:
+    """The strings of a JSON array (the inverse of `_json_strings`, cached the same way)."""
+    return tuple(json.loads(text))
+
+
 @functools.lru_cache(maxsize=256)
 def _update_sql(fields: tuple[str, ...]) -> str:
     names = ", ".join(f"{_COLUMN_OF_FIELD.get(n, n)} = ?" for n in fields)
@@ -247,8 +253,8 @@ def _task_from_row(row: Sequence[object]) -> Task:
             "description": description,
             "spec": TASK_SPEC_ADAPTER.validate_json(str(spec)),
             "priority": priority,
-            "keys": tuple(json.loads(str(keys))),
-            "depends_on": tuple(json.loads(str(depends_on))),
+            "keys": _strings_of_json(str(keys)),
+            "depends_on": _strings_of_json(str(depends_on)),
             "timeout": timeout,
             "ttl": ttl,
             "stall_timeout": stall_timeout,
