@@ -220,8 +220,8 @@ def _task_values(task: Task, spec_json: str | None = None) -> tuple[object, ...]
         task.description,
         task.spec.model_dump_json() if spec_json is None else spec_json,
         task.priority,
-        _json_strings(task.keys),
-        _json_strings(task.depends_on),
+        _json_strings(tuple(task.keys)),  # a tuple already, unless built without validation
+        _json_strings(tuple(task.depends_on)),
         task.timeout,
         task.ttl,
         task.stall_timeout,
