@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from outrider._cli import app
+from outrider._cli._daemon import settle_collector
 from outrider.testing import wait_until
 
 PY = sys.executable
@@ -109,3 +111,14 @@ def test_ctrl_c_stops_every_task_and_exits_130(tmp_path: Path) -> None:
     assert "interrupted" in err
     sleeping = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "61"]]
     assert sleeping == []
+
+
+def test_the_daemon_freezes_its_start_up_objects_and_collects_young_garbage_less_often() -> None:
+    thresholds = gc.get_threshold()
+    try:
+        settle_collector()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (5_000, 20, 20)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
