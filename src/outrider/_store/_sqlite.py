@@ -239,6 +239,10 @@ def _task_values(task: Task, spec_json: str | None = None) -> tuple[object, ...]
     )
 
 
+_BLANK_TASK = Task.model_construct()
+"""Every row read back is a copy of it with the row's fields."""
+
+
 def _task_from_row(row: Sequence[object]) -> Task:
     (task_id, session, grp, parent, label, description, spec, priority, keys, depends_on,
      timeout, ttl, stall_timeout, max_attempts, state, attempt, created_at, started_at,
@@ -271,9 +275,6 @@ def _task_from_row(row: Sequence[object]) -> Task:
             "usage": None if usage is None else Usage.model_validate_json(str(usage)),
         }
     )
-
-
-_BLANK_TASK = Task.model_construct()
 
 
 def _event_from_row(row: Sequence[object]) -> Event:

@@ -227,9 +227,15 @@ class Store:
         """
         if self._closing or not self._running:
             return False
-        self._filling.add(changes, then)
-        self._wake.set()
+        self._queue(changes, then)
         return True
+
+    def _queue(self, changes: Sequence[Change], then: Then | None) -> tuple[_Batch, int]:
+        """Add changes to the batch the writer takes next; returns it and their first index."""
+        batch = self._filling
+        first = batch.add(changes, then)
+        self._wake.set()
+        return batch, first
 
     async def commit_many(self, changes: Sequence[Change], *, then: Then | None = None) -> Results:
         """Apply several independent changes in order; each succeeds or fails alone.
@@ -245,9 +251,7 @@ class Store:
             raise Closed("The store is closed; open an `Orchestrator` to write to it.")
         if not self._running:
             return await self._apply_directly(changes, then)
-        batch = self._filling
-        first = batch.add(changes, then)
-        self._wake.set()
+        batch, first = self._queue(changes, then)
         await batch.done.wait()
         return batch.results[first : first + len(changes)]
 
@@ -258,18 +262,7 @@ class Store:
             StoreError: The change could not be applied; nothing of it was stored.
             Closed: The store is closing.
         """
-        if self._closing:
-            raise Closed("The store is closed; open an `Orchestrator` to write to it.")
-        if not self._running:
-            (direct,) = await self._apply_directly([change], None)
-            if isinstance(direct, Exception):
-                raise direct
-            return direct
-        batch = self._filling
-        index = batch.add([change], None)
-        self._wake.set()
-        await batch.done.wait()
-        result = batch.results[index]
+        (result,) = await self.commit_many([change])
         if isinstance(result, Exception):
             raise result
         return result
@@ -277,7 +270,7 @@ class Store:
     async def _apply_directly(self, changes: Sequence[Change], then: Then | None) -> Results:
         """Commit without the writer loop, which was cancelled with its owner's scope.
 
-        The engine still records how its tasks ended (shielded) on the way out.
+        The engine still records how its stopped tasks ended on the way out.
         """
         if self._writer is None:
             raise Closed("The store is closed; open an `Orchestrator` to write to it.")
