@@ -84,6 +84,8 @@ _OUTPUT_TAIL_BYTES = 4096
 _FLUSH_INTERVAL = 0.2
 _RESOURCE_RECHECK = 1.0
 _RECOVERY_GRACE = 2.0
+_START_RETRY = 1.0
+"""Seconds before a task whose start the store refused is offered a slot again."""
 _STOP_STATE: dict[StopReason, TaskState] = {
     "user": TaskState.CANCELLED,
     "parent": TaskState.CANCELLED,
@@ -569,12 +571,18 @@ class Engine:
                     self._add_timer(quiet_until, task_id, "stall")
 
     async def _start(self, entries: list[Entry]) -> None:
-        assert self._tg is not None
+        """Commit the starts of tasks given slots; each runs once its start is committed.
+
+        The dispatcher does not wait for the commit: the store runs `_started` right after it,
+        so slots freed meanwhile are handed out and their starts join the same batch.
+        """
         now_wall = self.clock.wall()
         lives = [self.live[e.task_id] for e in entries]
         for live in [live for live in lives if live.resume_queued]:
             self._resume(live)
         lives = [live for live in lives if not live.holds_slot]
+        if not lives:
+            return
         changes: list[Change] = []
         for live in lives:
             live.holds_slot = True
@@ -604,14 +612,27 @@ class Engine:
                     ),
                 ]
             )
-        with anyio.CancelScope(shield=True):
-            results = await self.store.commit_many(changes)
+
+        def started(results: Results) -> None:
+            self._started(lives, results, now_wall)
+
+        if self.store.commit_soon(changes, started):
+            return
+        try:
+            await self.store.commit_many(changes, then=started)
+        except Closed as exc:  # nothing was applied and `started` was not called
+            refused: Results = [exc] * len(lives)
+            started(refused)
+
+    def _started(self, lives: list[_Live], results: Results, now_wall: float) -> None:
+        """Starts were committed (or could not be): run each task, or queue it again."""
         now = self.clock.now()
         for live, result in zip(lives, results, strict=True):
-            if isinstance(result, Exception):
-                logger.error("%s could not start: %s", live.task_id, result)
+            if isinstance(result, Exception):  # it stays queued in the store; try again soon
+                logger.error("%s could not start (trying again in %gs): %s",
+                             live.task_id, _START_RETRY, result)  # fmt: skip
                 self._release(live)
-                self._admit(live)
+                self._admit(live, delay=_START_RETRY)
                 continue
             live.task = live.task.model_copy(
                 update={"state": TaskState.RUNNING, "attempt": live.task.attempt + 1,
@@ -625,7 +646,12 @@ class Engine:
                 self._add_timer(now + live.task.stall_timeout, live.task_id, "stall")
             if logger.isEnabledFor(logging.INFO):
                 logger.info("%s started (%s: %s)", live.task_id, live.task.kind, live.task.name)
-            live.handle = self._tg.start_soon(self._run, live, name=live.task_id)
+            try:
+                assert self._tg is not None
+                live.handle = self._tg.start_soon(self._run, live, name=live.task_id)
+            except RuntimeError:  # the engine's task group ended: its owner cancelled it
+                logger.error("%s: not run: the orchestrator stopped", live.task_id)
+                self._release(live)
 
     def _release(self, live: _Live) -> None:
         if live.holds_slot:

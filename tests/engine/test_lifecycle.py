@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
+import sqlite3
 from typing import TYPE_CHECKING
 
 import anyio
@@ -108,6 +111,25 @@ async def test_a_cancel_that_arrives_while_the_end_is_being_stored_changes_nothi
     assert gates.cancelled == []
     types = [e.type async for e in orch.events(session=S, follow=False) if e.task_id == task.id]
     assert types == ["task.queued", "task.started", "task.succeeded"]
+
+
+async def test_a_cancel_that_arrives_while_the_start_is_being_stored_ends_the_task_unrun(
+    db: Path,
+) -> None:
+    async with outrider.Orchestrator(db, limits={"handler:gate": 1}) as orch:
+        gates = Gates(orch)
+        first = await orch.submit(outrider.call("gate", name="first"), session=S)
+        await gates.wait_started("first")
+        second = await orch.submit(outrider.call("gate", name="second"), session=S)
+        # `first` ends and hands its slot to `second`, whose start waits for the held writer.
+        await open_and_cancel_while_storing(orch, gates, "first", second.id)
+        done = await orch.wait([first.id, second.id], session=S, timeout=5)
+        assert [t.state for t in done] == [TaskState.SUCCEEDED, TaskState.CANCELLED]
+        assert gates.order == ["first"]
+        types = [e.type async for e in orch.events(session=S, follow=False)
+                 if e.task_id == second.id]  # fmt: skip
+        assert types == ["task.queued", "task.started", "task.cancelled"]
+        assert orch.status().running == 0
 
 
 async def test_cancelling_a_parent_cancels_its_children(orch: outrider.Orchestrator) -> None:
@@ -366,3 +388,48 @@ async def test_a_cancel_that_arrives_while_a_retry_is_being_stored_ends_the_task
     assert gates.order == ["a"]
     types = [e.type async for e in orch.events(session=S, follow=False) if e.task_id == task.id]
     assert types == ["task.queued", "task.started", "task.retrying", "task.cancelled"]
+
+
+async def test_a_start_the_store_refuses_leaves_the_task_queued_and_is_tried_again(
+    db: Path, clock: FakeClock
+) -> None:
+    refusals: list[str] = []
+    refused = anyio.Event()
+
+    class Refusals(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "could not start" in record.getMessage():
+                refusals.append(record.getMessage())
+                refused.set()
+
+    handler = Refusals()
+    logging.getLogger("outrider").addHandler(handler)
+    # Another connection makes SQLite refuse this one task's start, as a full disk would.
+    with contextlib.closing(sqlite3.connect(db)) as other:
+        try:
+            async with outrider.Orchestrator(db, clock=clock) as orch:
+                gates = Gates(orch)
+                other.execute(
+                    "CREATE TRIGGER refuse BEFORE UPDATE OF state ON tasks "
+                    "WHEN NEW.state = 'running' AND NEW.label = 'refused' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+                )
+                gate = outrider.call("gate", name="r")
+                task = await orch.submit(gate, session=S, label="refused")
+                with anyio.fail_after(5):
+                    await refused.wait()
+                second = await orch.submit(outrider.call("gate", name="second"), session=S)
+                await gates.wait_started("second")  # the refused start holds no slot
+                held = await orch.get(task.id, session=S)
+                assert (held.state, held.attempt, held.started_at) == (TaskState.QUEUED, 0, None)
+                assert "refused by the test" in refusals[0]
+                assert len(refusals) == 1  # not tried again at once, over and over
+                assert gates.order == ["second"]
+                other.execute("DROP TRIGGER refuse")
+                clock.jump(1)
+                await gates.wait_started("r")
+                gates.open("r", "second")
+                done = await orch.wait([task.id, second.id], session=S, timeout=5)
+        finally:
+            logging.getLogger("outrider").removeHandler(handler)
+    assert [(t.state, t.attempt) for t in done] == [(TaskState.SUCCEEDED, 1)] * 2
