@@ -24,7 +24,8 @@ Cancellation: to stop a running task we first record why (`user`, `parent`, `dep
 it; the outcome is decided from that record, never from the exception. A cancellation we did
 not issue (the host cancelling the whole task group) ends the task as interrupted, recorded
 under a shield, and then propagates. A stop that arrives while a retry is being stored ends the
-task instead of letting it run again. Terminal writes run shielded.
+task instead of letting it run again; one that arrives while its start is being stored ends it
+before its work begins (at once, if the store refused that start). Terminal writes run shielded.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ import logging
 import threading
 import traceback
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.from_thread
@@ -628,11 +629,16 @@ class Engine:
         """Starts were committed (or could not be): run each task, or queue it again."""
         now = self.clock.now()
         for live, result in zip(lives, results, strict=True):
-            if isinstance(result, Exception):  # it stays queued in the store; try again soon
-                logger.error("%s could not start (trying again in %gs): %s",
-                             live.task_id, _START_RETRY, result)  # fmt: skip
+            if isinstance(result, Exception):  # it stays queued in the store
                 self._release(live)
-                self._admit(live, delay=_START_RETRY)
+                reason = live.stop_reason
+                if reason is None or reason == "shutdown":  # offer it a slot again soon
+                    logger.error("%s could not start (trying again in %gs): %s",
+                                 live.task_id, _START_RETRY, result)  # fmt: skip
+                    self._admit(live, delay=_START_RETRY)
+                else:  # stopped while its start was being stored: it ends unrun
+                    logger.error("%s could not start: %s", live.task_id, result)
+                    self._spawn(live, self._end_stopped, live, reason)
                 continue
             live.task = live.task.model_copy(
                 update={"state": TaskState.RUNNING, "attempt": live.task.attempt + 1,
@@ -646,12 +652,23 @@ class Engine:
                 self._add_timer(now + live.task.stall_timeout, live.task_id, "stall")
             if logger.isEnabledFor(logging.INFO):
                 logger.info("%s started (%s: %s)", live.task_id, live.task.kind, live.task.name)
-            try:
-                assert self._tg is not None
-                live.handle = self._tg.start_soon(self._run, live, name=live.task_id)
-            except RuntimeError:  # the engine's task group ended: its owner cancelled it
-                logger.error("%s: not run: the orchestrator stopped", live.task_id)
-                self._release(live)
+            live.handle = self._spawn(live, self._run, live, name=live.task_id)
+
+    def _spawn(
+        self,
+        live: _Live,
+        fn: Callable[..., Coroutine[Any, Any, None]],
+        *args: object,
+        name: str | None = None,
+    ) -> anyio.TaskHandle[None] | None:
+        """Start `fn(*args)` for a task in the engine's task group, unless that has ended."""
+        try:
+            assert self._tg is not None
+            return self._tg.start_soon(fn, *args, name=name)
+        except RuntimeError:  # the engine's task group ended: its owner cancelled it
+            logger.error("%s: left as stored: the orchestrator stopped", live.task_id)
+            self._release(live)
+            return None
 
     def _release(self, live: _Live) -> None:
         if live.holds_slot:

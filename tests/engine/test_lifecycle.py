@@ -45,6 +45,15 @@ async def open_and_cancel_while_storing(
         writer.release()
 
 
+def refuse_starts(conn: sqlite3.Connection) -> None:
+    """Make SQLite refuse to store the start of tasks labelled `refused` (as a full disk would)."""
+    conn.execute(
+        "CREATE TRIGGER refuse BEFORE UPDATE OF state ON tasks "
+        "WHEN NEW.state = 'running' AND NEW.label = 'refused' "
+        "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+    )
+
+
 async def test_dependencies_run_after_success(orch: outrider.Orchestrator) -> None:
     gates = Gates(orch)
     build = await orch.submit(outrider.call("gate", name="build"), session=S)
@@ -404,16 +413,11 @@ async def test_a_start_the_store_refuses_leaves_the_task_queued_and_is_tried_aga
 
     handler = Refusals()
     logging.getLogger("outrider").addHandler(handler)
-    # Another connection makes SQLite refuse this one task's start, as a full disk would.
     with contextlib.closing(sqlite3.connect(db)) as other:
         try:
             async with outrider.Orchestrator(db, clock=clock) as orch:
                 gates = Gates(orch)
-                other.execute(
-                    "CREATE TRIGGER refuse BEFORE UPDATE OF state ON tasks "
-                    "WHEN NEW.state = 'running' AND NEW.label = 'refused' "
-                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
-                )
+                refuse_starts(other)
                 gate = outrider.call("gate", name="r")
                 task = await orch.submit(gate, session=S, label="refused")
                 with anyio.fail_after(5):
@@ -433,3 +437,24 @@ async def test_a_start_the_store_refuses_leaves_the_task_queued_and_is_tried_aga
         finally:
             logging.getLogger("outrider").removeHandler(handler)
     assert [(t.state, t.attempt) for t in done] == [(TaskState.SUCCEEDED, 1)] * 2
+
+
+async def test_a_task_cancelled_while_its_refused_start_is_stored_ends_unrun(
+    db: Path, clock: FakeClock
+) -> None:
+    with contextlib.closing(sqlite3.connect(db)) as other:
+        async with outrider.Orchestrator(db, clock=clock, limits={"handler:gate": 1}) as orch:
+            gates = Gates(orch)
+            first = await orch.submit(outrider.call("gate", name="first"), session=S)
+            await gates.wait_started("first")
+            refuse_starts(other)
+            gate = outrider.call("gate", name="second")
+            second = await orch.submit(gate, session=S, label="refused")
+            # `first` ends and hands its slot to `second`, whose start is refused while the
+            # cancel waits; the cancel returns without the clock moving (no retry pause).
+            with anyio.fail_after(5):
+                await open_and_cancel_while_storing(orch, gates, "first", second.id)
+            done = await orch.wait([first.id, second.id], session=S, timeout=5)
+    assert [t.state for t in done] == [TaskState.SUCCEEDED, TaskState.CANCELLED]
+    assert (done[1].attempt, done[1].started_at) == (0, None)
+    assert gates.order == ["first"]
