@@ -48,11 +48,7 @@ import anyio.from_thread
 import anyio.to_thread
 import psutil
 
-try:
-    import sniffio
-except ImportError:  # pragma: no cover - then anyio finds its library cheaply by itself
-    sniffio = None  # type: ignore[assignment]  # checked before use
-
+from ._asynclib import pin_async_library
 from ._core._queue import Entry, ReadyQueue
 from ._errors import Closed, StoreError
 from ._logging import format_duration, logger
@@ -324,11 +320,7 @@ class Engine:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the dispatcher, the sweeper and every task until `stop`."""
-        if sniffio is not None:
-            # anyio asks sniffio which async library runs each time it makes a cancel scope or
-            # an event, and sniffio finds asyncio by looking up the current task; pinning the
-            # answer for the engine's tasks (as `anyio.run` does) saves that on every task.
-            sniffio.current_async_library_cvar.set(sniffio.current_async_library())
+        pin_async_library()  # for the dispatcher, the sweeper and what they start
         async with anyio.create_task_group() as tg:
             self._tg = tg
             self._admitting = True

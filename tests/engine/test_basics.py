@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 import pytest
+import sniffio
 
 import outrider
 from outrider import TaskState
@@ -268,3 +269,23 @@ async def test_closed_orchestrator_says_why(db: Path) -> None:
     with pytest.raises(outrider.Closed, match="closed"):
         async with orch:
             pass
+
+
+async def test_runs_have_the_async_library_pinned_and_the_host_context_is_untouched(
+    db: Path,
+) -> None:
+    # The test runner pins it for the test; start from an unpinned host, as under asyncio.run.
+    token = sniffio.current_async_library_cvar.set(None)
+    try:
+        async with outrider.Orchestrator(db) as orch:
+
+            @orch.handler("library")
+            async def library(ctx: outrider.RunContext) -> str | None:
+                return sniffio.current_async_library_cvar.get()
+
+            task = await orch.submit(outrider.call("library"), session=S)
+            (done,) = await orch.wait([task.id], session=S, timeout=5)
+            assert sniffio.current_async_library_cvar.get() is None
+        assert done.result == "asyncio"
+    finally:
+        sniffio.current_async_library_cvar.reset(token)

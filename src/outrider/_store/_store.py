@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 import anyio.to_thread
 
+from outrider._asynclib import pin_async_library
 from outrider._errors import Closed, StoreError
 from outrider._logging import logger
 
@@ -172,6 +173,7 @@ class Store:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """The writer loop: applies queued changes in batches until `aclose`."""
+        pin_async_library()  # follow-ups run here and start tasks (a task's run, for one)
         self._running = True
         task_status.started()
         try:
