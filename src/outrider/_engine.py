@@ -609,13 +609,7 @@ class Engine:
         def started(results: Results) -> None:
             self._started(lives, results, now_wall)
 
-        if self.store.commit_soon(changes, started):
-            return
-        try:
-            await self.store.commit_many(changes, then=started)
-        except Closed as exc:  # nothing was applied and `started` was not called
-            refused: Results = [exc] * len(lives)
-            started(refused)
+        await self.store.commit_then(changes, started, wait=False)
 
     def _started(self, lives: list[_Live], results: Results, now_wall: float) -> None:
         """Starts were committed (or could not be): run each task, or queue it again."""
@@ -990,12 +984,7 @@ class Engine:
         def after(results: Results) -> None:
             self._ended(live, ended, results[0])
 
-        if not wait and self.store.commit_soon([change], after):
-            return
-        try:
-            await self.store.commit_many([change], then=after)
-        except Closed as exc:  # nothing was applied and `after` was not called
-            self._ended(live, ended, exc)
+        await self.store.commit_then([change], after, wait=wait)
 
     def _ended(self, live: _Live, ended: Task, stored: list[Committed] | Exception) -> None:
         """A task's end is committed (or could not be): memory and follow-ups, in that order."""

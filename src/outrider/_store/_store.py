@@ -221,16 +221,23 @@ class Store:
         if self._on_commit is not None:
             self._on_commit([e for r in results if not isinstance(r, Exception) for e in r])
 
-    def commit_soon(self, changes: Sequence[Change], then: Then) -> bool:
-        """Queue changes for the writer without waiting; `then` gets their results.
+    async def commit_then(
+        self, changes: Sequence[Change], then: Then, *, wait: bool = True
+    ) -> None:
+        """Commit changes; `then` gets their results on the loop, whatever becomes of the caller.
 
-        Returns false, queueing nothing, when the writer is not taking changes (closing, or
-        not running): then use `commit_many`.
+        Changes that fail, or that the store cannot take because it is closing, reach `then` as
+        exceptions. `wait=False` returns as soon as the changes are queued for the writer (when
+        it is running; else they are committed first).
         """
-        if self._closing or not self._running:
-            return False
-        self._queue(changes, then)
-        return True
+        if not wait and self._running and not self._closing:
+            self._queue(changes, then)
+            return
+        try:
+            await self.commit_many(changes, then=then)
+        except Closed as exc:  # nothing was applied and `then` was not called
+            refused: Results = [exc] * len(changes)
+            then(refused)
 
     def _queue(self, changes: Sequence[Change], then: Then | None) -> tuple[_Batch, int]:
         """Add changes to the batch the writer takes next; returns it and their first index."""
