@@ -624,7 +624,8 @@ class Engine:
                     self._admit(live, delay=_START_RETRY)
                 else:  # stopped while its start was being stored: it ends unrun
                     logger.error("%s could not start: %s", live.task_id, result)
-                    self._spawn(live, self._end_stopped, live, reason)
+                    if self._start_soon(self._end_stopped, live, reason) is None:
+                        logger.error("%s: left as stored: the orchestrator stopped", live.task_id)
                 continue
             live.task = live.task.model_copy(
                 update={"state": TaskState.RUNNING, "attempt": live.task.attempt + 1,
@@ -638,22 +639,22 @@ class Engine:
                 self._add_timer(now + live.task.stall_timeout, live.task_id, "stall")
             if logger.isEnabledFor(logging.INFO):
                 logger.info("%s started (%s: %s)", live.task_id, live.task.kind, live.task.name)
-            live.handle = self._spawn(live, self._run, live, name=live.task_id)
+            live.handle = self._start_soon(self._run, live, name=live.task_id)
+            if live.handle is None:
+                logger.error("%s: left as stored: the orchestrator stopped", live.task_id)
+                self._release(live)
 
-    def _spawn(
-        self,
-        live: _Live,
-        fn: Callable[..., Coroutine[Any, Any, None]],
-        *args: object,
-        name: str | None = None,
+    def _start_soon(
+        self, fn: Callable[..., Coroutine[Any, Any, None]], *args: object, name: str | None = None
     ) -> anyio.TaskHandle[None] | None:
-        """Start `fn(*args)` for a task in the engine's task group, unless that has ended."""
+        """Start `fn(*args)` in the engine's task group; None if the group has ended.
+
+        The group ends early only when its owner cancelled it; the caller tidies up after.
+        """
         try:
             assert self._tg is not None
             return self._tg.start_soon(fn, *args, name=name)
-        except RuntimeError:  # the engine's task group ended: its owner cancelled it
-            logger.error("%s: left as stored: the orchestrator stopped", live.task_id)
-            self._release(live)
+        except RuntimeError:
             return None
 
     def _release(self, live: _Live) -> None:
@@ -1008,10 +1009,7 @@ class Engine:
             live.finish()  # last: waiters see the task's end and its group's summary stored
 
     def _group_completed_soon(self, session: str, group: str, last: _Live) -> None:
-        try:
-            assert self._tg is not None
-            self._tg.start_soon(self._group_completed, session, group, last)
-        except RuntimeError:  # the engine's task group ended: its owner cancelled it
+        if self._start_soon(self._group_completed, session, group, last) is None:
             logger.error("group %s: its summary was not stored: the orchestrator stopped", group)
             last.finish()
 
