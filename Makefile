@@ -5,13 +5,15 @@ install:
 	uv sync --locked
 
 format:
-	uv run ruff format src tests bench
-	uv run ruff check --fix src tests bench
+	uv run ruff format src tests bench scripts
+	uv run ruff check --fix src tests bench scripts
+	uv run python scripts/unasync.py
 
 lint:
-	uv run ruff check src tests bench
-	uv run ruff format --check src tests bench
+	uv run ruff check src tests bench scripts
+	uv run ruff format --check src tests bench scripts
 	uv run lint-imports --no-cache
+	uv run python scripts/unasync.py --check
 	@! grep -rnE 'sleep\((0\.[0-9]*[1-9]|[1-9])' tests --include='*.py' | grep -v 'sleep-ok' \
 		|| (echo 'tests must not sleep to synchronise (add "# sleep-ok: <reason>" if polling another process)'; exit 1)
 

@@ -19,6 +19,7 @@ from ._client import Client as Client
 from ._errors import AuthError as AuthError
 from ._errors import Closed as Closed
 from ._errors import DaemonError as DaemonError
+from ._errors import NotAllowed as NotAllowed
 from ._errors import OutriderError as OutriderError
 from ._errors import QueueFull as QueueFull
 from ._errors import RunnerError as RunnerError
@@ -51,6 +52,9 @@ from ._models import call as call
 from ._models import cli_agent as cli_agent
 from ._models import shell as shell
 from ._orchestrator import Orchestrator as Orchestrator
+from ._service._session import Session as Session
+from ._types._api import SubmitOptions as SubmitOptions
+from ._types._api import Tasks as Tasks
 from ._version import __version__ as __version__
 from .runners import RunContext as RunContext
 from .runners._agent import AgentRunner as AgentRunner
@@ -70,6 +74,7 @@ __all__ = (
     "EventType",
     "HandlerSpec",
     "KeyStatus",
+    "NotAllowed",
     "Notice",
     "Orchestrator",
     "OutriderError",
@@ -80,11 +85,13 @@ __all__ = (
     "QueueFull",
     "RunContext",
     "RunnerError",
+    "Session",
     "ShellSpec",
     "Status",
     "StoreError",
     "SubmitError",
     "SubmitItem",
+    "SubmitOptions",
     "Task",
     "TaskCancelled",
     "TaskError",
@@ -93,6 +100,7 @@ __all__ = (
     "TaskSpec",
     "TaskState",
     "TaskTimedOut",
+    "Tasks",
     "Usage",
     "UserError",
     "__version__",

@@ -13,15 +13,20 @@ OutriderError
 ├── StoreError                the store failed (wraps `sqlite3` errors) or another process has it
 ├── RunnerError               a runner could not start a task (missing executable, bad spec)
 ├── AuthError                 the daemon refused the client's token (HTTP 401)
+├── NotAllowed                the caller may not do this (HTTP 403): only the daemon's owner may
 └── DaemonError               the daemon could not be reached or started, or answered oddly
 ```
+
+`WIRE_ERRORS` is the one table of how each error crosses HTTP (its status) and ends a CLI
+command (its exit code); the daemon, both clients and the CLI read it.
 
 Every message is one sentence that says what happened, the offending value, and how to fix it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from ._models import Task
@@ -30,6 +35,7 @@ __all__ = [
     "AuthError",
     "Closed",
     "DaemonError",
+    "NotAllowed",
     "OutriderError",
     "QueueFull",
     "RunnerError",
@@ -40,6 +46,11 @@ __all__ = [
     "TaskNotFound",
     "TaskTimedOut",
     "UserError",
+    "WIRE_ERRORS",
+    "error_from_wire",
+    "exit_code_of",
+    "http_status_of",
+    "user_error",
 ]
 
 
@@ -62,19 +73,22 @@ class UserError(OutriderError, ValueError):
 class TaskNotFound(OutriderError, LookupError):
     """No task with this id is visible to the caller's session."""
 
-    def __init__(self, task_id: str) -> None:
+    def __init__(self, task_id: str, message: str | None = None) -> None:
         super().__init__(
-            f"No task {task_id!r} in this session; `list` shows the ids this session can see."
+            message
+            or f"No task {task_id!r} in this session; listing the session's tasks shows its ids."
         )
         self.task_id = task_id
+        self.field = "task_id"
 
 
 class QueueFull(OutriderError):
     """The bound on unfinished tasks is reached; the submit stored nothing."""
 
-    def __init__(self, max_queued: int) -> None:
+    def __init__(self, max_queued: int | None, message: str | None = None) -> None:
         super().__init__(
-            f"The queue is full: {max_queued} unfinished tasks are stored (`max_queued`); "
+            message
+            or f"The queue is full: {max_queued} unfinished tasks are stored (`max_queued`); "
             "wait for some to finish, cancel some, or raise `max_queued`."
         )
         self.max_queued = max_queued
@@ -116,5 +130,77 @@ class AuthError(OutriderError):
     """The daemon refused the request's bearer token (missing or wrong)."""
 
 
+class NotAllowed(OutriderError, PermissionError):
+    """The caller may not do this (only the daemon's owner may stop it or change limits)."""
+
+
 class DaemonError(OutriderError):
     """The daemon could not be reached or started, or gave an unexpected answer."""
+
+
+WIRE_ERRORS: Final[tuple[tuple[type[OutriderError], int, int], ...]] = (
+    (UserError, 400, 2),
+    (AuthError, 401, 2),
+    (NotAllowed, 403, 2),
+    (TaskNotFound, 404, 1),
+    (QueueFull, 429, 2),
+    (Closed, 503, 2),
+    (StoreError, 503, 2),
+)
+"""(error, HTTP status, CLI exit code); any other error is a 500 and exit code 2."""
+_BY_NAME: Final = {cls.__name__: cls for cls, _, _ in WIRE_ERRORS}
+
+
+def http_status_of(exc: OutriderError) -> int:
+    """The HTTP status an error is answered with."""
+    return next((status for cls, status, _ in WIRE_ERRORS if isinstance(exc, cls)), 500)
+
+
+def exit_code_of(exc: OutriderError) -> int:
+    """The exit code a CLI command ends with on this error."""
+    return next((code for cls, _, code in WIRE_ERRORS if isinstance(exc, cls)), 2)
+
+
+def error_from_wire(
+    status: int, kind: str, message: str, *, field: str | None = None, task_id: str | None = None
+) -> OutriderError:
+    """The exception an error answer stands for (the daemon's message kept as it is)."""
+    cls = _BY_NAME.get(kind) or next((c for c, s, _ in WIRE_ERRORS if s == status), DaemonError)
+    if cls is TaskNotFound:
+        return TaskNotFound(task_id or "?", message)
+    if cls is QueueFull:
+        return QueueFull(None, message)
+    if cls is UserError:
+        return UserError(message, field=field)
+    if cls is DaemonError:
+        return DaemonError(f"HTTP {status}: {message}")
+    return cls(message)
+
+
+_LOCATION_PARTS: Final = frozenset({"body", "query", "header", "path"})
+
+
+def user_error(
+    errors: Sequence[Mapping[str, object]], *, prefix: str = "", subject: str = "the request"
+) -> UserError:
+    """One sentence for the first of pydantic's validation errors, naming the field and value.
+
+    Args:
+        errors: `ValidationError.errors()` (or FastAPI's request errors, which add where the
+            value came from, e.g. `body`).
+        prefix: Put before the field's dotted path (e.g. `tasks.3.`).
+        subject: What is invalid when no field is to blame (the whole value).
+    """
+    first = errors[0] if errors else {"loc": (), "msg": "invalid input"}
+    raw_loc = first.get("loc")
+    parts = [
+        str(p)
+        for p in (raw_loc if isinstance(raw_loc, tuple | list) else ())
+        if p not in _LOCATION_PARTS and not (isinstance(p, int) and p < 0)
+    ]
+    loc = ".".join(parts)
+    field = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or None)
+    got = first.get("input")
+    shown = "" if got is None or isinstance(got, Mapping | list) else f" (got {got!r:.200})"
+    where = f"`{field}`" if field else subject
+    return UserError(f"Invalid {where}: {first.get('msg')}{shown}.", field=field)

@@ -282,6 +282,8 @@ class Task(BaseModel):
     exit_code: int | None = None
     progress: Progress | None = None
     usage: Usage | None = None
+    retry_of: str | None = None
+    """The ended task this one submitted again (`retry`)."""
     position: int | None = None
     """For a queued task: 1 means it is next to start on its most crowded key."""
     waiting_for: str | None = None

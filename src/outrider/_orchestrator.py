@@ -27,11 +27,9 @@ from ._engine import Engine, NewTask
 from ._errors import (
     Closed,
     QueueFull,
-    TaskCancelled,
-    TaskFailed,
     TaskNotFound,
-    TaskTimedOut,
     UserError,
+    user_error,
 )
 from ._ids import new_task_id
 from ._logging import configure_from_env
@@ -51,9 +49,11 @@ from ._models import (
 from ._notices import notice_of, notices_from_events
 from ._paths import data_dir
 from ._resources import ResourceGate
+from ._service._session import Session
 from ._store._logs import TaskLog, transcript_path
 from ._store._sqlite import NOTICE_EVENT_TYPES, Committed, SetNoticeCursor
 from ._store._store import Store
+from ._types._api import submit_item, task_outcome
 from .runners._cli_agent import CliAgentRunner
 from .runners._handler import Handler, HandlerRunner, Isolation
 from .runners._pool import WorkerPool
@@ -91,37 +91,6 @@ class _State(Enum):
 def default_db_path() -> Path:
     """The per-user store: `outrider.db` in the data dir (`$OUTRIDER_HOME`, else XDG)."""
     return data_dir() / "outrider.db"
-
-
-def _user_error(exc: ValidationError, prefix: str = "") -> UserError:
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if not isinstance(p, int) or p >= 0)
-    field = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or None)
-    got = first.get("input")
-    got_text = "" if isinstance(got, dict) else f" (got {got!r})"
-    return UserError(f"Invalid `{field}`: {first['msg']}{got_text}.", field=field)
-
-
-def task_outcome(task: Task, timeout: float | None) -> JsonValue:
-    """A waited-for task's result, or the error its end stands for.
-
-    Raises:
-        TaskFailed, TaskCancelled, TaskTimedOut: It ended so.
-        TimeoutError: It has not ended (the wait's `timeout` passed first).
-    """
-    match task.state:
-        case TaskState.SUCCEEDED:
-            result: JsonValue = task.result
-            return result
-        case TaskState.FAILED:
-            message = task.error.message if task.error else "failed"
-            raise TaskFailed(f"Task {task.id!r} failed: {message}", task)
-        case TaskState.CANCELLED:
-            raise TaskCancelled(f"Task {task.id!r} was cancelled.", task)
-        case TaskState.TIMED_OUT:
-            raise TaskTimedOut(f"Task {task.id!r} timed out.", task)
-        case _:
-            raise TimeoutError(f"Task {task.id!r} is still {task.state} after {timeout}s.")
 
 
 def _read_events(
@@ -321,6 +290,16 @@ class Orchestrator:
         finally:
             self._state = _State.CLOSED
 
+    def session(self, name: str, *, owner: str | None = None, admin: bool = True) -> Session:
+        """One session's tasks (`Tasks`): `orch.session("me").submit(...)`.
+
+        Args:
+            name: The session name.
+            owner: The principal it belongs to (the daemon's callers); stored as `owner/name`.
+            admin: Whether it may change limits (`set_limit`).
+        """
+        return Session(self, name, owner=owner, admin=admin)
+
     def _get_pool(self) -> WorkerPool:
         if self._pool is None:
             self._pool = WorkerPool(max_workers=self._process_workers)
@@ -417,16 +396,13 @@ class Orchestrator:
         is queued even if the caller is cancelled.
         """
         self._check_open("submit tasks")
-        try:
-            item = SubmitItem(
-                spec=spec, priority=priority, keys=tuple(keys) if keys is not None else None,
-                timeout=timeout, ttl=ttl, stall_timeout=stall_timeout, max_attempts=max_attempts,
-                label=label, description=description, group=group, parent=parent,
-                depends_on=tuple(depends_on),
-            )  # fmt: skip
-        except ValidationError as exc:
-            raise _user_error(exc) from None
-        (result,) = await self._submit_items(
+        item = submit_item(spec, {
+            "priority": priority, "keys": keys, "timeout": timeout, "ttl": ttl,
+            "stall_timeout": stall_timeout, "max_attempts": max_attempts, "label": label,
+            "description": description, "group": group, "parent": parent,
+            "depends_on": depends_on,
+        })  # fmt: skip
+        (result,) = await self.submit_items(
             [item], session=session, on_progress=on_progress, on_done=on_done
         )
         if isinstance(result, SubmitError):
@@ -437,7 +413,7 @@ class Orchestrator:
 
     async def submit_many(
         self,
-        items: Iterable[SubmitItem | Mapping[str, object]],
+        items: Iterable[SubmitItem | JsonValue],
         *,
         session: str,
         group: str | None = None,
@@ -462,18 +438,23 @@ class Orchestrator:
                     item = item.model_copy(update={"group": group})
                 parsed.append(item)
             except ValidationError as exc:
-                err = _user_error(exc)
+                err = user_error(exc.errors(), subject=f"item {index}")
                 parsed.append(SubmitError(index=index, field=err.field, message=str(err)))
-        return await self._submit_items(parsed, session=session)
+        return await self.submit_items(parsed, session=session)
 
-    async def _submit_items(
+    async def submit_items(
         self,
         items: Sequence[SubmitItem | SubmitError],
         *,
         session: str,
         on_progress: Callback | None = None,
         on_done: Callback | None = None,
+        retry_of: Mapping[int, str] | None = None,
     ) -> list[Task | SubmitError]:
+        """Store validated items (errors pass through with their index); see `submit_many`.
+
+        `retry_of` links the item at an index to the ended task it submits again.
+        """
         if not session:
             raise UserError(
                 f"`session` must be a non-empty string, not {session!r}.", field="session"
@@ -515,6 +496,7 @@ class Orchestrator:
                     else self._default_timeout,
                     "ttl": item.ttl if item.ttl is not None else self._default_ttl,
                     "stall_timeout": item.stall_timeout, "max_attempts": item.max_attempts,
+                    "retry_of": (retry_of or {}).get(index),
                 }
             )  # fmt: skip
             failed_dep = next(
@@ -543,7 +525,8 @@ class Orchestrator:
         if doomed:
             refreshed = await self._store.read(lambda b: b.get_many(doomed))
             final = [refreshed.get(r.id, r) if isinstance(r, Task) else r for r in final]
-        return final
+        placed = iter(self._decorate([r for r in final if isinstance(r, Task)], new=True))
+        return [next(placed) if isinstance(r, Task) else r for r in final]
 
     def _check_item(
         self, item: SubmitItem, spec_json: str, known: Mapping[str, Task]
@@ -586,13 +569,22 @@ class Orchestrator:
         found = await self._store.read(lambda b: b.get_many(ids))
         return {i: t for i, t in found.items() if session is None or t.session == session}
 
-    def _decorate(self, tasks: list[Task]) -> list[Task]:
+    def _decorate(self, tasks: list[Task], *, new: bool = False) -> list[Task]:
+        """Queued tasks with their `position` and `waiting_for`.
+
+        `new`: the tasks were just submitted, the last of their priority (a single one is
+        placed without looking at the rest of the queue).
+        """
         engine = self._engine
-        if not any(t.state is TaskState.QUEUED and t.id in engine.live for t in tasks):
+        queued = {t.id for t in tasks if t.state is TaskState.QUEUED and t.id in engine.live}
+        if not queued:
             return tasks
-        positions = engine.queue.positions(
-            {t.id for t in tasks if t.state is TaskState.QUEUED and t.id in engine.live}
-        )
+        positions: Mapping[str, int | None]
+        if new and len(queued) == 1:
+            (only,) = queued
+            positions = {only: engine.queue.position_of_newest(only)}
+        else:
+            positions = engine.queue.positions(queued)
         now = self._clock.now()
         return [
             t.model_copy(update={"position": positions.get(t.id),
@@ -775,6 +767,35 @@ class Orchestrator:
         if not task.state.terminal or task.id in self._engine.live:
             await self._engine.cancel(task.id, "user", "cancelled by request")
         return await self.get(task_id, session=session)
+
+    async def retry(self, task_id: str, *, session: str) -> Task:
+        """Submit an ended task of `session` again, as a new task whose `retry_of` names it.
+
+        The new task has the old one's spec and options, but no `depends_on` (those tasks have
+        ended): it runs as soon as its keys allow.
+
+        Raises:
+            TaskNotFound: No such task in `session`.
+            UserError: The task has not ended yet.
+        """
+        old = await self.get(task_id, session=session)
+        if not old.state.terminal:
+            raise UserError(
+                f"Task {task_id!r} is {old.state}; only an ended task can be retried "
+                "(cancel it first, or wait for it).",
+                field="task_id",
+            )
+        item = SubmitItem(
+            spec=old.spec, priority=old.priority, keys=old.keys, timeout=old.timeout,
+            ttl=old.ttl, stall_timeout=old.stall_timeout, max_attempts=old.max_attempts,
+            label=old.label, description=old.description, group=old.group, parent=old.parent,
+        )  # fmt: skip
+        (result,) = await self.submit_items([item], session=session, retry_of={0: old.id})
+        if isinstance(result, SubmitError):
+            if result.type == "QueueFull":
+                raise QueueFull(self._engine.max_queued)
+            raise UserError(result.message, field=result.field)
+        return result
 
     async def cancel_session(self, session: str) -> builtins.list[Task]:
         """Cancel every unfinished task of `session`; returns them as they ended."""

@@ -49,6 +49,8 @@ class QueueMachine(RuleBasedStateMachine):
         )
         self.queued[entry.task_id] = Entry(**{f: getattr(entry, f) for f in entry.__slots__})
         self.queue.push(entry)
+        placed = self.queue.position_of_newest(entry.task_id)
+        assert placed == self.queue.positions()[entry.task_id]
 
     @rule()
     def dispatch(self) -> None:
@@ -183,3 +185,21 @@ def test_raising_a_limit_lets_the_next_task_start() -> None:
     queue.set_limit("a", 2)
     assert queue.limit("a") == 2
     assert [e.task_id for e in queue.pop_ready(0.0)] == ["t2"]
+
+
+def test_a_task_removed_during_its_backoff_never_starts() -> None:
+    queue = ReadyQueue(max_running=4)
+    queue.push(Entry("t1", priority=5, seq=1, keys=("k",), ready_deadline=10.0))
+    assert queue.remove("t1") is not None
+    assert queue.pop_ready(now=11.0) == []
+    assert queue.next_deadline() is None
+
+
+def test_a_new_task_is_placed_by_the_counts_of_its_keys() -> None:
+    queue = ReadyQueue(max_running=4, limits={"k": 1})
+    for seq, (task_id, priority, keys) in enumerate(
+        [("a", 5, ("k",)), ("b", 9, ("k", "j")), ("c", 5, ("j",)), ("d", 5, ("k",))]
+    ):
+        queue.push(Entry(task_id, priority=priority, seq=seq, keys=keys))
+    assert queue.position_of_newest("d") == queue.positions()["d"] == 3
+    assert queue.position_of_newest("nope") is None

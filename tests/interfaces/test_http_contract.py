@@ -49,6 +49,8 @@ def test_every_endpoint_keeps_its_contract(held: Daemon) -> None:
         @given(case=operation.as_strategy())
         @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
         def check(case: schemathesis.Case) -> None:
+            if isinstance(case.query, dict) and isinstance(case.query.get("wait"), int | float):
+                case.query["wait"] = min(case.query["wait"], 0.2)  # held tasks never end
             case.call_and_validate(base_url=held.url, headers=headers, excluded_checks=[semantic])
 
         check()

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 import anyio
 
 import outrider
-from outrider._daemon._view import SessionView
 from outrider._mcp._tools import NOTICES_PER_ANSWER, NoticeFeed
 from outrider.testing import wait_until
 
@@ -20,7 +19,7 @@ async def test_the_feed_follows_folds_and_acknowledges_when_due(tmp_path: Path) 
         outrider.Orchestrator(tmp_path / "o.db") as orch,
         anyio.create_task_group() as tg,
     ):
-        view = SessionView(orch, principal="local", session="bridge")
+        view = orch.session("bridge", owner="local")
         stored = "local/bridge"
 
         async def ended(*commands: str, group: str | None = None) -> outrider.Task:
@@ -74,7 +73,7 @@ async def test_an_answer_carries_at_most_its_share_of_notices(tmp_path: Path) ->
         async def noop(ctx: outrider.RunContext) -> None:
             return None
 
-        view = SessionView(orch, principal="local", session="many")
+        view = orch.session("many", owner="local")
         count = NOTICES_PER_ANSWER + 10
         tasks = await orch.submit_many(
             [{"spec": outrider.call("noop")}] * count, session="local/many"

@@ -74,6 +74,8 @@ class ReadyQueue:
         self._delayed: list[tuple[float, int, Entry]] = []
         self._running_per_key: Counter[str] = Counter()
         self._queued_per_key: Counter[str] = Counter()
+        self._queued_per_priority: dict[str, Counter[int]] = {}
+        """Queued tasks per key and priority (for the place in line of a new task)."""
         self._counter = itertools.count()
 
     # -- limits ---------------------------------------------------------------------------
@@ -121,7 +123,7 @@ class ReadyQueue:
         assert entry.keys, "a task holds at least one key"
         assert entry.task_id not in self, f"{entry.task_id} is already in the queue"
         self._queued[entry.task_id] = entry
-        self._queued_per_key.update(entry.keys)
+        self._count_queued(entry, 1)
         if entry.ready_deadline is not None:
             heapq.heappush(self._delayed, (entry.ready_deadline, next(self._counter), entry))
         else:
@@ -131,7 +133,7 @@ class ReadyQueue:
         """Take a queued task out of the queue; returns its entry, or None if it is not queued."""
         entry = self._queued.pop(task_id, None)
         if entry is not None:
-            self._queued_per_key.subtract(entry.keys)
+            self._count_queued(entry, -1)
         return entry
 
     def pop_ready(self, now: float, *, allow_processes: bool = True) -> list[Entry]:
@@ -162,7 +164,7 @@ class ReadyQueue:
                 break
             entry = heapq.heappop(best)[3]
             del self._queued[entry.task_id]
-            self._queued_per_key.subtract(entry.keys)
+            self._count_queued(entry, -1)
             self._running[entry.task_id] = entry
             self._running_per_key.update(entry.keys)
             started.append(entry)
@@ -214,6 +216,20 @@ class ReadyQueue:
             ahead.update(entry.keys)
         return result
 
+    def position_of_newest(self, task_id: str) -> int | None:
+        """The place in line of a task queued after every other of its priority, in O(keys).
+
+        Exact for a task just submitted (its `seq` is the highest); None if it is not queued.
+        """
+        entry = self._queued.get(task_id)
+        if entry is None:
+            return None
+        return max(
+            sum(n for priority, n in self._queued_per_priority[k].items()
+                if priority >= entry.priority)
+            for k in entry.keys
+        )  # fmt: skip
+
     def _position(self, entry: Entry) -> int:
         mine = (-entry.priority, entry.seq)
         ahead: Counter[str] = Counter()
@@ -239,6 +255,14 @@ class ReadyQueue:
         return None
 
     # -- internals ------------------------------------------------------------------------
+
+    def _count_queued(self, entry: Entry, delta: int) -> None:
+        if delta > 0:
+            self._queued_per_key.update(entry.keys)
+        else:
+            self._queued_per_key.subtract(entry.keys)
+        for key in entry.keys:
+            self._queued_per_priority.setdefault(key, Counter())[entry.priority] += delta
 
     def _has_room(self, keys: tuple[str, ...]) -> bool:
         return all(self._running_per_key[k] < self.limit(k) for k in keys)

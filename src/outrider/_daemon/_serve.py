@@ -30,11 +30,12 @@ from .._orchestrator import Orchestrator
 from .._paths import daemon_file
 from ..runners._agent import AgentRunner
 from ..runners._cli_agent import CliAgentRunner, CliTemplate
-from ._auth import Tokens
+from ._auth import LOCAL, Tokens
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
 
+    from .._types._api import Tasks
     from ._config import Config
 
 __all__ = ["serve"]
@@ -150,15 +151,19 @@ async def serve(
     for agent in agents.agents.values():
         orch.set_limit(f"agent:{agent.name}", agent.limit)
     stopping = anyio.Event()
+
+    def sessions(principal: str, name: str) -> Tasks:
+        return orch.session(name, owner=principal, admin=principal == LOCAL)
+
     async with orch:
         mcp, _ = build_server(
-            daemon_resolver(orch), tools=config.mcp_tools, max_wait=config.mcp_wait,
+            daemon_resolver(sessions), tools=config.mcp_tools, max_wait=config.mcp_wait,
             agents=agents.agents,
         )  # fmt: skip
         mcp_routes = mcp.streamable_http_app(streamable_http_path="/mcp", host=config.host).routes
         app = create_app(
-            orch, stopping=stopping, request_stop=stopping.set,
-            mcp_lifespan=mcp.session_manager.run,
+            sessions, stopping=stopping, request_stop=stopping.set,
+            lifespan=mcp.session_manager.run,
         )  # fmt: skip
         app.router.routes.extend(mcp_routes)
         sock = _bind(config.host, config.port)

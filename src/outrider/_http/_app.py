@@ -1,45 +1,61 @@
-"""The daemon's ASGI app: a thin REST + SSE layer over `SessionView`.
+"""The daemon's ASGI app: a thin REST + SSE layer over `Tasks`.
 
 Every route but `/health` and the OpenAPI documents needs `Authorization: Bearer <token>`; the
-token picks the principal, the `X-Outrider-Session` header (default `default`) the session.
-Errors are `{"error": {"type", "message", "field"?}}` with 400 (bad input), 401, 404 (unknown
-id, the same for another session's id), 429 (queue full, with Retry-After), 503 (shutting
-down). Long polls and event streams end promptly when the daemon stops.
+token picks the principal, the `X-Outrider-Session` header (default `default`) the session, and
+the composition root's `sessions(principal, name)` gives the route that session's `Tasks`. The
+paths and bodies are the ones declared in `outrider._wire`; errors are
+`{"error": {"type", "message", "field"?}}` with the status of `outrider._errors.WIRE_ERRORS`.
+Long polls and event streams end promptly when the daemon stops.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field, JsonValue
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._daemon._auth import LOCAL, check_session_name
-from .._daemon._view import SessionView
-from .._errors import Closed, OutriderError, QueueFull, TaskNotFound, UserError
-from .._models import MAX_SEQ, Notice, Status, SubmitError, SubmitItem, Task, TaskState
+from .._errors import NotAllowed, OutriderError, http_status_of, user_error
+from .._models import MAX_SEQ, KeyStatus, Status, SubmitItem, Task, TaskState
+from .._types._api import Tasks, options_of
 from .._version import __version__
+from .._wire._bodies import (
+    MAX_WAIT,
+    AckBody,
+    BatchBody,
+    BatchItemResult,
+    BatchResult,
+    ErrorBody,
+    Health,
+    LimitBody,
+    NoticeList,
+    Output,
+    TaskList,
+    Transcript,
+    WaitBody,
+    WaitResult,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
     from starlette.types import ASGIApp, Receive, Scope, Send
 
     from .._daemon._auth import Tokens
-    from .._orchestrator import Orchestrator
+    from .._types._api import ReturnWhen, Sessions
 
 __all__ = ["SESSION_HEADER", "AuthMiddleware", "create_app"]
 
 SESSION_HEADER = "X-Outrider-Session"
 _PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
-_MAX_WAIT = 300.0
+_RETRY_AFTER = {429: "5", 503: "5"}
 
 
 def _error(
@@ -80,150 +96,67 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
 
-class BatchBody(BaseModel):
-    """Many tasks at once; each item is validated and stored on its own."""
-
-    items: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
-    group: str | None = Field(default=None, min_length=1, max_length=200)
-
-
-class BatchItemResult(BaseModel):
-    """One item's outcome: the stored task, or why it was not stored."""
-
-    task: Task | None = None
-    error: SubmitError | None = None
-
-
-class BatchResult(BaseModel):
-    """One result per item, in order."""
-
-    results: list[BatchItemResult]
-
-
-class TaskList(BaseModel):
-    """Tasks in submission order."""
-
-    tasks: list[Task]
-
-
-class WaitBody(BaseModel):
-    """Which tasks to wait for, and how long."""
-
-    task_ids: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, max_length=1000)
-    timeout: float = Field(default=30.0, ge=0, le=_MAX_WAIT)
-    return_when: Literal["all", "any"] = "all"
-
-
-class WaitResult(BaseModel):
-    """The tasks as they are; `done` tells whether the wait condition was met."""
-
-    done: bool
-    tasks: list[Task]
-
-
-class Output(BaseModel):
-    """The last lines of a task's output."""
-
-    task_id: str
-    output: str
-
-
-class Transcript(BaseModel):
-    """An agent task's transcript, or null for a task that has none.
-
-    Shape: `{agent, attempts: [{model, error}], messages: [...]}`, messages in pydantic-ai's
-    JSON form.
-    """
-
-    task_id: str
-    transcript: JsonValue
-
-
-class NoticeList(BaseModel):
-    """Unacknowledged completion notices, oldest first."""
-
-    notices: list[Notice]
-
-
-class ErrorDetail(BaseModel):
-    """What went wrong; `field` names the bad input when there is one."""
-
-    type: str
-    message: str
-    field: str | None = None
-
-
-class ErrorBody(BaseModel):
-    """Every error answer.
-
-    400 bad input, 401 token, 404 unknown or foreign id, 429 queue full (with `Retry-After`),
-    503 shutting down.
-    """
-
-    error: ErrorDetail
-
-
-class AckBody(BaseModel):
-    """Acknowledge every notice with `seq <= up_to`."""
-
-    up_to: int = Field(ge=0, le=MAX_SEQ)
-
-
-class Health(BaseModel):
-    """Liveness."""
-
-    status: Literal["ok"] = "ok"
-    version: str = __version__
-
-
 _bearer = HTTPBearer(auto_error=False, description="The token from the daemon's data dir.")
 
 
-def _view(
+def _tasks(
     request: Request,
     _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     session: Annotated[str, Header(alias=SESSION_HEADER, max_length=64)] = "default",
-) -> SessionView:
-    principal: str = request.state.principal
-    orch: Orchestrator = request.app.state.orch
-    return SessionView(orch, principal=principal, session=check_session_name(session))
+) -> Tasks:
+    sessions: Sessions = request.app.state.sessions
+    return sessions(request.state.principal, check_session_name(session))
 
 
-View = Annotated[SessionView, Depends(_view)]
+TasksDep = Annotated[Tasks, Depends(_tasks)]
 router = APIRouter(
-    responses={"4XX": {"model": ErrorBody, "description": "Bad input, token, id or full queue"},
-               "5XX": {"model": ErrorBody, "description": "Shutting down, or a fault"}}
-)  # fmt: skip
+    responses={
+        "4XX": {"model": ErrorBody, "description": "Bad input, token, id or full queue"},
+        "5XX": {"model": ErrorBody, "description": "Shutting down, or the store cannot write"},
+    }
+)
 
 
 async def _bad_request(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0]
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "header", "path")]
-    field = ".".join(loc) or None
-    got = first.get("input")
-    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-    return _error(400, "UserError", f"Invalid `{field}`: {first['msg']}{shown}.", field=field)
+    error = user_error(exc.errors())
+    return _error(400, "UserError", str(error), field=error.field)
 
 
 async def _outrider_error(_: Request, exc: Exception) -> JSONResponse:
-    match exc:
-        case UserError():
-            return _error(400, "UserError", str(exc), field=exc.field)
-        case TaskNotFound():
-            return _error(404, "TaskNotFound", str(exc), field="task_id")
-        case QueueFull():
-            return _error(429, "QueueFull", str(exc), **{"Retry-After": "5"})
-        case Closed():
-            return _error(503, "Closed", "The daemon is shutting down; retry once it restarts.")
-        case _:
-            return _error(500, type(exc).__name__, str(exc))
+    assert isinstance(exc, OutriderError)
+    status = http_status_of(exc)
+    headers = {"Retry-After": _RETRY_AFTER[status]} if status in _RETRY_AFTER else {}
+    field = getattr(exc, "field", None)
+    return _error(status, type(exc).__name__, str(exc), field=field, **headers)
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
     return _error(exc.status_code, kind, str(exc.detail))
+
+
+async def _held(request: Request, work: Callable[[], Awaitable[object]], seconds: float) -> None:
+    """Run `work` for at most `seconds`, or until the daemon stops (long polls)."""
+    stopping: anyio.Event = request.app.state.stopping
+    with anyio.move_on_after(seconds):
+        async with anyio.create_task_group() as tg:
+
+            async def until_stopping() -> None:
+                await stopping.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(until_stopping)
+            await work()
+            tg.cancel_scope.cancel()
+
+
+async def _wait_held(
+    request: Request, tasks: Tasks, ids: Sequence[str], seconds: float, mode: ReturnWhen
+) -> list[Task]:
+    await _held(request, lambda: tasks.wait(ids, return_when=mode), seconds)
+    return await tasks.wait(ids, timeout=0)
 
 
 @router.get("/health", tags=["daemon"])
@@ -233,15 +166,27 @@ async def health() -> Health:
 
 
 @router.post("/v1/tasks", status_code=201, tags=["tasks"])
-async def submit(v: View, item: SubmitItem) -> Task:
-    """Store one task and queue it; returns its record at once."""
-    return await v.submit(item)
+async def submit(
+    request: Request,
+    tasks: TasksDep,
+    item: SubmitItem,
+    wait: Annotated[float | None, Query(ge=0, le=MAX_WAIT)] = None,
+) -> Task:
+    """Store one task and queue it; returns its record at once (with `position`).
+
+    With `wait=SECONDS`, answers once the task ended, or with its record as it is at the
+    deadline (delegate and wait in one call).
+    """
+    task = await tasks.submit(item.spec, **options_of(item))
+    if wait:
+        (task,) = await _wait_held(request, tasks, [task.id], wait, "all")
+    return task
 
 
 @router.post("/v1/tasks/batch", tags=["tasks"])
-async def submit_many(v: View, body: BatchBody) -> BatchResult:
+async def submit_many(tasks: TasksDep, body: BatchBody) -> BatchResult:
     """Store many tasks; each item succeeds or fails on its own (see `results`)."""
-    results = await v.submit_many(body.items, group=body.group)
+    results = await tasks.submit_many(body.items, group=body.group)
     return BatchResult(
         results=[
             BatchItemResult(task=r) if isinstance(r, Task) else BatchItemResult(error=r)
@@ -252,87 +197,93 @@ async def submit_many(v: View, body: BatchBody) -> BatchResult:
 
 @router.get("/v1/tasks", tags=["tasks"])
 async def list_tasks(
-    v: View,
+    tasks: TasksDep,
     state: Annotated[list[TaskState] | None, Query()] = None,
     group: Annotated[str | None, Query(min_length=1)] = None,
     limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
 ) -> TaskList:
     """The session's tasks in submission order; filter by `state` (repeatable), `group`."""
-    return TaskList(tasks=await v.list(states=state, group=group, limit=limit))
+    return TaskList(tasks=await tasks.list(states=state, group=group, limit=limit))
 
 
 @router.get("/v1/tasks/{task_id}", tags=["tasks"])
-async def get_task(v: View, task_id: str) -> Task:
+async def get_task(tasks: TasksDep, task_id: str) -> Task:
     """One task (404 for an unknown id or another session's)."""
-    return await v.get(task_id)
+    return await tasks.get(task_id)
 
 
 @router.post("/v1/tasks/{task_id}/cancel", tags=["tasks"])
-async def cancel_task(v: View, task_id: str) -> Task:
+async def cancel_task(tasks: TasksDep, task_id: str) -> Task:
     """Cancel a task (and its children); returns it once it ended. Idempotent."""
-    return await v.cancel(task_id)
+    return await tasks.cancel(task_id)
+
+
+@router.post("/v1/tasks/{task_id}/retry", status_code=201, tags=["tasks"])
+async def retry_task(tasks: TasksDep, task_id: str) -> Task:
+    """Submit an ended task again, as a new task whose `retry_of` names it."""
+    return await tasks.retry(task_id)
+
+
+@router.post("/v1/session/cancel", tags=["tasks"])
+async def cancel_all(tasks: TasksDep) -> TaskList:
+    """Cancel every unfinished task of the session; returns them once they ended."""
+    return TaskList(tasks=await tasks.cancel_all())
 
 
 @router.get("/v1/tasks/{task_id}/output", tags=["tasks"])
 async def task_output(
-    v: View, task_id: str, lines: Annotated[int, Query(ge=1, le=100_000)] = 50
+    tasks: TasksDep, task_id: str, lines: Annotated[int, Query(ge=1, le=100_000)] = 50
 ) -> Output:
     """The last `lines` lines of the task's output, also while it runs."""
-    return Output(task_id=task_id, output=await v.tail(task_id, lines=lines))
+    return Output(task_id=task_id, output=await tasks.tail(task_id, lines=lines))
 
 
 @router.get("/v1/tasks/{task_id}/transcript", tags=["tasks"])
-async def task_transcript(v: View, task_id: str) -> Transcript:
+async def task_transcript(tasks: TasksDep, task_id: str) -> Transcript:
     """An agent task's transcript: the models tried and the full message history."""
-    return Transcript(task_id=task_id, transcript=await v.transcript(task_id))
+    return Transcript(task_id=task_id, transcript=await tasks.transcript(task_id))
 
 
 @router.post("/v1/wait", tags=["tasks"])
-async def wait(request: Request, v: View, body: WaitBody) -> WaitResult:
+async def wait(request: Request, tasks: TasksDep, body: WaitBody) -> WaitResult:
     """Long-poll until all (or any) of the tasks ended, or `timeout` seconds (max 300)."""
-    stopping: anyio.Event = request.app.state.stopping
-    await v.wait(body.task_ids, timeout=0)  # unknown ids fail before the poll
-    with anyio.move_on_after(body.timeout):
-        async with anyio.create_task_group() as tg:
-
-            async def until_stopping() -> None:
-                await stopping.wait()
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(until_stopping)
-            await v.wait(body.task_ids, return_when=body.return_when)
-            tg.cancel_scope.cancel()
-    tasks = await v.wait(body.task_ids, timeout=0)
-    ended = [t.state.terminal for t in tasks]
+    await tasks.wait(body.task_ids, timeout=0)  # unknown ids fail before the poll
+    found = await _wait_held(request, tasks, body.task_ids, body.timeout, body.return_when)
+    ended = [t.state.terminal for t in found]
     done = all(ended) if body.return_when == "all" else any(ended)
-    return WaitResult(done=done, tasks=tasks)
+    return WaitResult(done=done, tasks=found)
 
 
 @router.get("/v1/status", tags=["daemon"])
-async def status(v: View) -> Status:
+async def status(tasks: TasksDep) -> Status:
     """Counts per state, and per concurrency key: running, limit, queued."""
-    return await v.status()
+    return await tasks.status()
+
+
+@router.put("/v1/limits/{key:path}", tags=["daemon"])
+async def set_limit(tasks: TasksDep, key: str, body: LimitBody) -> KeyStatus:
+    """Change a key's concurrency limit until the daemon restarts (its owner only)."""
+    return await tasks.set_limit(key, body.limit)
 
 
 @router.get("/v1/notices", tags=["notices"])
-async def notices(v: View, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> NoticeList:
+async def notices(tasks: TasksDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> NoticeList:
     """The session's unacknowledged completion notices (reading does not acknowledge)."""
-    return NoticeList(notices=await v.notices(limit=limit))
+    return NoticeList(notices=await tasks.notices(limit=limit))
 
 
 @router.post("/v1/notices/ack", status_code=204, tags=["notices"])
-async def ack_notices(v: View, body: AckBody) -> None:
+async def ack_notices(tasks: TasksDep, body: AckBody) -> None:
     """Acknowledge the session's notices with `seq <= up_to`."""
-    await v.ack_notices(body.up_to)
+    await tasks.ack_notices(body.up_to)
 
 
 def _start_seq(after: int | None, last_event_id: str | None) -> int:
     start = after or 0
     if last_event_id:
         if not last_event_id.isdigit() or int(last_event_id) > MAX_SEQ:
-            raise UserError(
-                f"Invalid `Last-Event-ID`: {last_event_id!r} is not an event seq.",
-                field="Last-Event-ID",
+            raise user_error(
+                [{"loc": ("Last-Event-ID",), "msg": "not an event seq", "input": last_event_id}]
             )
         start = max(start, int(last_event_id))
     return start
@@ -341,7 +292,7 @@ def _start_seq(after: int | None, last_event_id: str | None) -> int:
 @router.get("/v1/events", tags=["events"], response_class=EventSourceResponse)
 async def events(
     request: Request,
-    v: View,
+    tasks: TasksDep,
     after: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     all_sessions: Annotated[bool, Query()] = False,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
@@ -354,7 +305,7 @@ async def events(
     start = _start_seq(after, last_event_id)
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
-        async for event in v.events(after=start, all_sessions=all_sessions):
+        async for event in tasks.events(after=start, all_sessions=all_sessions):
             yield ServerSentEvent(data=event.model_dump_json(), event=event.type, id=str(event.seq))
 
     return EventSourceResponse(stream(), ping=15, shutdown_event=request.app.state.stopping)
@@ -363,7 +314,7 @@ async def events(
 @router.get("/v1/notices/stream", tags=["notices"], response_class=EventSourceResponse)
 async def follow_notices(
     request: Request,
-    v: View,
+    tasks: TasksDep,
     after: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
@@ -376,52 +327,56 @@ async def follow_notices(
     start = _start_seq(after, last_event_id)
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
-        async for notice in v.follow_notices(after=start):
+        async for notice in tasks.follow_notices(after=start):
             yield ServerSentEvent(data=notice.model_dump_json(), event="notice", id=str(notice.seq))
 
     return EventSourceResponse(stream(), ping=15, shutdown_event=request.app.state.stopping)
 
 
 @router.post("/v1/shutdown", status_code=202, tags=["daemon"])
-async def shutdown(request: Request, _: View) -> dict[str, str]:
+async def shutdown(request: Request, _: TasksDep) -> dict[str, str]:
     """Stop the daemon gracefully (the local principal only)."""
     if request.state.principal != LOCAL:
-        raise StarletteHTTPException(403, "Only the daemon's owner (the local token) may stop it.")
+        raise NotAllowed("Only the daemon's owner (the local token) may stop it.")
     request.app.state.request_stop()
     return {"status": "stopping"}
 
 
 def create_app(
-    orch: Orchestrator,
+    sessions: Sessions,
     *,
     stopping: anyio.Event,
     request_stop: Callable[[], None],
-    mcp_app: ASGIApp | None = None,
-    mcp_lifespan: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
+    lifespan: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
-    """The ASGI app over `orch` (wrap it in `AuthMiddleware`)."""
+    """The ASGI app over `sessions(principal, name)` (wrap it in `AuthMiddleware`).
+
+    Args:
+        sessions: A principal's session by name.
+        stopping: Set when the daemon stops: long polls and streams end.
+        request_stop: What `POST /v1/shutdown` calls.
+        lifespan: Entered while the app runs (the MCP session manager).
+    """
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def app_lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            if mcp_lifespan is not None:
-                await stack.enter_async_context(mcp_lifespan())
+            if lifespan is not None:
+                await stack.enter_async_context(lifespan())
             yield
 
     app = FastAPI(
         title="outrider",
         version=__version__,
         summary="Run shell jobs and sub-agents in parallel, in the background, durably.",
-        lifespan=lifespan,
+        lifespan=app_lifespan,
         redoc_url=None,
     )
-    app.state.orch = orch
+    app.state.sessions = sessions
     app.state.stopping = stopping
     app.state.request_stop = request_stop
     app.add_exception_handler(RequestValidationError, _bad_request)
     app.add_exception_handler(OutriderError, _outrider_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(router)
-    if mcp_app is not None:
-        app.mount("/mcp", mcp_app)
     return app

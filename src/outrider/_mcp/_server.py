@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from mcp.server.mcpserver import MCPServer
 
 from .._daemon._auth import check_session_name
-from .._daemon._view import SessionView
 from .._version import __version__
 from ._tools import NoticeFeed, Tools
 
@@ -24,8 +23,7 @@ if TYPE_CHECKING:
     from mcp.server.mcpserver import Context
 
     from .._agents._definitions import AgentDefinition
-    from .._daemon._view import Backend
-    from .._orchestrator import Orchestrator
+    from .._types._api import Sessions, Tasks
 
 __all__ = ["INSTRUCTIONS", "build_server", "daemon_resolver"]
 
@@ -37,7 +35,7 @@ never refused."""
 
 
 def build_server(
-    resolve: Callable[[Context], Awaitable[Backend]],
+    resolve: Callable[[Context], Awaitable[Tasks]],
     *,
     tools: Sequence[str],
     max_wait: float,
@@ -53,10 +51,10 @@ def build_server(
     return server, handlers
 
 
-def daemon_resolver(orch: Orchestrator) -> Callable[[Context], Awaitable[Backend]]:
+def daemon_resolver(sessions: Sessions) -> Callable[[Context], Awaitable[Tasks]]:
     """Resolves the caller's session from the HTTP request of the tool call."""
 
-    async def resolve(ctx: Context) -> Backend:
+    async def resolve(ctx: Context) -> Tasks:
         request = ctx.request_context.request
         scope: dict[str, Any] = getattr(request, "scope", {})
         principal = scope.get("state", {}).get("principal")
@@ -70,6 +68,6 @@ def daemon_resolver(orch: Orchestrator) -> Callable[[Context], Awaitable[Backend
             session = f"mcp-{connection[:16]}"
         else:
             session = "mcp"
-        return SessionView(orch, principal=principal, session=session)
+        return sessions(principal, session)
 
     return resolve

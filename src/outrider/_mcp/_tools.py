@@ -1,4 +1,4 @@
-"""The MCP tools, written once over a `Backend` (in the daemon, or via HTTP for stdio).
+"""The MCP tools, written once over `Tasks` (a `Session` in the daemon, the client over stdio).
 
 Conventions every tool follows:
 - Work is queued, never refused at a limit; the answer says "queued, position N".
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
     from .._agents._definitions import AgentDefinition
-    from .._daemon._view import Backend
+    from .._types._api import Tasks
 
 __all__ = ["NOTICES_PER_ANSWER", "TOOL_DESCRIPTIONS", "NoticeFeed", "Tools"]
 
@@ -229,7 +229,7 @@ class NoticeFeed:
         """The highest notice seq acknowledged to the daemon."""
         self._acked_at = -math.inf
 
-    async def follow(self, backend: Backend) -> None:
+    async def follow(self, backend: Tasks) -> None:
         """Receive the session's notices until cancelled (reconnecting after a failure)."""
         while True:
             with contextlib.suppress(OutriderError):
@@ -254,7 +254,7 @@ class NoticeFeed:
         self.carried([n for n in self._pending if n.seq <= up_to])
         self._answered = self._acked = max(self._answered, up_to)
 
-    async def flush(self, backend: Backend, *, now: bool = False) -> None:
+    async def flush(self, backend: Tasks, *, now: bool = False) -> None:
         """Acknowledge what answers carried: at once if `now`, else if one is due."""
         up_to = self._answered
         due = anyio.current_time() - self._acked_at >= self._ack_every
@@ -279,7 +279,7 @@ class Tools:
 
     def __init__(
         self,
-        resolve: Callable[[Context], Awaitable[Backend]],
+        resolve: Callable[[Context], Awaitable[Tasks]],
         *,
         max_wait: float = 50.0,
         agents: Mapping[str, AgentDefinition] | None = None,
@@ -318,7 +318,7 @@ class Tools:
 
     async def _answer(
         self,
-        backend: Backend,
+        backend: Tasks,
         text: str,
         data: dict[str, Any],
         pending: list[Notice],
@@ -340,7 +340,7 @@ class Tools:
         return result
 
     async def _run(
-        self, ctx: Context, body: Callable[[Backend], Awaitable[tuple[str, dict[str, Any]]]]
+        self, ctx: Context, body: Callable[[Tasks], Awaitable[tuple[str, dict[str, Any]]]]
     ) -> CallToolResult:
         backend = await self._resolve(ctx)
         feed = self._feed
@@ -378,13 +378,13 @@ class Tools:
     async def _wait(
         self,
         ctx: Context,
-        backend: Backend,
+        backend: Tasks,
         task_ids: Sequence[str],
         *,
         mode: Literal["all", "any"],
         timeout: float,
     ) -> list[Task]:
-        """Wait like `Backend.wait`, telling the host about each task that ends meanwhile."""
+        """Wait like `Tasks.wait`, telling the host about each task that ends meanwhile."""
         ids = list(dict.fromkeys(task_ids))
         tasks = await backend.wait(ids, timeout=0)
         pending = {t.id for t in tasks if not t.state.terminal}
@@ -420,7 +420,7 @@ class Tools:
             cwd=cwd, timeout=timeout, priority=priority,
         )  # fmt: skip
 
-        async def body(backend: Backend) -> tuple[str, dict[str, Any]]:
+        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
             item = _submit_item(work, agents=self._agents, group=None)
             (stored,) = await backend.submit_many([item])
             if not isinstance(stored, Task):
@@ -437,7 +437,7 @@ class Tools:
     async def get_task_result(
         self, ctx: Context, task_id: str, wait: WaitSeconds = 0, full: Full = False
     ) -> CallToolResult:
-        async def body(backend: Backend) -> tuple[str, dict[str, Any]]:
+        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
             (task,) = await self._wait(ctx, backend, [task_id], mode="all", timeout=self._cap(wait))
             return await _result_text(backend, task, full=full)
 
@@ -446,7 +446,7 @@ class Tools:
     async def list_tasks(
         self, ctx: Context, status: StatusFilter = "all", limit: Limit = 50
     ) -> CallToolResult:
-        async def body(backend: Backend) -> tuple[str, dict[str, Any]]:
+        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
             tasks = await backend.list(states=_states(status))
             shown = tasks[-limit:]
             text = tasks_table(shown)
@@ -457,7 +457,7 @@ class Tools:
         return await self._run(ctx, body)
 
     async def cancel_task(self, ctx: Context, task_id: str) -> CallToolResult:
-        async def body(backend: Backend) -> tuple[str, dict[str, Any]]:
+        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
             task = await backend.cancel(task_id)
             return task_line(task), {"task": _task_data(task)}
 
@@ -466,7 +466,7 @@ class Tools:
     async def wait_tasks(
         self, ctx: Context, task_ids: TaskIds, mode: Mode = "all", timeout: WaitSeconds = 50
     ) -> CallToolResult:
-        async def body(backend: Backend) -> tuple[str, dict[str, Any]]:
+        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
             tasks = await self._wait(ctx, backend, task_ids, mode=mode, timeout=self._cap(timeout))
             running = [t.id for t in tasks if not t.state.terminal]
             text = tasks_table(tasks)
@@ -492,7 +492,7 @@ class Tools:
     async def check_background(
         self, ctx: Context, task_id: str, lines: Lines = 20
     ) -> CallToolResult:
-        async def body(backend: Backend) -> tuple[str, dict[str, Any]]:
+        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
             task = await backend.get(task_id)
             output = await backend.tail(task_id, lines=lines)
             text = task_line(task) + ("\n" + output.rstrip() if output.strip() else "")
@@ -509,7 +509,7 @@ class Tools:
     async def agents_start(
         self, ctx: Context, tasks: WorkItems, group: Group = None
     ) -> CallToolResult:
-        async def body(backend: Backend) -> tuple[str, dict[str, Any]]:
+        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
             batch = group or f"batch-{new_task_id()[2:12].lower()}"
             items: list[SubmitItem] = []
             refused: dict[int, str] = {}
@@ -542,7 +542,7 @@ class Tools:
             return await self.list_tasks(ctx, status="active")
         ids = task_ids
 
-        async def body(backend: Backend) -> tuple[str, dict[str, Any]]:
+        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
             found = await backend.wait(ids, timeout=0)
             return tasks_table(found), {"tasks": [_task_data(t) for t in found]}
 
@@ -554,7 +554,7 @@ class Tools:
         return await self.wait_tasks(ctx, task_ids, mode=mode, timeout=timeout)
 
     async def ack_notices(self, ctx: Context, up_to: Annotated[int, Field(ge=0)]) -> CallToolResult:
-        async def body(backend: Backend) -> tuple[str, dict[str, Any]]:
+        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
             await backend.ack_notices(up_to)
             if self._feed is not None:
                 self._feed.acknowledged(up_to)
@@ -590,7 +590,7 @@ def _queued_text(task: Task) -> str:
     )
 
 
-async def _result_text(backend: Backend, task: Task, *, full: bool) -> tuple[str, dict[str, Any]]:
+async def _result_text(backend: Tasks, task: Task, *, full: bool) -> tuple[str, dict[str, Any]]:
     data = {"task": _task_data(task)}
     if not task.state.terminal:
         last = await backend.tail(task.id, lines=5)

@@ -137,11 +137,11 @@ _NOTICE_TYPES_SQL = ", ".join("?" * len(NOTICE_EVENT_TYPES))
 _TASK_COLUMNS = (
     "task_id, session, grp, parent, label, description, spec, priority, keys, depends_on, "
     "timeout, ttl, stall_timeout, max_attempts, state, attempt, created_at, started_at, "
-    "finished_at, result, error, exit_code, progress, usage"
+    "finished_at, result, error, exit_code, progress, usage, retry_of"
 )
 _INSERT_TASK = (
     f"INSERT INTO tasks (seq, kind, {_TASK_COLUMNS}) VALUES "
-    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _START_ATTEMPT = "INSERT OR REPLACE INTO attempts (task_id, attempt, started_at) VALUES (?, ?, ?)"
 _END_ATTEMPT = (
@@ -236,6 +236,7 @@ def _task_values(task: Task, spec_json: str | None = None) -> tuple[object, ...]
         task.exit_code,
         _json_model(task.progress),
         _json_model(task.usage),
+        task.retry_of,
     )
 
 
@@ -246,7 +247,7 @@ _BLANK_TASK = Task.model_construct()
 def _task_from_row(row: Sequence[object]) -> Task:
     (task_id, session, grp, parent, label, description, spec, priority, keys, depends_on,
      timeout, ttl, stall_timeout, max_attempts, state, attempt, created_at, started_at,
-     finished_at, result, error, exit_code, progress, usage) = row  # fmt: skip
+     finished_at, result, error, exit_code, progress, usage, retry_of) = row  # fmt: skip
     return _BLANK_TASK.model_copy(  # a copy: `model_construct` works out every default again
         update={
             "id": task_id,
@@ -273,6 +274,7 @@ def _task_from_row(row: Sequence[object]) -> Task:
             "exit_code": exit_code,
             "progress": None if progress is None else Progress.model_validate_json(str(progress)),
             "usage": None if usage is None else Usage.model_validate_json(str(usage)),
+            "retry_of": retry_of,
         }
     )
 

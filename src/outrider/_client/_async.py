@@ -1,0 +1,319 @@
+"""`outrider.AsyncClient`: one session of the daemon's HTTP API (the `Tasks` protocol).
+
+The only hand-written client: `outrider.Client` is generated from this file by
+`scripts/unasync.py` (`make lint` fails when the generated file is stale), so the two never
+drift. Requests come from the op table in `outrider._wire`; error answers become the same
+exceptions the in-process `Session` raises (`error_from_wire`), plus `AuthError` and
+`DaemonError`.
+
+With `autostart=True`, a call that finds no daemon starts one in the background and is sent
+again; calls that fail meanwhile wait and use the same daemon.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, final
+
+import anyio
+import httpx
+
+from .._errors import DaemonError, error_from_wire
+from .._types._api import submit_item, task_outcome
+from .._wire import _ops as ops
+from .._wire._bodies import MAX_WAIT
+from .._wire._sse import SSEDecoder
+from ._local import arun_blocking, find_token, find_url, start_daemon
+
+if TYPE_CHECKING:
+    import builtins
+    from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+    from types import TracebackType
+
+    from pydantic import JsonValue
+    from typing_extensions import Unpack
+
+    from .._models import Event, KeyStatus, Notice, Status, SubmitError, SubmitItem, Task, TaskSpec
+    from .._types._api import SubmitOptions
+    from .._wire._bodies import Health
+
+__all__ = ["AsyncClient"]
+
+T = TypeVar("T")
+M = TypeVar("M", "Event", "Notice")
+_LONG_POLL = 60.0
+"""The longest one wait request is held; longer waits are several requests."""
+
+
+def _no_daemon(url: str, exc: Exception) -> DaemonError:
+    return DaemonError(
+        f"No outrider daemon at {url} ({exc}); start one with `outrider serve`, or let the CLI "
+        "start it."
+    )
+
+
+def _raise_for(response: httpx.Response, op: ops.Op[Any] | None = None) -> None:
+    if response.is_success:
+        return
+    try:
+        body = response.json()["error"]
+        kind, message, field = str(body["type"]), str(body["message"]), body.get("field")
+    except (ValueError, KeyError, TypeError):
+        kind, message, field = "HTTPError", response.text[:300], None
+    raise error_from_wire(
+        response.status_code, kind, message, field=field, task_id=op.task_id if op else None
+    )
+
+
+@final
+class AsyncClient:
+    """One session of the daemon, over HTTP; implements `outrider.Tasks`.
+
+    Args:
+        url: The daemon (default: the local one, see `outrider._client._local`).
+        token: The bearer token (default: `$OUTRIDER_TOKEN` or the local token file).
+        session: The session every call acts in.
+        autostart: Start the local daemon in the background when it is not running.
+        on_autostart: Called with the daemon's URL after starting it.
+        timeout: Seconds for one HTTP request (long polls add their own wait).
+        transport: An httpx transport to send requests through (tests).
+
+    Cancellation: cancelling a call abandons its HTTP request; a submit that reached the
+    daemon stays submitted.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        session: str = "default",
+        autostart: bool = False,
+        on_autostart: Callable[[str], None] | None = None,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._url = find_url(url)
+        self._token = find_token(token)
+        self._session = session
+        self._autostart = (
+            autostart and url is None and transport is None and "OUTRIDER_URL" not in os.environ
+        )
+        self._on_autostart = on_autostart
+        self._timeout = timeout
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._starting = anyio.Lock()
+        self._starts = 0
+        """How many daemons this client started (a failed call retries after a newer one)."""
+
+    @property
+    def session(self) -> str:
+        """The session every call acts in."""
+        return self._session
+
+    @property
+    def url(self) -> str:
+        """The daemon's base URL."""
+        return self._url
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"X-Outrider-Session": self._session}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        return headers
+
+    async def _call(self, op: ops.Op[T]) -> T:
+        for attempt in (1, 2):
+            url, starts = self._url, self._starts
+            try:
+                response = await self._http.request(
+                    op.method, url + op.path, json=op.json, params=op.params,
+                    headers=self._headers(), timeout=self._timeout + op.hold,
+                )  # fmt: skip
+            except httpx.ConnectError as exc:
+                if attempt == 1 and await self._start_once(starts):
+                    continue
+                raise _no_daemon(url, exc) from None
+            _raise_for(response, op)
+            return op.decode(response.json() if response.content else None)
+        raise AssertionError("unreachable")
+
+    async def _start_once(self, seen: int) -> bool:
+        """Start the daemon if allowed; calls that failed meanwhile use the same one."""
+        async with self._starting:
+            if self._starts != seen:
+                return True  # another call started it while this one failed
+            if not self._autostart:
+                return False
+            self._url = await arun_blocking(start_daemon)
+            self._token = find_token(None)
+            self._starts += 1
+        if self._on_autostart is not None:
+            self._on_autostart(self._url)
+        return True
+
+    # -- the session's tasks --------------------------------------------------------------
+
+    async def health(self) -> Health:
+        """The daemon's liveness (`status`, `version`)."""
+        return await self._call(ops.health())
+
+    async def submit(self, spec: TaskSpec, /, **options: Unpack[SubmitOptions]) -> Task:
+        """Store one task and queue it; see `outrider.Tasks.submit`."""
+        return await self._call(ops.submit(submit_item(spec, options)))
+
+    async def submit_many(
+        self,
+        items: Iterable[SubmitItem | JsonValue],
+        /,
+        *,
+        group: str | None = None,
+    ) -> builtins.list[Task | SubmitError]:
+        """Store many tasks; one `Task` or `SubmitError` per item, in order."""
+        return await self._call(ops.submit_many(items, group=group))
+
+    async def run(
+        self, spec: TaskSpec, /, *, wait: float | None = None, **options: Unpack[SubmitOptions]
+    ) -> JsonValue:
+        """Submit a task and wait for its result; see `outrider.Tasks.run`."""
+        deadline = None if wait is None else time.monotonic() + wait
+        hold = MAX_WAIT if wait is None else min(wait, MAX_WAIT)
+        task = await self._call(ops.submit(submit_item(spec, options), wait=hold))
+        if task.state.terminal:
+            return task_outcome(task, wait)
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return await self.result(task.id, timeout=left)
+
+    async def get(self, task_id: str) -> Task:
+        """One task of the session."""
+        return await self._call(ops.get(task_id))
+
+    async def list(
+        self,
+        *,
+        states: Iterable[str] | None = None,
+        group: str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[Task]:
+        """The session's tasks in submission order."""
+        return await self._call(ops.list_tasks(states=states, group=group, limit=limit))
+
+    async def wait(
+        self,
+        task_ids: Sequence[str],
+        *,
+        timeout: float | None = None,
+        return_when: Literal["all", "any"] = "all",
+    ) -> builtins.list[Task]:
+        """Wait until all (or any) of the tasks ended, or `timeout` seconds passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = _LONG_POLL if deadline is None else max(0.0, deadline - time.monotonic())
+            op = ops.wait(task_ids, timeout=min(left, _LONG_POLL), return_when=return_when)
+            answer = await self._call(op)
+            if answer.done or (deadline is not None and time.monotonic() >= deadline):
+                return answer.tasks
+
+    async def result(self, task_id: str, *, timeout: float | None = None) -> JsonValue:
+        """Wait for the task and return its result (raises like `outrider.Tasks.result`)."""
+        (task,) = await self.wait([task_id], timeout=timeout)
+        return task_outcome(task, timeout)
+
+    async def cancel(self, task_id: str) -> Task:
+        """Cancel a task and its children; returns it once it ended."""
+        return await self._call(ops.cancel(task_id))
+
+    async def cancel_all(self) -> builtins.list[Task]:
+        """Cancel every unfinished task of the session."""
+        return await self._call(ops.cancel_all())
+
+    async def retry(self, task_id: str) -> Task:
+        """Submit an ended task again as a new task."""
+        return await self._call(ops.retry(task_id))
+
+    async def tail(self, task_id: str, *, lines: int = 50) -> str:
+        """The last `lines` lines of the task's output."""
+        return await self._call(ops.tail(task_id, lines=lines))
+
+    async def transcript(self, task_id: str) -> JsonValue:
+        """An agent task's transcript (models tried, full message history), or None."""
+        return await self._call(ops.transcript(task_id))
+
+    async def status(self) -> Status:
+        """Counts per state and per key."""
+        return await self._call(ops.status())
+
+    async def set_limit(self, key: str, limit: int) -> KeyStatus:
+        """Change a key's concurrency limit (the daemon's owner only)."""
+        return await self._call(ops.set_limit(key, limit))
+
+    async def notices(self, *, limit: int = 100) -> builtins.list[Notice]:
+        """Unacknowledged completion notices of the session."""
+        return await self._call(ops.notices(limit=limit))
+
+    async def ack_notices(self, up_to: int) -> None:
+        """Acknowledge the session's notices with `seq <= up_to`."""
+        await self._call(ops.ack_notices(up_to))
+
+    async def shutdown(self) -> None:
+        """Ask the daemon to stop gracefully (its owner only)."""
+        await self._call(ops.shutdown())
+
+    # -- streams --------------------------------------------------------------------------
+
+    def events(self, *, after: int = 0, all_sessions: bool = False) -> AsyncIterator[Event]:
+        """The session's event stream from `seq > after`, following live (reconnects).
+
+        `all_sessions`: the stream of every session of this token's principal instead.
+        """
+        return self._follow(ops.EVENTS, after, {"all_sessions": all_sessions})
+
+    def follow_notices(self, *, after: int = 0) -> AsyncIterator[Notice]:
+        """The session's unacknowledged notices, then each new one (reconnects).
+
+        Reading does not acknowledge; a group's summary follows its tasks' notices.
+        """
+        return self._follow(ops.NOTICE_STREAM, after, {})
+
+    async def _follow(
+        self, stream: ops.Stream[M], after: int, params: dict[str, Any]
+    ) -> AsyncIterator[M]:
+        last = after
+        while True:
+            try:
+                async with self._http.stream(
+                    "GET", self._url + stream.path, params={**params, "after": last},
+                    headers=self._headers(), timeout=httpx.Timeout(self._timeout, read=None),
+                ) as response:  # fmt: skip
+                    if not response.is_success:
+                        await response.aread()
+                        _raise_for(response)
+                    decoder = SSEDecoder()
+                    async for line in response.aiter_lines():
+                        if (data := decoder.feed(line)) is not None:
+                            item = stream.model.model_validate_json(data)
+                            last = item.seq
+                            yield item
+                return
+            except httpx.RemoteProtocolError:
+                continue
+            except httpx.TransportError as exc:  # refused, reset, or timed out
+                raise _no_daemon(self._url, exc) from None

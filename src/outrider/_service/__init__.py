@@ -1,0 +1,1 @@
+"""The in-process service: the Orchestrator (composition and admin verbs) and its sessions."""
