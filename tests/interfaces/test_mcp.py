@@ -238,6 +238,27 @@ async def test_agent_work_is_refused_with_what_is_available(daemon: Daemon) -> N
         assert "command" in text(result)
 
 
+async def test_a_bad_batch_item_fails_alone_and_a_task_can_be_retried(daemon: Daemon) -> None:
+    tools = ",".join(MCP_TOOLS)
+    async with stdio(daemon, "--tools", tools, "--session", "batch-items") as client:
+        started = await call(
+            client, "agents_start",
+            tasks=[{"command": "exit 3", "label": "fails"}, {"command": "true", "priority": 42},
+                   {"label": "no work"}],
+        )  # fmt: skip
+        first, bad, empty = started.structured_content["items"]
+        assert "priority" in bad["error"]
+        assert "42" in bad["error"]
+        assert "command" in empty["error"]
+        task_id = first["task"]["id"]
+        await call(client, "wait_tasks", task_ids=[task_id], timeout=30)
+        again = await call(client, "retry_task", task_id=task_id)
+        retried = again.structured_content["task"]
+        assert retried["id"] != task_id
+        assert retried["retry_of"] == task_id
+        assert f"retry of {task_id}" in text(again)
+
+
 async def test_progress_notifications_while_waiting(daemon: Daemon, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     updates: list[tuple[float, float | None, str | None]] = []

@@ -24,7 +24,7 @@ __all__ = ["MCP_TOOLS", "CliAgentConfig", "Config", "PrincipalConfig", "load_con
 
 MCP_TOOLS = (
     "delegate_task", "get_task_result", "list_tasks", "cancel_task", "wait_tasks",
-    "run_background", "check_background", "list_background", "kill_background",
+    "retry_task", "run_background", "check_background", "list_background", "kill_background",
     "agents_start", "agents_status", "agents_wait", "ack_notices",
 )  # fmt: skip
 """Every MCP tool outrider has."""

@@ -22,10 +22,10 @@ import anyio
 from mcp.server.mcpserver import Context  # noqa: TC002  # the SDK reads tool signatures at run time
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 
 from .._agents._transcript import render_transcript
-from .._errors import OutriderError
+from .._errors import OutriderError, user_error
 from .._ids import new_task_id
 from .._models import AgentSpec, CliAgentSpec, Notice, ShellSpec, SubmitItem, Task, TaskState
 from .._notices import fold_notices
@@ -58,6 +58,9 @@ TOOL_DESCRIPTIONS = {
     ),
     "list_tasks": "Your tasks (this session), one line each; filter by status.",
     "cancel_task": "Stop a task (its whole process tree) and the tasks it started.",
+    "retry_task": (
+        "Run an ended task again as a new task (same work and options); returns the new id."
+    ),
     "wait_tasks": (
         "Wait until all (or any) of the given tasks finish, up to `timeout` seconds (max ~50); "
         "then returns each task's line. If some are still running it says so: call again."
@@ -182,7 +185,11 @@ Cwd = Annotated[str | None, Field(description="Working directory (default: the d
 Limit = Annotated[int, Field(ge=1, le=500)]
 Lines = Annotated[int, Field(ge=1, le=1000)]
 TaskIds = Annotated[list[str], Field(min_length=1, max_length=500)]
-WorkItems = Annotated[list[WorkItem], Field(min_length=1, max_length=200)]
+WorkItems = Annotated[
+    list[Annotated[dict[str, Any], WithJsonSchema(WorkItem.model_json_schema())]],
+    Field(min_length=1, max_length=200),
+]
+"""Validated item by item in the tool, so one bad item fails alone."""
 Group = Annotated[str | None, Field(description="Batch name (default: generated).")]
 StatusFilter = Annotated[
     Literal["active", "queued", "running", "succeeded", "failed", "cancelled", "timed_out", "all"],
@@ -204,6 +211,7 @@ def _task_data(task: Task) -> dict[str, Any]:
             "created_at",
             "started_at",
             "finished_at",
+            "retry_of",
         },
     )
 
@@ -463,6 +471,13 @@ class Tools:
 
         return await self._run(ctx, body)
 
+    async def retry_task(self, ctx: Context, task_id: str) -> CallToolResult:
+        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
+            task = await backend.retry(task_id)
+            return f"{_queued_text(task)}\n(retry of {task_id})", {"task": _task_data(task)}
+
+        return await self._run(ctx, body)
+
     async def wait_tasks(
         self, ctx: Context, task_ids: TaskIds, mode: Mode = "all", timeout: WaitSeconds = 50
     ) -> CallToolResult:
@@ -513,9 +528,12 @@ class Tools:
             batch = group or f"batch-{new_task_id()[2:12].lower()}"
             items: list[SubmitItem] = []
             refused: dict[int, str] = {}
-            for index, work in enumerate(tasks):
+            for index, raw in enumerate(tasks):
                 try:
+                    work = WorkItem.model_validate(raw)
                     items.append(_submit_item(work, agents=self._agents, group=batch))
+                except ValidationError as exc:
+                    refused[index] = str(user_error(exc.errors()))
                 except _Answer as exc:
                     refused[index] = str(exc)
             stored = iter(await backend.submit_many(items) if items else [])
