@@ -143,7 +143,7 @@ async def test_paths_outside_the_workspace_and_denied_by_policy_are_refused(
     assert "outside the workspace" in results[0]
     assert "outside the workspace" in results[1]
     assert "policy does not allow 'private/key'" in results[2]
-    assert "policy does not allow the command" in results[3]
+    assert "`rm -rf .` matches no allow rule" in results[3]
     assert not (workspace.parent / "escape.txt").exists()
 
 
@@ -214,7 +214,7 @@ async def test_budget_stop_keeps_the_transcript(
     assert "Token budget exceeded" in done.error.message
     transcript = await orch.transcript(done.id, session=S)
     assert isinstance(transcript, dict)
-    assert len(transcript["messages"]) >= 3
+    assert len(transcript["messages"]) >= 2
 
 
 async def test_loop_detector_max_turns_and_empty_output(

@@ -108,6 +108,9 @@ class Config(BaseModel):
     """How deep built-in agents may delegate."""
     agent_max_descendants: int = Field(default=10, ge=0, le=1000)
     """Live delegated tasks per delegation tree."""
+    sandbox: Literal["required", "auto", "off"] = "auto"
+    """How the built-in agent's commands are sandboxed (bubblewrap): `required` fails an
+    agent with `run_command` where bubblewrap cannot run; `auto` sandboxes where it can."""
 
     def model_post_init(self, context: Any, /) -> None:
         unknown = [t for t in self.mcp_tools if t not in MCP_TOOLS]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import uvicorn
 
-from .._agents._definitions import load_agents
+from .._agents._definitions import AgentCatalog, load_agents
 from .._errors import UserError
 from .._http._app import AuthMiddleware, create_app
 from .._logging import logger
@@ -31,6 +31,7 @@ from .._paths import daemon_file
 from ..runners._agent import AgentRunner
 from ..runners._cli_agent import CliAgentRunner, CliTemplate
 from ._auth import Tokens
+from ._config import find_config_file
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
@@ -131,9 +132,14 @@ async def serve(
     agents = load_agents()
     for problem in (*agents.warnings, *agents.errors):
         logger.warning("agents: %s", problem)
+    hidden = [config.db_path, config.db_path.with_name(config.db_path.name + "-wal"),
+              config.local_token_file, *(p.token_file for p in config.principals.values())]
+    if (config_file := find_config_file()) is not None:
+        hidden.append(config_file)  # it may hold provider keys
     agent_runner = AgentRunner(
-        {name: a for name, a in agents.agents.items() if a.cli is None}, config.model_providers(),
-        max_depth=config.agent_max_depth, max_descendants=config.agent_max_descendants,
+        providers=config.model_providers(), discover=True, sandbox=config.sandbox,
+        sandbox_hide=hidden, max_depth=config.agent_max_depth,
+        max_descendants=config.agent_max_descendants,
     )  # fmt: skip
     orch = Orchestrator(
         config.db_path, max_running=config.max_running, limits=config.limits,
@@ -153,7 +159,7 @@ async def serve(
     async with orch:
         mcp, _ = build_server(
             daemon_resolver(orch), tools=config.mcp_tools, max_wait=config.mcp_wait,
-            agents=agents.agents,
+            agents=AgentCatalog(),
         )  # fmt: skip
         mcp_routes = mcp.streamable_http_app(streamable_http_path="/mcp", host=config.host).routes
         app = create_app(
