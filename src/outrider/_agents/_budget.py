@@ -4,8 +4,9 @@ A run has its own budget (the task's `budget_tokens` / `budget_cost`) and shares
 tree's (`Tree`): children spend from what the tree has left. Before each request:
 
 - its input is estimated from what is sent (messages, instructions and tool definitions): the
-  characters times the tokens-per-character the provider reported for this run's previous
-  request (¼ before any answer, which over-counts JSON, so the first estimate errs high);
+  provider's count for this run's previous request plus a third of a token per character
+  added since (a quarter per character for the first request, measured on our JSON, which is
+  longer than what the provider counts);
 - a request whose estimated input alone exceeds what is left of either budget is not sent
   (`BudgetExceeded`, the task ends `failed` with type `budget`);
 - otherwise its `max_tokens` is capped at what is left after that input (for a cost budget,
@@ -77,9 +78,16 @@ class BudgetGuard:
     price: Price | None
     spent_tokens: int = 0
     spent_cost: float = 0.0
-    per_char: float = 0.25
     _reserved: tuple[int, float] | None = field(default=None, repr=False)
     _chars: int = 0
+    _last: tuple[int, int] | None = None
+    """(characters, input tokens) of the previous request, as the provider counted them."""
+
+    def estimate(self, chars: int) -> int:
+        """The input tokens of a request of `chars` characters (see the module doc)."""
+        if self._last is None or chars < self._last[0]:
+            return math.ceil(chars / 4)
+        return self._last[1] + math.ceil((chars - self._last[0]) / 3)
 
     def _room(self) -> tuple[int | None, float | None]:
         tokens = None if self.tokens is None else self.tokens - self.spent_tokens
@@ -98,8 +106,9 @@ class BudgetGuard:
         """
         tokens, cost = self._room()
         if tokens is None and cost is None:
+            self._chars = chars
             return max_tokens
-        estimate = math.ceil(chars * self.per_char)
+        estimate = self.estimate(chars)
         cap = max_tokens
         if tokens is not None:
             if estimate >= tokens:
@@ -136,4 +145,4 @@ class BudgetGuard:
         self.spent_tokens += tokens_in + tokens_out
         self.spent_cost += cost
         if tokens_in > 0 and self._chars > 0:
-            self.per_char = tokens_in / self._chars
+            self._last = (self._chars, tokens_in)

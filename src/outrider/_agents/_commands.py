@@ -210,9 +210,7 @@ def _inner(command: SimpleCommand) -> SimpleCommand | None:
             break
     if index >= len(command.words):
         return None
-    return SimpleCommand(
-        command.words[index:], command.literal[index:], tuple(assignments)
-    )
+    return SimpleCommand(command.words[index:], command.literal[index:], tuple(assignments))
 
 
 def _unprovable(command: SimpleCommand) -> str | None:

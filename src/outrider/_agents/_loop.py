@@ -126,7 +126,7 @@ class AgentLoop:
         if cost is not None and any(r.name not in self.runner.providers.prices for r in refs):
             unpriced = next(r.name for r in refs if r.name not in self.runner.providers.prices)
             raise RunFailure(
-                f"A cost budget needs the model's price: add [prices.\"{unpriced}\"] (input "
+                f'A cost budget needs the model\'s price: add [prices."{unpriced}"] (input '
                 "and output USD per million tokens) to outrider.toml, or drop `budget_cost`.",
                 type="config",
             )

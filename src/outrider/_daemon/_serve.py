@@ -132,8 +132,12 @@ async def serve(
     agents = load_agents()
     for problem in (*agents.warnings, *agents.errors):
         logger.warning("agents: %s", problem)
-    hidden = [config.db_path, config.db_path.with_name(config.db_path.name + "-wal"),
-              config.local_token_file, *(p.token_file for p in config.principals.values())]
+    hidden = [
+        config.db_path,
+        config.db_path.with_name(config.db_path.name + "-wal"),
+        config.local_token_file,
+        *(p.token_file for p in config.principals.values()),
+    ]
     if (config_file := find_config_file()) is not None:
         hidden.append(config_file)  # it may hold provider keys
     agent_runner = AgentRunner(

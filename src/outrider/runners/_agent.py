@@ -70,6 +70,7 @@ class AgentRunner:
         sandbox_hide: Paths commands never see (besides the data and config folders and the
             home folder's credential stores).
         search_timeout: Seconds a `list_files` or `grep` call may take.
+        bwrap: The bubblewrap executable (a name looked up on PATH, or a path).
     """
 
     kind = "agent"
@@ -89,6 +90,7 @@ class AgentRunner:
         sandbox: SandboxMode = "auto",
         sandbox_hide: Sequence[Path] = (),
         search_timeout: float = 10.0,
+        bwrap: str = "bwrap",
     ) -> None:
         if sandbox not in SANDBOX_MODES:
             raise ValueError(f"sandbox must be one of {', '.join(SANDBOX_MODES)}, not {sandbox!r}")
@@ -103,6 +105,7 @@ class AgentRunner:
         self.sandbox: SandboxMode = sandbox
         self.sandbox_hide = (data_dir(), config_dir(), *sandbox_hide)
         self.search_timeout = search_timeout
+        self.bwrap = bwrap
         self._trees: dict[str, Tree] = {}
         self._orchestrator: Orchestrator | None = None
         self._limits: dict[str, int] = {}
@@ -122,7 +125,7 @@ class AgentRunner:
 
     async def sandbox_status(self) -> SandboxStatus:
         """Whether bubblewrap works here (probed once per process, in a worker thread)."""
-        return await anyio.to_thread.run_sync(probe)
+        return await anyio.to_thread.run_sync(probe, self.bwrap)
 
     def attach(self, orchestrator: Orchestrator) -> None:
         """Called by the orchestrator that runs this runner's tasks (for child tasks)."""
