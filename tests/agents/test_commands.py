@@ -62,7 +62,7 @@ def _check(line: str, rules: Patterns = RULES) -> None:
     ],
 )
 def test_a_refused_part_is_named_with_why(line: str, refused: str) -> None:
-    with pytest.raises(CommandRefused, match="^refused: ") as caught:
+    with pytest.raises(CommandRefused, match=r"^refused: ") as caught:
         _check(line)
     assert refused in str(caught.value)
 
