@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .._agents._providers import Price, ProviderConfig, Providers
 from .._errors import UserError
 from .._paths import config_dir, data_dir
+from ..runners._cli_agent import OutputFormat
 
 __all__ = ["MCP_TOOLS", "CliAgentConfig", "Config", "PrincipalConfig", "load_config"]
 
@@ -53,7 +54,7 @@ class CliAgentConfig(BaseModel):
     """The argv; `{prompt}` is replaced by the prompt."""
     model_args: list[str] = Field(default_factory=list)
     """Appended when a model is given; `{model}` is replaced by it."""
-    output: Literal["text", "claude-json", "jsonl-last-text"] = "text"
+    output: OutputFormat = "text"
     """How the final answer is read from the output."""
 
     def model_post_init(self, context: Any, /) -> None:
