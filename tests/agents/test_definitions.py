@@ -296,3 +296,31 @@ def test_the_catalog_sees_a_new_or_changed_file_at_once(tmp_path: Path) -> None:
     assert catalog.load(tmp_path).agents["late"].model == "a/changed"
     same = catalog.load(tmp_path)
     assert catalog.load(tmp_path) is same  # unchanged files: not read again
+
+
+def test_doctor_reports_the_sandbox_keys_and_agents_with_fixes(project: Path) -> None:
+    env = {**os.environ, "OUTRIDER_HOME": str(project / "home"), "OPENAI_API_KEY": "k"}
+    env.pop("ANTHROPIC_API_KEY", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "outrider._cli", "doctor"], cwd=project, env=env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    out = done.stdout
+    assert "sandbox: " in out
+    assert "provider openai: key in $OPENAI_API_KEY" in out
+    assert "provider anthropic: no key ($ANTHROPIC_API_KEY is not set)" in out
+    assert "fix: export ANTHROPIC_API_KEY=" in out
+    assert "agents: 3 visible from" in out
+    assert "broken.md" in out
+    assert done.returncode == 1  # a broken agent file
+
+
+def test_agents_show_says_which_fields_have_no_meaning_here(tmp_path: Path) -> None:
+    _write(tmp_path, {".claude/agents/c.md": "---\nname: c\ncolor: red\nhooks: {}\n---\nx\n"})
+    env = {**os.environ, "OUTRIDER_HOME": str(tmp_path / "home")}
+    shown = subprocess.run(
+        [sys.executable, "-m", "outrider._cli", "agents", "show", "c"], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert "not used here  color: display only" in shown.stdout
+    assert "not used here  hooks: outrider runs no hooks" in shown.stdout

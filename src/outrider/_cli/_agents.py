@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .._agents._definitions import AgentSet, load_agents
@@ -71,6 +72,6 @@ def show(
         if value not in (None, (), False, ""):
             _out.print(f"[bold]{key:>16}[/]  {value}", soft_wrap=True)
     for note in agent.notes:
-        _out.print(f"[bold]{'not used here':>16}[/]  {note}", soft_wrap=True, markup=False)
+        _out.print(f"[bold]{'not used here':>16}[/]  {escape(note)}", soft_wrap=True)
     _out.print(f"[bold]{'prompt':>16}[/]")
     _out.print(agent.prompt or "(empty)", markup=False)
