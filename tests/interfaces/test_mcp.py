@@ -265,7 +265,10 @@ async def test_delegate_to_an_agent_defined_to_run_through_a_cli(
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "claude"
-    fake.write_text('#!/bin/sh\necho "{\\"result\\": \\"fixed: $(echo "$2" | tail -n 1)\\"}"\n')
+    fake.write_text(  # the prompt is the last argument, after `--`
+        '#!/bin/sh\nfor a in "$@"; do last="$a"; done\n'
+        'echo "{\\"result\\": \\"fixed: $(echo "$last" | tail -n 1)\\"}"\n'
+    )
     fake.chmod(0o755)
     project = tmp_path / "project"
     (project / ".outrider" / "agents").mkdir(parents=True)
