@@ -141,3 +141,14 @@ def test_probe_names_the_fix_when_bubblewrap_is_missing() -> None:
     assert status.reason == "bubblewrap (`bwrap`) is not installed"
     assert status.fix is not None
     assert "apt-get install bubblewrap" in status.fix
+
+
+def test_credentials_stay_masked_when_the_workspace_is_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_text("private-key")
+    monkeypatch.setenv("HOME", str(home))
+    assert "private-key" not in _run("cat .ssh/id_ed25519", home.resolve(), [])
+    assert _run("ls -A .ssh; echo done", home.resolve(), []) == "done\n"  # an empty folder

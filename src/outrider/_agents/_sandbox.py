@@ -136,14 +136,14 @@ def bwrap_argv(
     if not network:
         system += ["--tmpfs", "/run"] if os.path.isdir("/run") else []
     ws = str(workspace)
-    outside = [*(home / c for c in CREDENTIALS), *hidden]
+    masked = [*(home / c for c in CREDENTIALS), *hidden]
     if network:
-        outside += [Path(s) for s in _SOCKETS]
+        masked += [Path(s) for s in _SOCKETS]
     return [
         bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
         *([] if network else ["--unshare-net"]), *system,
-        *_masks([p for p in outside if not _inside(p.expanduser(), workspace)], workspace),
-        "--bind", ws, ws,
-        *_masks([p for p in hidden if _inside(p.expanduser(), workspace)], workspace),
+        *_masks([p for p in masked if not _inside(p.expanduser(), workspace)], workspace),
+        "--bind", ws, ws,  # then what is masked inside it (a home folder as the workspace)
+        *_masks([p for p in masked if _inside(p.expanduser(), workspace)], workspace),
         "--chdir", ws, "--", "/bin/sh", "-c", command,
     ]  # fmt: skip
