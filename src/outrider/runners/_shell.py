@@ -171,12 +171,7 @@ class ShellRunner:
         tail = bytearray()
         try:
             await ctx.track_process(process.pid)
-            if stdout is None:
-                await self._pump(process, ctx, tail)
-            else:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._pump, process, ctx, tail, process.stdout, stdout)
-                    tg.start_soon(self._pump, process, ctx, tail, process.stderr)
+            await self._read(process, ctx, tail, stdout)
             code = await process.wait()
         finally:
             with anyio.CancelScope(shield=True):
@@ -189,6 +184,22 @@ class ShellRunner:
         else:
             message = f"The command exited with code {code}."
         raise RunFailure(message, type="exit", exit_code=code, detail=text, retryable=True)
+
+    @classmethod
+    async def _read(
+        cls,
+        process: anyio.abc.Process,
+        ctx: RunContext,
+        tail: bytearray,
+        stdout: Callable[[bytes], None] | None,
+    ) -> None:
+        """Read the output to the log; stdout also to `stdout`, stderr apart, when given."""
+        if stdout is None:
+            await cls._pump(process, ctx, tail)
+            return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cls._pump, process, ctx, tail, process.stdout, stdout)
+            tg.start_soon(cls._pump, process, ctx, tail, process.stderr)
 
     @staticmethod
     async def _pump(
