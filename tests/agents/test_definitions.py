@@ -324,3 +324,22 @@ def test_agents_show_says_which_fields_have_no_meaning_here(tmp_path: Path) -> N
     )  # fmt: skip
     assert "not used here  color: display only" in shown.stdout
     assert "not used here  hooks: outrider runs no hooks" in shown.stdout
+
+
+def test_doctor_names_the_fix_when_the_sandbox_cannot_run(tmp_path: Path) -> None:
+    env = {"OUTRIDER_HOME": str(tmp_path / "home"), "HOME": str(tmp_path), "PATH": "/nonexistent"}
+    missing = subprocess.run(
+        [sys.executable, "-m", "outrider._cli", "doctor"], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "warn sandbox: bubblewrap (`bwrap`) is not installed; commands run unconfined" in (
+        missing.stdout
+    )
+    assert "fix: install it: `apt-get install bubblewrap`" in missing.stdout
+    assert missing.returncode == 1
+    (tmp_path / "outrider.toml").write_text('sandbox = "off"\n')
+    off = subprocess.run(
+        [sys.executable, "-m", "outrider._cli", "doctor"], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert 'warn sandbox: off (sandbox = "off"): agent commands run unconfined' in off.stdout

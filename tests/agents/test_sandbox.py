@@ -152,3 +152,16 @@ def test_credentials_stay_masked_when_the_workspace_is_the_home_folder(
     monkeypatch.setenv("HOME", str(home))
     assert "private-key" not in _run("cat .ssh/id_ed25519", home.resolve(), [])
     assert _run("ls -A .ssh; echo done", home.resolve(), []) == "done\n"  # an empty folder
+
+
+def test_probe_reports_a_bubblewrap_that_cannot_create_namespaces(tmp_path: Path) -> None:
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    status = probe(str(fake))
+    assert not status.available
+    assert status.reason == (
+        "bubblewrap cannot create its namespaces: bwrap: No permissions to create new namespace"
+    )
+    assert status.fix is not None
+    assert "kernel.unprivileged_userns_clone=1" in status.fix

@@ -35,6 +35,7 @@ from ._config import find_config_file
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
+    from pathlib import Path
 
     from ._config import Config
 
@@ -93,6 +94,19 @@ def _load_handlers(orch: Orchestrator, handlers: dict[str, str]) -> None:
         orch.register_handler(name, fn)
 
 
+def _secrets(config: Config) -> list[Path]:
+    """What the agent's sandboxed commands never see: the store, the tokens, the config file."""
+    hidden = [
+        config.db_path,
+        config.db_path.with_name(config.db_path.name + "-wal"),
+        config.local_token_file,
+        *(p.token_file for p in config.principals.values()),
+    ]
+    if (config_file := find_config_file()) is not None:
+        hidden.append(config_file)  # it may hold provider keys
+    return hidden
+
+
 @contextlib.contextmanager
 def _daemon_record(url: str) -> Iterator[None]:
     path = daemon_file()
@@ -132,17 +146,9 @@ async def serve(
     agents = load_agents()
     for problem in (*agents.warnings, *agents.errors):
         logger.warning("agents: %s", problem)
-    hidden = [
-        config.db_path,
-        config.db_path.with_name(config.db_path.name + "-wal"),
-        config.local_token_file,
-        *(p.token_file for p in config.principals.values()),
-    ]
-    if (config_file := find_config_file()) is not None:
-        hidden.append(config_file)  # it may hold provider keys
     agent_runner = AgentRunner(
         providers=config.model_providers(), discover=True, sandbox=config.sandbox,
-        sandbox_hide=hidden, max_depth=config.agent_max_depth,
+        sandbox_hide=_secrets(config), max_depth=config.agent_max_depth,
         max_descendants=config.agent_max_descendants,
     )  # fmt: skip
     orch = Orchestrator(
