@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .._agents._providers import Price, ProviderConfig, Providers
 from .._errors import UserError
 from .._paths import config_dir, data_dir
+from ..runners._cli_agent import OutputFormat
 
 __all__ = ["MCP_TOOLS", "CliAgentConfig", "Config", "PrincipalConfig", "load_config"]
 
@@ -53,7 +54,7 @@ class CliAgentConfig(BaseModel):
     """The argv; `{prompt}` is replaced by the prompt."""
     model_args: list[str] = Field(default_factory=list)
     """Appended when a model is given; `{model}` is replaced by it."""
-    output: Literal["text", "claude-json", "jsonl-last-text"] = "text"
+    output: OutputFormat = "text"
     """How the final answer is read from the output."""
 
     def model_post_init(self, context: Any, /) -> None:
@@ -108,6 +109,9 @@ class Config(BaseModel):
     """How deep built-in agents may delegate."""
     agent_max_descendants: int = Field(default=10, ge=0, le=1000)
     """Live delegated tasks per delegation tree."""
+    sandbox: Literal["required", "auto", "off"] = "auto"
+    """How the built-in agent's commands are sandboxed (bubblewrap): `required` fails an
+    agent with `run_command` where bubblewrap cannot run; `auto` sandboxes where it can."""
 
     def model_post_init(self, context: Any, /) -> None:
         unknown = [t for t in self.mcp_tools if t not in MCP_TOOLS]

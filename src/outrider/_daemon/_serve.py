@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import uvicorn
 
-from .._agents._definitions import load_agents
+from .._agents._definitions import AgentCatalog, load_agents
 from .._errors import UserError
 from .._http._app import AuthMiddleware, create_app
 from .._logging import logger
@@ -31,9 +31,11 @@ from .._paths import daemon_file
 from ..runners._agent import AgentRunner
 from ..runners._cli_agent import CliAgentRunner, CliTemplate
 from ._auth import LOCAL, Tokens
+from ._config import find_config_file
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
+    from pathlib import Path
 
     from .._types._api import Tasks
     from ._config import Config
@@ -93,6 +95,19 @@ def _load_handlers(orch: Orchestrator, handlers: dict[str, str]) -> None:
         orch.register_handler(name, fn)
 
 
+def _secrets(config: Config) -> list[Path]:
+    """What the agent's sandboxed commands never see: the store, the tokens, the config file."""
+    hidden = [
+        config.db_path,
+        config.db_path.with_name(config.db_path.name + "-wal"),
+        config.local_token_file,
+        *(p.token_file for p in config.principals.values()),
+    ]
+    if (config_file := find_config_file()) is not None:
+        hidden.append(config_file)  # it may hold provider keys
+    return hidden
+
+
 @contextlib.contextmanager
 def _daemon_record(url: str) -> Iterator[None]:
     path = daemon_file()
@@ -133,8 +148,9 @@ async def serve(
     for problem in (*agents.warnings, *agents.errors):
         logger.warning("agents: %s", problem)
     agent_runner = AgentRunner(
-        {name: a for name, a in agents.agents.items() if a.cli is None}, config.model_providers(),
-        max_depth=config.agent_max_depth, max_descendants=config.agent_max_descendants,
+        providers=config.model_providers(), discover=True, sandbox=config.sandbox,
+        sandbox_hide=_secrets(config), max_depth=config.agent_max_depth,
+        max_descendants=config.agent_max_descendants,
     )  # fmt: skip
     orch = Orchestrator(
         config.db_path, max_running=config.max_running, limits=config.limits,
@@ -158,7 +174,7 @@ async def serve(
     async with orch:
         mcp, _ = build_server(
             daemon_resolver(sessions), tools=config.mcp_tools, max_wait=config.mcp_wait,
-            agents=agents.agents,
+            agents=AgentCatalog(),
         )  # fmt: skip
         mcp_routes = mcp.streamable_http_app(streamable_http_path="/mcp", host=config.host).routes
         app = create_app(

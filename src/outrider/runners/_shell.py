@@ -4,6 +4,8 @@
   and everything it starts that does not leave the group.
 - Output (stdout and stderr interleaved) is read in chunks of at most 64 KiB and handed to
   `ctx.output`; only a bounded tail (8 KiB) is kept in memory, for the result or the error.
+  A caller that parses stdout (`run(…, stdout=…)`) gets stdout's chunks too, and stderr is
+  read from its own pipe so it only reaches the log.
 - Stopping (cancellation, timeout, shutdown): SIGTERM to the group, `grace_period` seconds for
   the leader to exit, then SIGKILL to the group and to any descendant that left it. The child
   is always waited for, so no zombie is left. Cleanup is shielded and bounded.
@@ -16,6 +18,7 @@ import os
 import signal
 import subprocess
 import threading
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
@@ -23,6 +26,9 @@ import psutil
 
 from .._models import ShellSpec
 from ._protocol import RunContext, RunFailure, RunOutcome
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["ShellRunner", "terminate_process_tree"]
 
@@ -122,8 +128,17 @@ class ShellRunner:
         """Every shell task holds the key `shell` unless it names its own."""
         return ("shell",)
 
-    async def run(self, spec: object, ctx: RunContext) -> RunOutcome:
-        """Run the command; see the module docstring for output and stopping."""
+    async def run(
+        self, spec: object, ctx: RunContext, *, stdout: Callable[[bytes], None] | None = None
+    ) -> RunOutcome:
+        """Run the command; see the module docstring for output and stopping.
+
+        Args:
+            spec: The `ShellSpec`.
+            ctx: Where output and the process are reported.
+            stdout: Also called with each chunk of stdout; stderr is then kept apart from it
+                (it goes to the log only).
+        """
         assert isinstance(spec, ShellSpec)
         argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else spec.command
         if spec.cwd is not None and not await anyio.Path(spec.cwd).is_dir():
@@ -137,7 +152,7 @@ class ShellRunner:
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
+                stderr=subprocess.STDOUT if stdout is None else subprocess.PIPE,
                 cwd=spec.cwd,
                 env={**os.environ, **spec.env},
                 start_new_session=True,
@@ -156,7 +171,7 @@ class ShellRunner:
         tail = bytearray()
         try:
             await ctx.track_process(process.pid)
-            await self._pump(process, ctx, tail)
+            await self._read(process, ctx, tail, stdout)
             code = await process.wait()
         finally:
             with anyio.CancelScope(shield=True):
@@ -170,10 +185,34 @@ class ShellRunner:
             message = f"The command exited with code {code}."
         raise RunFailure(message, type="exit", exit_code=code, detail=text, retryable=True)
 
+    @classmethod
+    async def _read(
+        cls,
+        process: anyio.abc.Process,
+        ctx: RunContext,
+        tail: bytearray,
+        stdout: Callable[[bytes], None] | None,
+    ) -> None:
+        """Read the output to the log; stdout also to `stdout`, stderr apart, when given."""
+        if stdout is None:
+            await cls._pump(process, ctx, tail)
+            return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cls._pump, process, ctx, tail, process.stdout, stdout)
+            tg.start_soon(cls._pump, process, ctx, tail, process.stderr)
+
     @staticmethod
-    async def _pump(process: anyio.abc.Process, ctx: RunContext, tail: bytearray) -> None:
-        assert process.stdout is not None
-        stream = process.stdout
+    async def _pump(
+        process: anyio.abc.Process,
+        ctx: RunContext,
+        tail: bytearray,
+        pipe: anyio.abc.ByteReceiveStream | None = None,
+        also: Callable[[bytes], None] | None = None,
+    ) -> None:
+        stream = pipe or process.stdout
+        assert stream is not None
+        if also is not None:
+            ctx = _Tee(ctx, also)  # type: ignore[assignment]  # forwards every RunContext member
         while True:
             try:
                 if process.returncode is not None:
@@ -210,6 +249,21 @@ class ShellRunner:
         _kill_all([p for p in stragglers if _alive(p)])
         with contextlib.suppress(Exception):
             await process.aclose()
+
+
+class _Tee:
+    """A RunContext whose output also goes to `also` (stdout to a parser)."""
+
+    def __init__(self, ctx: RunContext, also: Callable[[bytes], None]) -> None:
+        self._ctx = ctx
+        self._also = also
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._ctx, name)
+
+    def output(self, data: bytes | str) -> None:
+        self._also(data.encode() if isinstance(data, str) else data)
+        self._ctx.output(data)
 
 
 def _alive(proc: psutil.Process) -> bool:
