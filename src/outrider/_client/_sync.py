@@ -273,12 +273,16 @@ class Client:
 
     # -- streams --------------------------------------------------------------------------
 
-    def events(self, *, after: int = 0, all_sessions: bool = False) -> Iterator[Event]:
+    def events(
+        self, *, after: int = 0, follow: bool = True, all_sessions: bool = False
+    ) -> Iterator[Event]:
         """The session's event stream from `seq > after`, following live (reconnects).
 
-        `all_sessions`: the stream of every session of this token's principal instead.
+        `follow=False`: end after the events stored so far. `all_sessions`: the stream of
+        every session of this token's principal instead.
         """
-        return self._follow(ops.EVENTS, after, {"all_sessions": all_sessions})
+        params = {"all_sessions": all_sessions, "follow": follow}
+        return self._follow(ops.EVENTS, after, params)
 
     def follow_notices(self, *, after: int = 0) -> Iterator[Notice]:
         """The session's unacknowledged notices, then each new one (reconnects).

@@ -295,17 +295,19 @@ async def events(
     tasks: TasksDep,
     after: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     all_sessions: Annotated[bool, Query()] = False,
+    follow: Annotated[bool, Query()] = True,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
     """Server-Sent Events of the session's durable event stream (`id` is the event seq).
 
-    Resume with `Last-Event-ID` (or `after`): no event is lost or repeated. `all_sessions=true`
-    streams every session of the token's principal instead (each event names its session).
+    Resume with `Last-Event-ID` (or `after`): no event is lost or repeated. `follow=false`
+    ends the stream after the events stored so far. `all_sessions=true` streams every session
+    of the token's principal instead (each event names its session).
     """
     start = _start_seq(after, last_event_id)
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
-        async for event in tasks.events(after=start, all_sessions=all_sessions):
+        async for event in tasks.events(after=start, follow=follow, all_sessions=all_sessions):
             yield ServerSentEvent(data=event.model_dump_json(), event=event.type, id=str(event.seq))
 
     return EventSourceResponse(stream(), ping=15, shutdown_event=request.app.state.stopping)

@@ -186,10 +186,12 @@ class Session:
         """The unacknowledged notices, then each new one as it happens."""
         return self._orch.follow_notices(session=self._stored, after=after)
 
-    async def events(self, *, after: int = 0, all_sessions: bool = False) -> AsyncIterator[Event]:
-        """The session's durable event stream from `seq > after`, then live."""
+    async def events(
+        self, *, after: int = 0, follow: bool = True, all_sessions: bool = False
+    ) -> AsyncIterator[Event]:
+        """The session's durable event stream from `seq > after`, then live (if `follow`)."""
         if not all_sessions:
-            async for event in self._orch.events(session=self._stored, after=after):
+            async for event in self._orch.events(session=self._stored, after=after, follow=follow):
                 yield (
                     event
                     if self._stored == self._name
@@ -197,5 +199,7 @@ class Session:
                 )
             return
         prefix = self._stored[: len(self._stored) - len(self._name)]
-        async for event in self._orch.events(session=prefix, after=after, prefix=True):
+        async for event in self._orch.events(
+            session=prefix, after=after, follow=follow, prefix=True
+        ):
             yield event.model_copy(update={"session": event.session[len(prefix) :]})

@@ -183,10 +183,13 @@ class Tasks(Protocol):
         """The unacknowledged notices, then each new one as it happens (from `seq > after`)."""
         ...
 
-    def events(self, *, after: int = 0, all_sessions: bool = False) -> AsyncIterator[Event]:
+    def events(
+        self, *, after: int = 0, follow: bool = True, all_sessions: bool = False
+    ) -> AsyncIterator[Event]:
         """The durable event stream from `seq > after`, then live; resumable by `seq`.
 
-        `all_sessions`: every session of the same owner, each event naming its session.
+        `follow=False`: end after the events stored so far. `all_sessions`: every session of
+        the same owner, each event naming its session.
         """
         ...
 
