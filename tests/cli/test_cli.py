@@ -74,6 +74,7 @@ priority = 9
             "task.0: give `prompt`: the instructions for agent 'x'",
         ),
         ('[[task]]\nlabel = "a"\ncommand = "true"\nprompt = "p"\n', "go with `agent`"),
+        ('[[task]]\nlabel = "a"\n', "task.0: give `command` (a shell string or an argv list)"),
         (
             '[[task]]\nlabel = "a"\ncommand = "true"\n[[task]]\nlabel = "b"\nagent = "nobody"\n'
             'prompt = "p"\n',
@@ -94,6 +95,7 @@ def test_a_batch_runs_agent_tasks_with_the_configs_providers(tmp_path: Path) -> 
     agents.mkdir(parents=True)
     (agents / "writer.md").write_text("---\nmodel: fake/writer\nlimit: 1\n---\nYou write.\n")
     (agents / "outside.md").write_text("---\ncli: not-a-cli\n---\nYou are out.\n")
+    (agents / "broken.md").write_text("---\nlimit: many\n---\n")
     batch = tmp_path / "project" / "batch.toml"
     batch.write_text(
         '[[task]]\nlabel = "notes"\ncommand = "echo alpha > notes.txt"\n'
@@ -115,6 +117,7 @@ def test_a_batch_runs_agent_tasks_with_the_configs_providers(tmp_path: Path) -> 
         )  # fmt: skip
         assert fake.calls_for("writer")[1].tool_results == ["alpha\n"]
     assert done.exit_code == 1, done.output
+    assert "warning: agents: " in done.stderr
     tasks = {t["label"]: t for t in json.loads(done.stdout)["tasks"]}
     assert tasks["summary"]["state"] == "succeeded"
     assert tasks["summary"]["result"] == "It says alpha."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -99,6 +100,13 @@ def test_bad_submit_options_are_named_and_exit_2(
     assert done.stderr.startswith("error: ")
 
 
+def test_a_handler_call_names_the_handlers_the_daemon_has(daemon: Daemon) -> None:
+    done = cli(daemon, "submit", "--session", "handlers", "--handler", "resize",
+               "--params", '{"width": 3}')  # fmt: skip
+    assert done.exit_code == 2
+    assert "unknown handler 'resize'; registered: none are registered" in done.stderr
+
+
 def test_submit_delegates_to_the_agent_defined_here(
     daemon: Daemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -106,6 +114,7 @@ def test_submit_delegates_to_the_agent_defined_here(
     agents.mkdir(parents=True)
     (agents / "fixer.md").write_text("---\nmodel: fake/fixer\ntimeout: 90\n---\nYou fix.\n")
     (agents / "outside.md").write_text("---\ncli: not-a-cli\nmodel: big\n---\nYou are out.\n")
+    (agents / "broken.md").write_text("---\nlimit: many\n---\n")
     monkeypatch.chdir(tmp_path)
     built_in = as_json(cli(daemon, "submit", "--session", "agents", "--json", "--agent",
                            "fixer", "Fix", "the tests"))  # fmt: skip
@@ -124,6 +133,8 @@ def test_submit_delegates_to_the_agent_defined_here(
     unknown = cli(daemon, "submit", "--session", "agents", "--agent", "nobody", "Hi")
     assert unknown.exit_code == 2
     assert "Unknown agent 'nobody'; available: fixer, outside." in unknown.stderr
+    assert "warning: agents: " in unknown.stderr
+    assert "broken.md: invalid `limit`" in unknown.stderr
     no_env = cli(daemon, "submit", "--session", "agents", "--agent", "fixer", "--env", "A=1", "X")
     assert no_env.exit_code == 2
     assert "`--env` is for commands and agent CLIs" in no_env.stderr
@@ -148,9 +159,11 @@ def test_retry_runs_an_ended_task_again(daemon: Daemon) -> None:
 
 def test_cancel_all_stops_the_sessions_unfinished_tasks(daemon: Daemon) -> None:
     with daemon.client("sweep") as client:
-        long = [client.submit(shell("sleep 60")).id for _ in range(2)]
+        long = [client.submit(shell("sleep 60"), keys=["hold"]).id for _ in range(2)]
         done = client.submit(shell("true"))
         client.wait([done.id])
+    listed = cli(daemon, "ps", "--session", "sweep").stdout
+    assert re.search(r"queued +sleep 60 +#\d key 'hold'", listed), listed
     with daemon.client("bystander") as client:
         other = client.submit(shell("sleep 60"))
     cancelled = cli(daemon, "cancel", "--all", "--session", "sweep")
@@ -197,8 +210,8 @@ def test_limit_changes_a_key_for_its_owner_only(daemon: Daemon) -> None:
     assert as_json(cli(daemon, "limit", "cli:limit", "2", "--json")) == {
         "running": 0, "limit": 2, "queued": 0,
     }  # fmt: skip
-    with daemon.client() as client:
-        assert client.status().keys["cli:limit"].limit == 2
+    shown = cli(daemon, "status").stdout
+    assert re.search(r"^cli:limit +0 +2 +0 *$", shown, re.M), shown
     refused = cli(daemon, "limit", "cli:limit", "9", token="alice-secret-token")
     assert refused.exit_code == 2
     assert "owner" in refused.stderr
@@ -216,8 +229,14 @@ def test_notices_are_read_then_acknowledged(daemon: Daemon) -> None:
     lines = cli(daemon, "notices", "--json", "--session", "noticing").stdout.splitlines()
     (notice,) = [json.loads(line) for line in lines]
     assert (notice["task_id"], notice["state"]) == (task.id, "succeeded")
+    with daemon.client("noticing") as client:
+        later = client.submit(shell("echo later"))
+        client.wait([later.id])
+    oldest = cli(daemon, "notices", "--limit", "1", "--session", "noticing")
+    assert (task.id in oldest.stdout, later.id in oldest.stdout) == (True, False)
+    assert "the oldest 1; more may be waiting" in oldest.stderr
     acked = cli(daemon, "notices", "--ack", "--session", "noticing")
-    assert task.id in acked.stdout
+    assert later.id in acked.stdout
     assert "no notices" in cli(daemon, "notices", "--session", "noticing").stderr
 
 

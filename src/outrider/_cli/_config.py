@@ -16,7 +16,7 @@ import typer
 from .._agents._definitions import load_agents
 from .._daemon._config import find_config_file, import_handlers, load_config
 from .._errors import UserError
-from ._output import ConfigOpt, err, fail, out
+from ._output import ConfigOpt, err, fail, out, warn
 
 __all__ = ["config_app"]
 
@@ -38,7 +38,7 @@ def check(
         fail(str(exc))
     found = load_agents()
     for problem in (*found.warnings, *found.errors):
-        err.print(f"warning: agents: {problem}", markup=False, soft_wrap=True)
+        warn(f"agents: {problem}")
     source = find_config_file(config)
     values = settings.model_dump(mode="json")
     values.update(db=str(settings.db_path), token_file=str(settings.local_token_file))

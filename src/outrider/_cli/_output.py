@@ -48,6 +48,7 @@ __all__ = [
     "print_json",
     "state_text",
     "tasks_table",
+    "warn",
 ]
 
 err = Console(stderr=True, highlight=False)
@@ -68,6 +69,11 @@ _COLOURS = {
 def error(message: str) -> None:
     """Print `error: message` on stderr."""
     err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    """Print `warning: message` on stderr."""
+    err.print(Text.assemble(("warning:", "yellow"), " ", message), soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -20,7 +20,6 @@ import anyio
 import typer
 from rich.console import Console, Group
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -29,7 +28,7 @@ from outrider import Task, TaskState
 
 from .._logging import format_duration
 from ._batch import Batch, BatchError, load_batch
-from ._output import EXIT_INTERRUPTED, err, fail, state_text
+from ._output import EXIT_INTERRUPTED, fail, state_text, warn
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -119,7 +118,7 @@ class Plan:
         assert file is not None
         found = load_agents(file.resolve().parent)
         for problem in (*found.warnings, *found.errors):
-            err.print(f"[yellow]warning:[/] agents: {escape(problem)}", soft_wrap=True)
+            warn(f"agents: {problem}")
         settings = load_config(config)
         specs = batch.specs(found.agents, source=file)
         return cls(specs, agent_runners(settings, found.agents), agent_limits(found.agents))

@@ -28,11 +28,11 @@ from ._output import (
     SessionOpt,
     answering,
     client,
-    err,
     exit_for,
     fail,
     print_detail,
     print_json,
+    warn,
 )
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def _agent_spec(
         spec, agent = agent_spec(found.agents, name, prompt, cwd=cwd, model=model)
     except UserError as exc:
         for problem in found.errors:
-            err.print(f"[yellow]warning:[/] {problem}", markup=False)
+            warn(f"agents: {problem}")
         fail(str(exc))
     if env:
         if isinstance(spec, AgentSpec):
