@@ -80,6 +80,7 @@ def test_submit_takes_every_scheduling_option(daemon: Daemon, tmp_path: Path) ->
         (["--env", "NOEQUALS", "true"], "Invalid `--env` 'NOEQUALS': give NAME=VALUE"),
         (["--env", "1X=2", "true"], "Invalid `--env` '1X=2'"),
         (["--model", "m", "true"], "`--model` is for agent tasks"),
+        (["--params", "{}", "true"], "`--params` are a handler's"),
         (["--handler", "h", "true"], "A --handler call takes only --params"),
         (["--handler", "h", "--params", "[1]"], "give a JSON object"),
         (["--handler", "h", "--params", "{oops"], "Invalid `--params`: not JSON"),

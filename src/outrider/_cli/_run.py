@@ -103,7 +103,7 @@ class Plan:
 
     @classmethod
     def of(cls, batch: Batch, file: Path | None = None, config: Path | None = None) -> Plan:
-        """The plan of `batch`; agent tasks get the agents defined beside `file`.
+        """The plan of `batch`; agent tasks get the agents defined beside `file` (else here).
 
         Raises:
             BatchError: A task names an unknown agent (or gives a built-in one `env`).
@@ -115,12 +115,11 @@ class Plan:
         from .._daemon._config import load_config
         from .._daemon._runners import agent_limits, agent_runners
 
-        assert file is not None
-        found = load_agents(file.resolve().parent)
+        found = load_agents(file.resolve().parent if file else None)
         for problem in (*found.warnings, *found.errors):
             warn(f"agents: {problem}")
         settings = load_config(config)
-        specs = batch.specs(found.agents, source=file)
+        specs = batch.specs(found.agents, source=file or "batch")
         return cls(specs, agent_runners(settings, found.agents), agent_limits(found.agents))
 
 

@@ -142,6 +142,8 @@ def _spec(
         fail("Give --agent or --handler, not both.")
     if model is not None and agent is None:
         fail("`--model` is for agent tasks: give --agent NAME too.")
+    if params is not None and handler is None:
+        fail("`--params` are a handler's: give --handler NAME too.")
     where = str((cwd or Path.cwd()).resolve())
     if agent is not None:
         if not words:
@@ -157,13 +159,13 @@ def _spec(
     return ShellSpec(command=command, cwd=where, env=env), None
 
 
-def _finish(session: Client, task: Task, *, wait: bool, json_output: bool) -> None:
+def _finish(daemon: Client, task: Task, *, wait: bool, json_output: bool) -> None:
     """Print the new task's id, or wait for it, print it and exit 0 or 1."""
     output = None
     if wait:
-        (task,) = session.wait([task.id])
+        (task,) = daemon.wait([task.id])
         if not task.state.terminal or task.result is None:
-            output = session.tail(task.id, lines=20)
+            output = daemon.tail(task.id, lines=20)
     if json_output:
         print_json(task)
     elif wait:
