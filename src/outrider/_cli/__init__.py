@@ -1,124 +1,63 @@
-"""The `outrider` command line (typer + rich): `run` a batch file, or the offline `demo`."""
+"""The `outrider` command line (typer + rich).
+
+Commands by module: `_run` (`run` a batch file, the offline `demo`), `_submit` (`submit`,
+`retry`), `_tasks` (`ps`, `show`, `logs`, `wait`, `cancel`, `notices`), `_daemon` (`serve`,
+`mcp`, `status`, `limit`, `stop`), `_config` (`config check`), `_doctor` (`doctor`) and
+`_agents` (`agents`); what they print and their exit codes are in `_output`.
+
+Help texts are plain text (`rich_markup_mode=None`): a `[[task]]` in a help is shown as written.
+"""
 
 from __future__ import annotations
 
-import signal
-import tempfile
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import Annotated
 
-import anyio
 import typer
-from rich.console import Console
 
-from .. import Task, TaskState
-from . import _daemon
+from .._version import __version__
+from . import _daemon, _run, _submit, _tasks
 from ._agents import agents_app
-from ._batch import Batch, BatchError, load_batch, run_batch, to_json
+from ._config import config_app
 from ._doctor import doctor
-
-if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
 
 __all__ = ["app", "main"]
 
-T = TypeVar("T")
 app = typer.Typer(
     no_args_is_help=True,
-    add_completion=False,
+    rich_markup_mode=None,
     help="Run shell jobs and sub-agents in parallel, in the background, durably.",
 )
-_EXIT_INTERRUPTED = 130
 
 
-def _run_with_signals(fn: Callable[[], Awaitable[T]]) -> T | None:
-    """Run `fn` under anyio; SIGINT/SIGTERM cancel it cleanly (returns None then)."""
-    outcome: list[T] = []
-
-    async def main() -> None:
-        async with anyio.create_task_group() as tg:
-
-            async def watch() -> None:
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        tg.cancel_scope.cancel()
-                        return
-
-            async def work() -> None:
-                outcome.append(await fn())
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(watch)
-            tg.start_soon(work)
-
-    anyio.run(main)
-    return outcome[0] if outcome else None
+def _version(shown: bool) -> None:
+    if shown:
+        print(f"outrider {__version__}")
+        raise typer.Exit
 
 
-def _execute(batch: Batch, *, db: Path | None, session: str, as_json: bool) -> None:
-    console = Console(stderr=as_json)
-    path = db or Path(tempfile.mkdtemp(prefix="outrider-run-")) / "outrider.db"
-
-    async def go() -> list[Task]:
-        return await run_batch(batch, db=path, session=session, console=console, as_json=as_json)
-
-    tasks = _run_with_signals(go)
-    if tasks is None:
-        console.print("[yellow]interrupted: every task was stopped[/]")
-        raise typer.Exit(_EXIT_INTERRUPTED)
-    if as_json:
-        print(to_json(tasks))
-    ok = all(t.state is TaskState.SUCCEEDED for t in tasks)
-    raise typer.Exit(0 if ok else 1)
-
-
-@app.command()
-def run(
-    file: Annotated[Path, typer.Argument(help="A TOML batch file of [[task]] tables.")],
-    db: Annotated[Path | None, typer.Option(help="Store file (default: a fresh one).")] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON document of every task's record.")
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
-    session: Annotated[str, typer.Option(help="Session that owns the tasks.")] = "cli",
 ) -> None:
-    """Run a batch of tasks from a TOML file with a live table; exit 1 if any did not succeed."""
-    try:
-        batch = load_batch(file)
-    except BatchError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
-    _execute(batch, db=db, session=session, as_json=json_output)
+    """Run shell jobs and sub-agents in parallel, in the background, durably."""
 
 
-@app.command()
-def demo(
-    db: Annotated[Path | None, typer.Option(help="Store file (default: a fresh one).")] = None,
-) -> None:
-    """Lint, test and build a bundled sample project at once, then a prioritised burst."""
-    from .._demo import demo_batch
-
-    console = Console()
-    console.print(
-        "[bold]outrider demo[/]: lint, test and build a sample project at the same time, "
-        "package it when all three succeed, and a burst of 12 tasks at priorities 1-9 on a "
-        "key limited to 2.\n"
-    )
-    try:
-        _execute(demo_batch(), db=db, session="demo", as_json=False)
-    except typer.Exit as done:
-        if done.exit_code == 0:
-            from .._demo import demo_agent
-
-            demo_agent(console)
-            console.print("\nNext: describe your own jobs in a TOML file and `outrider run FILE`.")
-        raise
-
-
-_daemon.register(app)
+for _command in (
+    _run.run, _run.demo, _submit.submit, _submit.retry, _tasks.ps, _tasks.show, _tasks.logs,
+    _tasks.wait, _tasks.cancel, _tasks.notices, _daemon.serve, _daemon.mcp, _daemon.status,
+    _daemon.limit, _daemon.stop,
+):  # fmt: skip
+    app.command()(_command)
 app.add_typer(agents_app, name="agents")
 app.command()(doctor)
+app.add_typer(config_app, name="config")
 
 
 def main() -> None:
     """Run the `outrider` command."""
-    app()
+    app(prog_name="outrider")

@@ -15,7 +15,7 @@ from .._agents._definitions import AgentSet, load_agents
 __all__ = ["agents_app"]
 
 agents_app = typer.Typer(
-    invoke_without_command=True, no_args_is_help=False,
+    invoke_without_command=True, no_args_is_help=False, rich_markup_mode=None,
     help="List the sub-agents (from .outrider/agents, .opencode/agent(s), .claude/agents).",
 )  # fmt: skip
 _out = Console(highlight=False)

@@ -1,44 +1,43 @@
-"""Batch files: a TOML list of tasks, validated, submitted as one group and watched live."""
+"""Batch files: a TOML list of tasks (shell commands or sub-agent prompts), validated at once.
+
+```toml
+[limits]
+shell = 2
+
+[[task]]
+label = "build"
+command = "make build"
+
+[[task]]
+label = "review"
+agent = "reviewer"            # a sub-agent defined beside the file (.outrider/agents/…)
+prompt = "Review the build"
+depends_on = ["build"]
+```
+
+Invariants: a file is checked whole before anything runs, and every error names the file, the
+field (`task.N.field`) and the fix. Relative `cwd`s are resolved against the file's folder,
+which is also where agent tasks work by default.
+"""
 
 from __future__ import annotations
 
-import json
 import tomllib
 from typing import TYPE_CHECKING, Annotated
 
-import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
-import outrider
-from outrider import Task, TaskState
-
-from .._logging import format_duration
+from .._agents._delegation import agent_spec
+from .._errors import UserError
+from .._models import AgentSpec, ShellSpec, TaskSpec
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
-__all__ = ["Batch", "BatchError", "load_batch", "run_batch"]
+    from .._agents._definitions import AgentDefinition
 
-_STYLE = {
-    TaskState.QUEUED: "dim",
-    TaskState.RUNNING: "bold cyan",
-    TaskState.SUCCEEDED: "green",
-    TaskState.FAILED: "bold red",
-    TaskState.CANCELLED: "yellow",
-    TaskState.TIMED_OUT: "magenta",
-}
-_MARK = {
-    TaskState.QUEUED: "·",
-    TaskState.RUNNING: "▶",
-    TaskState.SUCCEEDED: "✓",
-    TaskState.FAILED: "✗",
-    TaskState.CANCELLED: "⊘",
-    TaskState.TIMED_OUT: "⏱",
-}
+__all__ = ["Batch", "BatchError", "BatchTask", "load_batch"]
 
 
 class BatchError(Exception):
@@ -46,11 +45,14 @@ class BatchError(Exception):
 
 
 class BatchTask(BaseModel):
-    """One `[[task]]` of a batch file."""
+    """One `[[task]]` of a batch file: a shell `command`, or an `agent` and its `prompt`."""
 
     model_config = ConfigDict(extra="forbid")
     label: str = Field(min_length=1, max_length=200)
     command: str | list[str] | None = None
+    agent: str | None = Field(default=None, min_length=1)
+    prompt: str | None = None
+    model: str | None = Field(default=None, min_length=1)
     handler: str | None = None
     params: dict[str, object] = Field(default_factory=dict)
     cwd: str | None = None
@@ -68,11 +70,38 @@ class BatchTask(BaseModel):
         if self.handler is not None:
             raise ValueError(
                 "`handler` tasks need a program that registers the handler; the CLI runs "
-                "shell commands only (give `command`)"
+                "shell commands and agents (give `command`, or `agent` and `prompt`)"
             )
-        if self.command is None:
-            raise ValueError("give `command` (a shell string or an argv list)")
+        if self.agent is not None:
+            if self.command is not None:
+                raise ValueError("give `command` or `agent`, not both")
+            if not self.prompt or not self.prompt.strip():
+                raise ValueError(f"give `prompt`: the instructions for agent {self.agent!r}")
+        elif self.command is None:
+            raise ValueError("give `command` (a shell string or an argv list), or `agent`")
+        elif self.prompt is not None or self.model is not None:
+            raise ValueError("`prompt` and `model` go with `agent`")
         return self
+
+    def spec(self, agents: Mapping[str, AgentDefinition]) -> tuple[TaskSpec, float | None]:
+        """What it runs, and its timeout (an agent's own when the task gives none).
+
+        Raises:
+            UserError: An unknown agent, or `env` for a built-in agent (which starts no process).
+        """
+        if self.agent is None:
+            assert self.command is not None
+            return ShellSpec(command=self.command, cwd=self.cwd, env=self.env), self.timeout
+        spec, agent = agent_spec(agents, self.agent, self.prompt, cwd=self.cwd, model=self.model)
+        if self.env:
+            if isinstance(spec, AgentSpec):
+                raise UserError(
+                    f"`env` is for commands and agent CLIs; agent {agent.name!r} runs in "
+                    "outrider (its commands get the task's environment): remove `env`.",
+                    field="env",
+                )
+            spec = spec.model_copy(update={"env": self.env})
+        return spec, self.timeout or agent.timeout
 
 
 class Batch(BaseModel):
@@ -100,6 +129,27 @@ class Batch(BaseModel):
                 raise ValueError(f"limits.{key} must be at least 1, not {limit}")
         return self
 
+    @property
+    def has_agents(self) -> bool:
+        """Whether some task is an agent's."""
+        return any(item.agent is not None for item in self.task)
+
+    def specs(
+        self, agents: Mapping[str, AgentDefinition], *, source: Path | str = "batch"
+    ) -> list[tuple[TaskSpec, float | None]]:
+        """Each task's spec and timeout, in order (see `BatchTask.spec`).
+
+        Raises:
+            BatchError: A task names an unknown agent, or gives `env` to a built-in agent.
+        """
+        planned: list[tuple[TaskSpec, float | None]] = []
+        for index, item in enumerate(self.task):
+            try:
+                planned.append(item.spec(agents))
+            except UserError as exc:
+                raise BatchError(f"{source}: task.{index}.{exc.field}: {exc}") from None
+        return planned
+
 
 def load_batch(path: Path) -> Batch:
     """Read and validate a batch file; relative `cwd`s are resolved against its folder.
@@ -124,113 +174,3 @@ def load_batch(path: Path) -> Batch:
     for item in batch.task:
         item.cwd = str(base / (item.cwd or "."))
     return batch
-
-
-def _row(table: Table, task: Task, last_line: str) -> None:
-    state = Text(f"{_MARK[task.state]} {task.state}", style=_STYLE[task.state])
-    elapsed = task.elapsed
-    detail = last_line
-    if task.state is TaskState.QUEUED:
-        detail = f"#{task.position} · waits for {task.waiting_for}" if task.position else "queued"
-    elif task.error is not None and task.state.terminal:
-        detail = task.error.message
-    progress = ""
-    if task.progress is not None and task.progress.total:
-        progress = f"{task.progress.completed:g}/{task.progress.total:g}"
-    table.add_row(
-        task.label or task.id,
-        str(task.priority),
-        state,
-        format_duration(elapsed) if elapsed is not None else "",
-        progress,
-        Text(detail[-70:], overflow="ellipsis", no_wrap=True),
-    )
-
-
-async def _view(orch: outrider.Orchestrator, session: str, group: str) -> Group:
-    tasks = await orch.list(session=session, group=group)
-    status = orch.status()
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("task", "prio", "state", "elapsed", "progress", "output"):
-        table.add_column(column)
-    for task in tasks:
-        last = ""
-        if task.state is TaskState.RUNNING:
-            last = (await orch.tail(task.id, session=session, lines=1)).strip()
-        _row(table, task, last)
-    keys = "  ".join(f"{k} {v.running}/{v.limit}" for k, v in status.keys.items())
-    header = Text.assemble(
-        ("outrider ", "bold"),
-        f"running {status.running}/{status.max_running} · queued {status.queued} · keys: {keys}",
-    )
-    return Group(header, table)
-
-
-def _summary(tasks: list[Task]) -> Table:
-    table = Table(title="summary", header_style="bold")
-    for column in ("task", "state", "exit", "duration"):
-        table.add_column(column)
-    for task in tasks:
-        elapsed = task.elapsed
-        table.add_row(
-            task.label or task.id,
-            Text(f"{_MARK[task.state]} {task.state}", style=_STYLE[task.state]),
-            "" if task.exit_code is None else str(task.exit_code),
-            format_duration(elapsed) if elapsed is not None else "-",
-        )
-    return table
-
-
-async def run_batch(
-    batch: Batch,
-    *,
-    db: Path,
-    session: str,
-    console: Console,
-    as_json: bool,
-    group: str = "batch",
-    max_running: int = 8,
-) -> list[Task]:
-    """Submit the batch as one group, show it live until every task ends, return the records.
-
-    Cancellation: cancelling the caller stops every task (the orchestrator shuts down).
-    """
-    limits = {k: v for k, v in batch.limits.items() if k != "max_running"}
-    max_running = batch.limits.get("max_running", max_running)
-    async with outrider.Orchestrator(
-        db, limits=limits, max_running=max_running, shutdown_grace=0.0
-    ) as orch:
-        ids: dict[str, str] = {}
-        try:
-            for item in batch.task:
-                spec = outrider.shell(item.command or "", cwd=item.cwd, env=item.env)
-                task = await orch.submit(
-                    spec, session=session, priority=item.priority, keys=item.keys,
-                    timeout=item.timeout, ttl=item.ttl, max_attempts=item.max_attempts,
-                    label=item.label, description=item.description, group=group,
-                    depends_on=[ids[d] for d in item.depends_on],
-                )  # fmt: skip
-                ids[item.label] = task.id
-            if as_json:
-                return await orch.wait(list(ids.values()), session=session)
-            with Live(console=console, refresh_per_second=8, transient=False) as live:
-                done = False
-                while not done:
-                    live.update(await _view(orch, session, group))
-                    with anyio.move_on_after(0.25):
-                        await orch.wait(list(ids.values()), session=session)
-                        done = True
-                live.update(await _view(orch, session, group))
-            tasks = await orch.list(session=session, group=group)
-            console.print()
-            console.print(_summary(tasks))
-            return tasks
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await orch.cancel_session(session)
-            raise
-
-
-def to_json(tasks: list[Task]) -> str:
-    """One JSON document with every task's record."""
-    return json.dumps({"tasks": [t.model_dump(mode="json") for t in tasks]}, indent=2)

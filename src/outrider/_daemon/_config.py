@@ -8,11 +8,12 @@ line naming the field and what is allowed.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -21,7 +22,18 @@ from .._errors import UserError
 from .._paths import config_dir, data_dir
 from ..runners._cli_agent import OutputFormat
 
-__all__ = ["MCP_TOOLS", "CliAgentConfig", "Config", "PrincipalConfig", "load_config"]
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+__all__ = [
+    "MCP_TOOLS",
+    "CliAgentConfig",
+    "Config",
+    "PrincipalConfig",
+    "find_config_file",
+    "import_handlers",
+    "load_config",
+]
 
 MCP_TOOLS = (
     "delegate_task", "get_task_result", "list_tasks", "cancel_task", "wait_tasks",
@@ -144,6 +156,28 @@ class Config(BaseModel):
     def local_token_file(self) -> Path:
         """The local principal's token file."""
         return self.token_file if self.token_file is not None else data_dir() / "token"
+
+
+def import_handlers(handlers: Mapping[str, str]) -> dict[str, Callable[..., object]]:
+    """Import the `[handlers]` of a config: `name = "package.module:function"`.
+
+    Raises:
+        UserError: A module or attribute cannot be imported; the message names the handler.
+    """
+    found: dict[str, Callable[..., object]] = {}
+    for name, target in handlers.items():
+        module_name, _, attr = target.partition(":")
+        try:
+            fn: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                fn = getattr(fn, part)
+        except (ImportError, AttributeError) as exc:
+            raise UserError(
+                f"Invalid `handlers.{name}`: cannot import {target!r} ({exc}).",
+                field=f"handlers.{name}",
+            ) from None
+        found[name] = fn
+    return found
 
 
 def find_config_file(explicit: Path | None = None) -> Path | None:

@@ -10,13 +10,12 @@ and record them; `daemon.json` is removed last.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import ipaddress
 import json
 import os
 import signal
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import uvicorn
@@ -28,14 +27,12 @@ from .._logging import logger
 from .._mcp._server import build_server, daemon_resolver
 from .._orchestrator import Orchestrator
 from .._paths import daemon_file
-from ..runners._agent import AgentRunner
-from ..runners._cli_agent import CliAgentRunner, CliTemplate
 from ._auth import LOCAL, Tokens
-from ._config import find_config_file
+from ._config import import_handlers
+from ._runners import agent_limits, agent_runners
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
-    from pathlib import Path
 
     from .._types._api import Tasks
     from ._config import Config
@@ -80,34 +77,6 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _load_handlers(orch: Orchestrator, handlers: dict[str, str]) -> None:
-    for name, target in handlers.items():
-        module_name, _, attr = target.partition(":")
-        try:
-            fn: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                fn = getattr(fn, part)
-        except (ImportError, AttributeError) as exc:
-            raise UserError(
-                f"Invalid `handlers.{name}`: cannot import {target!r} ({exc}).",
-                field=f"handlers.{name}",
-            ) from None
-        orch.register_handler(name, fn)
-
-
-def _secrets(config: Config) -> list[Path]:
-    """What the agent's sandboxed commands never see: the store, the tokens, the config file."""
-    hidden = [
-        config.db_path,
-        config.db_path.with_name(config.db_path.name + "-wal"),
-        config.local_token_file,
-        *(p.token_file for p in config.principals.values()),
-    ]
-    if (config_file := find_config_file()) is not None:
-        hidden.append(config_file)  # it may hold provider keys
-    return hidden
-
-
 @contextlib.contextmanager
 def _daemon_record(url: str) -> Iterator[None]:
     path = daemon_file()
@@ -147,25 +116,17 @@ async def serve(
     agents = load_agents()
     for problem in (*agents.warnings, *agents.errors):
         logger.warning("agents: %s", problem)
-    agent_runner = AgentRunner(
-        providers=config.model_providers(), discover=True, sandbox=config.sandbox,
-        sandbox_hide=_secrets(config), max_depth=config.agent_max_depth,
-        max_descendants=config.agent_max_descendants,
-    )  # fmt: skip
     orch = Orchestrator(
-        config.db_path, max_running=config.max_running, limits=config.limits,
+        config.db_path, max_running=config.max_running,
+        limits={**config.limits, **agent_limits(agents.agents)},
         default_limit=config.default_limit, max_queued=config.max_queued,
         retention=config.retention, shutdown_grace=config.shutdown_grace,
         default_timeout=config.default_timeout, default_ttl=config.default_ttl,
         min_free_memory_mb=config.min_free_memory_mb, max_cpu_percent=config.max_cpu_percent,
-        runners=[CliAgentRunner({
-            name: CliTemplate(tuple(c.command), tuple(c.model_args), c.output)
-            for name, c in config.cli_agents.items()
-        }), agent_runner],
+        runners=agent_runners(config, agents.agents),
     )  # fmt: skip
-    _load_handlers(orch, config.handlers)
-    for agent in agents.agents.values():
-        orch.set_limit(f"agent:{agent.name}", agent.limit)
+    for name, fn in import_handlers(config.handlers).items():
+        orch.register_handler(name, fn)
     stopping = anyio.Event()
 
     def sessions(principal: str, name: str) -> Tasks:

@@ -25,10 +25,11 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 
 from .._agents._definitions import AgentCatalog
+from .._agents._delegation import agent_spec
 from .._agents._transcript import render_transcript
-from .._errors import OutriderError, user_error
+from .._errors import OutriderError, UserError, user_error
 from .._ids import new_task_id
-from .._models import AgentSpec, CliAgentSpec, Notice, ShellSpec, SubmitItem, Task, TaskState
+from .._models import Notice, ShellSpec, SubmitItem, Task, TaskState
 from .._notices import fold_notices
 from ._format import notices_block, task_detail, task_line, tasks_table
 
@@ -133,28 +134,13 @@ def _agent_item(
     work: WorkItem, *, agents: Mapping[str, AgentDefinition], group: str | None, cwd: str | None
 ) -> SubmitItem:
     assert work.agent is not None
-    agent = agents.get(work.agent)
-    if agent is None:
-        available = ", ".join(agents) or "none are defined (.outrider/agents/*.md)"
-        raise _Answer(
-            f"Unknown agent {work.agent!r}; available: {available}. Use `command` for shell work."
-        )
-    if not work.prompt or not work.prompt.strip():
-        raise _Answer(f"Give `prompt`: the instructions for agent {agent.name!r}.")
-    if agent.cli is None:
-        return SubmitItem(
-            spec=AgentSpec(agent=agent.name, prompt=work.prompt, workspace=work.cwd or cwd),
-            priority=work.priority, timeout=work.timeout or agent.timeout,
-            label=work.label or agent.name, description=work.description or work.prompt,
-            group=group,
-        )  # fmt: skip
-    prompt = f"{agent.prompt}\n\n{work.prompt}" if agent.prompt else work.prompt
+    try:
+        spec, agent = agent_spec(agents, work.agent, work.prompt, cwd=work.cwd or cwd)
+    except UserError as exc:
+        hint = " Use `command` for shell work." if exc.field == "agent" else ""
+        raise _Answer(f"{exc}{hint}") from None
     return SubmitItem(
-        spec=CliAgentSpec(
-            cli=agent.cli, prompt=prompt, agent=agent.name, model=agent.model,
-            cwd=work.cwd or cwd or str(Path.cwd()),
-        ),
-        priority=work.priority, timeout=work.timeout or agent.timeout,
+        spec=spec, priority=work.priority, timeout=work.timeout or agent.timeout,
         label=work.label or agent.name, description=work.description or work.prompt,
         group=group,
     )  # fmt: skip
