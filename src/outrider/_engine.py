@@ -55,8 +55,8 @@ from ._logging import format_duration, logger
 from ._models import ErrorInfo, Progress, Task, TaskState, Usage
 from ._store._logs import TaskLog, transcript_path, write_atomically
 from ._store._sqlite import AddEvent, Change, EndAttempt, InsertTask, StartAttempt, UpdateTask
+from .runners._procs import Leftovers, marker, stop_leftovers
 from .runners._protocol import RunFailure, RunOutcome
-from .runners._shell import terminate_process_tree
 
 if TYPE_CHECKING:
     import random
@@ -80,7 +80,8 @@ _TimerKind = Literal["ttl", "timeout", "stall"]
 _OUTPUT_TAIL_BYTES = 4096
 _FLUSH_INTERVAL = 0.2
 _RESOURCE_RECHECK = 1.0
-_RECOVERY_GRACE = 2.0
+_RECOVERY_GRACE = 5.0
+"""The grace period of a dead outrider's leftovers whose task names none."""
 _START_RETRY = 1.0
 """Seconds before a task whose start the store refused is offered a slot again."""
 _STOP_STATE: dict[StopReason, TaskState] = {
@@ -116,6 +117,8 @@ class _Live:
     on_done: Callback | None = None
     ending: bool = False
     """`_end` has begun: the task can no longer be stopped."""
+    recovering: bool = False
+    """Found running at start: the processes it left are being stopped before it is settled."""
     finished: bool = False
     _done: anyio.Event | None = None
     handle: anyio.TaskHandle[None] | None = None
@@ -276,6 +279,10 @@ class Engine:
         """Tasks holding a slot (started and not yet released)."""
         self._idle = anyio.Event()
         self._recovered: list[_Live] = []
+        self._leftovers: list[tuple[_Live, Leftovers]] = []
+        self.recovering_count = 0
+        """Tasks found running at start whose leftover processes are being stopped."""
+        self._recovery_done = anyio.Event()
         self.handler_available: Callable[[str], bool] = lambda name: True
 
     # -- start-up and shutdown ------------------------------------------------------------
@@ -297,14 +304,11 @@ class Engine:
         task = item.task
         live = self._register(task, item.seq, None, None)
         if task.state is TaskState.RUNNING:
-            if item.pid is not None:
-                found = terminate_process_tree(
-                    item.pid, create_time=item.pid_created, grace_period=_RECOVERY_GRACE
-                )
-                if found:
-                    logger.info("%s: stopped process %d left by a dead outrider", task.id, item.pid)
-            live.stop_reason = "shutdown"
-            self._recovered.append(live)
+            live.recovering = True
+            self.recovering_count += 1
+            grace = getattr(task.spec, "grace_period", _RECOVERY_GRACE)
+            leftovers = Leftovers(marker(task.id, task.attempt), item.pid, item.pid_created, grace)
+            self._leftovers.append((live, leftovers))
             return
         failed = [d for d in task.depends_on if d in done_deps and done_deps[d].state.terminal
                   and done_deps[d].state is not TaskState.SUCCEEDED]  # fmt: skip
@@ -327,6 +331,9 @@ class Engine:
             for live in self._recovered:  # settled before the orchestrator is reported open
                 await self._settle_recovered(live)
             self._recovered = []
+            if self._leftovers:
+                tg.start_soon(self._recover, self._leftovers)
+                self._leftovers = []
             tg.start_soon(self._dispatch_loop)
             tg.start_soon(self._sweep_loop)
             task_status.started()
@@ -338,6 +345,8 @@ class Engine:
         """
         self._admitting = False
         with anyio.CancelScope(shield=True):
+            if self.recovering_count:  # its tasks are settled before the store closes
+                await self._recovery_done.wait()
             with anyio.move_on_after(grace):
                 await self._wait_idle()
             for live in list(self.live.values()):
@@ -355,10 +364,28 @@ class Engine:
 
     # -- admission ------------------------------------------------------------------------
 
+    async def _recover(self, items: list[tuple[_Live, Leftovers]]) -> None:
+        """Stop what tasks found running at start left, all at once; then settle each.
+
+        A task is retried (or fails `interrupted`) only once every process of its last attempt
+        is gone, so an attempt never runs beside its predecessor. Shielded: the tasks are
+        settled even if the orchestrator shuts down meanwhile.
+        """
+        with anyio.CancelScope(shield=True):
+            try:
+                await anyio.to_thread.run_sync(stop_leftovers, [left for _, left in items])
+            except Exception:  # settle them anyway: a task must not stay `running` forever
+                logger.exception("stopping the processes left by a dead outrider failed")
+            for live, _ in items:
+                live.recovering = False
+                self.recovering_count -= 1
+                await self._settle_recovered(live)
+            self._recovery_done.set()
+
     @property
     def queued_count(self) -> int:
         """Unfinished tasks that are not running."""
-        return len(self.live) - self.running_count
+        return len(self.live) - self.running_count - self.recovering_count
 
     def next_seq(self) -> int:
         """The submission number of the next task."""
@@ -787,8 +814,7 @@ class Engine:
         return info, None, False
 
     async def _settle_recovered(self, live: _Live) -> None:
-        reason = live.stop_reason
-        assert reason is not None
+        reason = live.stop_reason or "shutdown"
         if reason == "shutdown":
             live.stop_message = "the outrider process running it stopped"
         await self._end_stopped(live, reason)
@@ -799,6 +825,8 @@ class Engine:
             return
         live.stop_reason = reason
         live.stop_message = message
+        if live.recovering:  # it is settled by `_recover`, with this reason
+            return
         if live.holds_slot:
             if live.handle is not None:  # else its start is being committed: it will not run
                 live.handle.cancel()

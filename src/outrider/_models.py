@@ -363,6 +363,8 @@ class Status(BaseModel):
     max_queued: int
     held: str | None = None
     """Why process-backed tasks are held back (low memory, high load), if they are."""
+    recovering: int = 0
+    """Tasks found running at start whose leftover processes are still being stopped."""
 
 
 class Notice(BaseModel):

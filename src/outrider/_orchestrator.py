@@ -735,7 +735,7 @@ class Orchestrator:
         running = engine.running_count
         queued = engine.queued_count
         states = {s: engine.terminal_counts.get(s, 0) for s in TaskState}
-        states[TaskState.RUNNING] = running
+        states[TaskState.RUNNING] = running + engine.recovering_count
         states[TaskState.QUEUED] = queued
         keys = {
             key: KeyStatus(
@@ -751,6 +751,7 @@ class Orchestrator:
             queued=queued,
             max_queued=engine.max_queued,
             held=engine.resources.held(self._clock.now()),
+            recovering=engine.recovering_count,
         )
 
     def set_limit(self, key: str, limit: int) -> None:

@@ -13,6 +13,7 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
+from outrider import Orchestrator, Task
 from outrider._cli import app
 from outrider._cli._daemon import settle_collector
 from outrider.testing import wait_until
@@ -85,32 +86,88 @@ def test_demo_runs_offline(tmp_path: Path) -> None:
     assert "succeeded" in done.stdout
 
 
-def test_ctrl_c_stops_every_task_and_exits_130(tmp_path: Path) -> None:
-    (tmp_path / "batch.toml").write_text(
-        '[[task]]\nlabel = "long"\ncommand = "echo begun; sleep 61"\n'
-        '[[task]]\nlabel = "after"\ncommand = "true"\ndepends_on = ["long"]\n'
-    )
+def start_run(tmp_path: Path, body: str, *args: str) -> subprocess.Popen[str]:
+    (tmp_path / "batch.toml").write_text(body)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
-    log_dir = tmp_path / "store.db.logs"
-    process = subprocess.Popen(
-        [PY, "-m", "outrider._cli", "run", "batch.toml", "--json", "--db", "store.db"],
+    return subprocess.Popen(
+        [PY, "-m", "outrider._cli", "run", "batch.toml", "--json", "--db", "store.db", *args],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
+
+def sleeping(seconds: str) -> list[int]:
+    procs = psutil.process_iter(["cmdline", "status"])
+    return [p.pid for p in procs if p.info["cmdline"] == ["sleep", seconds]
+            and p.info["status"] != psutil.STATUS_ZOMBIE]  # fmt: skip
+
+
+async def wait_begun(tmp_path: Path) -> None:
+    log_dir = tmp_path / "store.db.logs"
+
     def begun() -> bool:
-        files = log_dir.rglob("*") if log_dir.exists() else []
+        files = log_dir.rglob("*.log") if log_dir.exists() else []
         return any(f.is_file() and b"begun" in f.read_bytes() for f in files)
 
+    await wait_until(begun, timeout=30)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP])
+def test_ctrl_c_or_a_closed_terminal_stops_every_task_and_exits_130(
+    tmp_path: Path, signum: int
+) -> None:
+    process = start_run(
+        tmp_path,
+        '[[task]]\nlabel = "long"\ncommand = "echo begun; sleep 61"\n'
+        '[[task]]\nlabel = "after"\ncommand = "true"\ndepends_on = ["long"]\n',
+    )
     try:
-        anyio.run(lambda: wait_until(begun, timeout=30))
-        process.send_signal(signal.SIGINT)
+        anyio.run(wait_begun, tmp_path)
+        process.send_signal(signum)
         _, err = process.communicate(timeout=30)
     finally:
         process.kill()
     assert process.returncode == 130
     assert "interrupted" in err
-    sleeping = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "61"]]
-    assert sleeping == []
+    assert sleeping("61") == []
+
+
+@pytest.mark.slow
+def test_after_kill_9_nothing_run_started_survives_and_a_rerun_recovers(tmp_path: Path) -> None:
+    process = start_run(tmp_path, '[[task]]\nlabel = "long"\ncommand = "echo begun; sleep 62"\n')
+    try:
+        anyio.run(wait_begun, tmp_path)
+        assert sleeping("62")
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
+        anyio.run(lambda: wait_until(lambda: not sleeping("62"), timeout=20))  # the guardian
+    finally:
+        process.kill()
+    (tmp_path / "again.toml").write_text('[[task]]\nlabel = "again"\ncommand = "echo again"\n')
+    done = outrider("run", "again.toml", "--json", "--db", "store.db", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [t["label"] for t in json.loads(done.stdout)["tasks"]] == ["again"]
+    old = anyio.run(_tasks_of, tmp_path / "store.db")
+    assert [(t.label, t.state, t.error and t.error.type) for t in old] == [
+        ("long", "failed", "interrupted"),
+        ("again", "succeeded", None),
+    ]
+
+
+async def _tasks_of(db: Path) -> list[Task]:
+    async with Orchestrator(db) as orch:
+        return await orch.list(session="cli")
+
+
+def test_an_orphan_that_left_its_session_and_environment_is_stopped_on_exit(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "batch.toml").write_text(
+        '[[task]]\nlabel = "escape"\ncommand = "( env -i setsid sleep 63 & ); echo ok"\n'
+    )
+    done = outrider("run", "batch.toml", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "store " in done.stderr  # a temporary store is named, so a rerun can --db it
+    assert sleeping("63") == []
 
 
 def test_the_daemon_freezes_its_start_up_objects_and_collects_young_garbage_less_often() -> None:

@@ -11,7 +11,9 @@ import anyio
 import typer
 from rich.console import Console
 
-from .. import Task, TaskState
+from .. import OutriderError, Task, TaskState
+from .._ids import new_task_id
+from ..runners._procs import contain_this_process, stop_orphans
 from . import _daemon
 from ._agents import agents_app
 from ._batch import Batch, BatchError, load_batch, run_batch, to_json
@@ -28,17 +30,20 @@ app = typer.Typer(
     help="Run shell jobs and sub-agents in parallel, in the background, durably.",
 )
 _EXIT_INTERRUPTED = 130
+_ORPHAN_GRACE = 2.0
 
 
 def _run_with_signals(fn: Callable[[], Awaitable[T]]) -> T | None:
-    """Run `fn` under anyio; SIGINT/SIGTERM cancel it cleanly (returns None then)."""
+    """Run `fn` under anyio; SIGINT/SIGTERM/SIGHUP cancel it cleanly (returns None then)."""
     outcome: list[T] = []
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
 
             async def watch() -> None:
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                with anyio.open_signal_receiver(
+                    signal.SIGINT, signal.SIGTERM, signal.SIGHUP
+                ) as signals:
                     async for _ in signals:
                         tg.cancel_scope.cancel()
                         return
@@ -55,13 +60,33 @@ def _run_with_signals(fn: Callable[[], Awaitable[T]]) -> T | None:
 
 
 def _execute(batch: Batch, *, db: Path | None, session: str, as_json: bool) -> None:
+    """Run a batch in this process, which contains its tasks' processes (see `_procs`).
+
+    It becomes their subreaper, and a guardian stops them should it be killed; on the way out
+    it stops any orphan they left. A temporary store is named, so a rerun can `--db` it.
+    """
     console = Console(stderr=as_json)
-    path = db or Path(tempfile.mkdtemp(prefix="outrider-run-")) / "outrider.db"
+    if db is None:
+        db = Path(tempfile.mkdtemp(prefix="outrider-run-")) / "outrider.db"
+        Console(stderr=True).print(f"[dim]store {db}[/]", highlight=False, soft_wrap=True)
+    group = f"batch-{new_task_id()[2:12].lower()}"
+    contain_this_process()
 
-    async def go() -> list[Task]:
-        return await run_batch(batch, db=path, session=session, console=console, as_json=as_json)
+    async def go() -> list[Task] | OutriderError:
+        try:
+            return await run_batch(
+                batch, db=db, session=session, console=console, as_json=as_json, group=group
+            )
+        except OutriderError as exc:  # the store is held by another process, or unwritable
+            return exc
 
-    tasks = _run_with_signals(go)
+    try:
+        tasks = _run_with_signals(go)
+    finally:
+        stop_orphans(_ORPHAN_GRACE)
+    if isinstance(tasks, OutriderError):
+        Console(stderr=True).print(f"[red]error:[/] {tasks}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
     if tasks is None:
         console.print("[yellow]interrupted: every task was stopped[/]")
         raise typer.Exit(_EXIT_INTERRUPTED)

@@ -2,7 +2,7 @@
 
 Start-up order: validate the config, take the store, bind the socket, then record
 `daemon.json` (URL and pid, 0600) and report readiness; requests that arrive meanwhile wait in
-the listen backlog. SIGTERM/SIGINT (or `POST /v1/shutdown`): stop accepting, end long polls
+the listen backlog. SIGTERM/SIGINT/SIGHUP (or `POST /v1/shutdown`): stop accepting, end long polls
 and event streams, let running tasks finish for `shutdown_grace` seconds, then stop the rest
 and record them; `daemon.json` is removed last.
 """
@@ -173,7 +173,9 @@ async def serve(
             async with anyio.create_task_group() as tg:
 
                 async def watch() -> None:
-                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    with anyio.open_signal_receiver(
+                        signal.SIGINT, signal.SIGTERM, signal.SIGHUP
+                    ) as signals:
                         async for signum in signals:
                             logger.info("received %s: stopping", signal.Signals(signum).name)
                             stopping.set()

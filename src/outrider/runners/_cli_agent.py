@@ -34,12 +34,15 @@ class CliTemplate:
 
     `command` is an argv; `{prompt}` is replaced by the prompt. `model_args` is appended, with
     `{model}` replaced, when a model is given. `output` names how the answer is read.
+    `pass_env` names the variables the CLI gets from outrider's environment besides the safe
+    base every task gets (its provider keys; an entry ending in `*` is a prefix).
     """
 
     command: tuple[str, ...]
     model_args: tuple[str, ...] = ()
     output: OutputFormat = "text"
     env: Mapping[str, str] = field(default_factory=dict)
+    pass_env: tuple[str, ...] = ()
 
     def argv(self, prompt: str, model: str | None) -> list[str]:
         """The command line for `prompt`."""
@@ -49,17 +52,29 @@ class CliTemplate:
         return argv
 
 
+_ANTHROPIC = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL")
+_OPENAI = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
+_GEMINI = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_CLOUD_PROJECT", "GOOGLE_GENAI_USE_VERTEXAI")
+_MANY = (*_ANTHROPIC, *_OPENAI, *_GEMINI, "OPENROUTER_API_KEY")
+
 BUILTIN_TEMPLATES: dict[str, CliTemplate] = {
     "claude": CliTemplate(
         ("claude", "-p", "{prompt}", "--output-format", "json"),
         ("--model", "{model}"),
         "claude-json",
+        pass_env=(*_ANTHROPIC, "CLAUDE_CONFIG_DIR", "CLAUDE_CODE_*"),
     ),
-    "opencode": CliTemplate(("opencode", "run", "{prompt}"), ("--model", "{model}")),
-    "codex": CliTemplate(("codex", "exec", "{prompt}"), ("--model", "{model}")),
-    "gemini": CliTemplate(("gemini", "-p", "{prompt}"), ("--model", "{model}")),
+    "opencode": CliTemplate(
+        ("opencode", "run", "{prompt}"), ("--model", "{model}"), pass_env=(*_MANY, "OPENCODE_*")
+    ),
+    "codex": CliTemplate(
+        ("codex", "exec", "{prompt}"), ("--model", "{model}"), pass_env=(*_OPENAI, "CODEX_HOME")
+    ),
+    "gemini": CliTemplate(("gemini", "-p", "{prompt}"), ("--model", "{model}"), pass_env=_GEMINI),
     "aider": CliTemplate(
-        ("aider", "--yes-always", "--no-pretty", "--message", "{prompt}"), ("--model", "{model}")
+        ("aider", "--yes-always", "--no-pretty", "--message", "{prompt}"),
+        ("--model", "{model}"),
+        pass_env=(*_MANY, "AIDER_*"),
     ),
 }
 """The agent CLIs outrider knows; config adds or overrides templates by name."""
@@ -167,7 +182,7 @@ class CliAgentRunner:
             command=argv, cwd=spec.cwd, env={**template.env, **spec.env},
             grace_period=spec.grace_period,
         )  # fmt: skip
-        outcome = await self._shell.run(shell, capture)  # type: ignore[arg-type]  # _Capture forwards every RunContext member
+        outcome = await self._shell.execute(shell, capture, pass_env=template.pass_env)  # type: ignore[arg-type]  # _Capture forwards every RunContext member
         try:
             answer, usage = parse_answer(capture.data.decode(errors="replace"), template.output)
         except (ValueError, json.JSONDecodeError) as exc:
