@@ -32,6 +32,8 @@ from ._errors import (
     DaemonError,
     OutriderError,
     QueueFull,
+    StoreError,
+    StoreUnavailable,
     TaskNotFound,
     UserError,
 )
@@ -143,6 +145,10 @@ def _raise_for(response: httpx.Response, call: _Call) -> None:
         case 429, _:
             exc = QueueFull(0)
             exc.args = (message,)
+        case 503, "StoreUnavailable":
+            exc = StoreUnavailable(message)
+        case 503, "StoreError":
+            exc = StoreError(message)
         case 503, _:
             exc = Closed(message)
         case _:

@@ -30,6 +30,7 @@ before its work begins (at once, if the store refused that start). Terminal writ
 
 from __future__ import annotations
 
+import functools
 import heapq
 import inspect
 import itertools
@@ -50,11 +51,19 @@ import psutil
 
 from ._asynclib import pin_async_library
 from ._core._queue import Entry, ReadyQueue
-from ._errors import Closed, StoreError
+from ._errors import Closed, StoreError, StoreUnavailable
 from ._logging import format_duration, logger
 from ._models import ErrorInfo, Progress, Task, TaskState, Usage
 from ._store._logs import TaskLog, transcript_path, write_atomically
-from ._store._sqlite import AddEvent, Change, EndAttempt, InsertTask, StartAttempt, UpdateTask
+from ._store._sqlite import (
+    AddEvent,
+    AddGroupSummary,
+    Change,
+    EndAttempt,
+    InsertTask,
+    StartAttempt,
+    UpdateTask,
+)
 from .runners._procs import Leftovers, marker, stop_leftovers
 from .runners._protocol import RunFailure, RunOutcome
 
@@ -84,6 +93,9 @@ _RECOVERY_GRACE = 5.0
 """The grace period of a dead outrider's leftovers whose task names none."""
 _START_RETRY = 1.0
 """Seconds before a task whose start the store refused is offered a slot again."""
+_STORE_RETRY = 0.5
+_STORE_RETRY_MAX = 10.0
+"""An end (or retry) the store refused is stored again after 0.5 s, doubling up to 10 s."""
 _STOP_STATE: dict[StopReason, TaskState] = {
     "user": TaskState.CANCELLED,
     "parent": TaskState.CANCELLED,
@@ -121,6 +133,10 @@ class _Live:
     """Found running at start: the processes it left are being stopped before it is settled."""
     finished: bool = False
     _done: anyio.Event | None = None
+    end_error: Exception | None = None
+    """Why its end could not be stored yet (it is tried again until it is)."""
+    end_tries: int = 0
+    _settled: anyio.Event | None = None
     handle: anyio.TaskHandle[None] | None = None
     """The task running it; cancelling the handle stops the run."""
     holds_slot: bool = False
@@ -134,6 +150,7 @@ class _Live:
     run_deadline: float | None = None
     last_activity: float = 0.0
     log: TaskLog | None = None
+    log_failed: bool = False
     output_tail: bytearray = field(default_factory=bytearray)
     output_dirty: bool = False
     progress_dirty: bool = False
@@ -153,10 +170,21 @@ class _Live:
                 self._done.set()
         return self._done
 
+    @property
+    def settled(self) -> anyio.Event:
+        """Set once its end is stored, or the store refused it (see `end_error`)."""
+        if self._settled is None:
+            self._settled = anyio.Event()
+            if self.finished or self.end_error is not None:
+                self._settled.set()
+        return self._settled
+
     def finish(self) -> None:
         self.finished = True
         if self._done is not None:
             self._done.set()
+        if self._settled is not None:
+            self._settled.set()
 
 
 def _utc(epoch: float) -> datetime:
@@ -283,6 +311,8 @@ class Engine:
         self.recovering_count = 0
         """Tasks found running at start whose leftover processes are being stopped."""
         self._recovery_done = anyio.Event()
+        self._unstored: dict[str, tuple[_Live, Task, Change]] = {}
+        """Ends the store refused, by task id; each is committed again until it is stored."""
         self.handler_available: Callable[[str], bool] = lambda name: True
 
     # -- start-up and shutdown ------------------------------------------------------------
@@ -354,6 +384,8 @@ class Engine:
                     self._stop(live, "shutdown", "the orchestrator shut down")
             with anyio.move_on_after(60):
                 await self._wait_idle()
+            for live, ended, change in list(self._unstored.values()):  # a last try each
+                await self._commit_end(live, ended, change)
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
 
@@ -846,7 +878,15 @@ class Engine:
         if live is None:
             return
         self._stop(live, reason, message)
-        await live.done.wait()
+        await live.settled.wait()
+        error = live.end_error
+        if not live.finished and error is not None:
+            if isinstance(error, Closed):
+                raise Closed(str(error)) from error
+            raise StoreUnavailable(
+                f"{error} Task {task_id!r} was stopped; its end is stored as soon as the store "
+                "can write."
+            ) from error
 
     # -- reports from runners -------------------------------------------------------------
 
@@ -865,7 +905,12 @@ class Engine:
             return
         if live.log is None:  # opened on first output: most handler tasks write none
             live.log = TaskLog(self.store.log_dir, live.task_id)
-        live.log.write(data)
+        try:
+            live.log.write(data)
+        except OSError as exc:  # a full disk: the events still carry the output
+            if not live.log_failed:
+                logger.error("%s: its output log cannot be written: %s", live.task_id, exc)
+            live.log_failed = True
         live.output_tail += data
         if len(live.output_tail) > _OUTPUT_TAIL_BYTES:
             del live.output_tail[: len(live.output_tail) - _OUTPUT_TAIL_BYTES]
@@ -948,7 +993,8 @@ class Engine:
         ]  # fmt: skip
         stopped_before = live.stop_reason is not None
         with anyio.CancelScope(shield=True):
-            await self.store.commit(change)
+            if not await self._commit_until_stored(task.id, change):
+                return  # the store closed: left `running` there, and recovered at the next start
         self._release(live)
         live.task = task.model_copy(update={"state": TaskState.QUEUED, "error": error})
         live.run_deadline = None
@@ -961,6 +1007,23 @@ class Engine:
         live.stop_reason = live.stop_message = None
         logger.info("%s retrying in %s: %s", task.id, format_duration(delay), error.message)
         self._admit(live, delay=delay)
+
+    async def _commit_until_stored(self, task_id: str, change: Change) -> bool:
+        """Commit `change`, again after a pause while the store refuses it; False if it closed."""
+        delay = _STORE_RETRY
+        while True:
+            try:
+                await self.store.commit(change)
+            except Closed:
+                logger.error("%s: left as stored: the store closed", task_id)
+                return False
+            except StoreError as exc:
+                logger.error("%s: a change could not be stored; trying again in %gs: %s",
+                             task_id, delay, exc)  # fmt: skip
+                await self.clock.sleep_until(self.clock.now() + delay)
+                delay = min(delay * 2, _STORE_RETRY_MAX)
+            else:
+                return True
 
     async def _end(
         self,
@@ -1002,6 +1065,9 @@ class Engine:
         change.append(
             AddEvent(f"task.{state}", task.session, now_wall, task.id, task.group, data)  # type: ignore[arg-type]  # f"task.{state}" is a terminal EventType
         )
+        if task.group is not None and self._group_done(task.session, task.group):
+            # Its last task: the summary is stored with this end, or not at all.
+            change.append(AddGroupSummary(task.session, task.group, now_wall))
         # The work is over: its slot goes to the next task while the end is committed.
         live.ending = True
         self._release(live)
@@ -1009,16 +1075,34 @@ class Engine:
             "state": state, "finished_at": finished, "result": result, "error": error,
             "exit_code": exit_code,
         })  # fmt: skip
+        await self._commit_end(live, ended, change, wait=wait)
+
+    async def _commit_end(
+        self, live: _Live, ended: Task, change: Change, *, wait: bool = True, delay: float = 0.0
+    ) -> None:
+        if delay:
+            await self.clock.sleep_until(self.clock.now() + delay)
 
         def after(results: Results) -> None:
-            self._ended(live, ended, results[0])
+            self._ended(live, ended, change, results[0])
 
         await self.store.commit_then([change], after, wait=wait)
 
-    def _ended(self, live: _Live, ended: Task, stored: list[Committed] | Exception) -> None:
-        """A task's end is committed (or could not be): memory and follow-ups, in that order."""
+    def _ended(
+        self, live: _Live, ended: Task, change: Change, stored: list[Committed] | Exception
+    ) -> None:
+        """A task's end is committed (or could not be): memory and follow-ups, in that order.
+
+        An end the store refused is committed again later, until it is stored; until then the
+        task is unfinished in memory as in the store, and nothing reports its end.
+        """
         if isinstance(stored, Exception):
-            logger.error("%s: its end (%s) was not stored: %s", ended.id, ended.state, stored)
+            self._end_not_stored(live, ended, change, stored)
+            return
+        if live.end_error is not None:
+            logger.warning("%s: its end (%s) is stored now", ended.id, ended.state)
+            live.end_error = None
+            self._unstored.pop(ended.id, None)
         del self.live[ended.id]
         self.terminal_counts[ended.state] += 1
         live.task = ended
@@ -1031,15 +1115,23 @@ class Engine:
                 if not siblings:
                     del self._children[ended.parent]
         self._resolve_dependents(ended)
-        if ended.group is not None and self._group_done(ended.session, ended.group):
-            self._group_completed_soon(ended.session, ended.group, live)
-        else:
-            live.finish()  # last: waiters see the task's end and its group's summary stored
+        for event in stored:
+            if event.op.type == "group.completed":
+                logger.info("group %s completed: %s tasks", event.op.group, event.op.data["total"])
+        live.finish()  # last: waiters see the task's end (and its group's summary) stored
 
-    def _group_completed_soon(self, session: str, group: str, last: _Live) -> None:
-        if self._start_soon(self._group_completed, session, group, last) is None:
-            logger.error("group %s: its summary was not stored: the orchestrator stopped", group)
-            last.finish()
+    def _end_not_stored(self, live: _Live, ended: Task, change: Change, error: Exception) -> None:
+        live.end_tries += 1
+        if live.end_error is None:
+            logger.error("%s: its end (%s) could not be stored; trying again until it is: %s",
+                         ended.id, ended.state, error)  # fmt: skip
+        live.end_error = error
+        self._unstored[ended.id] = (live, ended, change)
+        live.settled.set()  # a canceller learns the store's problem at once
+        delay = min(_STORE_RETRY * 2 ** (live.end_tries - 1), _STORE_RETRY_MAX)
+        again = functools.partial(self._commit_end, live, ended, change, delay=delay)
+        if self._start_soon(again) is None:
+            logger.error("%s: left as stored: the orchestrator stopped", ended.id)
 
     def _log_end(self, task: Task, error: ErrorInfo | None) -> None:
         if not logger.isEnabledFor(logging.INFO):
@@ -1073,35 +1165,6 @@ class Engine:
             return False
         del self._group_active[key]
         return True
-
-    async def _group_completed(self, session: str, group: str, last: _Live) -> None:
-        """Commit a group's summary; then its last task's waiters are told it ended."""
-        with anyio.CancelScope(shield=True):
-            try:
-                await self._group_summary(session, group)
-            finally:
-                last.finish()
-
-    async def _group_summary(self, session: str, group: str) -> None:
-        try:
-            members = await self.store.read(lambda b: b.group_members(session, group))
-            counts = Counter(str(t.state) for t in members)
-            data: dict[str, JsonValue] = {
-                "group": group,
-                "total": len(members),
-                **{str(s): counts.get(str(s), 0) for s in TaskState if s.terminal},
-                "tasks": [
-                    {"id": t.id, "label": t.label, "state": str(t.state), "exit_code": t.exit_code}
-                    for t in members[:200]
-                ],
-            }
-            await self.store.commit(
-                [AddEvent("group.completed", session, self.clock.wall(), None, group, data)]
-            )
-        except (StoreError, Closed) as exc:
-            logger.error("group %s: its summary was not stored: %s", group, exc)
-            return
-        logger.info("group %s completed: %d tasks", group, len(members))
 
     def _callback(self, fn: Callback | None, task: Task) -> None:
         if fn is None:

@@ -11,6 +11,7 @@ OutriderError
 │   ├── TaskCancelled
 │   └── TaskTimedOut
 ├── StoreError                the store failed (wraps `sqlite3` errors) or another process has it
+│   └── StoreUnavailable      it cannot write now (a full or read-only disk): retry later
 ├── RunnerError               a runner could not start a task (missing executable, bad spec)
 ├── AuthError                 the daemon refused the client's token (HTTP 401)
 └── DaemonError               the daemon could not be reached or started, or answered oddly
@@ -34,6 +35,7 @@ __all__ = [
     "QueueFull",
     "RunnerError",
     "StoreError",
+    "StoreUnavailable",
     "TaskCancelled",
     "TaskError",
     "TaskFailed",
@@ -106,6 +108,14 @@ class TaskTimedOut(TaskError):
 
 class StoreError(OutriderError):
     """The store could not be opened, read or written."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot write now (a full or read-only disk, an I/O error); nothing was stored.
+
+    The condition is outside outrider: once it is fixed, the same request succeeds (HTTP 503
+    with `Retry-After`).
+    """
 
 
 class RunnerError(OutriderError):

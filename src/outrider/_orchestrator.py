@@ -26,7 +26,10 @@ from ._core._queue import ReadyQueue
 from ._engine import Engine, NewTask
 from ._errors import (
     Closed,
+    OutriderError,
     QueueFull,
+    StoreError,
+    StoreUnavailable,
     TaskCancelled,
     TaskFailed,
     TaskNotFound,
@@ -100,6 +103,19 @@ def _user_error(exc: ValidationError, prefix: str = "") -> UserError:
     got = first.get("input")
     got_text = "" if isinstance(got, dict) else f" (got {got!r})"
     return UserError(f"Invalid `{field}`: {first['msg']}{got_text}.", field=field)
+
+
+def submit_error(error: SubmitError, max_queued: int) -> OutriderError:
+    """The exception a refused single submit raises."""
+    match error.type:
+        case "QueueFull":
+            return QueueFull(max_queued)
+        case "StoreUnavailable":
+            return StoreUnavailable(error.message)
+        case "StoreError" | "Closed":
+            return StoreError(error.message)
+        case _:
+            return UserError(error.message, field=error.field)
 
 
 def task_outcome(task: Task, timeout: float | None) -> JsonValue:
@@ -430,9 +446,7 @@ class Orchestrator:
             [item], session=session, on_progress=on_progress, on_done=on_done
         )
         if isinstance(result, SubmitError):
-            if result.type == "QueueFull":
-                raise QueueFull(self._engine.max_queued)
-            raise UserError(result.message, field=result.field)
+            raise submit_error(result, self._engine.max_queued)
         return result
 
     async def submit_many(
@@ -533,7 +547,10 @@ class Orchestrator:
                     outcome
                     if isinstance(outcome, Task)
                     else SubmitError(
-                        index=index, field=None, message=str(outcome), type="StoreError"
+                        index=index,
+                        field=None,
+                        message=str(outcome),
+                        type=type(outcome).__name__,
                     )
                 )
         for task_id, message in doomed.items():
@@ -752,6 +769,7 @@ class Orchestrator:
             max_queued=engine.max_queued,
             held=engine.resources.held(self._clock.now()),
             recovering=engine.recovering_count,
+            store_error=self._store.write_problem,
         )
 
     def set_limit(self, key: str, limit: int) -> None:

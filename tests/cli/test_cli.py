@@ -68,14 +68,57 @@ priority = 9
         ('[[task]]\nlabel = "a"\nhandler = "x"\n', "handler"),
         ('[[task]]\nlabel = "a"\ncommand = "true"\ncolour = "red"\n', "task.0.colour"),
         ("[[task]\n", "not valid TOML"),
+        ('[[task]]\nlabel = "a"\ncommand = ""\n', "task.0.command: the command is empty"),
+        ('[[task]]\nlabel = "a"\ncommand = []\n', "task.0.command: the argv list is empty"),
+        ('[[task]]\nlabel = "a"\ncommand = "true"\ntimeout = inf\n', "task.0.timeout"),
+        ('[[task]]\nlabel = "a"\ncommand = "true"\npriority = true\n', "task.0.priority"),
+        ('[[task]]\nlabel = "a"\ncommand = "true"\nkeys = []\n', "task.0.keys"),
+        ('[[task]]\nlabel = "a"\ncommand = "true"\nenv = {A = "x\\u0000"}\n', "task.0.env"),
+        ('[[task]]\nlabel = "a"\ncommand = "true"\ncwd = "x\\u0000"\n', "task.0.cwd"),
+        (f'[[task]]\nlabel = "a"\ncommand = "{"x" * 200_000}"\n', "write it to a file"),
+        (f'[[task]]\nlabel = "a"\ncommand = "true"\ndescription = "{"d" * 20_000}"\n',
+         "task.0.description"),
+        ('[limits]\nshell = true\n[[task]]\nlabel = "a"\ncommand = "true"\n', "limits.shell"),
+        ('[limits]\n"" = 2\n[[task]]\nlabel = "a"\ncommand = "true"\n', "limits"),
+        ("task = 5\n", "task"),
+        ('[[task]]\nlabel = "a"\ncommand = "true"\ntimeout = 1979-05-27\n', "task.0.timeout"),
     ],
-)
+)  # fmt: skip
 def test_bad_batch_files_name_the_field(tmp_path: Path, body: str, message: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(body)
     result = CliRunner().invoke(app, ["run", str(path)])
-    assert result.exit_code == 2
+    assert result.exit_code == 2, result.output
     assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output  # one line, no traceback
+
+
+def test_a_batch_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_bytes(b'[[task]]\nlabel = "\xff"\ncommand = "true"\n')
+    result = CliRunner().invoke(app, ["run", str(path)])
+    assert result.exit_code == 2
+    assert "byte 0xff at position 18 is not UTF-8" in result.output
+
+
+def test_run_on_a_store_held_by_another_process_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "batch.toml").write_text('[[task]]\nlabel = "a"\ncommand = "true"\n')
+    holder = subprocess.Popen(  # holds the store's lock while the run tries to take it
+        [PY, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT);"
+         "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'4242'); print('held', flush=True);"
+         "sys.stdin.read()", str(tmp_path / "o.db.lock")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        done = outrider("run", "batch.toml", "--db", "o.db", cwd=tmp_path)
+    finally:
+        holder.communicate(timeout=10)
+    assert done.returncode == 2
+    assert "error: The store" in done.stderr
+    assert "is in use by another outrider process (pid 4242)" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.slow

@@ -109,7 +109,7 @@ def run(
     try:
         batch = load_batch(file)
     except BatchError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
+        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     _execute(batch, db=db, session=session, as_json=json_output)
 

@@ -17,6 +17,7 @@ import outrider
 from outrider import Task, TaskState
 
 from .._logging import format_duration
+from .._models import Int, Number, ShellSpec, SubmitItem
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -46,7 +47,7 @@ class BatchError(Exception):
 
 
 class BatchTask(BaseModel):
-    """One `[[task]]` of a batch file."""
+    """One `[[task]]` of a batch file (checked again as a `SubmitItem` once loaded)."""
 
     model_config = ConfigDict(extra="forbid")
     label: str = Field(min_length=1, max_length=200)
@@ -55,13 +56,27 @@ class BatchTask(BaseModel):
     params: dict[str, object] = Field(default_factory=dict)
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
-    priority: int = Field(default=5, ge=0, le=10)
+    priority: Int = Field(default=5, ge=0, le=10)
     keys: list[Annotated[str, Field(min_length=1)]] | None = None
-    timeout: float | None = Field(default=None, gt=0)
-    ttl: float | None = Field(default=None, gt=0)
-    max_attempts: int = Field(default=1, ge=1, le=100)
+    timeout: Number | None = Field(default=None, gt=0)
+    ttl: Number | None = Field(default=None, gt=0)
+    max_attempts: Int = Field(default=1, ge=1, le=100)
     depends_on: list[str] = Field(default_factory=list)
     description: str | None = None
+
+    def submit_item(self) -> SubmitItem:
+        """The task as it is submitted (`depends_on` left out: labels become ids then).
+
+        Raises:
+            ValidationError: A field the submit would refuse.
+        """
+        return SubmitItem(
+            spec=ShellSpec(command=self.command if self.command is not None else "", cwd=self.cwd,
+                           env=self.env),
+            priority=self.priority, keys=tuple(self.keys) if self.keys is not None else None,
+            timeout=self.timeout, ttl=self.ttl, max_attempts=self.max_attempts,
+            label=self.label, description=self.description,
+        )  # fmt: skip
 
     @model_validator(mode="after")
     def _one_kind(self) -> BatchTask:
@@ -79,7 +94,9 @@ class Batch(BaseModel):
     """A whole batch file."""
 
     model_config = ConfigDict(extra="forbid")
-    limits: dict[str, int] = Field(default_factory=dict)
+    limits: dict[Annotated[str, Field(min_length=1, max_length=200)], Int] = Field(
+        default_factory=dict
+    )
     task: list[BatchTask] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -108,22 +125,42 @@ def load_batch(path: Path) -> Batch:
         BatchError: The file is missing, not TOML, or a field is invalid.
     """
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode())
     except OSError as exc:
         raise BatchError(f"Cannot read {str(path)!r}: {exc.strerror}.") from None
+    except UnicodeDecodeError as exc:
+        raise BatchError(
+            f"{path}: byte {exc.object[exc.start]:#04x} at position {exc.start} is not UTF-8; "
+            "save the file as UTF-8."
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise BatchError(f"{path}: not valid TOML: {exc}.") from None
     try:
         batch = Batch.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        raise BatchError(f"{path}: {where or 'file'}: {message}.") from None
+        raise BatchError(f"{path}: {_problem(exc)}") from None
     base = path.resolve().parent
-    for item in batch.task:
+    for index, item in enumerate(batch.task):
         item.cwd = str(base / (item.cwd or "."))
+        try:
+            item.submit_item()
+        except ValidationError as exc:
+            raise BatchError(f"{path}: {_problem(exc, f'task.{index}.')}") from None
     return batch
+
+
+def _problem(exc: ValidationError, prefix: str = "") -> str:
+    """`where: what.` of a validation error's first problem."""
+    first = exc.errors()[0]
+    where = prefix + ".".join(str(p) for p in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    got = first.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {_clip(repr(got))})"
+    return f"{where.rstrip('.') or 'file'}: {message}{shown}."
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _row(table: Table, task: Task, last_line: str) -> None:
@@ -203,11 +240,12 @@ async def run_batch(
         ids: dict[str, str] = {}
         try:
             for item in batch.task:
-                spec = outrider.shell(item.command or "", cwd=item.cwd, env=item.env)
+                submitted = item.submit_item()
                 task = await orch.submit(
-                    spec, session=session, priority=item.priority, keys=item.keys,
-                    timeout=item.timeout, ttl=item.ttl, max_attempts=item.max_attempts,
-                    label=item.label, description=item.description, group=group,
+                    submitted.spec, session=session, priority=submitted.priority,
+                    keys=submitted.keys, timeout=submitted.timeout, ttl=submitted.ttl,
+                    max_attempts=submitted.max_attempts, label=submitted.label,
+                    description=submitted.description, group=group,
                     depends_on=[ids[d] for d in item.depends_on],
                 )  # fmt: skip
                 ids[item.label] = task.id

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from .._errors import QueueFull, UserError
+from .._errors import StoreUnavailable
 from .._models import Event, Notice, Status, SubmitError, SubmitItem, Task
+from .._orchestrator import submit_error
 
 if TYPE_CHECKING:
     import builtins
@@ -112,9 +113,7 @@ class SessionView:
         """Store one task; raises like `Orchestrator.submit`."""
         (result,) = await self.submit_many([item])
         if isinstance(result, SubmitError):
-            if result.type == "QueueFull":
-                raise QueueFull(self._orch.status().max_queued)
-            raise UserError(result.message, field=result.field)
+            raise submit_error(result, self._orch.status().max_queued)
         return result
 
     async def submit_many(
@@ -122,6 +121,9 @@ class SessionView:
     ) -> builtins.list[Task | SubmitError]:
         """Store many tasks, each validated and stored on its own."""
         results = await self._orch.submit_many(items, session=self._stored, group=group)
+        refused = [r for r in results if isinstance(r, SubmitError)]
+        if len(refused) == len(results) and refused[0].type == "StoreUnavailable":
+            raise StoreUnavailable(refused[0].message)  # nothing stored: the caller retries
         return [self._out(r) if isinstance(r, Task) else r for r in results]
 
     async def get(self, task_id: str) -> Task:

@@ -4,12 +4,14 @@ Every route but `/health` and the OpenAPI documents needs `Authorization: Bearer
 token picks the principal, the `X-Outrider-Session` header (default `default`) the session.
 Errors are `{"error": {"type", "message", "field"?}}` with 400 (bad input), 401, 404 (unknown
 id, the same for another session's id), 429 (queue full, with Retry-After), 503 (shutting
-down). Long polls and event streams end promptly when the daemon stops.
+down, or the store cannot write: a full or read-only disk, with Retry-After). Long polls and
+event streams end promptly when the daemon stops.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
@@ -23,9 +25,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._daemon._auth import LOCAL, check_session_name
 from .._daemon._view import SessionView
-from .._errors import Closed, OutriderError, QueueFull, TaskNotFound, UserError
-from .._models import MAX_SEQ, Notice, Status, SubmitError, SubmitItem, Task, TaskState
+from .._errors import Closed, OutriderError, QueueFull, StoreError, TaskNotFound, UserError
+from .._models import (
+    MAX_SEQ,
+    Int,
+    Notice,
+    Number,
+    Status,
+    SubmitError,
+    SubmitItem,
+    Task,
+    TaskState,
+)
 from .._version import __version__
+from ._guard import guarded
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -40,6 +53,7 @@ __all__ = ["SESSION_HEADER", "AuthMiddleware", "create_app"]
 SESSION_HEADER = "X-Outrider-Session"
 _PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
 _MAX_WAIT = 300.0
+_SEQ = re.compile(r"[0-9]{1,19}")
 
 
 def _error(
@@ -59,8 +73,11 @@ class AuthMiddleware:
         self.tokens = tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in _PUBLIC_PATHS:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope["path"] in _PUBLIC_PATHS:
+            await guarded(self.app, scope, receive, send)
             return
         headers = dict(scope["headers"])
         auth = headers.get(b"authorization", b"").decode("latin-1")
@@ -77,7 +94,7 @@ class AuthMiddleware:
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
-        await self.app(scope, receive, send)
+        await guarded(self.app, scope, receive, send)
 
 
 class BatchBody(BaseModel):
@@ -110,7 +127,7 @@ class WaitBody(BaseModel):
     """Which tasks to wait for, and how long."""
 
     task_ids: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, max_length=1000)
-    timeout: float = Field(default=30.0, ge=0, le=_MAX_WAIT)
+    timeout: Number = Field(default=30.0, ge=0, le=_MAX_WAIT)
     return_when: Literal["all", "any"] = "all"
 
 
@@ -157,7 +174,7 @@ class ErrorBody(BaseModel):
     """Every error answer.
 
     400 bad input, 401 token, 404 unknown or foreign id, 429 queue full (with `Retry-After`),
-    503 shutting down.
+    503 shutting down, or the store cannot write (with `Retry-After`).
     """
 
     error: ErrorDetail
@@ -166,14 +183,19 @@ class ErrorBody(BaseModel):
 class AckBody(BaseModel):
     """Acknowledge every notice with `seq <= up_to`."""
 
-    up_to: int = Field(ge=0, le=MAX_SEQ)
+    up_to: Int = Field(ge=0, le=MAX_SEQ)
 
 
 class Health(BaseModel):
-    """Liveness."""
+    """Liveness and state.
 
-    status: Literal["ok"] = "ok"
+    `ok`; `recovering` while the processes a crash left are being stopped; `degraded` while the
+    store cannot write (`detail` says why).
+    """
+
+    status: Literal["ok", "recovering", "degraded"] = "ok"
     version: str = __version__
+    detail: str | None = None
 
 
 _bearer = HTTPBearer(auto_error=False, description="The token from the daemon's data dir.")
@@ -199,11 +221,24 @@ router = APIRouter(
 async def _bad_request(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0]
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "header", "path")]
-    field = ".".join(loc) or None
+    where = first.get("loc", ())
+    loc = [str(p) for p in where if p not in ("body", "query", "header", "path")]
+    field = ".".join(loc) or (str(where[0]) if where else "body")
     got = first.get("input")
-    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-    return _error(400, "UserError", f"Invalid `{field}`: {first['msg']}{shown}.", field=field)
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {_clip(repr(got))})"
+    message = first["msg"].removeprefix("Value error, ")
+    if field == "body" and first["type"] == "missing":
+        message = "it is empty; send a JSON object"
+    return _error(400, "UserError", f"Invalid `{field}`: {message}{shown}.", field=field)
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+async def _internal_error(_: Request, exc: Exception) -> JSONResponse:
+    message = "The daemon failed to answer this request; see its log. It is a bug."
+    return _error(500, "InternalError", message)
 
 
 async def _outrider_error(_: Request, exc: Exception) -> JSONResponse:
@@ -214,6 +249,8 @@ async def _outrider_error(_: Request, exc: Exception) -> JSONResponse:
             return _error(404, "TaskNotFound", str(exc), field="task_id")
         case QueueFull():
             return _error(429, "QueueFull", str(exc), **{"Retry-After": "5"})
+        case StoreError():  # a full or read-only disk: the same request succeeds once fixed
+            return _error(503, type(exc).__name__, str(exc), **{"Retry-After": "5"})
         case Closed():
             return _error(503, "Closed", "The daemon is shutting down; retry once it restarts.")
         case _:
@@ -227,8 +264,17 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 @router.get("/health", tags=["daemon"])
-async def health() -> Health:
-    """Liveness; needs no token."""
+async def health(request: Request) -> Health:
+    """Liveness and state; needs no token."""
+    orch: Orchestrator = request.app.state.orch
+    status = orch.status()
+    if status.store_error is not None:
+        return Health(status="degraded", detail=status.store_error)
+    if status.recovering:
+        return Health(
+            status="recovering",
+            detail=f"stopping the processes {status.recovering} tasks left when outrider died",
+        )
     return Health()
 
 
@@ -329,7 +375,7 @@ async def ack_notices(v: View, body: AckBody) -> None:
 def _start_seq(after: int | None, last_event_id: str | None) -> int:
     start = after or 0
     if last_event_id:
-        if not last_event_id.isdigit() or int(last_event_id) > MAX_SEQ:
+        if not _SEQ.fullmatch(last_event_id) or int(last_event_id) > MAX_SEQ:
             raise UserError(
                 f"Invalid `Last-Event-ID`: {last_event_id!r} is not an event seq.",
                 field="Last-Event-ID",
@@ -421,6 +467,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _bad_request)
     app.add_exception_handler(OutriderError, _outrider_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)
     app.include_router(router)
     if mcp_app is not None:
         app.mount("/mcp", mcp_app)

@@ -19,7 +19,7 @@ Cancellation: a `commit` cancelled while waiting still commits (the change is al
 Callers that must keep memory in step with the store pass the update as `then`, which the
 writer runs right after the commit whatever happens to the caller (no cancel scope needed).
 `run` drains what is queued before it returns after `aclose`; if it is cancelled instead,
-waiting callers get `Closed`.
+what is queued is committed directly (shielded), as is every later commit until `aclose`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import anyio
 import anyio.to_thread
 
 from outrider._asynclib import pin_async_library
-from outrider._errors import Closed, StoreError
+from outrider._errors import Closed, StoreError, StoreUnavailable
 from outrider._logging import logger
 
 from ._sqlite import Change, Committed, SQLiteBackend
@@ -121,6 +121,9 @@ class Store:
         self._wake = anyio.Event()
         self._closing = False
         self._running = False
+        self.write_problem: str | None = None
+        """Why the last write failed when the disk is to blame (full, read-only); None once
+        a write succeeds again."""
 
     async def open(self) -> None:
         """Lock, connect and migrate the database."""
@@ -184,9 +187,14 @@ class Store:
                 tg.cancel_scope.cancel()
         finally:
             self._running = False
-            closed = Closed("The store closed before this change was committed.")
-            self._filling.finish([closed for _ in self._filling.changes])
-            self._filling = _Batch()
+            batch, self._filling = self._filling, _Batch()
+            if batch.changes:  # cancelled with changes queued: they are committed all the same
+                with anyio.CancelScope(shield=True):
+                    results = await anyio.to_thread.run_sync(
+                        self.backend.apply, batch.changes, limiter=self._write_limiter
+                    )
+                batch.finish(results)
+                self._publish(results)
 
     async def _write_loop(self) -> None:
         while True:
@@ -218,6 +226,14 @@ class Store:
                 logger.warning("checkpointing the store %s failed: %s", self.path, exc)
 
     def _publish(self, results: Results) -> None:
+        problem = next((r for r in results if isinstance(r, StoreUnavailable)), None)
+        if problem is not None:
+            if self.write_problem is None:
+                logger.error("%s", problem)
+            self.write_problem = str(problem)
+        elif self.write_problem is not None and any(isinstance(r, list) for r in results):
+            logger.warning("the store %s can write again", self.path)
+            self.write_problem = None
         if self._on_commit is not None:
             self._on_commit([e for r in results if not isinstance(r, Exception) for e in r])
 
