@@ -12,6 +12,7 @@ in the data dir). With `autostart=True` a missing daemon is started in the backg
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import select
@@ -39,11 +40,13 @@ from ._errors import (
 )
 from ._models import Event, Notice, Status, SubmitError, SubmitItem, Task, TaskSpec
 from ._orchestrator import task_outcome
-from ._paths import daemon_file, data_dir, token_file
+from ._paths import daemon_file, data_dir, open_private, private_dir, token_file
+from ._proof import challenge, token_id, valid
 
 if TYPE_CHECKING:
     import builtins
     from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+    from pathlib import Path
     from types import TracebackType
 
 __all__ = ["AsyncClient", "Client", "start_daemon"]
@@ -60,10 +63,48 @@ def _find_url(url: str | None) -> str:
         return url.rstrip("/")
     if env := os.environ.get("OUTRIDER_URL"):
         return env.rstrip("/")
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        return str(json.loads(daemon_file().read_text())["url"])
+    if (recorded := _recorded_daemon()) is not None:
+        return recorded
     port = os.environ.get("OUTRIDER_PORT", "8765")
     return f"http://127.0.0.1:{port}" if port != "0" else DEFAULT_URL
+
+
+def _recorded_daemon() -> str | None:
+    """The URL in `daemon.json` if the daemon that wrote it still runs (a dead one's is stale)."""
+    try:
+        record = json.loads(daemon_file().read_text())
+        url, pid = str(record["url"]), int(record["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's: the proof decides
+        pass
+    return url
+
+
+@contextlib.contextmanager
+def _start_lock(path: Path, wait: float) -> Iterator[None]:
+    """One client at a time starts the daemon; the others wait and then use it."""
+    fd = open_private(path, os.O_RDWR | os.O_CREAT)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DaemonError(
+                        f"Another client is starting the daemon and did not finish in {wait:.0f}s; "
+                        f"see {path.with_name('daemon.log')}."
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _find_token(token: str | None) -> str | None:
@@ -79,20 +120,44 @@ def _find_token(token: str | None) -> str | None:
 def start_daemon(*, wait: float = 20.0) -> str:
     """Start `outrider serve` in the background and return its URL once it listens.
 
+    Clients starting it at the same time take turns: the first starts it, the others find it
+    running (`daemon.json`) and use it.
+
     Raises:
         DaemonError: It exited or did not get ready within `wait` seconds; the message holds
             the end of its log.
     """
+    return _start_or_find(wait)[0]
+
+
+def _start_or_find(wait: float) -> tuple[str, bool]:
+    """The daemon's URL, and whether this call started it (else another client had)."""
     log_path = data_dir() / "daemon.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        private_dir(log_path.parent)
+        with _start_lock(log_path.with_name("daemon.start.lock"), wait):
+            if (running := _recorded_daemon()) is not None:
+                return running, False
+            return _spawn_daemon(log_path, wait), True
+    except OSError as exc:
+        raise DaemonError(
+            f"Cannot start the daemon: {exc.strerror} ({exc.filename}); make the data dir "
+            "writable, or set OUTRIDER_HOME to one that is."
+        ) from None
+
+
+def _spawn_daemon(log_path: Path, wait: float) -> str:
+    log = open_private(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     read_fd, write_fd = os.pipe()
-    with open(log_path, "ab") as log:
+    try:
         process = subprocess.Popen(
             [sys.executable, "-m", "outrider._cli", "serve", "--ready-fd", str(write_fd)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_fd,),
             start_new_session=True, close_fds=True,
         )  # fmt: skip
-    os.close(write_fd)
+    finally:
+        os.close(log)
+        os.close(write_fd)
     # The daemon outlives this call; a waiter thread reaps it should it exit while we live.
     threading.Thread(target=process.wait, name="outrider-daemon-reaper", daemon=True).start()
     try:
@@ -123,6 +188,8 @@ class _Call:
     params: Mapping[str, Any] | None = None
     timeout: float | None = None
     task_id: str | None = field(default=None)
+    auth: bool = True
+    """Whether the call carries the token (then the daemon must first prove it holds it)."""
 
 
 def _raise_for(response: httpx.Response, call: _Call) -> None:
@@ -230,6 +297,8 @@ class _Base:
         self._token = _find_token(token)
         self._session = session
         self._autostart = autostart and url is None and "OUTRIDER_URL" not in os.environ
+        self._proven: str | None = None
+        """The URL whose daemon proved it holds the token (`outrider._proof`)."""
 
     @property
     def session(self) -> str:
@@ -241,17 +310,51 @@ class _Base:
         """The daemon's base URL."""
         return self._url
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, *, auth: bool = True) -> dict[str, str]:
         headers = {"X-Outrider-Session": self._session}
-        if self._token:
+        if self._token and auth:
             headers["Authorization"] = f"Bearer {self._token}"
         return headers
 
+    def _challenge(self) -> tuple[dict[str, str], str] | None:
+        """The `/health` query by which the daemon proves it holds our token, unless it did."""
+        if self._token is None or self._proven == self._url:
+            return None
+        nonce = challenge()
+        return {"challenge": nonce, "token_id": token_id(self._token)}, nonce
+
+    def _check_proof(self, response: httpx.Response, nonce: str) -> None:
+        """Accept the daemon only if it proved it holds our token (then it may be sent).
+
+        Raises:
+            AuthError: It is a daemon, and it does not know the token.
+            DaemonError: It did not prove it is the daemon holding the token.
+        """
+        assert self._token is not None
+        try:
+            doc = response.json()
+        except ValueError:
+            doc = None
+        answer = doc.get("proof", "absent") if isinstance(doc, dict) else "absent"
+        if answer is None:
+            raise AuthError(
+                f"The daemon at {self._url} does not know this token (it was not sent); use "
+                "the token from its data dir (`OUTRIDER_TOKEN` or the `token` file)."
+            )
+        url = httpx.URL(self._url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        if not valid(answer, self._token, nonce, port):
+            raise DaemonError(
+                f"The server at {self._url} did not prove it is the outrider daemon that holds "
+                "your token, so the token was not sent; another program may have its address "
+                f"(a dead daemon's {daemon_file()}). Stop that program, or remove the file."
+            )
+        self._proven = self._url
+
     def _started(self) -> None:
-        self._url = start_daemon()
+        self._url, started = _start_or_find(20.0)
         self._token = _find_token(None)
-        self._autostart = False
-        if self._on_autostart is not None:
+        if started and self._on_autostart is not None:
             self._on_autostart(self._url)
 
 
@@ -297,13 +400,21 @@ class Client(_Base):
         """Close the connection pool."""
         self._http.close()
 
+    def _prove(self) -> None:
+        if (pending := self._challenge()) is not None:
+            params, nonce = pending
+            response = self._http.get(self._url + "/health", params=params, timeout=self._timeout)
+            self._check_proof(response, nonce)
+
     def _send(self, call: _Call) -> httpx.Response:
         timeout = self._timeout + (call.timeout or 0)
         for attempt in (1, 2):
             try:
+                if call.auth:
+                    self._prove()
                 response = self._http.request(
                     call.method, self._url + call.path, json=call.json, params=call.params,
-                    headers=self._headers(), timeout=timeout,
+                    headers=self._headers(auth=call.auth), timeout=timeout,
                 )  # fmt: skip
             except httpx.ConnectError as exc:
                 if self._autostart and attempt == 1:
@@ -319,7 +430,7 @@ class Client(_Base):
 
     def health(self) -> dict[str, str]:
         """`{"status": "ok", "version": ...}` if the daemon is up."""
-        result: dict[str, str] = self._json(_Call("GET", "/health"))
+        result: dict[str, str] = self._json(_Call("GET", "/health", auth=False))
         return result
 
     def submit(self, spec: TaskSpec, **options: Any) -> Task:
@@ -424,6 +535,7 @@ class Client(_Base):
         last = after
         while True:
             try:
+                self._prove()
                 with self._http.stream(
                     "GET", self._url + path, params={**params, "after": last},
                     headers=self._headers(), timeout=httpx.Timeout(self._timeout, read=None),
@@ -488,14 +600,24 @@ class AsyncClient(_Base):
         """Close the connection pool."""
         await self._http.aclose()
 
+    async def _prove(self) -> None:
+        if (pending := self._challenge()) is not None:
+            params, nonce = pending
+            response = await self._http.get(
+                self._url + "/health", params=params, timeout=self._timeout
+            )
+            self._check_proof(response, nonce)
+
     async def _send(self, call: _Call) -> httpx.Response:
         timeout = self._timeout + (call.timeout or 0)
         for attempt in (1, 2):
             url, starts = self._url, self._starts
             try:
+                if call.auth:
+                    await self._prove()
                 response = await self._http.request(
                     call.method, url + call.path, json=call.json, params=call.params,
-                    headers=self._headers(), timeout=timeout,
+                    headers=self._headers(auth=call.auth), timeout=timeout,
                 )  # fmt: skip
             except httpx.ConnectError as exc:
                 if attempt == 1 and await self._start_once(starts):
@@ -521,7 +643,7 @@ class AsyncClient(_Base):
 
     async def health(self) -> dict[str, str]:
         """`{"status": "ok", "version": ...}` if the daemon is up."""
-        result: dict[str, str] = await self._json(_Call("GET", "/health"))
+        result: dict[str, str] = await self._json(_Call("GET", "/health", auth=False))
         return result
 
     async def submit(self, spec: TaskSpec, **options: Any) -> Task:
@@ -625,6 +747,7 @@ class AsyncClient(_Base):
         last = after
         while True:
             try:
+                await self._prove()
                 async with self._http.stream(
                     "GET", self._url + path, params={**params, "after": last},
                     headers=self._headers(), timeout=httpx.Timeout(self._timeout, read=None),

@@ -76,6 +76,16 @@ def stop(daemon: Daemon, *, sig: int = signal.SIGTERM) -> int:
     return process.wait(timeout=60) or 0
 
 
+@pytest.fixture
+def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data dir of this test's own, where clients start daemons on free ports."""
+    monkeypatch.setenv("OUTRIDER_HOME", str(tmp_path))
+    monkeypatch.setenv("OUTRIDER_PORT", "0")
+    monkeypatch.delenv("OUTRIDER_URL", raising=False)
+    monkeypatch.delenv("OUTRIDER_TOKEN", raising=False)
+    return tmp_path
+
+
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     home = tmp_path_factory.mktemp("home")

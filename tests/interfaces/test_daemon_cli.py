@@ -18,8 +18,6 @@ from .conftest import launch, stop
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import pytest
-
 
 def cli(
     *args: str, home: Path, input_text: str | None = None, url: str | None = None
@@ -146,13 +144,8 @@ def test_no_daemon_and_no_autostart_is_a_clear_error(tmp_path: Path) -> None:
     assert "No outrider daemon at http://127.0.0.1:9" in done.stderr
 
 
-async def test_calls_that_find_no_daemon_together_start_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("OUTRIDER_HOME", str(tmp_path))
-    monkeypatch.setenv("OUTRIDER_PORT", "0")
-    monkeypatch.delenv("OUTRIDER_URL", raising=False)
-    monkeypatch.delenv("OUTRIDER_TOKEN", raising=False)
+async def test_calls_that_find_no_daemon_together_start_one(own_home: Path) -> None:
+    tmp_path = own_home
     started: list[str] = []
     try:
         async with (

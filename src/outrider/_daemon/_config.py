@@ -55,6 +55,9 @@ class CliAgentConfig(BaseModel):
     """Appended when a model is given; `{model}` is replaced by it."""
     output: Literal["text", "claude-json", "jsonl-last-text"] = "text"
     """How the final answer is read from the output."""
+    pass_env: list[str] | None = None
+    """Variables the CLI gets from the daemon's environment besides the safe base (its API
+    keys; `NAME_*` is a prefix); default: the built-in template's, else none."""
 
     def model_post_init(self, context: Any, /) -> None:
         if not any("{prompt}" in part for part in self.command):
@@ -89,6 +92,9 @@ class Config(BaseModel):
     mcp_wait: float = Field(default=50.0, gt=0, le=3600)
     """The longest a blocking MCP tool call waits before answering "still running"."""
     mcp_tools: tuple[str, ...] = DEFAULT_MCP_TOOLS
+    task_env: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    """Variables every shell and agent-CLI task gets from the daemon's environment, besides
+    the safe base (`PATH`, `HOME`, `LANG`, …); `NAME_*` is a prefix."""
     handlers: dict[_Name, Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$")]] = Field(
         default_factory=dict
     )

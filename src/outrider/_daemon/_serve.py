@@ -27,9 +27,11 @@ from .._http._app import AuthMiddleware, create_app
 from .._logging import logger
 from .._mcp._server import build_server, daemon_resolver
 from .._orchestrator import Orchestrator
-from .._paths import daemon_file
+from .._paths import daemon_file, data_dir, open_private, private_dir
 from ..runners._agent import AgentRunner
-from ..runners._cli_agent import CliAgentRunner, CliTemplate
+from ..runners._cli_agent import BUILTIN_TEMPLATES, CliAgentRunner, CliTemplate
+from ..runners._sandbox import Sandbox
+from ..runners._shell import ShellRunner
 from ._auth import Tokens
 
 if TYPE_CHECKING:
@@ -95,12 +97,18 @@ def _load_handlers(orch: Orchestrator, handlers: dict[str, str]) -> None:
 @contextlib.contextmanager
 def _daemon_record(url: str) -> Iterator[None]:
     path = daemon_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump({"url": url, "pid": os.getpid()}, out)
-    tmp.replace(path)
+    try:
+        private_dir(path.parent)
+        fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        with os.fdopen(fd, "w") as out:
+            json.dump({"url": url, "pid": os.getpid()}, out)
+        tmp.replace(path)
+    except OSError as exc:
+        raise UserError(
+            f"Cannot write {path}: {exc.strerror}; make the data dir writable, or set "
+            "OUTRIDER_HOME to one that is."
+        ) from None
     try:
         yield
     finally:
@@ -108,6 +116,23 @@ def _daemon_record(url: str) -> Iterator[None]:
             current = json.loads(path.read_text())
             if current.get("pid") == os.getpid():
                 path.unlink()
+
+
+def _process_runners(config: Config) -> tuple[ShellRunner, CliAgentRunner]:
+    """The shell and agent-CLI runners: clean environments, and other principals sandboxed."""
+    db = config.db_path
+    hidden = [data_dir(), config.local_token_file, db.with_name(db.name + ".logs")]
+    hidden += [db.with_name(db.name + suffix) for suffix in ("", "-wal", "-shm", ".lock")]
+    hidden += [p.token_file.expanduser() for p in config.principals.values()]
+    shell = ShellRunner(pass_env=config.task_env, sandbox=Sandbox(tuple(hidden)))
+    templates = {}
+    for name, c in config.cli_agents.items():
+        builtin = BUILTIN_TEMPLATES.get(name)
+        pass_env = c.pass_env if c.pass_env is not None else builtin.pass_env if builtin else ()
+        templates[name] = CliTemplate(
+            tuple(c.command), tuple(c.model_args), c.output, pass_env=tuple(pass_env)
+        )
+    return shell, CliAgentRunner(templates, shell=shell)
 
 
 async def serve(
@@ -127,6 +152,13 @@ async def serve(
             "--allow-remote to serve other machines (every request still needs the token).",
             field="host",
         )
+    try:
+        private_dir(data_dir())
+    except OSError as exc:
+        raise UserError(
+            f"Cannot use the data dir {data_dir()}: {exc.strerror}; make it writable (and "
+            "yours), or set OUTRIDER_HOME to one that is."
+        ) from None
     tokens = Tokens.from_config(config)
     agents = load_agents()
     for problem in (*agents.warnings, *agents.errors):
@@ -141,10 +173,7 @@ async def serve(
         retention=config.retention, shutdown_grace=config.shutdown_grace,
         default_timeout=config.default_timeout, default_ttl=config.default_ttl,
         min_free_memory_mb=config.min_free_memory_mb, max_cpu_percent=config.max_cpu_percent,
-        runners=[CliAgentRunner({
-            name: CliTemplate(tuple(c.command), tuple(c.model_args), c.output)
-            for name, c in config.cli_agents.items()
-        }), agent_runner],
+        runners=[*_process_runners(config), agent_runner],
     )  # fmt: skip
     _load_handlers(orch, config.handlers)
     for agent in agents.agents.values():
@@ -158,11 +187,12 @@ async def serve(
         mcp_routes = mcp.streamable_http_app(streamable_http_path="/mcp", host=config.host).routes
         app = create_app(
             orch, stopping=stopping, request_stop=stopping.set,
-            mcp_lifespan=mcp.session_manager.run,
+            mcp_lifespan=mcp.session_manager.run, tokens=tokens,
         )  # fmt: skip
         app.router.routes.extend(mcp_routes)
         sock = _bind(config.host, config.port)
         host, port = sock.getsockname()[:2]
+        app.state.port = port
         url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
         http_config = uvicorn.Config(
             AuthMiddleware(app, tokens=tokens), log_level="warning", lifespan="on",

@@ -196,6 +196,8 @@ class Health(BaseModel):
     status: Literal["ok", "recovering", "degraded"] = "ok"
     version: str = __version__
     detail: str | None = None
+    proof: str | None = None
+    """The answer to `challenge`: HMAC-SHA256 keyed by the token named by `token_id`."""
 
 
 _bearer = HTTPBearer(auto_error=False, description="The token from the daemon's data dir.")
@@ -264,18 +266,28 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 @router.get("/health", tags=["daemon"])
-async def health(request: Request) -> Health:
-    """Liveness and state; needs no token."""
+async def health(
+    request: Request,
+    challenge: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32,128}$")] = None,
+    token_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None,
+) -> Health:
+    """Liveness and state; needs no token.
+
+    With `challenge` and `token_id` (a client's token's id) it also proves that this daemon
+    holds that token, so the client may send it (`outrider._proof`).
+    """
     orch: Orchestrator = request.app.state.orch
     status = orch.status()
+    proof = None
+    tokens: Tokens | None = request.app.state.tokens
+    if challenge is not None and token_id is not None and tokens is not None:
+        proof = tokens.prove(challenge, token_id, request.app.state.port)
     if status.store_error is not None:
-        return Health(status="degraded", detail=status.store_error)
+        return Health(status="degraded", detail=status.store_error, proof=proof)
     if status.recovering:
-        return Health(
-            status="recovering",
-            detail=f"stopping the processes {status.recovering} tasks left when outrider died",
-        )
-    return Health()
+        detail = f"stopping the processes {status.recovering} tasks left when outrider died"
+        return Health(status="recovering", detail=detail, proof=proof)
+    return Health(proof=proof)
 
 
 @router.post("/v1/tasks", status_code=201, tags=["tasks"])
@@ -444,8 +456,9 @@ def create_app(
     request_stop: Callable[[], None],
     mcp_app: ASGIApp | None = None,
     mcp_lifespan: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
+    tokens: Tokens | None = None,
 ) -> FastAPI:
-    """The ASGI app over `orch` (wrap it in `AuthMiddleware`)."""
+    """The ASGI app over `orch` (wrap it in `AuthMiddleware`; set `app.state.port` once bound)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -464,6 +477,8 @@ def create_app(
     app.state.orch = orch
     app.state.stopping = stopping
     app.state.request_stop = request_stop
+    app.state.tokens = tokens
+    app.state.port = 0
     app.add_exception_handler(RequestValidationError, _bad_request)
     app.add_exception_handler(OutriderError, _outrider_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -37,6 +37,7 @@ from outrider._models import (
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
+    from importlib.resources.abc import Traversable
 
 __all__ = [
     "AddEvent",
@@ -486,6 +487,14 @@ class SQLiteBackend:
         scripts = sorted(
             (p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name
         )
+        try:
+            self._migrate(scripts)
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.rollback()
+            raise write_error(exc, self.path) from exc
+
+    def _migrate(self, scripts: list[Traversable]) -> None:
         (version,) = self._conn.execute("PRAGMA user_version").fetchone()
         if version > len(scripts):
             raise StoreError(

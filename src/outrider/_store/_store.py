@@ -24,6 +24,7 @@ what is queued is committed directly (shielded), as is every later commit until 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -40,6 +41,7 @@ import anyio.to_thread
 from outrider._asynclib import pin_async_library
 from outrider._errors import Closed, StoreError, StoreUnavailable
 from outrider._logging import logger
+from outrider._paths import open_private, private_dir, tighten
 
 from ._sqlite import Change, Committed, SQLiteBackend
 
@@ -130,31 +132,46 @@ class Store:
         await anyio.to_thread.run_sync(self._open_sync)
 
     def _open_sync(self) -> None:
-        if self.in_memory:
-            uri = f"file:outrider-{uuid.uuid4().hex}?mode=memory&cache=shared"
-            self._writer = SQLiteBackend(uri)
-            self._reader = self._writer
-            self._read_limiter = self._write_limiter
-        else:
-            db = Path(self.path)
-            if not db.parent.is_dir():
-                raise StoreError(
-                    f"The folder of the store {self.path!r} does not exist; create it or give "
-                    "another `db` path."
-                )
-            self._lock(db)
-            self._writer = SQLiteBackend(self.path)
-            self._writer.migrate()
-            self._writer.leave_checkpoints_to_others()
-            self._reader = SQLiteBackend(self.path)
-            self._checkpointer = SQLiteBackend(self.path)
-        if self.in_memory:
-            self._writer.migrate()
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.in_memory:
+                uri = f"file:outrider-{uuid.uuid4().hex}?mode=memory&cache=shared"
+                self._writer = SQLiteBackend(uri)
+                self._reader = self._writer
+                self._read_limiter = self._write_limiter
+                self._writer.migrate()
+            else:
+                self._open_file(Path(self.path))
+            private_dir(self.log_dir)
+        except OSError as exc:
+            self._close_sync()
+            raise StoreError(
+                f"Cannot open the store {self.path!r}: {exc.strerror} ({exc.filename}); make "
+                "its folder writable, or give another `db`."
+            ) from None
+        except BaseException:
+            self._close_sync()
+            raise
+
+    def _open_file(self, db: Path) -> None:
+        if not db.parent.is_dir():
+            raise StoreError(
+                f"The folder of the store {self.path!r} does not exist; create it or give "
+                "another `db` path."
+            )
+        self._lock(db)
+        os.close(open_private(db, os.O_RDWR | os.O_CREAT))  # SQLite gives its WAL these modes
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                tighten(db.with_name(db.name + suffix), 0o600)
+        self._writer = SQLiteBackend(self.path)
+        self._writer.migrate()
+        self._writer.leave_checkpoints_to_others()
+        self._reader = SQLiteBackend(self.path)
+        self._checkpointer = SQLiteBackend(self.path)
 
     def _lock(self, db: Path) -> None:
         lock_path = db.with_name(db.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = open_private(lock_path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -146,14 +146,20 @@ class CliAgentRunner:
 
     Args:
         templates: Extra or overriding templates by CLI name (from config).
+        shell: The shell runner that runs the CLIs (its environment and sandbox settings).
     """
 
     kind = "cli_agent"
     uses_processes = True
 
-    def __init__(self, templates: Mapping[str, CliTemplate] | None = None) -> None:
+    def __init__(
+        self,
+        templates: Mapping[str, CliTemplate] | None = None,
+        *,
+        shell: ShellRunner | None = None,
+    ) -> None:
         self.templates = {**BUILTIN_TEMPLATES, **(templates or {})}
-        self._shell = ShellRunner()
+        self._shell = shell or ShellRunner()
 
     def default_keys(self, spec: object) -> tuple[str, ...]:
         """`agent:<name>` (or `cli:<cli>`), and `model:<model>` when one is named."""

@@ -4,6 +4,8 @@
   `HOME`, `LANG`, … — `outrider.runners._procs.SAFE_ENV`), the names the runner is told to pass
   through, the task's own `env`, and the attempt's marker (`OUTRIDER_TASK`), by which every
   process it starts is found (`outrider.runners._tracked`).
+- A task of a principal that does not own the daemon runs in a sandbox hiding the daemon's
+  store, tokens and processes (`outrider.runners._sandbox`), when the runner is given one.
 - Output (stdout and stderr interleaved) is read in chunks of at most 64 KiB and handed to
   `ctx.output`; only a bounded tail (8 KiB) is kept in memory, for the result or the error.
 - The task ends when its main process exits: whatever it left running is then stopped (TERM,
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from anyio.abc import ByteReceiveStream
+
+    from ._sandbox import Sandbox
 
 __all__ = ["ShellRunner"]
 
@@ -59,13 +63,15 @@ class ShellRunner:
     Args:
         pass_env: Names passed from outrider's environment to every task besides the safe
             base (an entry ending in `*` is a prefix).
+        sandbox: Where tasks of untrusted principals run (`outrider.runners._sandbox`).
     """
 
     kind = "shell"
     uses_processes = True
 
-    def __init__(self, *, pass_env: Sequence[str] = ()) -> None:
+    def __init__(self, *, pass_env: Sequence[str] = (), sandbox: Sandbox | None = None) -> None:
         self.pass_env = tuple(pass_env)
+        self.sandbox = sandbox
 
     def default_keys(self, spec: object) -> tuple[str, ...]:
         """Every shell task holds the key `shell` unless it names its own."""
@@ -89,6 +95,8 @@ class ShellRunner:
             )
         task_marker = marker(ctx.task_id, ctx.attempt)
         env = task_environment(task_marker, spec.env, passthrough=(*self.pass_env, *pass_env))
+        if self.sandbox is not None and self.sandbox.applies_to(ctx.session):
+            argv = self.sandbox.wrap(argv, env)
         try:
             proc = await TaskProcess.spawn(argv, env=env, cwd=spec.cwd, task_marker=task_marker)
         except FileNotFoundError:
