@@ -140,6 +140,9 @@ class _Live:
     handle: anyio.TaskHandle[None] | None = None
     """The task running it; cancelling the handle stops the run."""
     holds_slot: bool = False
+    abandoned: anyio.Event | None = None
+    """Work the runner could not stop (a thread) runs on until this is set; the slot waits."""
+    release_pending: bool = False
     slot_lent: bool = False
     """Its queue slots are given back while it waits for tasks it started."""
     resume_queued: bool = False
@@ -253,6 +256,9 @@ class _Context:
     async def save_transcript(self, data: bytes) -> None:
         path = transcript_path(self._engine.store.log_dir, self.task_id)
         await anyio.to_thread.run_sync(write_atomically, path, data)
+
+    def abandon(self, ended: anyio.Event) -> None:
+        self._live.abandoned = ended
 
     async def track_process(self, pid: int) -> None:
         try:
@@ -717,6 +723,12 @@ class Engine:
             return None
 
     def _release(self, live: _Live) -> None:
+        if live.holds_slot and live.abandoned is not None and not live.abandoned.is_set():
+            if not live.release_pending:  # its thread still runs: the slot is its until it ends
+                live.release_pending = True
+                if self._start_soon(self._release_after, live, live.abandoned) is None:
+                    logger.error("%s: its slot is held: the orchestrator stopped", live.task_id)
+            return
         if live.holds_slot:
             live.holds_slot = False
             self.running_count -= 1
@@ -727,6 +739,12 @@ class Engine:
             self.wake()
             if not self.running_count:
                 self._idle.set()
+
+    async def _release_after(self, live: _Live, ended: anyio.Event) -> None:
+        await ended.wait()
+        logger.warning("%s: its abandoned thread ended; its slot is free", live.task_id)
+        live.abandoned = None
+        self._release(live)
 
     def lend_slot(self, live: _Live) -> None:
         """A running task waits for tasks it started: give its queue slots to others."""
@@ -823,6 +841,17 @@ class Engine:
     async def _end_stopped_now(self, live: _Live, reason: StopReason) -> None:
         message = live.stop_message or reason
         task = live.task
+        if live.abandoned is not None and not live.abandoned.is_set():
+            message += (
+                "; its thread could not be stopped and was abandoned (it keeps the task's slot "
+                "until it returns, and what it returns is discarded)"
+            )
+            if reason == "shutdown":  # no retry beside a thread that still runs
+                text = f"The task was interrupted: {message}."
+                await self._end(
+                    live, TaskState.FAILED, error=ErrorInfo(type="interrupted", message=text)
+                )
+                return
         if reason == "shutdown":
             if task.attempt < task.max_attempts:
                 await self._retry(live, ErrorInfo(type="interrupted", message=message), delay=0.0)

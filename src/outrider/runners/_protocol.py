@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
+    import anyio
     from pydantic import JsonValue
 
     from outrider._models import Usage
@@ -109,6 +110,13 @@ class RunContext(Protocol):
 
     async def save_transcript(self, data: bytes) -> None:
         """Store the task's transcript (JSON), replacing the previous one."""
+        ...
+
+    def abandon(self, ended: anyio.Event) -> None:
+        """The run is stopped but left work it cannot interrupt (a thread) running on.
+
+        The task ends now, saying so, and keeps its concurrency slots until `ended` is set.
+        """
         ...
 
     async def track_process(self, pid: int) -> None:
