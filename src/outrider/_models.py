@@ -272,7 +272,8 @@ def shell(
     Args:
         command: A string run by `/bin/sh -c`, or an argv list run directly.
         cwd: The working directory (default: the orchestrator process's).
-        env: Variables added to the inherited environment.
+        env: The task's own variables, on top of a clean base (`PATH`, `HOME`, `LANG`, … — not
+            the whole environment of outrider's process).
         grace_period: Seconds between SIGTERM and SIGKILL when the task is stopped.
 
     Returns:
