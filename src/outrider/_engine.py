@@ -209,6 +209,8 @@ class _Context:
         self._engine = engine
         self._live = live
         self._loop_thread = threading.get_ident()
+        error = live.task.error  # the previous attempt's, until this one ends
+        self._resuming = error is not None and error.type == "interrupted"
 
     @property
     def task_id(self) -> str:
@@ -217,6 +219,10 @@ class _Context:
     @property
     def attempt(self) -> int:
         return self._live.task.attempt
+
+    @property
+    def resuming(self) -> bool:
+        return self._resuming
 
     @property
     def cancel_requested(self) -> bool:
@@ -256,6 +262,17 @@ class _Context:
     async def save_transcript(self, data: bytes) -> None:
         path = transcript_path(self._engine.store.log_dir, self.task_id)
         await anyio.to_thread.run_sync(write_atomically, path, data)
+
+    async def load_transcript(self) -> bytes | None:
+        path = transcript_path(self._engine.store.log_dir, self.task_id)
+
+        def read() -> bytes | None:
+            try:
+                return path.read_bytes()
+            except FileNotFoundError:
+                return None
+
+        return await anyio.to_thread.run_sync(read)
 
     def abandon(self, ended: anyio.Event) -> None:
         self._live.abandoned = ended
