@@ -286,14 +286,29 @@ def _subtree(roots: Iterable[int]) -> list[int]:
 
 
 def _candidates(leader: int | None) -> list[int]:
-    """Processes that may belong to a task (every one, unless this process is a subreaper).
+    """Processes that may belong to a task.
 
     Under a subreaper, only the leader's subtree and the orphans': every other direct child is
-    another task's leader or in this process's own session (a worker).
+    another task's leader or in this process's own session (a worker). Otherwise every process
+    younger than the leader: pids are handed out in increasing order, so those from the
+    leader's to the last one given out, unless the numbering wrapped around meanwhile.
     """
-    if not _registry.subreaper:
-        return _all_pids()
-    return _subtree([*([] if leader is None else [leader]), *_orphans()])
+    if _registry.subreaper:
+        return _subtree([*([] if leader is None else [leader]), *_orphans()])
+    pids = _all_pids()
+    last = _last_pid()
+    if leader is None or last is None or last < leader:
+        return pids
+    return [p for p in pids if leader <= p <= last]
+
+
+def _last_pid() -> int | None:
+    """The last pid the kernel handed out in this namespace, if it says."""
+    try:
+        with open(f"{_PROC}/sys/kernel/ns_last_pid") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
 
 
 def find_task_processes(task_marker: str, leader: int | None, leader_started: int) -> Found:

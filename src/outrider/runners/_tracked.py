@@ -77,22 +77,24 @@ class TaskProcess:
     async def stop_rest(self, grace_period: float) -> None:
         """The leader exited: stop what it left running (TERM, grace, KILL)."""
         self._rest_stopped = True
-        found = await anyio.to_thread.run_sync(self._find)
-        if found:
-            await anyio.to_thread.run_sync(
-                lambda: _procs.stop_processes([(found, grace_period)], find_again=self._find)
-            )
+        await self._stop_found(grace_period)
 
     async def stop(self, grace_period: float) -> None:
-        """Stop every process of the task, await the leader, reap orphans; run it shielded."""
+        """Stop every process of the task, await the leader, reap orphans; run it shielded.
+
+        SIGTERM goes to the group and the leader's exit is awaited (most tasks end here); then
+        whatever is left of the task (escapees from the group included) gets SIGTERM, the rest
+        of the grace period, and SIGKILL.
+        """
         process = self.process
         if process.returncode is None:
-            _kill_group(self.pid, signal.SIGTERM)  # also what forks before the search below
-        if process.returncode is None or not self._rest_stopped:
-            found = await anyio.to_thread.run_sync(self._find)
-            await anyio.to_thread.run_sync(
-                lambda: _procs.stop_processes([(found, grace_period)], find_again=self._find)
-            )
+            deadline = anyio.current_time() + grace_period
+            _kill_group(self.pid, signal.SIGTERM)
+            with anyio.move_on_after(grace_period):
+                await process.wait()
+            await self._stop_found(max(0.0, deadline - anyio.current_time()))
+        elif not self._rest_stopped:
+            await self._stop_found(grace_period)
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
@@ -102,6 +104,13 @@ class TaskProcess:
         _procs.reap_orphans()
         with contextlib.suppress(Exception):
             await process.aclose()
+
+    async def _stop_found(self, grace_period: float) -> None:
+        found = await anyio.to_thread.run_sync(self._find)
+        if found:
+            await anyio.to_thread.run_sync(
+                lambda: _procs.stop_processes([(found, grace_period)], find_again=self._find)
+            )
 
 
 def _kill_group(pgid: int, sig: int) -> None:
