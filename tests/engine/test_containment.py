@@ -148,13 +148,21 @@ async def test_stubborn_leftovers_are_stopped_together_while_the_store_is_open(
     assert survivors(tok) == []
 
 
-async def test_a_setsid_escapee_is_stopped_with_its_task(tmp_path: Path, tok: str) -> None:
+@pytest.mark.parametrize("stop", ["cancel", "timeout"])
+async def test_a_setsid_escapee_is_stopped_with_its_task(
+    tmp_path: Path, tok: str, stop: str
+) -> None:
     command = f"( setsid sleep {tok} & ); echo started; sleep 300"
+    timeout = 1.0 if stop == "timeout" else None
     async with outrider.Orchestrator(tmp_path / "db", shutdown_grace=0.1) as orch:
-        task = await orch.submit(outrider.shell(command, grace_period=0.5), session=S)
+        shell = outrider.shell(command, grace_period=0.5)
+        task = await orch.submit(shell, session=S, timeout=timeout)
         await wait_until(lambda: len(survivors(tok)) == 1, timeout=10)
-        done = await orch.cancel(task.id, session=S)
-        assert done.state is TaskState.CANCELLED
+        if stop == "cancel":
+            done = await orch.cancel(task.id, session=S)
+        else:
+            (done,) = await orch.wait([task.id], session=S, timeout=20)
+        assert done.state is (TaskState.CANCELLED if stop == "cancel" else TaskState.TIMED_OUT)
         assert survivors(tok) == []
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -74,6 +75,18 @@ def stop(daemon: Daemon, *, sig: int = signal.SIGTERM) -> int:
         return 0
     process.send_signal(sig)
     return process.wait(timeout=60) or 0
+
+
+def crash(daemon: Daemon, *, guardian_too: bool) -> None:
+    """`kill -9` the daemon (and its guardian, so that only the next start can recover)."""
+    process = psutil.Process(daemon.pid)
+    if guardian_too:
+        for child in process.children():
+            with contextlib.suppress(psutil.Error):
+                if "guard_main" in " ".join(child.cmdline()):
+                    child.kill()
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
 
 
 @pytest.fixture

@@ -15,10 +15,8 @@ next start are what stops the leftovers.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import random
-import signal
 import time
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
@@ -33,7 +31,7 @@ from outrider import Event, Task, TaskState
 from outrider.runners._procs import MARKER_ENV, _environ_value
 from outrider.testing import wait_until
 
-from .conftest import Daemon, launch, stop
+from .conftest import Daemon, crash, launch, stop
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -83,17 +81,6 @@ def load(daemon: Daemon, work: Path, rng: random.Random, acked: dict[str, str],
             results = answer.json()["results"]
             groups[group] = [r["task"]["id"] for r in results]
             acked.update({r["task"]["label"]: r["task"]["id"] for r in results})
-
-
-def crash(daemon: Daemon, *, guardian_too: bool) -> None:
-    process = psutil.Process(daemon.pid)
-    if guardian_too:
-        for child in process.children():
-            with contextlib.suppress(psutil.Error):
-                if "guard_main" in " ".join(child.cmdline()):
-                    child.kill()
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
 
 
 def sleeping(before: float) -> list[int]:
