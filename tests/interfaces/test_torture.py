@@ -136,8 +136,12 @@ def test_kill_9_under_load_loses_nothing_duplicates_nothing_and_leaves_nothing(
     crashed_at = 0.0
     for cycle in range(CYCLES + 1):
         daemon = launch(home)
-        anyio.run(lambda d=daemon: wait_until(lambda: recovered(d), timeout=30))  # type: ignore[misc]
-        assert sleeping(crashed_at) == [], f"processes of the run killed in cycle {cycle - 1}"
+        try:
+            anyio.run(lambda d=daemon: wait_until(lambda: recovered(d), timeout=30))  # type: ignore[misc]
+            assert sleeping(crashed_at) == [], f"left by the run killed in cycle {cycle - 1}"
+        except BaseException:
+            stop(daemon)
+            raise
         if cycle == CYCLES:
             break
         load(daemon, work, rng, acked, groups, seconds=rng.uniform(0.3, 0.8))
