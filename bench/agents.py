@@ -1,6 +1,10 @@
 """Agent benchmark: many agents on one rate-limited model, with and without outrider's limits.
 
-Run: uv run python bench/agents.py  [--quick]
+Run: uv run python bench/agents.py  [--quick]  [--sandbox]
+
+`--sandbox` measures only what the sandbox adds to each `run_command`: the same command run
+N times as `/bin/sh -c` and inside bubblewrap (with the policy check and the masks a run
+builds), one after another, the median and 90th percentile per command.
 
 The fake provider (tests/fakellm.py, real HTTP on 127.0.0.1) allows 600 requests/min (a token
 bucket, no burst) and answers after 40 ms. Each agent task makes 5 model calls (4 tool calls,
@@ -15,11 +19,13 @@ then its answer). The ideal wall time is calls / (600/min). Compared:
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx
@@ -32,7 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import outrider
 from outrider._agents._definitions import AgentDefinition
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 QUICK = "--quick" in sys.argv
+SANDBOX_ONLY = "--sandbox" in sys.argv
+SANDBOX_RUNS = 100 if QUICK else 300
 FAKE_SERVER = Path(__file__).resolve().parents[1] / "tests" / "fakellm.py"
 TASKS = 40 if QUICK else 200
 CALLS = 5
@@ -121,7 +132,62 @@ async def naive_run(fake: Server) -> tuple[float, int, int]:
     return wall, await fake.rate_limited(), ok
 
 
+async def _timed(argv_for: Callable[[], list[str]], cwd: str) -> list[float]:
+    times = []
+    for _ in range(SANDBOX_RUNS):
+        start = time.perf_counter()
+        argv = argv_for()
+        await anyio.run_process(argv, cwd=cwd, check=True)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+async def sandbox_costs() -> None:
+    from outrider._agents._sandbox import bwrap_argv, probe
+    from outrider._agents._workspace import Patterns, Policy, Workspace
+
+    status = probe()
+    if status.bwrap is None:
+        print(f"no sandbox here: {status.reason}")
+        return
+    bwrap = status.bwrap
+    command = "echo hi > /dev/null"
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for i in range(200):  # a small project: 200 files, a denied folder
+            (root / f"pkg{i % 10}").mkdir(exist_ok=True)
+            (root / f"pkg{i % 10}" / f"m{i}.py").write_text("x = 1\n")
+        (root / "secrets").mkdir()
+        policy = Policy(paths=Patterns(deny=("secrets/**",)), commands=Patterns(allow=("echo *",)))
+        ws = Workspace(root, policy)
+
+        def plain() -> list[str]:
+            ws.check_command(command)
+            return ["/bin/sh", "-c", command]
+
+        def sandboxed() -> list[str]:
+            ws.check_command(command)
+            hidden = ws.denied()
+            return bwrap_argv(bwrap, command, workspace=ws.root, hidden=hidden, network=False)
+
+        rows = [("/bin/sh -c (baseline)", await _timed(plain, tmp)),
+                ("bubblewrap sandbox", await _timed(sandboxed, tmp))]  # fmt: skip
+    table = Table(title=f"{SANDBOX_RUNS} commands each, one after another")
+    for col in ("run", "median ms", "p90 ms"):
+        table.add_column(col)
+    for name, times in rows:
+        ordered = sorted(times)
+        p90 = ordered[int(len(ordered) * 0.9)]
+        table.add_row(name, f"{statistics.median(times) * 1000:.1f}", f"{p90 * 1000:.1f}")
+    Console().print(table)
+    added = statistics.median(rows[1][1]) - statistics.median(rows[0][1])
+    print(f"sandbox cost per command (median): {added * 1000:.1f} ms")
+
+
 async def main() -> None:
+    if SANDBOX_ONLY:
+        await sandbox_costs()
+        return
     import outrider._agents._loop  # noqa: F401  # imported once per process; not timed
 
     ideal = TASKS * CALLS / (RPM / 60)
@@ -148,6 +214,7 @@ async def main() -> None:
         table.add_row(name, f"{wall:.1f}", f"{wall / ideal:.3f}x", str(limited), f"{ok}/{TASKS}")
     Console().print(table)
     print(f"ideal (rate limit): {ideal:.1f} s")
+    await sandbox_costs()
 
 
 if __name__ == "__main__":

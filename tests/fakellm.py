@@ -81,6 +81,12 @@ class Call:
     headers: dict[str, str]
 
     @property
+    def max_tokens(self) -> int | None:
+        """The output cap the request carried (`max_tokens` or `max_completion_tokens`)."""
+        value = self.body.get("max_completion_tokens", self.body.get("max_tokens"))
+        return value if isinstance(value, int) else None
+
+    @property
     def last_user_text(self) -> str:
         """The text of the newest user/tool message (to see tool results)."""
         for msg in reversed(self.body.get("messages", [])):
@@ -390,13 +396,16 @@ class FakeLLM:
 
 
 def _usage(call: Call, reply: Reply) -> tuple[int, int]:
+    """Input and output tokens; a real provider never writes more than `max_tokens`."""
     tokens_in = reply.input_tokens
-    if tokens_in is None:
-        tokens_in = max(1, len(json.dumps(call.body.get("messages", []))) // 4)
+    if tokens_in is None:  # like a provider: the messages, system prompt and tool definitions
+        sent = {k: v for k, v in call.body.items() if k in ("messages", "system", "tools")}
+        tokens_in = max(1, len(json.dumps(sent)) // 4)
     tokens_out = reply.output_tokens
     if tokens_out is None:
         tokens_out = max(1, len(reply.text or "") // 4 + 10 * len(reply.tool_calls))
-    return tokens_in, tokens_out
+    cap = call.max_tokens
+    return tokens_in, tokens_out if cap is None else min(tokens_out, cap)
 
 
 def _error(api: str, status: int, message: str, retry_after: float | None) -> Response:

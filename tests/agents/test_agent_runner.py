@@ -143,7 +143,7 @@ async def test_paths_outside_the_workspace_and_denied_by_policy_are_refused(
     assert "outside the workspace" in results[0]
     assert "outside the workspace" in results[1]
     assert "policy does not allow 'private/key'" in results[2]
-    assert "policy does not allow the command" in results[3]
+    assert "`rm -rf .` matches no allow rule" in results[3]
     assert not (workspace.parent / "escape.txt").exists()
 
 
@@ -214,7 +214,7 @@ async def test_budget_stop_keeps_the_transcript(
     assert "Token budget exceeded" in done.error.message
     transcript = await orch.transcript(done.id, session=S)
     assert isinstance(transcript, dict)
-    assert len(transcript["messages"]) >= 3
+    assert len(transcript["messages"]) >= 2
 
 
 async def test_loop_detector_max_turns_and_empty_output(
@@ -358,3 +358,167 @@ async def test_an_interrupted_agent_resumes_its_conversation(
     assert "[resumed from the stored transcript:" in output
     assert isinstance(transcript, dict)
     assert transcript["attempts"][-1] == {"model": "fake/resumer", "error": None, "resumed": True}
+
+
+def _runner(fake: FakeLLM, **kw: Any) -> AgentRunner:
+    return AgentRunner(providers=_providers(fake), **kw)
+
+
+async def test_the_documented_opencode_reviewer_can_neither_write_nor_run(
+    tmp_path: Path, fake: FakeLLM, workspace: Path
+) -> None:
+    from tests.agents.test_definitions import OPENCODE_REVIEW
+
+    (workspace / ".opencode/agent").mkdir(parents=True)
+    review = OPENCODE_REVIEW.replace("anthropic/claude-sonnet-4-20250514", "fake/review")
+    (workspace / ".opencode/agent/review.md").write_text(review)
+    fake.script("review", [
+        Reply.tools(("write_file", {"path": "pwned.txt", "content": "x"}),
+                    ("run_command", {"command": "touch ran.txt"})),
+        Reply.say("reviewed"),
+    ])  # fmt: skip
+    runner = _runner(fake, discover=True)
+    async with outrider.Orchestrator(db=tmp_path / "o.db", runners=[runner]) as o:
+        done = await _run(o, outrider.agent("review", "Review", workspace=str(workspace)))
+        children = [t for t in await o.list(session=S) if t.parent == done.id]
+    assert done.state == outrider.TaskState.SUCCEEDED, done.error
+    offered = {t["function"]["name"] for t in fake.calls_for("review")[0].body["tools"]}
+    assert offered == {"read_file", "list_files", "grep", "delegate"}
+    assert not (workspace / "pwned.txt").exists()
+    assert not (workspace / "ran.txt").exists()
+    assert children == []
+
+
+async def test_agents_are_resolved_where_the_task_is_delegated_from_and_reread(
+    tmp_path: Path, fake: FakeLLM, workspace: Path
+) -> None:
+    runner = _runner(fake, discover=True)  # its own cwd has no agents
+    folder = workspace / ".claude/agents"
+    async with outrider.Orchestrator(db=tmp_path / "o.db", runners=[runner]) as o:
+        missing = await _run(o, outrider.agent("late", "Hi", workspace=str(workspace)))
+        assert missing.error is not None
+        assert f"Unknown agent 'late' (looked in {workspace}" in missing.error.message
+        folder.mkdir(parents=True)
+        (folder / "late.md").write_text("---\nname: late\nmodel: fake/late\n---\nBe late.\n")
+        fake.script("late", [Reply.say("here now")])
+        found = await _run(o, outrider.agent("late", "Hi", workspace=str(workspace)))
+        assert found.result == "here now"  # no restart needed
+        (folder / "late.md").write_text("---\nname: late\nmodel: fake/later\n---\nx\n")
+        fake.script("later", [Reply.say("changed")])
+        changed = await _run(o, outrider.agent("late", "Hi", workspace=str(workspace)))
+        assert changed.result == "changed"
+        assert changed.keys == ("agent:late", "model:fake/later")
+
+
+async def test_commands_run_sandboxed_and_the_modes_say_so(
+    tmp_path: Path, fake: FakeLLM, workspace: Path
+) -> None:
+    from outrider._agents._sandbox import probe
+
+    secret = tmp_path / "vault"
+    secret.mkdir()
+    (secret / "token").write_text("sandbox-must-hide-this")
+    (workspace / "peek").symlink_to(secret / "token")
+    agents = {"sh": _agent("sh", "fake/sh")}
+    line = f"cat {secret}/token peek; echo end"
+    fake.script("sh", [Reply.tool("run_command", command=line), Reply.say("ok")] * 3)
+    modes = [
+        AgentRunner(agents, _providers(fake), sandbox_hide=[secret]),
+        AgentRunner(agents, _providers(fake), sandbox="off"),
+        AgentRunner(agents, _providers(fake), bwrap="/nonexistent/bwrap"),
+        AgentRunner(agents, _providers(fake), sandbox="required", bwrap="/nonexistent/bwrap"),
+    ]
+    logs: list[str] = []
+    answers: list[str] = []
+    for runner in modes:
+        async with outrider.Orchestrator(db=tmp_path / "o.db", runners=[runner]) as o:
+            done = await _run(o, outrider.agent("sh", "Peek", workspace=str(workspace)))
+            logs.append(await o.tail(done.id, session=S, lines=100))
+            answers.append(fake.calls_for("sh")[-1].last_user_text)
+        if runner.sandbox == "required":
+            assert done.error is not None
+            assert done.error.type == "sandbox"
+            assert "apt-get install bubblewrap" in done.error.message
+    if probe().available:
+        assert "sandbox-must-hide-this" not in answers[0]
+        assert "end" in answers[0]
+        assert "[outrider]" not in logs[0]
+    assert logs[1].startswith('[outrider] commands run without a sandbox (sandbox = "off")')
+    assert logs[2].startswith("[outrider] commands run WITHOUT a sandbox: bubblewrap (`bwrap`)")
+    assert "sandbox-must-hide-this" in answers[1]  # unsandboxed: what the sandbox prevents
+
+
+async def test_a_catastrophic_search_never_stalls_the_event_loop(
+    tmp_path: Path, fake: FakeLLM, workspace: Path
+) -> None:
+    (workspace / "evil.txt").write_text(("a" * 40 + "!\n") * 5)
+    runner = AgentRunner(
+        {"grepper": _agent("grepper", "fake/grepper")}, _providers(fake), search_timeout=4.0
+    )
+    fake.script("grepper", [Reply.tool("grep", pattern="(a|a)+$"), Reply.say("searched")])
+    async with outrider.Orchestrator(db=tmp_path / "o.db", runners=[runner]) as o:
+        task = await o.submit(outrider.agent("grepper", "Go", workspace=str(workspace)), session=S)
+        with anyio.fail_after(30):
+            async for event in o.events(session=S):
+                data = event.data.get("text") if event.type == "task.output" else None
+                if event.task_id == task.id and isinstance(data, str) and "→ grep" in data:
+                    break
+        await o.get(task.id, session=S)  # the loop answers while the search runs
+        assert len(fake.calls_for("grepper")) == 1  # the search had not ended yet
+        (done,) = await o.wait([task.id], session=S, timeout=30)
+    assert done.state == outrider.TaskState.SUCCEEDED, done.error
+    (answer,) = fake.calls_for("grepper")[-1].tool_results
+    assert "search stopped after 4 s" in answer
+
+
+async def test_max_tokens_is_capped_by_what_the_budget_has_left(
+    tmp_path: Path, fake: FakeLLM, workspace: Path
+) -> None:
+    agents = {
+        "tiny": _agent("tiny", "fake/tiny", budget_tokens=150),
+        "capped": _agent("capped", "fake/capped", budget_tokens=3000),
+        "pricey": _agent("pricey", "fake/pricey", budget_cost=0.004),
+        "unpriced": _agent("unpriced", "fake/capped", budget_cost=1.0),
+    }
+    big = {"output_tokens": 50_000}
+    fake.script("tiny", [Reply.say("x", **big)])
+    fake.script("capped", [Reply.tool("list_files", **big), Reply.say("done", **big)])
+    fake.script("pricey", [Reply.tool("list_files", **big), Reply.say("done", **big)])
+    providers = _providers(fake)
+    providers.prices["fake/pricey"] = Price(input=1.0, output=2.0)
+    runner = AgentRunner(agents, providers)
+    async with outrider.Orchestrator(db=tmp_path / "o.db", runners=[runner]) as o:
+        tiny = await _run(o, outrider.agent("tiny", "Hi", workspace=str(workspace)))
+        capped = await _run(o, outrider.agent("capped", "Hi", workspace=str(workspace)))
+        cost = await _run(o, outrider.agent("pricey", "Hi", workspace=str(workspace)))
+        unpriced = await _run(o, outrider.agent("unpriced", "Hi", workspace=str(workspace)))
+    assert tiny.error is not None
+    assert tiny.error.type == "budget"
+    assert "it was not sent" in tiny.error.message
+    assert fake.calls_for("tiny") == []  # its input alone exceeded the budget
+    calls = fake.calls_for("capped")
+    assert calls
+    assert all(c.max_tokens is not None and c.max_tokens < 3000 for c in calls)
+    assert capped.usage is not None
+    assert capped.usage.input_tokens + capped.usage.output_tokens <= 3000
+    assert all(c.max_tokens is not None for c in fake.calls_for("pricey"))
+    assert cost.usage is not None
+    assert cost.usage.cost is not None
+    assert cost.usage.cost <= 0.004
+    assert unpriced.error is not None
+    assert unpriced.error.type == "config"
+    assert 'add [prices."fake/capped"]' in unpriced.error.message
+
+
+async def test_an_empty_answer_costs_no_second_call(
+    orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path
+) -> None:
+    fake.script("helper", [Reply.say(""), Reply.say("a paid retry")])
+    before = len(fake.calls_for("helper"))
+    done = await _run(orch, outrider.agent("helper", "Say nothing", workspace=str(workspace)))
+    assert done.error is not None
+    assert (done.error.type, done.error.message) == (
+        "empty_output", "The agent produced no output.",
+    )  # fmt: skip
+    assert len(fake.calls_for("helper")) == before + 1
+    fake.scripts["helper"].clear()

@@ -11,7 +11,7 @@ import pytest
 
 import outrider
 from outrider import TaskState
-from outrider.runners._cli_agent import parse_answer
+from outrider.runners._cli_agent import CliAgentRunner, CliTemplate, parse_answer
 from outrider.testing import wait_until
 
 if TYPE_CHECKING:
@@ -41,9 +41,10 @@ async def test_claude_json_answer_and_usage(bin_dir: Path, tmp_path: Path) -> No
         bin_dir,
         "claude",
         f"""
-[ "$1" = "-p" ] || exit 9
-echo "working on: $2" >&2
-[ "$5" = "--model" ] && echo "model $6" >&2
+[ "$1" = "-p" ] && [ "$2" = "--output-format" ] && [ "$3" = "json" ] || exit 9
+[ "$4" = "--model" ] && echo "model $5" >&2
+[ "$6" = "--" ] || exit 8
+echo "working on: $7" >&2
 echo '{json.dumps(doc)}'
 """,
     )
@@ -65,11 +66,14 @@ echo '{json.dumps(doc)}'
 
 
 async def test_text_cli_and_failures(bin_dir: Path, tmp_path: Path) -> None:
-    fake_cli(bin_dir, "opencode", 'echo "step 1"; echo "Done: $2"\n')
+    fake_cli(bin_dir, "plain", 'echo "step 1"; echo "Done: $1"\n')
     fake_cli(bin_dir, "codex", "echo 'quota exceeded' >&2; exit 3\n")
-    fake_cli(bin_dir, "gemini", "exit 0\n")
-    async with outrider.Orchestrator(tmp_path / "s.db") as orch:
-        ok = await orch.submit(outrider.cli_agent("opencode", "add docs"), session="me")
+    fake_cli(bin_dir, "gemini", 'echo \'{"response": ""}\'\n')
+    plain = CliTemplate(("plain", "{prompt}"))
+    async with outrider.Orchestrator(
+        tmp_path / "s.db", runners=[CliAgentRunner({"plain": plain})]
+    ) as orch:
+        ok = await orch.submit(outrider.cli_agent("plain", "add docs"), session="me")
         failed = await orch.submit(outrider.cli_agent("codex", "x"), session="me")
         empty = await orch.submit(outrider.cli_agent("gemini", "x"), session="me")
         missing = await orch.submit(outrider.cli_agent("aider", "x"), session="me")
@@ -121,3 +125,114 @@ def test_config_templates_are_validated_and_used(tmp_path: Path) -> None:
     template = config.cli_agents["mine"]
     assert template.command == ["mine", "--ask", "{prompt}"]
     assert template.output == "jsonl-last-text"
+
+
+# What each CLI prints in its structured mode (stdout) and around it (stderr), as documented.
+CODEX_OUT = "\n".join(json.dumps(d) for d in [
+    {"type": "thread.started", "thread_id": "0199a213-81c0-7800-8aa1-bbab2a035a53"},
+    {"type": "turn.started"},
+    {"type": "item.completed", "item": {"id": "item_0", "type": "reasoning",
+                                        "text": "**Scanning the tests**"}},
+    {"type": "item.completed", "item": {"id": "item_1", "type": "command_execution",
+                                        "command": "bash -lc 'pytest -q'",
+                                        "aggregated_output": "2 failed", "exit_code": 1,
+                                        "status": "completed"}},
+    {"type": "item.completed", "item": {"id": "item_2", "type": "agent_message",
+                                        "text": "Fixed both failing tests."}},
+    {"type": "turn.completed", "usage": {"input_tokens": 24763, "cached_input_tokens": 24448,
+                                         "output_tokens": 122}},
+])  # fmt: skip
+GEMINI_OUT = json.dumps({
+    "response": "The build passes now.",
+    "stats": {"models": {"gemini-2.5-pro": {
+        "api": {"totalRequests": 2, "totalErrors": 0, "totalLatencyMs": 5053},
+        "tokens": {"prompt": 24939, "candidates": 20, "total": 25113, "cached": 21263,
+                   "thoughts": 154, "tool": 0}}},
+              "tools": {"totalCalls": 1}, "files": {"totalLinesAdded": 0}},
+}, indent=2)  # fmt: skip
+OPENCODE_OUT = "\n".join(json.dumps(d) for d in [
+    {"type": "step_start", "timestamp": 1, "sessionID": "ses_1", "part": {"type": "step-start"}},
+    {"type": "text", "timestamp": 2, "sessionID": "ses_1",
+     "part": {"type": "text", "text": "Let me look at the tests."}},
+    {"type": "tool_use", "timestamp": 3, "sessionID": "ses_1",
+     "part": {"tool": "bash", "state": {"status": "completed", "output": "2 failed"}}},
+    {"type": "step_finish", "timestamp": 4, "sessionID": "ses_1",
+     "part": {"type": "step-finish", "reason": "tool-calls", "cost": 0.002,
+              "tokens": {"input": 1000, "output": 40, "reasoning": 0,
+                         "cache": {"read": 0, "write": 0}}}},
+    {"type": "step_start", "timestamp": 5, "sessionID": "ses_1", "part": {"type": "step-start"}},
+    {"type": "text", "timestamp": 6, "sessionID": "ses_1",
+     "part": {"type": "text", "text": "Added the docs page."}},
+    {"type": "step_finish", "timestamp": 7, "sessionID": "ses_1",
+     "part": {"type": "step-finish", "reason": "stop", "cost": 0.001,
+              "tokens": {"input": 1200, "output": 10, "reasoning": 5,
+                         "cache": {"read": 0, "write": 0}}}},
+])  # fmt: skip
+AIDER_OUT = """Aider v0.86.1
+Main model: anthropic/claude-sonnet-4-5 with diff edit format
+Git repo: .git with 12 files
+Repo-map: using 4096 tokens, auto refresh
+Renamed the helper and updated its callers.
+Tokens: 4.2k sent, 1.1k received. Cost: $0.03 message, $0.03 session.
+"""
+
+
+def _cli_script(stdout: str, banner: str) -> str:
+    return (
+        'for a in "$@"; do echo "arg: $a" >&2; done\n'
+        f"echo '{banner}' >&2\n"
+        "echo 'DeprecationWarning: the punycode module is deprecated' >&2\n"
+        f"cat <<'OUTRIDER_EOF'\n{stdout}\nOUTRIDER_EOF\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("cli", "stdout", "answer", "usage"),
+    [
+        ("codex", CODEX_OUT, "Fixed both failing tests.", (24763, 122, None)),
+        ("gemini", GEMINI_OUT, "The build passes now.", (24939, 174, None)),
+        ("opencode", OPENCODE_OUT, "Added the docs page.", (2200, 55, 0.003)),
+        ("aider", AIDER_OUT, "Renamed the helper and updated its callers.", (4200, 1100, 0.03)),
+    ],
+)
+async def test_structured_modes_give_the_final_answer_only(
+    bin_dir: Path,
+    tmp_path: Path,
+    cli: str,
+    stdout: str,
+    answer: str,
+    usage: tuple[int, int, float | None],
+) -> None:
+    fake_cli(bin_dir, cli, _cli_script(stdout, f"{cli} v1.0 — a banner on stderr"))
+    prompt = "--delete-everything and explain"  # looks like an option
+    async with outrider.Orchestrator(tmp_path / "s.db") as orch:
+        task = await orch.submit(outrider.cli_agent(cli, prompt, model="m1"), session="me")
+        (done,) = await orch.wait([task.id], session="me", timeout=30)
+        log = await orch.tail(task.id, session="me", lines=200)
+    assert done.state is TaskState.SUCCEEDED, done.error
+    assert done.result == answer
+    assert done.usage is not None
+    assert (done.usage.input_tokens, done.usage.output_tokens) == usage[:2]
+    assert done.usage.cost == pytest.approx(usage[2]) if usage[2] else done.usage.cost is None
+    assert "a banner on stderr" in log  # stderr goes to the log, not into the result
+    assert "DeprecationWarning" not in str(done.result)
+    argv = [line.removeprefix("arg: ") for line in log.splitlines() if line.startswith("arg: ")]
+    assert "m1" in argv
+    if "--" in argv:  # the prompt comes after `--`, after every option
+        assert argv[argv.index("--") + 1 :] == [prompt]
+    else:  # or as `--option=PROMPT`
+        assert argv[-1].endswith("=" + prompt)
+
+
+def test_errors_reported_in_structured_output_fail_the_task() -> None:
+    failed = json.dumps({"type": "turn.failed", "error": {"message": "quota exceeded"}})
+    with pytest.raises(ValueError, match="quota exceeded"):
+        parse_answer(failed, "codex-jsonl")
+    with pytest.raises(ValueError, match="no agent message"):
+        parse_answer('{"type": "turn.started"}', "codex-jsonl")
+    with pytest.raises(ValueError, match="API key not valid"):
+        parse_answer('{"error": {"type": "ApiError", "message": "API key not valid"}}',
+                     "gemini-json")  # fmt: skip
+    oc = {"type": "error", "error": {"name": "ProviderAuthError", "data": {"message": "no key"}}}
+    with pytest.raises(ValueError, match="no key"):
+        parse_answer(json.dumps(oc), "opencode-jsonl")

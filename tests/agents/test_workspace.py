@@ -105,6 +105,53 @@ def test_read_only_refuses_writes_edits_and_commands(root: Path) -> None:
 def test_command_policy(root: Path) -> None:
     ws = Workspace(root, Policy(commands=Patterns(allow=("pytest*",), deny=("*sudo*",))))
     ws.check_command("  pytest -q  ")
-    for command in ("git push", "pytest; sudo rm -rf /"):
-        with pytest.raises(ToolRefused, match="does not allow the command"):
-            ws.check_command(command)
+    with pytest.raises(ToolRefused, match="matches no allow rule"):
+        ws.check_command("git push")
+    with pytest.raises(ToolRefused, match=r"`sudo rm -rf /` matches the deny rule '\*sudo\*'"):
+        ws.check_command("pytest; sudo rm -rf /")
+
+
+def test_deny_lists_are_checked_where_links_lead(root: Path) -> None:
+    (root / "link").symlink_to(root / "secrets")  # a folder link into a denied folder
+    (root / "alias.txt").symlink_to(root / "secrets" / "key.txt")  # a file link to a denied file
+    (root / "src" / "ok.py").symlink_to(root / "src" / "app.py")  # a link that stays allowed
+    ws = Workspace(root, Policy(paths=Patterns(deny=("secrets/**",))))
+    for pattern in ("link/*", "**/*", "*", "alias.txt", "link/key.txt"):
+        assert "hunter2" not in ws.grep("hunter", pattern), pattern
+        listing = ws.list(pattern)
+        assert "key.txt" not in listing, pattern
+        assert "alias.txt" not in listing, pattern
+    for raw in ("link/key.txt", "alias.txt"):
+        with pytest.raises(ToolRefused, match=r"does not allow 'secrets/key\.txt'"):
+            ws.read(raw)
+        with pytest.raises(ToolRefused, match="does not allow"):
+            ws.write(raw, "x")
+    assert "src/ok.py:1: def main():" in ws.grep("main", "src/*")
+    assert ws.denied() == [root.resolve() / "secrets"]
+
+
+def test_listing_never_follows_a_link_out_of_the_workspace(root: Path, tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "far.txt").write_text("main\n")
+    (root / "out").symlink_to(tmp_path / "elsewhere")
+    ws = Workspace(root, Policy())
+    assert "far" not in ws.list()
+    assert "far" not in ws.grep("main")
+    assert "out" not in ws.list()
+
+
+def test_a_catastrophic_pattern_is_bounded_in_time(root: Path) -> None:
+    (root / "evil.txt").write_text(("a" * 40 + "!\n") * 3)
+    ws = Workspace(root, Policy(), search_timeout=0.5)
+    answer = ws.grep("(a|a)+$", "evil.txt")
+    assert answer.endswith("[… search stopped after 0.5 s in evil.txt]")
+
+
+def test_globs_match_like_the_shell(root: Path) -> None:
+    ws = Workspace(root, Policy())
+    assert ws.list("src/*.py") == "src/app.py"
+    assert ws.list("*.py") == "(nothing matches)"
+    assert ws.list("**/*.py") == "src/app.py"
+    assert ws.list("src/[a-b]pp.py") == "src/app.py"
+    assert ws.list("src/[!a]pp.py") == "(nothing matches)"
+    assert ws.list("sr?/app.py") == "src/app.py"

@@ -265,7 +265,10 @@ async def test_delegate_to_an_agent_defined_to_run_through_a_cli(
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "claude"
-    fake.write_text('#!/bin/sh\necho "{\\"result\\": \\"fixed: $(echo "$2" | tail -n 1)\\"}"\n')
+    fake.write_text(  # the prompt is the last argument, after `--`
+        '#!/bin/sh\nfor a in "$@"; do last="$a"; done\n'
+        'echo "{\\"result\\": \\"fixed: $(echo "$last" | tail -n 1)\\"}"\n'
+    )
     fake.chmod(0o755)
     project = tmp_path / "project"
     (project / ".outrider" / "agents").mkdir(parents=True)
@@ -303,10 +306,7 @@ async def test_delegate_to_a_built_in_agent_and_read_its_transcript(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project = tmp_path / "project"
-    (project / ".outrider" / "agents").mkdir(parents=True)
-    (project / ".outrider" / "agents" / "scout.md").write_text(
-        "---\ndescription: Looks around\nmodel: fake/scout-model\n---\nYou look around.\n"
-    )
+    project.mkdir()
     (project / "README.txt").write_text("the project readme")
     home = tmp_path / "home"
     home.mkdir()
@@ -315,13 +315,18 @@ async def test_delegate_to_a_built_in_agent_and_read_its_transcript(
                                     Reply.say("It is a project.")])  # fmt: skip
         providers = json.dumps({"fake": {"base_url": fake.base_url, "api_key": "k"}})
         monkeypatch.setenv("OUTRIDER_PROVIDERS", providers)
-        monkeypatch.chdir(project)
+        monkeypatch.chdir(home)  # the daemon starts elsewhere, before the agent file exists
         daemon = launch(home)
+        (project / ".outrider" / "agents").mkdir(parents=True)
+        (project / ".outrider" / "agents" / "scout.md").write_text(
+            "---\ndescription: Looks around\nmodel: fake/scout-model\n---\nYou look around.\n"
+        )
+        monkeypatch.chdir(project)  # the host's bridge runs in the project
         try:
             async with stdio(daemon, "--session", "scouting") as client:
                 result = await call(
                     client, "delegate_task", description="look", agent="scout",
-                    prompt="What is this?", cwd=str(project), background=False,
+                    prompt="What is this?", background=False,
                 )  # fmt: skip
                 assert "It is a project." in text(result)
                 task_id = result.structured_content["task"]["id"]  # type: ignore[index]

@@ -1,14 +1,23 @@
 """Agent definitions: markdown files with YAML front matter; the body is the system prompt.
 
-Read from `.outrider/agents/`, and — so users keep what they have — opencode's
-`.opencode/agent/` and `.opencode/agents/`, and Claude Code's `.claude/agents/`, in the project
-dir, then `agents/` in the user config dir. The first definition of a name wins. Documented
-fields of each format are mapped onto one `AgentDefinition`; unknown fields are warnings, and a
-broken file is reported with its path and reason while every other file still loads.
+Where they are found, nearest first (the first definition of a name wins):
+- in the project: `.outrider/agents/`, opencode's `.opencode/agent/` and `.opencode/agents/`,
+  and Claude Code's `.claude/agents/`, in the directory a task is delegated from and each parent
+  up to the repository root (the first folder holding `.git`);
+- for the user: `agents/` in outrider's config dir, `~/.config/opencode/agent(s)/` and
+  `~/.claude/agents/`.
+
+Each format's documented fields are read the way its host reads them (`_formats`); unknown
+fields are warnings; a broken file is reported with its path and reason while every other file
+still loads. `AgentCatalog` re-reads a directory's files when one is added, changed or removed
+(checked by their modification times), so the next task sees an edited file without a restart.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -17,27 +26,19 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._paths import config_dir
-from ._workspace import Patterns, Policy
+from ._formats import KNOWN_FIELDS, claude_fields, listed, no_meaning, opencode_fields, tool_names
+from ._workspace import Policy
 
-__all__ = ["AgentDefinition", "AgentSet", "load_agents"]
+__all__ = ["AgentCatalog", "AgentDefinition", "AgentSet", "agent_dirs", "load_agents"]
 
 Format = Literal["outrider", "opencode", "claude"]
 
-_SOURCES: tuple[tuple[str, Format], ...] = (
+_PROJECT: tuple[tuple[str, Format], ...] = (
     (".outrider/agents", "outrider"),
     (".opencode/agent", "opencode"),
     (".opencode/agents", "opencode"),
     (".claude/agents", "claude"),
 )
-_KNOWN = {
-    "outrider": {"name", "description", "model", "tools", "temperature", "limit", "timeout",
-                 "max_turns", "budget_tokens", "budget_cost", "workspace", "fallback_models",
-                 "cli", "mode", "permission", "read_only"},
-    "opencode": {"description", "model", "tools", "temperature", "mode", "permission", "prompt",
-                 "top_p", "disable", "maxSteps", "steps", "name", "color"},
-    "claude": {"name", "description", "tools", "model", "color", "permissionMode", "skills",
-               "disallowedTools", "hooks"},
-}  # fmt: skip
 
 
 class AgentDefinition(BaseModel):
@@ -51,8 +52,11 @@ class AgentDefinition(BaseModel):
     model: str | None = None
     """`provider/model`; None: the configured default."""
     tools: tuple[str, ...] | None = None
-    """Allowed tools; None: the runner's default set."""
+    """Allowed tools; None: every tool; empty: none."""
+    delegates: tuple[str, ...] | None = None
+    """The agents `delegate` may hand work to; None: any."""
     temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
     limit: int = Field(default=3, ge=1, le=1000)
     """How many of its tasks may run at once (`agent:<name>` key)."""
     timeout: float | None = Field(default=None, gt=0)
@@ -66,8 +70,11 @@ class AgentDefinition(BaseModel):
     """Run through this external agent CLI (`claude`, `opencode`, …) instead of the built-in
     runner."""
     mode: str | None = None
+    """opencode's `primary`, `subagent` or `all`; every mode runs as a sub-agent here."""
     permission: Policy = Field(default_factory=Policy)
     """Allow/deny globs for paths and commands (`read_only` is folded in)."""
+    notes: tuple[str, ...] = ()
+    """Documented fields of the file's format that have no meaning here, with why."""
     source: Path
     format: Format
 
@@ -86,6 +93,8 @@ class AgentSet:
     agents: dict[str, AgentDefinition] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
+    """Names of agents whose file says `disable: true`."""
 
 
 def _split(text: str) -> tuple[dict[str, Any], str]:
@@ -101,125 +110,132 @@ def _split(text: str) -> tuple[dict[str, Any], str]:
     return meta, body.partition("\n")[2]
 
 
-def _tools(value: object) -> tuple[str, ...] | None:
-    """Claude Code: "Read, Grep"; opencode: {write: false, bash: true}; outrider: a list."""
-    match value:
-        case None:
-            return None
-        case str():
-            return tuple(t.strip() for t in value.split(",") if t.strip())
-        case list():
-            return tuple(str(t) for t in value)
-        case dict():
-            return tuple(str(k) for k, on in value.items() if on)
-    raise ValueError(
-        f"`tools` must be a list, a comma-separated string or a mapping, not {value!r}"
-    )
+_FILE_PROMPT = re.compile(r"^\{file:(.+)\}$")
 
 
-_TOOL_ALIASES = {
-    "read": "read_file", "view": "read_file", "glob": "list_files", "list": "list_files",
-    "ls": "list_files", "grep": "grep", "search": "grep", "write": "write_file",
-    "edit": "edit_file", "multiedit": "edit_file", "patch": "edit_file", "bash": "run_command",
-    "shell": "run_command", "task": "delegate", "agent": "delegate",
-}  # fmt: skip
-_BUILTIN_TOOLS = (
-    "read_file", "list_files", "grep", "write_file", "edit_file", "run_command", "delegate",
-)  # fmt: skip
+def _prompt(meta: dict[str, Any], body: str, path: Path) -> str:
+    if body.strip():
+        return body.strip()
+    prompt = str(meta.get("prompt") or "")
+    if match := _FILE_PROMPT.match(prompt.strip()):
+        return (path.parent / match.group(1)).expanduser().read_text().strip()
+    return prompt
 
 
-def _builtin_tools(names: tuple[str, ...], path: Path, warnings: list[str]) -> tuple[str, ...]:
-    """Claude Code's and opencode's tool names mapped onto the built-in agent's."""
-    out: list[str] = []
-    for name in names:
-        mapped = name if name in _BUILTIN_TOOLS else _TOOL_ALIASES.get(name.lower())
-        if mapped is None:
-            warnings.append(f"{path}: the built-in agent has no tool {name!r}; ignored")
-        elif mapped not in out:
-            out.append(mapped)
-    return tuple(out)
-
-
-def _opencode_permission(value: dict[str, Any], fields: dict[str, Any]) -> None:
-    """opencode: `edit: deny`, `bash: deny` or `bash: {"git *": allow, "*": ask}`."""
-    removed: set[str] = set()
-    if value.get("edit") in ("deny", "ask"):
-        removed |= {"write_file", "edit_file"}
-    bash = value.get("bash")
-    if bash in ("deny", "ask"):
-        removed.add("run_command")
-    elif isinstance(bash, dict):  # "ask" has no one to ask in the background: deny
-        rules = {str(p): "deny" if v == "ask" else str(v) for p, v in bash.items()}
-        allow = tuple(p for p, v in rules.items() if v == "allow" and p != "*")
-        deny = tuple(p for p, v in rules.items() if v == "deny" and p != "*")
-        if rules.get("*") == "deny" and not allow:
-            removed.add("run_command")
-        elif rules.get("*") == "allow":
-            allow = ()
-        fields["permission"] = Policy(commands=Patterns(allow=allow, deny=deny))
-    if removed:
-        base = fields.get("tools") or _BUILTIN_TOOLS
-        fields["tools"] = tuple(t for t in base if t not in removed)
-
-
-def _definition(path: Path, fmt: Format, warnings: list[str]) -> AgentDefinition:
+def _definition(path: Path, fmt: Format, found: AgentSet) -> AgentDefinition | None:
     meta, body = _split(path.read_text())
-    unknown = sorted(set(meta) - _KNOWN[fmt])
+    unknown = sorted(set(meta) - KNOWN_FIELDS[fmt])
     if unknown:
-        warnings.append(f"{path}: ignoring unknown field(s) {', '.join(unknown)}")
+        found.warnings.append(f"{path}: ignoring unknown field(s) {', '.join(unknown)}")
     fields = {k: v for k, v in meta.items() if k in AgentDefinition.model_fields}
-    fields["tools"] = _tools(meta.get("tools"))
-    if fields["tools"] is not None and not meta.get("cli"):
-        fields["tools"] = _builtin_tools(fields["tools"], path, warnings)
-    if fmt == "claude":
-        denied = _tools(meta.get("disallowedTools")) or ()
-        if denied:
-            base = fields["tools"] or _BUILTIN_TOOLS
-            gone = set(_builtin_tools(denied, path, warnings))
-            fields["tools"] = tuple(t for t in base if t not in gone)
-        if meta.get("permissionMode") == "plan":
-            fields["read_only"] = True
-    if fmt == "opencode":
-        fields["name"] = path.stem  # opencode names an agent by its file
-        steps = meta.get("maxSteps", meta.get("steps"))
-        if steps is not None:
-            fields["max_turns"] = steps
-        permission = fields.pop("permission", None)
-        if isinstance(permission, dict):
-            _opencode_permission(permission, fields)
+    for own in ("prompt", "source", "format", "notes"):
+        fields.pop(own, None)
+    notes = no_meaning(fmt, meta)
+    match fmt:
+        case "claude":
+            fields |= claude_fields(meta, path, found.warnings)
+        case "opencode":
+            if meta.get("disable") is True:
+                found.disabled.append(path.stem)
+                return None
+            fields |= opencode_fields(meta, path, found.warnings, notes)
+        case "outrider":
+            if fields.get("tools") is not None and not meta.get("cli"):
+                fields["tools"] = tool_names(listed(meta["tools"], "tools"), path, found.warnings)
     fields.setdefault("name", path.stem)
-    if fmt == "claude" and fields.get("model") in ("inherit",):
-        fields["model"] = None
-    prompt = body.strip() or str(meta.get("prompt") or "")
+    fields["notes"] = tuple(notes)
+    prompt = _prompt(meta, body, path)
     return AgentDefinition(**fields, prompt=prompt, source=path, format=fmt)
+
+
+def agent_dirs(project: Path | None = None) -> list[tuple[Path, Format]]:
+    """The folders agents are read from for `project` (default: here), nearest first."""
+    start = (project or Path.cwd()).expanduser().resolve()
+    dirs: list[tuple[Path, Format]] = []
+    for folder in (start, *start.parents):
+        dirs += [(folder / d, fmt) for d, fmt in _PROJECT]
+        if (folder / ".git").exists():
+            break
+    opencode = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "opencode"
+    dirs += [
+        (config_dir() / "agents", "outrider"),
+        (opencode / "agent", "opencode"),
+        (opencode / "agents", "opencode"),
+        (Path.home() / ".claude" / "agents", "claude"),
+    ]
+    return dirs
+
+
+def _load_file(path: Path, fmt: Format, found: AgentSet) -> None:
+    try:
+        agent = _definition(path, fmt, found)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        found.errors.append(f"{path}: invalid `{where}`: {first['msg']}")
+        return
+    except (ValueError, yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        found.errors.append(f"{path}: {reason}")
+        return
+    if agent is None:
+        return
+    if agent.name in found.agents:
+        first_source = found.agents[agent.name].source
+        found.warnings.append(
+            f"{path}: agent {agent.name!r} is already defined by {first_source}; skipped"
+        )
+        return
+    found.agents[agent.name] = agent
 
 
 def load_agents(project: Path | None = None) -> AgentSet:
     """Every agent definition visible from `project` (default: the current directory)."""
-    root = project or Path.cwd()
     found = AgentSet()
-    dirs = [(root / d, fmt) for d, fmt in _SOURCES]
-    dirs.append((config_dir() / "agents", "outrider"))
-    for folder, fmt in dirs:
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.glob("*.md")):
-            try:
-                agent = _definition(path, fmt, found.warnings)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"])
-                found.errors.append(f"{path}: invalid `{where}`: {first['msg']}")
-                continue
-            except (ValueError, yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                found.errors.append(f"{path}: {reason}")
-                continue
-            if agent.name in found.agents:
-                first_source = found.agents[agent.name].source
-                found.warnings.append(
-                    f"{path}: agent {agent.name!r} is already defined by {first_source}; skipped"
-                )
-                continue
-            found.agents[agent.name] = agent
+    for folder, fmt in agent_dirs(project):
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.md")):
+                _load_file(path, fmt, found)
     return found
+
+
+def _signature(project: Path | None) -> tuple[tuple[str, int, int], ...]:
+    """What changes when an agent file is added, edited or removed (stat calls only)."""
+    out: list[tuple[str, int, int]] = []
+    for folder, _ in agent_dirs(project):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.endswith(".md"):
+                try:
+                    stat = entry.stat()
+                except OSError:
+                    continue
+                out.append((entry.path, stat.st_mtime_ns, stat.st_size))
+    return tuple(sorted(out))
+
+
+class AgentCatalog:
+    """The agents visible from each directory, re-read when their files change.
+
+    Thread-safe; each lookup costs a few `stat` calls, a reload reads the files.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[Path, tuple[tuple[tuple[str, int, int], ...], AgentSet]] = {}
+        self._lock = threading.Lock()
+
+    def load(self, project: Path | None = None) -> AgentSet:
+        """The agents visible from `project` (default: the current directory), fresh."""
+        key = (project or Path.cwd()).expanduser().resolve()
+        signature = _signature(key)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None and cached[0] == signature:
+                return cached[1]
+        found = load_agents(key)
+        with self._lock:
+            self._cache[key] = (signature, found)
+        return found

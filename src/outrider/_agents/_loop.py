@@ -27,17 +27,22 @@ from pydantic_ai.messages import (
     ModelMessage,
     ModelMessagesTypeAdapter,
     ModelRequest,
+    ModelResponse,
     PartDeltaEvent,
     PartStartEvent,
     TextPart,
     TextPartDelta,
+    ToolCallPart,
 )
 from pydantic_ai.usage import RunUsage, UsageLimits
 
 from .._models import AgentSpec, ShellSpec, TaskState, Usage
-from ..runners._agent import TOOL_NAMES, Tree
+from ..runners._agent import TOOL_NAMES
 from ..runners._protocol import RunFailure, RunOutcome
+from ._budget import BudgetExceeded, BudgetGuard, Tree
+from ._metered import BudgetedModel
 from ._providers import ModelRef, ProviderError, Providers
+from ._sandbox import SandboxStatus, bwrap_argv
 from ._workspace import ToolRefused, Workspace
 
 if TYPE_CHECKING:
@@ -47,7 +52,7 @@ if TYPE_CHECKING:
 
     from ..runners._agent import AgentRunner
     from ..runners._protocol import RunContext
-    from ._definitions import AgentDefinition
+    from ._definitions import AgentDefinition, AgentSet
 
 __all__ = ["AgentLoop"]
 
@@ -76,6 +81,10 @@ class _Run:
     max_turns: int
     budget_tokens: int | None
     budget_cost: float | None
+    guard: BudgetGuard
+    known: AgentSet
+    sandbox: SandboxStatus | None
+    """How its commands are sandboxed; None: they are not."""
     usage: Usage = field(default_factory=lambda: Usage(cost=0.0))
     turn: int = 0
     last_call: tuple[str, str] | None = None
@@ -91,34 +100,73 @@ class AgentLoop:
     def __init__(self, runner: AgentRunner) -> None:
         self.runner = runner
 
-    def _start(self, spec: AgentSpec, ctx: RunContext) -> tuple[_Run, list[ModelRef]]:
-        definition = self.runner.agents.get(spec.agent)
+    async def _start(self, spec: AgentSpec, ctx: RunContext) -> tuple[_Run, list[ModelRef]]:
+        known = await self.runner.visible(spec.workspace)
+        definition = known.agents.get(spec.agent)
         if definition is None:
-            known = (
-                ", ".join(sorted(self.runner.agents)) or "none are defined (.outrider/agents/*.md)"
+            names = ", ".join(sorted(known.agents)) or "none are defined (.outrider/agents/*.md)"
+            where = spec.workspace or str(Path.cwd())
+            raise RunFailure(
+                f"Unknown agent {spec.agent!r} (looked in {where} and the user folders); "
+                f"known: {names}.",
+                type="config",
             )
-            raise RunFailure(f"Unknown agent {spec.agent!r}; known: {known}.", type="config")
         try:
             refs = [self.runner.providers.resolve(spec.model or definition.model)]
             refs += [self.runner.providers.resolve(m) for m in definition.fallback_models]
         except ProviderError as exc:
             raise RunFailure(str(exc), type="config") from None
-        root = Path(spec.workspace or definition.workspace or Path.cwd()).expanduser()
-        if not root.is_dir():
+        raw = spec.workspace or definition.workspace
+        # expanduser reads the environment only; no I/O to keep off the loop
+        root = Path(raw).expanduser() if raw else Path(await anyio.Path.cwd())  # noqa: ASYNC240
+        if not await anyio.Path(root).is_dir():
             raise RunFailure(f"The workspace {str(root)!r} is not a directory.", type="config")
         tree_id = spec.tree or ctx.task_id
         tokens = spec.budget_tokens or definition.budget_tokens
         cost = spec.budget_cost or definition.budget_cost
+        price = self.runner.providers.prices.get(refs[0].name)
+        if cost is not None and any(r.name not in self.runner.providers.prices for r in refs):
+            unpriced = next(r.name for r in refs if r.name not in self.runner.providers.prices)
+            raise RunFailure(
+                f'A cost budget needs the model\'s price: add [prices."{unpriced}"] (input '
+                "and output USD per million tokens) to outrider.toml, or drop `budget_cost`.",
+                type="config",
+            )
         tree = self.runner._trees.get(tree_id)
         if tree is None:
             tree = self.runner._trees[tree_id] = Tree(tokens, cost)
         run = _Run(
             spec=spec, definition=definition, ctx=ctx,
-            workspace=Workspace(root, definition.policy), tree=tree, tree_id=tree_id,
+            workspace=Workspace(root, definition.policy, search_timeout=self.runner.search_timeout),
+            tree=tree, tree_id=tree_id,
             max_turns=definition.max_turns or self.runner.default_max_turns,
             budget_tokens=tokens, budget_cost=cost,
+            guard=BudgetGuard(tree, tokens, cost, price), known=known,
+            sandbox=await self._sandbox(definition, ctx),
         )  # fmt: skip
         return run, refs
+
+    async def _sandbox(self, definition: AgentDefinition, ctx: RunContext) -> SandboxStatus | None:
+        """How commands will be sandboxed; the first output line says when they are not."""
+        if "run_command" not in self._allowed(definition):
+            return None
+        mode = self.runner.sandbox
+        if mode == "off":
+            ctx.output('[outrider] commands run without a sandbox (sandbox = "off")\n')
+            return None
+        status = await self.runner.sandbox_status()
+        if status.available:
+            return status
+        if mode == "required":
+            raise RunFailure(
+                f'The sandbox is required (sandbox = "required") but {status.reason}; fix: '
+                f"{status.fix}.",
+                type="sandbox",
+            )
+        ctx.output(
+            f"[outrider] commands run WITHOUT a sandbox: {status.reason}; fix: {status.fix}\n"
+        )
+        return None
 
     async def run(self, spec: AgentSpec, ctx: RunContext) -> RunOutcome:
         """Run the agent until it answers, a guard stops it, or its models all fail.
@@ -126,7 +174,7 @@ class AgentLoop:
         An attempt after an interrupted one continues the stored conversation: the model calls
         and tool calls it holds are not made again.
         """
-        run, refs = self._start(spec, ctx)
+        run, refs = await self._start(spec, ctx)
         history = await self._resume(run) if ctx.resuming else []
         try:
             return await self._run_models(run, refs, history)
@@ -186,6 +234,8 @@ class AgentLoop:
                 ) from None
             except _Stop as exc:
                 raise RunFailure(str(exc), type=exc.kind) from None
+            except BudgetExceeded as exc:
+                raise RunFailure(str(exc), type="budget") from None
             except UsageLimitExceeded:
                 raise RunFailure(
                     f"The agent reached its maximum of {run.max_turns} turns.", type="max_turns"
@@ -203,8 +253,10 @@ class AgentLoop:
         settings: dict[str, Any] = {}
         if definition.temperature is not None:
             settings["temperature"] = definition.temperature
+        if definition.top_p is not None:
+            settings["top_p"] = definition.top_p
         agent = Agent(
-            model,
+            BudgetedModel(model, run.guard),
             instructions=definition.prompt or None,
             tools=self._tools(run),
             model_settings=settings or None,  # type: ignore[arg-type]
@@ -235,6 +287,8 @@ class AgentLoop:
                         self._account(run, ref, agent_run.usage)
                         history[:] = agent_run.all_messages()
                         await self._save(run, history)
+                        if _empty(history[-1]):
+                            raise _Stop("The agent produced no output.", "empty_output")
                     elif Agent.is_call_tools_node(node):
                         async with node.stream(agent_run.ctx) as tool_stream:
                             async for event in tool_stream:
@@ -257,7 +311,6 @@ class AgentLoop:
             requests=total.requests,
             cost=None if before.cost is None or part_cost is None else before.cost + part_cost,
         )  # fmt: skip
-        run.tree.charge(tokens_in + tokens_out, part_cost)
         run.ctx.usage(run.usage)
         spent = run.usage.input_tokens + run.usage.output_tokens
         if run.budget_tokens is not None and spent >= run.budget_tokens:
@@ -299,20 +352,28 @@ class AgentLoop:
 
     # -- tools ---------------------------------------------------------------------------
 
-    def _tools(self, run: _Run) -> list[Tool[None]]:
-        allowed = set(run.definition.tools or TOOL_NAMES)
-        if run.definition.read_only:
+    def _allowed(self, definition: AgentDefinition) -> set[str]:
+        """The tools it gets: None means all of them, empty means none."""
+        allowed = set(TOOL_NAMES if definition.tools is None else definition.tools)
+        if definition.policy.read_only:
             allowed -= _WRITING
         if self.runner._orchestrator is None:
             allowed -= {"run_command", "delegate"}
+        return allowed
+
+    def _tools(self, run: _Run) -> list[Tool[None]]:
+        allowed = self._allowed(run.definition)
         made = _make_tools(run, self)
         return [Tool(fn, takes_ctx=False) for name, fn in made.items() if name in allowed]
 
     def delegation_refusal(self, run: _Run, agent: str) -> str | None:
         """Why `run` may not delegate to `agent` now, for the model; None if it may."""
         settings = self.runner
-        if agent not in settings.agents:
-            return f"error: no agent {agent!r}; available: {', '.join(sorted(settings.agents))}"
+        only = run.definition.delegates
+        if only is not None and agent not in only:
+            return f"refused: this agent may delegate only to {', '.join(only) or 'no agent'}"
+        if agent not in run.known.agents:
+            return f"error: no agent {agent!r}; available: {', '.join(sorted(run.known.agents))}"
         if run.spec.depth + 1 > settings.max_depth:
             return (
                 f"refused: delegation depth limit ({settings.max_depth}) reached; do this "
@@ -326,6 +387,22 @@ class AgentLoop:
         if reason := run.tree.exhausted():
             return f"refused: {reason}"
         return None
+
+    def command_argv(self, run: _Run, command: str) -> list[str]:
+        """The argv that runs `command` for `run`, sandboxed when it can be; blocking.
+
+        Raises:
+            ToolRefused: The policy refuses the command.
+        """
+        ws = run.workspace
+        ws.check_command(command)
+        if run.sandbox is None or run.sandbox.bwrap is None:
+            return ["/bin/sh", "-c", command]
+        hidden = [*self.runner.sandbox_hide, *ws.denied()]
+        return bwrap_argv(
+            run.sandbox.bwrap, command, workspace=ws.root, hidden=hidden,
+            network=ws.policy.network,
+        )  # fmt: skip
 
     async def child(self, run: _Run, spec: AgentSpec | ShellSpec, label: str) -> str:
         """Run a child task of this run and wait for it; returns its answer for the model."""
@@ -366,7 +443,7 @@ def _make_tools(run: _Run, loop: AgentLoop) -> dict[str, Callable[..., Any]]:
             offset: The first line to return (0-based).
             limit: How many lines to return (default: all).
         """
-        return _guard(lambda: ws.read(path, offset, limit))
+        return await _guard(lambda: ws.read(path, offset, limit))
 
     async def list_files(pattern: str = "**/*") -> str:
         """List files and directories in the workspace matching a glob (directories end in /).
@@ -374,7 +451,7 @@ def _make_tools(run: _Run, loop: AgentLoop) -> dict[str, Callable[..., Any]]:
         Args:
             pattern: A glob relative to the workspace, like `**/*.py` or `src/*`.
         """
-        return _guard(lambda: ws.list(pattern))
+        return await _guard(lambda: ws.list(pattern))
 
     async def grep(pattern: str, glob: str = "**/*") -> str:
         """Search file contents with a regular expression; answers `file:line: text`.
@@ -383,7 +460,7 @@ def _make_tools(run: _Run, loop: AgentLoop) -> dict[str, Callable[..., Any]]:
             pattern: A Python regular expression.
             glob: Which files to search, as a glob relative to the workspace.
         """
-        return _guard(lambda: ws.grep(pattern, glob))
+        return await _guard(lambda: ws.grep(pattern, glob))
 
     async def write_file(path: str, content: str) -> str:
         """Create or replace a file in the workspace.
@@ -392,7 +469,7 @@ def _make_tools(run: _Run, loop: AgentLoop) -> dict[str, Callable[..., Any]]:
             path: The file, relative to the workspace.
             content: The whole new content.
         """
-        return _guard(lambda: ws.write(path, content))
+        return await _guard(lambda: ws.write(path, content))
 
     async def edit_file(path: str, old: str, new: str) -> str:
         """Replace one exact occurrence of `old` by `new` in a file.
@@ -402,7 +479,7 @@ def _make_tools(run: _Run, loop: AgentLoop) -> dict[str, Callable[..., Any]]:
             old: The exact text to replace; it must occur exactly once.
             new: The replacement.
         """
-        return _guard(lambda: ws.edit(path, old, new))
+        return await _guard(lambda: ws.edit(path, old, new))
 
     async def run_command(command: str) -> str:
         """Run a shell command in the workspace; answers its exit code and output's end.
@@ -411,10 +488,10 @@ def _make_tools(run: _Run, loop: AgentLoop) -> dict[str, Callable[..., Any]]:
             command: The command line, run by /bin/sh.
         """
         try:
-            ws.check_command(command)
+            argv = await anyio.to_thread.run_sync(loop.command_argv, run, command)
         except ToolRefused as exc:
             return str(exc)
-        spec = ShellSpec(command=command, cwd=str(ws.root))
+        spec = ShellSpec(command=argv, cwd=str(ws.root))
         return await loop.child(run, spec, f"{run.definition.name}$ {_clip(command, 40)}")
 
     async def delegate(agent: str, prompt: str) -> str:
@@ -446,13 +523,27 @@ def _make_tools(run: _Run, loop: AgentLoop) -> dict[str, Callable[..., Any]]:
     }  # fmt: skip
 
 
-def _guard(fn: Callable[[], str]) -> str:
+def _answer(fn: Callable[[], str]) -> str:
     try:
         return fn()
     except ToolRefused as exc:
         return str(exc)
     except OSError as exc:
         return f"error: {exc.strerror or exc}"
+
+
+async def _guard(fn: Callable[[], str]) -> str:
+    """Run a file tool in a worker thread: its I/O never blocks the event loop."""
+    return await anyio.to_thread.run_sync(_answer, fn)
+
+
+def _empty(message: ModelMessage) -> bool:
+    """A model answer with neither a tool call nor any text."""
+    if not isinstance(message, ModelResponse):
+        return False
+    parts = message.parts
+    has_call = any(isinstance(p, ToolCallPart) for p in parts)
+    return not has_call and not any(isinstance(p, TextPart) and p.content.strip() for p in parts)
 
 
 def _show_text(run: _Run, event: object) -> None:

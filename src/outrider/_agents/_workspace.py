@@ -1,12 +1,20 @@
 """The built-in agent's file tools, confined to one workspace directory, and its permission policy.
 
-Every path a model gives is resolved (symlinks too) against the workspace root and refused when
-it lands outside. The policy is checked here, in code, never left to the prompt:
+Every path is checked where it really leads: a model's path is resolved (symlinks too) against
+the workspace root and refused when it lands outside, and the policy is checked on both the
+path as written and the resolved one, so a link never reaches what its target's name would be
+refused. Listing and search walk the tree themselves: they never follow a link to a folder,
+skip entries whose real path is outside or denied, and are bounded in entries, bytes and time.
+Search uses the `regex` engine with a timeout and without holding the GIL, so a catastrophic
+pattern ends with a note instead of stalling the process. These methods do blocking I/O: the
+agent loop runs them in worker threads, never on the event loop.
+
+The policy is checked here, in code, never left to the prompt:
 - `read_only` refuses writing and editing files and running commands;
 - `paths.deny` / `paths.allow`: globs relative to the root (`secrets/**`, `*.env`); deny wins,
   and when `allow` is given a path must match it;
-- `commands.deny` / `commands.allow`: globs over the whole command line (`git push*`,
-  `pytest *`), the same way.
+- `commands.deny` / `commands.allow`: globs over each simple command of a line (`_commands`);
+- `network`: whether commands may use the network (in the sandbox).
 
 A refusal is a `ToolRefused` whose message goes back to the model as the tool's answer.
 """
@@ -14,16 +22,33 @@ A refusal is a `ToolRefused` whose message goes back to the model as the tool's 
 from __future__ import annotations
 
 import fnmatch
+import functools
+import os
 import re
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from ._commands import CommandRefused, check_command
+
+if TYPE_CHECKING:
+    import builtins
+    from collections.abc import Iterator
+
+    import regex
 
 __all__ = ["Patterns", "Policy", "ToolRefused", "Workspace"]
 
 _MAX_READ = 100_000
 _MAX_ENTRIES = 500
 _MAX_MATCHES = 200
+_MAX_WALK = 100_000
+"""Entries a listing or search visits at most."""
+_MAX_FILE_BYTES = 4 * 1024 * 1024
+"""Files larger than this are not searched."""
+_MAX_SEARCH_BYTES = 256 * 1024 * 1024
 _SKIP_DIRS = frozenset({".git", ".hg", ".venv", "node_modules", "__pycache__", ".mypy_cache"})
 
 
@@ -52,30 +77,81 @@ class Policy(BaseModel):
     read_only: bool = False
     paths: Patterns = Field(default_factory=Patterns)
     commands: Patterns = Field(default_factory=Patterns)
+    network: bool = False
+    """Whether its commands may use the network (the sandbox cuts it off otherwise)."""
+
+
+@functools.lru_cache(maxsize=256)
+def _glob(pattern: str) -> re.Pattern[str]:
+    """A glob over `/`-separated relative paths: `*` within a name, `**/` any folders."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and (end := pattern.find("]", i + 2)) != -1:
+            body = pattern[i + 1 : end].replace("\\", "\\\\")
+            out.append("[^" + body[1:] + "]" if body.startswith("!") else "[" + body + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
 
 
 class Workspace:
-    """File operations under `root`, checked against `policy`."""
+    """File operations under `root`, checked against `policy`.
 
-    def __init__(self, root: Path, policy: Policy) -> None:
+    Args:
+        root: The folder the tools are confined to.
+        policy: What the agent may touch.
+        search_timeout: Seconds a listing or search may take.
+    """
+
+    def __init__(self, root: Path, policy: Policy, *, search_timeout: float = 10.0) -> None:
         self.root = root.resolve()
         self.policy = policy
+        self.search_timeout = search_timeout
+
+    def _refusal(self, raw: str, *, write: bool = False) -> tuple[Path | None, str | None]:
+        if write and self.policy.read_only:
+            return None, "this agent is read-only"
+        written = Path(os.path.normpath(self.root / raw))
+        candidate = written.resolve()
+        for path in (written, candidate):
+            if path != self.root and not path.is_relative_to(self.root):
+                return None, f"{raw!r} is outside the workspace ({self.root})"
+        for path in (written, candidate):
+            rel = path.relative_to(self.root).as_posix()
+            if rel != "." and not self._permits(rel, path.is_dir()):
+                return None, f"the policy does not allow {rel!r}"
+        return candidate, None
+
+    def _permits(self, rel: str, is_dir: bool) -> bool:
+        # A folder is also checked as `name/`, so `secrets/**` covers the folder itself.
+        return self.policy.paths.permits(rel) and (
+            not is_dir or self.policy.paths.permits(rel + "/")
+        )
 
     def path(self, raw: str, *, write: bool = False) -> Path:
-        """The absolute path of `raw`, if it is inside the workspace and allowed.
+        """The real path of `raw`, if it is inside the workspace and allowed there.
 
         Raises:
             ToolRefused: Outside the workspace, denied by policy, or a write when read-only.
         """
-        if write and self.policy.read_only:
-            raise ToolRefused("refused: this agent is read-only")
-        candidate = (self.root / raw).resolve()
-        if candidate != self.root and not candidate.is_relative_to(self.root):
-            raise ToolRefused(f"refused: {raw!r} is outside the workspace ({self.root})")
-        rel = candidate.relative_to(self.root).as_posix()
-        if rel != "." and not self.policy.paths.permits(rel):
-            raise ToolRefused(f"refused: the policy does not allow {rel!r}")
-        return candidate
+        path, why = self._refusal(raw, write=write)
+        if path is None:
+            raise ToolRefused(f"refused: {why}")
+        return path
 
     def rel(self, path: Path) -> str:
         """`path` relative to the root."""
@@ -93,52 +169,93 @@ class Workspace:
             text = text[:_MAX_READ] + f"\n[… cut at {_MAX_READ} characters; read with offset]"
         return text
 
-    def _files(self, pattern: str) -> list[Path]:
-        out: list[Path] = []
-        for path in sorted(self.root.glob(pattern)):
-            rel = path.relative_to(self.root)
-            if any(part in _SKIP_DIRS for part in rel.parts):
+    def _walk(self, deadline: float) -> Iterator[tuple[str, Path, bool]]:
+        """(relative path, real path, is a folder) of every allowed entry; links not followed.
+
+        Raises:
+            TimeoutError: The deadline passed.
+        """
+        pending, seen = [self.root], 0
+        while pending:
+            folder = pending.pop()
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError:
                 continue
-            if not path.resolve().is_relative_to(self.root):
-                continue
-            # A folder is checked as `name/`, so `secrets/**` hides the folder too.
-            if not self.policy.paths.permits(rel.as_posix() + ("/" if path.is_dir() else "")):
-                continue
-            out.append(path)
-        return out
+            for entry in entries:
+                seen += 1
+                if seen > _MAX_WALK or time.monotonic() > deadline:
+                    raise TimeoutError(f"{seen} entries")
+                if entry.name in _SKIP_DIRS:
+                    continue
+                rel = self.rel(Path(entry.path))
+                real = Path(entry.path).resolve() if entry.is_symlink() else Path(entry.path)
+                if real != self.root and not real.is_relative_to(self.root):
+                    continue
+                is_dir = real.is_dir()
+                if not self._permits(rel, is_dir) or not self._permits(self.rel(real), is_dir):
+                    continue
+                yield rel, real, is_dir
+                if is_dir and not entry.is_symlink():
+                    pending.append(Path(entry.path))
+
+    def _matching(self, pattern: str) -> tuple[list[tuple[str, Path, bool]], str | None]:
+        if pattern.startswith("/") or ".." in Path(pattern).parts:
+            raise ToolRefused(f"refused: {pattern!r} reaches outside the workspace")
+        glob = _glob(pattern.removeprefix("./"))
+        found: list[tuple[str, Path, bool]] = []
+        try:
+            found.extend(
+                entry
+                for entry in self._walk(time.monotonic() + self.search_timeout)
+                if glob.match(entry[0])
+            )
+        except TimeoutError as exc:
+            return sorted(found), f"[… stopped after {exc} ({self.search_timeout:g} s bound)]"
+        return sorted(found), None
 
     def list(self, pattern: str = "**/*") -> str:
         """Files and directories matching a glob, one per line (directories end in /)."""
-        if pattern.startswith("/") or ".." in Path(pattern).parts:
-            raise ToolRefused(f"refused: {pattern!r} reaches outside the workspace")
-        found = self._files(pattern)
-        lines = [self.rel(p) + ("/" if p.is_dir() else "") for p in found[:_MAX_ENTRIES]]
+        found, cut = self._matching(pattern)
+        lines = [rel + ("/" if is_dir else "") for rel, _, is_dir in found[:_MAX_ENTRIES]]
         if len(found) > _MAX_ENTRIES:
             lines.append(f"[… {len(found) - _MAX_ENTRIES} more]")
+        if cut:
+            lines.append(cut)
         return "\n".join(lines) or "(nothing matches)"
 
     def grep(self, pattern: str, glob: str = "**/*") -> str:
-        """`file:line: text` for every line matching a regular expression."""
-        if glob.startswith("/") or ".." in Path(glob).parts:
-            raise ToolRefused(f"refused: {glob!r} reaches outside the workspace")
+        """`file:line: text` for every line matching a regular expression (bounded)."""
+        import regex  # 80 ms to import: only when a search runs
+
+        deadline = time.monotonic() + self.search_timeout
         try:
-            regex = re.compile(pattern)
-        except re.error as exc:
+            compiled = regex.compile(pattern)
+        except regex.error as exc:
             raise ToolRefused(f"error: invalid regular expression: {exc}") from None
+        found, cut = self._matching(glob)
         hits: list[str] = []
-        for path in self._files(glob):
-            if not path.is_file():
+        budget = _MAX_SEARCH_BYTES
+        for rel, real, is_dir in found:
+            if is_dir or not real.is_file() or real.stat().st_size > _MAX_FILE_BYTES:
                 continue
             try:
-                text = path.read_text()
+                text = real.read_text()
             except (UnicodeDecodeError, OSError):
                 continue
-            for n, line in enumerate(text.splitlines(), 1):
-                if regex.search(line):
-                    hits.append(f"{self.rel(path)}:{n}: {line[:300]}")
-                    if len(hits) >= _MAX_MATCHES:
-                        return "\n".join([*hits, f"[… stopped at {_MAX_MATCHES} matches]"])
-        return "\n".join(hits) or "(no matches)"
+            budget -= len(text)
+            try:
+                hits += _search(compiled, rel, text, deadline, _MAX_MATCHES - len(hits))
+            except TimeoutError:
+                cut = f"[… search stopped after {self.search_timeout:g} s in {rel}]"
+                break
+            if len(hits) >= _MAX_MATCHES:
+                cut = f"[… stopped at {_MAX_MATCHES} matches]"
+                break
+            if budget <= 0:
+                cut = f"[… stopped after {_MAX_SEARCH_BYTES // 2**20} MiB searched]"
+                break
+        return "\n".join([*hits, *([cut] if cut else [])]) or "(no matches)"
 
     def write(self, raw: str, content: str) -> str:
         """Create or replace a file."""
@@ -163,8 +280,50 @@ class Workspace:
         return f"edited {self.rel(path)}"
 
     def check_command(self, command: str) -> None:
-        """Refuse a command the policy does not allow."""
+        """Refuse a command line the policy does not allow (see `_commands`)."""
         if self.policy.read_only:
             raise ToolRefused("refused: this agent is read-only and may not run commands")
-        if not self.policy.commands.permits(command.strip()):
-            raise ToolRefused(f"refused: the policy does not allow the command {command!r}")
+        try:
+            check_command(command, self.policy.commands, refuse_path=self._redirect_refusal)
+        except CommandRefused as exc:
+            raise ToolRefused(str(exc)) from None
+
+    def _redirect_refusal(self, target: str, write: bool) -> str | None:
+        outside = Path(target).is_absolute() and not Path(target).is_relative_to(self.root)
+        if outside and not write:
+            return None  # reading outside is the sandbox's to confine
+        return self._refusal(target, write=write)[1]
+
+    def denied(self, limit: int = 10_000) -> builtins.list[Path]:
+        """Real paths inside the workspace that the path policy denies (to mask them)."""
+        out: builtins.list[Path] = []
+        pending = [self.root]
+        while pending and len(out) < limit:
+            folder = pending.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                path = Path(entry.path)
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if not self._permits(self.rel(path), is_dir):
+                    out.append(path)
+                elif is_dir and entry.name not in (".git", "node_modules", ".venv"):
+                    pending.append(path)
+        return out
+
+
+def _search(
+    compiled: regex.Pattern[str], rel: str, text: str, deadline: float, room: int
+) -> list[str]:
+    hits: list[str] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        if compiled.search(line, timeout=left, concurrent=True):
+            hits.append(f"{rel}:{n}: {line[:300]}")
+            if len(hits) >= room:
+                break
+    return hits

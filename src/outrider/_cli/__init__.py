@@ -17,6 +17,7 @@ from ..runners._procs import contain_this_process, stop_orphans
 from . import _daemon
 from ._agents import agents_app
 from ._batch import Batch, BatchError, load_batch, run_batch, to_json
+from ._doctor import doctor
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -140,6 +141,7 @@ def demo(
 
 _daemon.register(app)
 app.add_typer(agents_app, name="agents")
+app.command()(doctor)
 
 
 def main() -> None:

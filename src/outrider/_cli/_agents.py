@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .._agents._definitions import AgentSet, load_agents
@@ -36,6 +37,8 @@ def agents(ctx: typer.Context, project: ProjectOpt = None) -> None:
         return
     found = load_agents(project)
     _problems(found)
+    for name in found.disabled:
+        _err.print(f"{name}: disabled in its file (`disable: true`)", soft_wrap=True)
     if not found.agents:
         _err.print("no agents defined; add markdown files to .outrider/agents/")
         return
@@ -65,8 +68,10 @@ def show(
         known = ", ".join(found.agents) or "none"
         _err.print(f"[red]error:[/] no agent {name!r}; defined: {known}", soft_wrap=True)
         raise typer.Exit(1)
-    for key, value in agent.model_dump(exclude={"prompt", "name"}).items():
+    for key, value in agent.model_dump(exclude={"prompt", "name", "notes"}).items():
         if value not in (None, (), False, ""):
             _out.print(f"[bold]{key:>16}[/]  {value}", soft_wrap=True)
+    for note in agent.notes:
+        _out.print(f"[bold]{'not used here':>16}[/]  {escape(note)}", soft_wrap=True)
     _out.print(f"[bold]{'prompt':>16}[/]")
     _out.print(agent.prompt or "(empty)", markup=False)

@@ -176,7 +176,7 @@ def mcp(
     config: Annotated[Path | None, typer.Option(help="Config file.")] = None,
 ) -> None:
     """Serve MCP over stdio for an agent host, backed by the daemon (started if needed)."""
-    from .._agents._definitions import load_agents
+    from .._agents._definitions import AgentCatalog
     from .._daemon._auth import check_session_name
     from .._daemon._config import load_config
     from .._ids import new_task_id
@@ -201,7 +201,7 @@ def mcp(
             feed = NoticeFeed()
             server, _ = build_server(
                 resolve, tools=settings.mcp_tools, max_wait=settings.mcp_wait,
-                agents=load_agents().agents, feed=feed,
+                agents=AgentCatalog(), feed=feed, cwd=str(Path.cwd()),
             )  # fmt: skip
             try:
                 async with anyio.create_task_group() as tg:

@@ -20,6 +20,7 @@ from .._agents._providers import Price, ProviderConfig, Providers
 from .._errors import UserError
 from .._models import Int, Number, check_argument
 from .._paths import config_dir, data_dir
+from ..runners._cli_agent import OutputFormat
 
 __all__ = ["MCP_TOOLS", "CliAgentConfig", "Config", "PrincipalConfig", "load_config"]
 
@@ -54,7 +55,7 @@ class CliAgentConfig(BaseModel):
     """The argv; `{prompt}` is replaced by the prompt."""
     model_args: list[str] = Field(default_factory=list)
     """Appended when a model is given; `{model}` is replaced by it."""
-    output: Literal["text", "claude-json", "jsonl-last-text"] = "text"
+    output: OutputFormat = "text"
     """How the final answer is read from the output."""
     pass_env: list[str] | None = None
     """Variables the CLI gets from the daemon's environment besides the safe base (its API
@@ -115,6 +116,9 @@ class Config(BaseModel):
     """How deep built-in agents may delegate."""
     agent_max_descendants: Int = Field(default=10, ge=0, le=1000)
     """Live delegated tasks per delegation tree."""
+    sandbox: Literal["required", "auto", "off"] = "auto"
+    """How the built-in agent's commands are sandboxed (bubblewrap): `required` fails an
+    agent with `run_command` where bubblewrap cannot run; `auto` sandboxes where it can."""
 
     @field_validator("db", "token_file")
     @classmethod

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import uvicorn
 
-from .._agents._definitions import load_agents
+from .._agents._definitions import AgentCatalog, load_agents
 from .._errors import UserError
 from .._http._app import AuthMiddleware, create_app
 from .._logging import logger
@@ -33,9 +33,11 @@ from ..runners._cli_agent import BUILTIN_TEMPLATES, CliAgentRunner, CliTemplate
 from ..runners._sandbox import Sandbox
 from ..runners._shell import ShellRunner
 from ._auth import Tokens
+from ._config import find_config_file
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
+    from pathlib import Path
 
     from ._config import Config
 
@@ -92,6 +94,19 @@ def _load_handlers(orch: Orchestrator, handlers: dict[str, str]) -> None:
                 field=f"handlers.{name}",
             ) from None
         orch.register_handler(name, fn)
+
+
+def _secrets(config: Config) -> list[Path]:
+    """What the agent's sandboxed commands never see: the store, the tokens, the config file."""
+    hidden = [
+        config.db_path,
+        config.db_path.with_name(config.db_path.name + "-wal"),
+        config.local_token_file,
+        *(p.token_file for p in config.principals.values()),
+    ]
+    if (config_file := find_config_file()) is not None:
+        hidden.append(config_file)  # it may hold provider keys
+    return hidden
 
 
 @contextlib.contextmanager
@@ -164,8 +179,9 @@ async def serve(
     for problem in (*agents.warnings, *agents.errors):
         logger.warning("agents: %s", problem)
     agent_runner = AgentRunner(
-        {name: a for name, a in agents.agents.items() if a.cli is None}, config.model_providers(),
-        max_depth=config.agent_max_depth, max_descendants=config.agent_max_descendants,
+        providers=config.model_providers(), discover=True, sandbox=config.sandbox,
+        sandbox_hide=_secrets(config), max_depth=config.agent_max_depth,
+        max_descendants=config.agent_max_descendants,
     )  # fmt: skip
     orch = Orchestrator(
         config.db_path, max_running=config.max_running, limits=config.limits,
@@ -182,7 +198,7 @@ async def serve(
     async with orch:
         mcp, _ = build_server(
             daemon_resolver(orch), tools=config.mcp_tools, max_wait=config.mcp_wait,
-            agents=agents.agents,
+            agents=AgentCatalog(),
         )  # fmt: skip
         mcp_routes = mcp.streamable_http_app(streamable_http_path="/mcp", host=config.host).routes
         app = create_app(

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from mcp.server.mcpserver import Context
 
-    from .._agents._definitions import AgentDefinition
+    from .._agents._definitions import AgentCatalog, AgentDefinition
     from .._daemon._view import Backend
     from .._orchestrator import Orchestrator
 
@@ -41,14 +41,15 @@ def build_server(
     *,
     tools: Sequence[str],
     max_wait: float,
-    agents: Mapping[str, AgentDefinition] | None = None,
+    agents: Mapping[str, AgentDefinition] | AgentCatalog | None = None,
     feed: NoticeFeed | None = None,
+    cwd: str | None = None,
 ) -> tuple[MCPServer[Any], Tools]:
     """An MCP server offering `tools` over the caller's backend, and the tools' handlers."""
     server: MCPServer[Any] = MCPServer(
         "outrider", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
     )
-    handlers = Tools(resolve, max_wait=max_wait, agents=agents, feed=feed)
+    handlers = Tools(resolve, max_wait=max_wait, agents=agents, feed=feed, cwd=cwd)
     handlers.register(server, tools)
     return server, handlers
 

@@ -24,6 +24,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from .._agents._definitions import AgentCatalog
 from .._agents._transcript import render_transcript
 from .._errors import OutriderError
 from .._ids import new_task_id
@@ -108,10 +109,14 @@ class _Answer(Exception):
 
 
 def _submit_item(
-    work: WorkItem, *, agents: Mapping[str, AgentDefinition], group: str | None
+    work: WorkItem,
+    *,
+    agents: Mapping[str, AgentDefinition],
+    group: str | None,
+    cwd: str | None = None,
 ) -> SubmitItem:
     if work.agent is not None:
-        return _agent_item(work, agents=agents, group=group)
+        return _agent_item(work, agents=agents, group=group, cwd=cwd)
     if not work.command or not work.command.strip():
         raise _Answer("Give `command` (shell work) or `agent` and `prompt` (agent work).")
     return SubmitItem(
@@ -122,7 +127,7 @@ def _submit_item(
 
 
 def _agent_item(
-    work: WorkItem, *, agents: Mapping[str, AgentDefinition], group: str | None
+    work: WorkItem, *, agents: Mapping[str, AgentDefinition], group: str | None, cwd: str | None
 ) -> SubmitItem:
     assert work.agent is not None
     agent = agents.get(work.agent)
@@ -135,7 +140,7 @@ def _agent_item(
         raise _Answer(f"Give `prompt`: the instructions for agent {agent.name!r}.")
     if agent.cli is None:
         return SubmitItem(
-            spec=AgentSpec(agent=agent.name, prompt=work.prompt, workspace=work.cwd),
+            spec=AgentSpec(agent=agent.name, prompt=work.prompt, workspace=work.cwd or cwd),
             priority=work.priority, timeout=work.timeout or agent.timeout,
             label=work.label or agent.name, description=work.description or work.prompt,
             group=group,
@@ -144,7 +149,7 @@ def _agent_item(
     return SubmitItem(
         spec=CliAgentSpec(
             cli=agent.cli, prompt=prompt, agent=agent.name, model=agent.model,
-            cwd=work.cwd or str(Path.cwd()),
+            cwd=work.cwd or cwd or str(Path.cwd()),
         ),
         priority=work.priority, timeout=work.timeout or agent.timeout,
         label=work.label or agent.name, description=work.description or work.prompt,
@@ -270,7 +275,10 @@ class Tools:
     Args:
         resolve: The caller's backend (session) for a request.
         max_wait: The longest a tool call blocks, in seconds.
-        agents: The sub-agents `delegate_task` may name.
+        agents: The sub-agents `delegate_task` may name: fixed, or a catalog read from the
+            directory the work is delegated from (its `cwd`, else `cwd` here) at each call.
+        cwd: The directory work is delegated from when it names none (the host's, for the
+            stdio bridge; None: the daemon's).
         feed: For one session over a remote backend (the stdio bridge): the notices come from
             this feed (run `feed.follow`) instead of a read with each call. Without a feed,
             each call reads the session's notices beside its work and acknowledges what its
@@ -282,13 +290,26 @@ class Tools:
         resolve: Callable[[Context], Awaitable[Backend]],
         *,
         max_wait: float = 50.0,
-        agents: Mapping[str, AgentDefinition] | None = None,
+        agents: Mapping[str, AgentDefinition] | AgentCatalog | None = None,
         feed: NoticeFeed | None = None,
+        cwd: str | None = None,
     ) -> None:
         self._resolve = resolve
         self._max_wait = max_wait
-        self._agents = dict(agents or {})
+        self._agents = agents if isinstance(agents, AgentCatalog) else dict(agents or {})
         self._feed = feed
+        self._cwd = cwd
+
+    async def _item(self, work: WorkItem, group: str | None) -> SubmitItem:
+        """The submit item of `work`, its agent looked up where the work is delegated from."""
+        agents: Mapping[str, AgentDefinition] = {}
+        if not isinstance(self._agents, AgentCatalog):
+            agents = self._agents
+        elif work.agent is not None:
+            where = work.cwd or self._cwd
+            load = self._agents.load
+            agents = (await anyio.to_thread.run_sync(load, Path(where) if where else None)).agents
+        return _submit_item(work, agents=agents, group=group, cwd=self._cwd)
 
     def register(self, server: MCPServer[Any], names: Sequence[str]) -> None:
         """Add the tools in `names` to `server`."""
@@ -421,7 +442,7 @@ class Tools:
         )  # fmt: skip
 
         async def body(backend: Backend) -> tuple[str, dict[str, Any]]:
-            item = _submit_item(work, agents=self._agents, group=None)
+            item = await self._item(work, None)
             (stored,) = await backend.submit_many([item])
             if not isinstance(stored, Task):
                 raise _Answer(stored.message)
@@ -515,7 +536,7 @@ class Tools:
             refused: dict[int, str] = {}
             for index, work in enumerate(tasks):
                 try:
-                    items.append(_submit_item(work, agents=self._agents, group=batch))
+                    items.append(await self._item(work, batch))
                 except _Answer as exc:
                     refused[index] = str(exc)
             stored = iter(await backend.submit_many(items) if items else [])

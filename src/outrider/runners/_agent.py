@@ -24,16 +24,20 @@ text, which is the task's result.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
+from .._agents._budget import Tree
+from .._agents._definitions import AgentCatalog, AgentSet
 from .._agents._providers import ProviderError, Providers
+from .._agents._sandbox import SandboxMode, SandboxStatus, probe
 from .._models import AgentSpec
+from .._paths import config_dir, data_dir
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from .._agents._definitions import AgentDefinition
     from .._orchestrator import Orchestrator
@@ -46,41 +50,27 @@ TOOL_NAMES = (
 )  # fmt: skip
 """The built-in agent's tools."""
 
-
-@dataclass
-class Tree:
-    """What a delegation tree has left, shared by its running tasks."""
-
-    tokens_left: int | None
-    cost_left: float | None
-    live: int = 0
-    """Delegated tasks not yet ended."""
-
-    def charge(self, tokens: int, cost: float | None) -> None:
-        if self.tokens_left is not None:
-            self.tokens_left -= tokens
-        if self.cost_left is not None and cost is not None:
-            self.cost_left -= cost
-
-    def exhausted(self) -> str | None:
-        if self.tokens_left is not None and self.tokens_left <= 0:
-            return "its delegation tree's token budget is spent"
-        if self.cost_left is not None and self.cost_left <= 0:
-            return "its delegation tree's cost budget is spent"
-        return None
+SANDBOX_MODES: tuple[SandboxMode, ...] = ("required", "auto", "off")
 
 
 class AgentRunner:
     """Runs `agent` tasks.
 
     Args:
-        agents: The agent definitions, by name.
+        agents: Agent definitions by name; they win over discovered ones.
         providers: Models, keys, limits and prices.
+        discover: Also find agents in the folders visible from each task's workspace (project
+            and user folders, re-read when a file changes), as `outrider agents` lists them.
         max_depth: How deep delegation may nest (a caller's task is depth 0).
         max_descendants: Live tasks per delegation tree, beyond its root.
         loop_limit: The same tool call this many times in a row stops the run.
         default_max_turns: Model turns of an agent whose definition sets none.
         command_timeout: Seconds a `run_command` call may run.
+        sandbox: `required`, `auto` or `off`: how `run_command` is sandboxed (bubblewrap).
+        sandbox_hide: Paths commands never see (besides the data and config folders and the
+            home folder's credential stores).
+        search_timeout: Seconds a `list_files` or `grep` call may take.
+        bwrap: The bubblewrap executable (a name looked up on PATH, or a path).
     """
 
     kind = "agent"
@@ -88,24 +78,54 @@ class AgentRunner:
 
     def __init__(
         self,
-        agents: Mapping[str, AgentDefinition],
+        agents: Mapping[str, AgentDefinition] | None = None,
         providers: Providers | None = None,
         *,
+        discover: bool = False,
         max_depth: int = 2,
         max_descendants: int = 10,
         loop_limit: int = 5,
         default_max_turns: int = 50,
         command_timeout: float = 600.0,
+        sandbox: SandboxMode = "auto",
+        sandbox_hide: Sequence[Path] = (),
+        search_timeout: float = 10.0,
+        bwrap: str = "bwrap",
     ) -> None:
-        self.agents = dict(agents)
+        if sandbox not in SANDBOX_MODES:
+            raise ValueError(f"sandbox must be one of {', '.join(SANDBOX_MODES)}, not {sandbox!r}")
+        self.agents = dict(agents or {})
         self.providers = providers or Providers()
+        self.catalog = AgentCatalog() if discover else None
         self.max_depth = max_depth
         self.max_descendants = max_descendants
         self.loop_limit = loop_limit
         self.default_max_turns = default_max_turns
         self.command_timeout = command_timeout
+        self.sandbox: SandboxMode = sandbox
+        self.sandbox_hide = (data_dir(), config_dir(), *sandbox_hide)
+        self.search_timeout = search_timeout
+        self.bwrap = bwrap
         self._trees: dict[str, Tree] = {}
         self._orchestrator: Orchestrator | None = None
+        self._limits: dict[str, int] = {}
+
+    def _visible(self, workspace: str | None) -> AgentSet:
+        found = AgentSet()
+        if self.catalog is not None:
+            seen = self.catalog.load(Path(workspace) if workspace else None)
+            found = AgentSet(dict(seen.agents), list(seen.warnings), list(seen.errors))
+            found.agents = {n: a for n, a in found.agents.items() if a.cli is None}
+        found.agents.update(self.agents)
+        return found
+
+    async def visible(self, workspace: str | None) -> AgentSet:
+        """The agents a task in `workspace` may name: the given ones, then discovered ones."""
+        return await anyio.to_thread.run_sync(self._visible, workspace)
+
+    async def sandbox_status(self) -> SandboxStatus:
+        """Whether bubblewrap works here (probed once per process, in a worker thread)."""
+        return await anyio.to_thread.run_sync(probe, self.bwrap)
 
     def attach(self, orchestrator: Orchestrator) -> None:
         """Called by the orchestrator that runs this runner's tasks (for child tasks)."""
@@ -117,13 +137,22 @@ class AgentRunner:
         """`agent:<name>` and, when the model resolves, `model:<provider/model>`."""
         assert isinstance(spec, AgentSpec)
         keys = [f"agent:{spec.agent}"]
-        definition = self.agents.get(spec.agent)
+        definition = self._visible(spec.workspace).agents.get(spec.agent)
+        if definition is not None:
+            self._apply_limit(definition)
         try:
             ref = self.providers.resolve(spec.model or (definition.model if definition else None))
         except ProviderError:
             return tuple(keys)
         keys.append(f"model:{ref.name}")
         return tuple(keys)
+
+    def _apply_limit(self, definition: AgentDefinition) -> None:
+        """A discovered agent's `limit` becomes its key's limit (once per change)."""
+        key = f"agent:{definition.name}"
+        if self._orchestrator is not None and self._limits.get(key) != definition.limit:
+            self._limits[key] = definition.limit
+            self._orchestrator.set_limit(key, definition.limit)
 
     async def aclose(self) -> None:
         """Close the providers' HTTP clients (the orchestrator calls it when it closes)."""

@@ -8,6 +8,8 @@
   store, tokens and processes (`outrider.runners._sandbox`), when the runner is given one.
 - Output (stdout and stderr interleaved) is read in chunks of at most 64 KiB and handed to
   `ctx.output`; only a bounded tail (8 KiB) is kept in memory, for the result or the error.
+  A caller that parses stdout (`execute(…, stdout=…)`) gets stdout's chunks too, and stderr is
+  read from its own pipe so it only reaches the log.
 - The task ends when its main process exits: whatever it left running is then stopped (TERM,
   `grace_period`, KILL), and the output they wrote up to then is kept.
 - Stopping (cancellation, timeout, shutdown): SIGTERM to the group and to every process of the
@@ -18,6 +20,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 from typing import TYPE_CHECKING
 
 import anyio
@@ -29,7 +32,7 @@ from ._protocol import RunContext, RunFailure, RunOutcome
 from ._tracked import TaskProcess
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from anyio.abc import ByteReceiveStream
 
@@ -83,9 +86,22 @@ class ShellRunner:
         return await self.execute(spec, ctx)
 
     async def execute(
-        self, spec: ShellSpec, ctx: RunContext, *, pass_env: Sequence[str] = ()
+        self,
+        spec: ShellSpec,
+        ctx: RunContext,
+        *,
+        pass_env: Sequence[str] = (),
+        stdout: Callable[[bytes], None] | None = None,
     ) -> RunOutcome:
-        """Run `spec` for `ctx`'s task, also passing `pass_env` through (for agent CLIs)."""
+        """Run `spec` for `ctx`'s task.
+
+        Args:
+            spec: The command.
+            ctx: Where output and the process are reported.
+            pass_env: Names also passed through from outrider's environment (agent CLIs).
+            stdout: Also called with each chunk of stdout; stderr is then kept apart from it
+                (it goes to the log only).
+        """
         argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else spec.command
         if spec.cwd is not None and not await anyio.Path(spec.cwd).is_dir():
             raise RunFailure(
@@ -98,7 +114,10 @@ class ShellRunner:
         if self.sandbox is not None and self.sandbox.applies_to(ctx.session):
             argv = self.sandbox.wrap(argv, env)
         try:
-            proc = await TaskProcess.spawn(argv, env=env, cwd=spec.cwd, task_marker=task_marker)
+            proc = await TaskProcess.spawn(
+                argv, env=env, cwd=spec.cwd, task_marker=task_marker,
+                stderr=subprocess.STDOUT if stdout is None else subprocess.PIPE,
+            )  # fmt: skip
         except FileNotFoundError:
             raise RunFailure(
                 f"The executable {argv[0]!r} was not found; install it or fix `command` "
@@ -114,7 +133,7 @@ class ShellRunner:
         try:
             await anyio.lowlevel.checkpoint_if_cancelled()  # stopped while it was spawned
             await ctx.track_process(proc.pid)
-            code = await self._communicate(proc, ctx, tail, spec.grace_period)
+            code = await self._communicate(proc, ctx, tail, spec.grace_period, stdout)
         finally:
             with anyio.CancelScope(shield=True):
                 await proc.stop(spec.grace_period)
@@ -129,29 +148,47 @@ class ShellRunner:
 
     @classmethod
     async def _communicate(
-        cls, proc: TaskProcess, ctx: RunContext, tail: bytearray, grace_period: float
+        cls,
+        proc: TaskProcess,
+        ctx: RunContext,
+        tail: bytearray,
+        grace_period: float,
+        stdout: Callable[[bytes], None] | None,
     ) -> int:
         """Stream the output until the leader exits; stop what it left; keep what they wrote."""
-        stream = proc.process.stdout
-        assert stream is not None
-        drained = anyio.Event()
+        process = proc.process
+        assert process.stdout is not None
+        pipes: list[tuple[ByteReceiveStream, Callable[[bytes], None] | None]] = [
+            (process.stdout, stdout)
+        ]
+        if process.stderr is not None:
+            pipes.append((process.stderr, None))
+        drained = [anyio.Event() for _ in pipes]
         async with anyio.create_task_group() as tg:
-            tg.start_soon(cls._pump, stream, ctx, tail, drained)
-            code = await proc.process.wait()
+            for (stream, also), done in zip(pipes, drained, strict=True):
+                tg.start_soon(cls._pump, stream, ctx, tail, done, also)
+            code = await process.wait()
             with anyio.CancelScope(shield=True):
                 await proc.stop_rest(grace_period)
             with anyio.move_on_after(_DRAIN):
-                await drained.wait()
+                for done in drained:
+                    await done.wait()
             tg.cancel_scope.cancel()
         return code
 
     @staticmethod
     async def _pump(
-        stream: ByteReceiveStream, ctx: RunContext, tail: bytearray, drained: anyio.Event
+        stream: ByteReceiveStream,
+        ctx: RunContext,
+        tail: bytearray,
+        drained: anyio.Event,
+        also: Callable[[bytes], None] | None = None,
     ) -> None:
         try:
             while True:
                 chunk = await stream.receive(_CHUNK)
+                if also is not None:
+                    also(chunk)
                 ctx.output(chunk)
                 tail += chunk
                 if len(tail) > _TAIL_BYTES:
