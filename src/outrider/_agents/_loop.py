@@ -137,7 +137,10 @@ class AgentLoop:
             tree = self.runner._trees[tree_id] = Tree(tokens, cost)
         run = _Run(
             spec=spec, definition=definition, ctx=ctx,
-            workspace=Workspace(root, definition.policy, search_timeout=self.runner.search_timeout),
+            workspace=Workspace(
+                root, definition.policy, search_timeout=self.runner.search_timeout,
+                hidden=self.runner.sandbox_hide,
+            ),
             tree=tree, tree_id=tree_id,
             max_turns=definition.max_turns or self.runner.default_max_turns,
             budget_tokens=tokens, budget_cost=cost,
