@@ -24,6 +24,7 @@ from ._errors import OutriderError as OutriderError
 from ._errors import QueueFull as QueueFull
 from ._errors import RunnerError as RunnerError
 from ._errors import StoreError as StoreError
+from ._errors import StoreUnavailable as StoreUnavailable
 from ._errors import TaskCancelled as TaskCancelled
 from ._errors import TaskError as TaskError
 from ._errors import TaskFailed as TaskFailed
@@ -89,6 +90,7 @@ __all__ = (
     "ShellSpec",
     "Status",
     "StoreError",
+    "StoreUnavailable",
     "SubmitError",
     "SubmitItem",
     "SubmitOptions",

@@ -30,6 +30,7 @@ before its work begins (at once, if the store refused that start). Terminal writ
 
 from __future__ import annotations
 
+import functools
 import heapq
 import inspect
 import itertools
@@ -50,13 +51,21 @@ import psutil
 
 from ._asynclib import pin_async_library
 from ._core._queue import Entry, ReadyQueue
-from ._errors import Closed, StoreError
+from ._errors import Closed, StoreError, StoreUnavailable
 from ._logging import format_duration, logger
 from ._models import ErrorInfo, Progress, Task, TaskState, Usage
 from ._store._logs import TaskLog, transcript_path, write_atomically
-from ._store._sqlite import AddEvent, Change, EndAttempt, InsertTask, StartAttempt, UpdateTask
+from ._store._sqlite import (
+    AddEvent,
+    AddGroupSummary,
+    Change,
+    EndAttempt,
+    InsertTask,
+    StartAttempt,
+    UpdateTask,
+)
+from .runners._procs import Leftovers, marker, stop_leftovers
 from .runners._protocol import RunFailure, RunOutcome
-from .runners._shell import terminate_process_tree
 
 if TYPE_CHECKING:
     import random
@@ -80,9 +89,13 @@ _TimerKind = Literal["ttl", "timeout", "stall"]
 _OUTPUT_TAIL_BYTES = 4096
 _FLUSH_INTERVAL = 0.2
 _RESOURCE_RECHECK = 1.0
-_RECOVERY_GRACE = 2.0
+_RECOVERY_GRACE = 5.0
+"""The grace period of a dead outrider's leftovers whose task names none."""
 _START_RETRY = 1.0
 """Seconds before a task whose start the store refused is offered a slot again."""
+_STORE_RETRY = 0.5
+_STORE_RETRY_MAX = 10.0
+"""An end (or retry) the store refused is stored again after 0.5 s, doubling up to 10 s."""
 _STOP_STATE: dict[StopReason, TaskState] = {
     "user": TaskState.CANCELLED,
     "parent": TaskState.CANCELLED,
@@ -116,11 +129,20 @@ class _Live:
     on_done: Callback | None = None
     ending: bool = False
     """`_end` has begun: the task can no longer be stopped."""
+    recovering: bool = False
+    """Found running at start: the processes it left are being stopped before it is settled."""
     finished: bool = False
     _done: anyio.Event | None = None
+    end_error: Exception | None = None
+    """Why its end could not be stored yet (it is tried again until it is)."""
+    end_tries: int = 0
+    _settled: anyio.Event | None = None
     handle: anyio.TaskHandle[None] | None = None
     """The task running it; cancelling the handle stops the run."""
     holds_slot: bool = False
+    abandoned: anyio.Event | None = None
+    """Work the runner could not stop (a thread) runs on until this is set; the slot waits."""
+    release_pending: bool = False
     slot_lent: bool = False
     """Its queue slots are given back while it waits for tasks it started."""
     resume_queued: bool = False
@@ -131,6 +153,7 @@ class _Live:
     run_deadline: float | None = None
     last_activity: float = 0.0
     log: TaskLog | None = None
+    log_failed: bool = False
     output_tail: bytearray = field(default_factory=bytearray)
     output_dirty: bool = False
     progress_dirty: bool = False
@@ -150,10 +173,21 @@ class _Live:
                 self._done.set()
         return self._done
 
+    @property
+    def settled(self) -> anyio.Event:
+        """Set once its end is stored, or the store refused it (see `end_error`)."""
+        if self._settled is None:
+            self._settled = anyio.Event()
+            if self.finished or self.end_error is not None:
+                self._settled.set()
+        return self._settled
+
     def finish(self) -> None:
         self.finished = True
         if self._done is not None:
             self._done.set()
+        if self._settled is not None:
+            self._settled.set()
 
 
 def _utc(epoch: float) -> datetime:
@@ -175,6 +209,8 @@ class _Context:
         self._engine = engine
         self._live = live
         self._loop_thread = threading.get_ident()
+        error = live.task.error  # the previous attempt's, until this one ends
+        self._resuming = error is not None and error.type == "interrupted"
 
     @property
     def task_id(self) -> str:
@@ -183,6 +219,10 @@ class _Context:
     @property
     def attempt(self) -> int:
         return self._live.task.attempt
+
+    @property
+    def resuming(self) -> bool:
+        return self._resuming
 
     @property
     def cancel_requested(self) -> bool:
@@ -222,6 +262,20 @@ class _Context:
     async def save_transcript(self, data: bytes) -> None:
         path = transcript_path(self._engine.store.log_dir, self.task_id)
         await anyio.to_thread.run_sync(write_atomically, path, data)
+
+    async def load_transcript(self) -> bytes | None:
+        path = transcript_path(self._engine.store.log_dir, self.task_id)
+
+        def read() -> bytes | None:
+            try:
+                return path.read_bytes()
+            except FileNotFoundError:
+                return None
+
+        return await anyio.to_thread.run_sync(read)
+
+    def abandon(self, ended: anyio.Event) -> None:
+        self._live.abandoned = ended
 
     async def track_process(self, pid: int) -> None:
         try:
@@ -276,6 +330,12 @@ class Engine:
         """Tasks holding a slot (started and not yet released)."""
         self._idle = anyio.Event()
         self._recovered: list[_Live] = []
+        self._leftovers: list[tuple[_Live, Leftovers]] = []
+        self.recovering_count = 0
+        """Tasks found running at start whose leftover processes are being stopped."""
+        self._recovery_done = anyio.Event()
+        self._unstored: dict[str, tuple[_Live, Task, Change]] = {}
+        """Ends the store refused, by task id; each is committed again until it is stored."""
         self.handler_available: Callable[[str], bool] = lambda name: True
 
     # -- start-up and shutdown ------------------------------------------------------------
@@ -297,14 +357,11 @@ class Engine:
         task = item.task
         live = self._register(task, item.seq, None, None)
         if task.state is TaskState.RUNNING:
-            if item.pid is not None:
-                found = terminate_process_tree(
-                    item.pid, create_time=item.pid_created, grace_period=_RECOVERY_GRACE
-                )
-                if found:
-                    logger.info("%s: stopped process %d left by a dead outrider", task.id, item.pid)
-            live.stop_reason = "shutdown"
-            self._recovered.append(live)
+            live.recovering = True
+            self.recovering_count += 1
+            grace = getattr(task.spec, "grace_period", _RECOVERY_GRACE)
+            leftovers = Leftovers(marker(task.id, task.attempt), item.pid, item.pid_created, grace)
+            self._leftovers.append((live, leftovers))
             return
         failed = [d for d in task.depends_on if d in done_deps and done_deps[d].state.terminal
                   and done_deps[d].state is not TaskState.SUCCEEDED]  # fmt: skip
@@ -327,6 +384,9 @@ class Engine:
             for live in self._recovered:  # settled before the orchestrator is reported open
                 await self._settle_recovered(live)
             self._recovered = []
+            if self._leftovers:
+                tg.start_soon(self._recover, self._leftovers)
+                self._leftovers = []
             tg.start_soon(self._dispatch_loop)
             tg.start_soon(self._sweep_loop)
             task_status.started()
@@ -338,6 +398,8 @@ class Engine:
         """
         self._admitting = False
         with anyio.CancelScope(shield=True):
+            if self.recovering_count:  # its tasks are settled before the store closes
+                await self._recovery_done.wait()
             with anyio.move_on_after(grace):
                 await self._wait_idle()
             for live in list(self.live.values()):
@@ -345,6 +407,8 @@ class Engine:
                     self._stop(live, "shutdown", "the orchestrator shut down")
             with anyio.move_on_after(60):
                 await self._wait_idle()
+            for live, ended, change in list(self._unstored.values()):  # a last try each
+                await self._commit_end(live, ended, change)
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
 
@@ -355,10 +419,28 @@ class Engine:
 
     # -- admission ------------------------------------------------------------------------
 
+    async def _recover(self, items: list[tuple[_Live, Leftovers]]) -> None:
+        """Stop what tasks found running at start left, all at once; then settle each.
+
+        A task is retried (or fails `interrupted`) only once every process of its last attempt
+        is gone, so an attempt never runs beside its predecessor. Shielded: the tasks are
+        settled even if the orchestrator shuts down meanwhile.
+        """
+        with anyio.CancelScope(shield=True):
+            try:
+                await anyio.to_thread.run_sync(stop_leftovers, [left for _, left in items])
+            except Exception:  # settle them anyway: a task must not stay `running` forever
+                logger.exception("stopping the processes left by a dead outrider failed")
+            for live, _ in items:
+                live.recovering = False
+                self.recovering_count -= 1
+                await self._settle_recovered(live)
+            self._recovery_done.set()
+
     @property
     def queued_count(self) -> int:
         """Unfinished tasks that are not running."""
-        return len(self.live) - self.running_count
+        return len(self.live) - self.running_count - self.recovering_count
 
     def next_seq(self) -> int:
         """The submission number of the next task."""
@@ -658,6 +740,12 @@ class Engine:
             return None
 
     def _release(self, live: _Live) -> None:
+        if live.holds_slot and live.abandoned is not None and not live.abandoned.is_set():
+            if not live.release_pending:  # its thread still runs: the slot is its until it ends
+                live.release_pending = True
+                if self._start_soon(self._release_after, live, live.abandoned) is None:
+                    logger.error("%s: its slot is held: the orchestrator stopped", live.task_id)
+            return
         if live.holds_slot:
             live.holds_slot = False
             self.running_count -= 1
@@ -668,6 +756,12 @@ class Engine:
             self.wake()
             if not self.running_count:
                 self._idle.set()
+
+    async def _release_after(self, live: _Live, ended: anyio.Event) -> None:
+        await ended.wait()
+        logger.warning("%s: its abandoned thread ended; its slot is free", live.task_id)
+        live.abandoned = None
+        self._release(live)
 
     def lend_slot(self, live: _Live) -> None:
         """A running task waits for tasks it started: give its queue slots to others."""
@@ -764,6 +858,17 @@ class Engine:
     async def _end_stopped_now(self, live: _Live, reason: StopReason) -> None:
         message = live.stop_message or reason
         task = live.task
+        if live.abandoned is not None and not live.abandoned.is_set():
+            message += (
+                "; its thread could not be stopped and was abandoned (it keeps the task's slot "
+                "until it returns, and what it returns is discarded)"
+            )
+            if reason == "shutdown":  # no retry beside a thread that still runs
+                text = f"The task was interrupted: {message}."
+                await self._end(
+                    live, TaskState.FAILED, error=ErrorInfo(type="interrupted", message=text)
+                )
+                return
         if reason == "shutdown":
             if task.attempt < task.max_attempts:
                 await self._retry(live, ErrorInfo(type="interrupted", message=message), delay=0.0)
@@ -787,8 +892,7 @@ class Engine:
         return info, None, False
 
     async def _settle_recovered(self, live: _Live) -> None:
-        reason = live.stop_reason
-        assert reason is not None
+        reason = live.stop_reason or "shutdown"
         if reason == "shutdown":
             live.stop_message = "the outrider process running it stopped"
         await self._end_stopped(live, reason)
@@ -799,6 +903,8 @@ class Engine:
             return
         live.stop_reason = reason
         live.stop_message = message
+        if live.recovering:  # it is settled by `_recover`, with this reason
+            return
         if live.holds_slot:
             if live.handle is not None:  # else its start is being committed: it will not run
                 live.handle.cancel()
@@ -818,7 +924,15 @@ class Engine:
         if live is None:
             return
         self._stop(live, reason, message)
-        await live.done.wait()
+        await live.settled.wait()
+        error = live.end_error
+        if not live.finished and error is not None:
+            if isinstance(error, Closed):
+                raise Closed(str(error)) from error
+            raise StoreUnavailable(
+                f"{error} Task {task_id!r} was stopped; its end is stored as soon as the store "
+                "can write."
+            ) from error
 
     # -- reports from runners -------------------------------------------------------------
 
@@ -837,7 +951,12 @@ class Engine:
             return
         if live.log is None:  # opened on first output: most handler tasks write none
             live.log = TaskLog(self.store.log_dir, live.task_id)
-        live.log.write(data)
+        try:
+            live.log.write(data)
+        except OSError as exc:  # a full disk: the events still carry the output
+            if not live.log_failed:
+                logger.error("%s: its output log cannot be written: %s", live.task_id, exc)
+            live.log_failed = True
         live.output_tail += data
         if len(live.output_tail) > _OUTPUT_TAIL_BYTES:
             del live.output_tail[: len(live.output_tail) - _OUTPUT_TAIL_BYTES]
@@ -920,7 +1039,8 @@ class Engine:
         ]  # fmt: skip
         stopped_before = live.stop_reason is not None
         with anyio.CancelScope(shield=True):
-            await self.store.commit(change)
+            if not await self._commit_until_stored(task.id, change):
+                return  # the store closed: left `running` there, and recovered at the next start
         self._release(live)
         live.task = task.model_copy(update={"state": TaskState.QUEUED, "error": error})
         live.run_deadline = None
@@ -933,6 +1053,23 @@ class Engine:
         live.stop_reason = live.stop_message = None
         logger.info("%s retrying in %s: %s", task.id, format_duration(delay), error.message)
         self._admit(live, delay=delay)
+
+    async def _commit_until_stored(self, task_id: str, change: Change) -> bool:
+        """Commit `change`, again after a pause while the store refuses it; False if it closed."""
+        delay = _STORE_RETRY
+        while True:
+            try:
+                await self.store.commit(change)
+            except Closed:
+                logger.error("%s: left as stored: the store closed", task_id)
+                return False
+            except StoreError as exc:
+                logger.error("%s: a change could not be stored; trying again in %gs: %s",
+                             task_id, delay, exc)  # fmt: skip
+                await self.clock.sleep_until(self.clock.now() + delay)
+                delay = min(delay * 2, _STORE_RETRY_MAX)
+            else:
+                return True
 
     async def _end(
         self,
@@ -974,6 +1111,9 @@ class Engine:
         change.append(
             AddEvent(f"task.{state}", task.session, now_wall, task.id, task.group, data)  # type: ignore[arg-type]  # f"task.{state}" is a terminal EventType
         )
+        if task.group is not None and self._group_done(task.session, task.group):
+            # Its last task: the summary is stored with this end, or not at all.
+            change.append(AddGroupSummary(task.session, task.group, now_wall))
         # The work is over: its slot goes to the next task while the end is committed.
         live.ending = True
         self._release(live)
@@ -981,16 +1121,34 @@ class Engine:
             "state": state, "finished_at": finished, "result": result, "error": error,
             "exit_code": exit_code,
         })  # fmt: skip
+        await self._commit_end(live, ended, change, wait=wait)
+
+    async def _commit_end(
+        self, live: _Live, ended: Task, change: Change, *, wait: bool = True, delay: float = 0.0
+    ) -> None:
+        if delay:
+            await self.clock.sleep_until(self.clock.now() + delay)
 
         def after(results: Results) -> None:
-            self._ended(live, ended, results[0])
+            self._ended(live, ended, change, results[0])
 
         await self.store.commit_then([change], after, wait=wait)
 
-    def _ended(self, live: _Live, ended: Task, stored: list[Committed] | Exception) -> None:
-        """A task's end is committed (or could not be): memory and follow-ups, in that order."""
+    def _ended(
+        self, live: _Live, ended: Task, change: Change, stored: list[Committed] | Exception
+    ) -> None:
+        """A task's end is committed (or could not be): memory and follow-ups, in that order.
+
+        An end the store refused is committed again later, until it is stored; until then the
+        task is unfinished in memory as in the store, and nothing reports its end.
+        """
         if isinstance(stored, Exception):
-            logger.error("%s: its end (%s) was not stored: %s", ended.id, ended.state, stored)
+            self._end_not_stored(live, ended, change, stored)
+            return
+        if live.end_error is not None:
+            logger.warning("%s: its end (%s) is stored now", ended.id, ended.state)
+            live.end_error = None
+            self._unstored.pop(ended.id, None)
         del self.live[ended.id]
         self.terminal_counts[ended.state] += 1
         live.task = ended
@@ -1003,15 +1161,23 @@ class Engine:
                 if not siblings:
                     del self._children[ended.parent]
         self._resolve_dependents(ended)
-        if ended.group is not None and self._group_done(ended.session, ended.group):
-            self._group_completed_soon(ended.session, ended.group, live)
-        else:
-            live.finish()  # last: waiters see the task's end and its group's summary stored
+        for event in stored:
+            if event.op.type == "group.completed":
+                logger.info("group %s completed: %s tasks", event.op.group, event.op.data["total"])
+        live.finish()  # last: waiters see the task's end (and its group's summary) stored
 
-    def _group_completed_soon(self, session: str, group: str, last: _Live) -> None:
-        if self._start_soon(self._group_completed, session, group, last) is None:
-            logger.error("group %s: its summary was not stored: the orchestrator stopped", group)
-            last.finish()
+    def _end_not_stored(self, live: _Live, ended: Task, change: Change, error: Exception) -> None:
+        live.end_tries += 1
+        if live.end_error is None:
+            logger.error("%s: its end (%s) could not be stored; trying again until it is: %s",
+                         ended.id, ended.state, error)  # fmt: skip
+        live.end_error = error
+        self._unstored[ended.id] = (live, ended, change)
+        live.settled.set()  # a canceller learns the store's problem at once
+        delay = min(_STORE_RETRY * 2 ** (live.end_tries - 1), _STORE_RETRY_MAX)
+        again = functools.partial(self._commit_end, live, ended, change, delay=delay)
+        if self._start_soon(again) is None:
+            logger.error("%s: left as stored: the orchestrator stopped", ended.id)
 
     def _log_end(self, task: Task, error: ErrorInfo | None) -> None:
         if not logger.isEnabledFor(logging.INFO):
@@ -1045,35 +1211,6 @@ class Engine:
             return False
         del self._group_active[key]
         return True
-
-    async def _group_completed(self, session: str, group: str, last: _Live) -> None:
-        """Commit a group's summary; then its last task's waiters are told it ended."""
-        with anyio.CancelScope(shield=True):
-            try:
-                await self._group_summary(session, group)
-            finally:
-                last.finish()
-
-    async def _group_summary(self, session: str, group: str) -> None:
-        try:
-            members = await self.store.read(lambda b: b.group_members(session, group))
-            counts = Counter(str(t.state) for t in members)
-            data: dict[str, JsonValue] = {
-                "group": group,
-                "total": len(members),
-                **{str(s): counts.get(str(s), 0) for s in TaskState if s.terminal},
-                "tasks": [
-                    {"id": t.id, "label": t.label, "state": str(t.state), "exit_code": t.exit_code}
-                    for t in members[:200]
-                ],
-            }
-            await self.store.commit(
-                [AddEvent("group.completed", session, self.clock.wall(), None, group, data)]
-            )
-        except (StoreError, Closed) as exc:
-            logger.error("group %s: its summary was not stored: %s", group, exc)
-            return
-        logger.info("group %s completed: %d tasks", group, len(members))
 
     def _callback(self, fn: Callback | None, task: Task) -> None:
         if fn is None:

@@ -11,6 +11,7 @@ OutriderError
 │   ├── TaskCancelled
 │   └── TaskTimedOut
 ├── StoreError                the store failed (wraps `sqlite3` errors) or another process has it
+│   └── StoreUnavailable      it cannot write now (a full or read-only disk): retry later
 ├── RunnerError               a runner could not start a task (missing executable, bad spec)
 ├── AuthError                 the daemon refused the client's token (HTTP 401)
 ├── NotAllowed                the caller may not do this (HTTP 403): only the daemon's owner may
@@ -40,6 +41,7 @@ __all__ = [
     "QueueFull",
     "RunnerError",
     "StoreError",
+    "StoreUnavailable",
     "TaskCancelled",
     "TaskError",
     "TaskFailed",
@@ -122,6 +124,14 @@ class StoreError(OutriderError):
     """The store could not be opened, read or written."""
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot write now (a full or read-only disk, an I/O error); nothing was stored.
+
+    The condition is outside outrider: once it is fixed, the same request succeeds (HTTP 503
+    with `Retry-After`).
+    """
+
+
 class RunnerError(OutriderError):
     """A runner could not start the task (for example, its executable is missing)."""
 
@@ -145,6 +155,7 @@ WIRE_ERRORS: Final[tuple[tuple[type[OutriderError], int, int], ...]] = (
     (TaskNotFound, 404, 1),
     (QueueFull, 429, 2),
     (Closed, 503, 2),
+    (StoreUnavailable, 503, 2),
     (StoreError, 503, 2),
 )
 """(error, HTTP status, CLI exit code); any other error is a 500 and exit code 2."""

@@ -6,11 +6,21 @@ serialise to JSON as they are (`model_dump(mode="json")`).
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    Strict,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "TERMINAL_STATES",
@@ -73,6 +83,29 @@ MAX_SECONDS = 10 * 365 * 86_400.0
 """The longest `timeout`, `ttl` or `stall_timeout` (ten years; not infinity)."""
 MAX_SEQ = 2**63 - 1
 """The largest event `seq` (SQLite's largest integer)."""
+Int = Annotated[int, Strict()]
+"""A whole number, given as one: a boolean, a string or `5.0` is refused."""
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+"""A finite number, given as one (an integer counts): a boolean or a string is refused."""
+MAX_ARG_BYTES = 128 * 1024 - 1
+"""The longest single argument Linux passes to a program (`MAX_ARG_STRLEN`, less its NUL)."""
+_ARG_ROOM = (os.sysconf("SC_ARG_MAX") if hasattr(os, "sysconf") else 2**21) - 64 * 1024
+"""Bytes a command line and its own environment may take (the system's limit, less room for
+the inherited environment)."""
+
+
+def check_argument(value: str, what: str) -> str:
+    """`value` if a program can receive it as one argument; else a ValueError naming the fix."""
+    if "\0" in value:
+        raise ValueError(f"the {what} contains a NUL byte, which no program can receive")
+    size = len(value.encode(errors="surrogatepass"))
+    if size > MAX_ARG_BYTES:
+        raise ValueError(
+            f"the {what} is {size} bytes, over the system's limit of {MAX_ARG_BYTES} bytes for "
+            "one argument; write it to a file and pass the file (a script to run, a prompt "
+            "file to read)"
+        )
+    return value
 
 
 def _kind_required(schema: dict[str, JsonValue]) -> None:
@@ -96,7 +129,7 @@ class ShellSpec(BaseModel):
     command: str | list[str]
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
-    grace_period: float = Field(default=5.0, ge=0, le=3600)
+    grace_period: Number = Field(default=5.0, ge=0, le=3600)
 
     @field_validator("command")
     @classmethod
@@ -105,7 +138,35 @@ class ShellSpec(BaseModel):
             raise ValueError("the command is empty; give a shell command string or an argv list")
         if isinstance(value, list) and (not value or not value[0]):
             raise ValueError("the argv list is empty; give the program as its first item")
+        for part in [value] if isinstance(value, str) else value:
+            check_argument(part, "command")
         return value
+
+    @field_validator("cwd")
+    @classmethod
+    def _cwd(cls, value: str | None) -> str | None:
+        return None if value is None else check_argument(value, "cwd")
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not name or "=" in name or "\0" in name:
+                raise ValueError(f"the variable name {name!r} is empty or holds `=` or NUL")
+            check_argument(text, f"value of {name}")
+        return value
+
+    @model_validator(mode="after")
+    def _fits_the_system(self) -> ShellSpec:
+        argv = [self.command] if isinstance(self.command, str) else self.command
+        size = sum(len(a.encode()) + 9 for a in argv)
+        size += sum(len(k.encode()) + len(v.encode()) + 10 for k, v in self.env.items())
+        if size > _ARG_ROOM:
+            raise ValueError(
+                f"the command and its env take {size} bytes, over the {_ARG_ROOM} the system "
+                "allows; write the command to a script file and run that"
+            )
+        return self
 
 
 class HandlerSpec(BaseModel):
@@ -131,7 +192,12 @@ class CliAgentSpec(BaseModel):
     model: str | None = Field(default=None, max_length=200)
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
-    grace_period: float = Field(default=10.0, ge=0, le=3600)
+    grace_period: Number = Field(default=10.0, ge=0, le=3600)
+
+    @field_validator("prompt")
+    @classmethod
+    def _passable(cls, value: str) -> str:
+        return check_argument(value, "prompt")  # the CLI gets it as one argument
 
 
 class AgentSpec(BaseModel):
@@ -147,13 +213,13 @@ class AgentSpec(BaseModel):
     workspace: str | None = None
     """The directory its file tools and commands are confined to (default: the definition's
     `workspace`, else the current directory)."""
-    depth: int = Field(default=0, ge=0, le=10)
+    depth: Int = Field(default=0, ge=0, le=10)
     """How deep in a delegation tree it is (0: delegated by a caller, not an agent)."""
     tree: str | None = Field(default=None, max_length=64)
     """The root task of its delegation tree (set by `delegate`)."""
-    budget_tokens: int | None = Field(default=None, ge=1)
+    budget_tokens: Int | None = Field(default=None, ge=1)
     """Tokens it may spend (with its delegations); overrides the definition's."""
-    budget_cost: float | None = Field(default=None, gt=0)
+    budget_cost: Number | None = Field(default=None, gt=0)
     """USD it may spend (with its delegations); overrides the definition's."""
 
 
@@ -206,7 +272,8 @@ def shell(
     Args:
         command: A string run by `/bin/sh -c`, or an argv list run directly.
         cwd: The working directory (default: the orchestrator process's).
-        env: Variables added to the inherited environment.
+        env: The task's own variables, on top of a clean base (`PATH`, `HOME`, `LANG`, … — not
+            the whole environment of outrider's process).
         grace_period: Seconds between SIGTERM and SIGKILL when the task is stopped.
 
     Returns:
@@ -365,6 +432,10 @@ class Status(BaseModel):
     max_queued: int
     held: str | None = None
     """Why process-backed tasks are held back (low memory, high load), if they are."""
+    recovering: int = 0
+    """Tasks found running at start whose leftover processes are still being stopped."""
+    store_error: str | None = None
+    """Why the store cannot write, while it cannot (a full or read-only disk)."""
 
 
 class Notice(BaseModel):
@@ -397,19 +468,19 @@ class TaskOptions(BaseModel):
     """How a task is scheduled; validated at submit."""
 
     model_config = _FROZEN
-    priority: int = Field(default=5, ge=0, le=10)
+    priority: Int = Field(default=5, ge=0, le=10)
     """0-10; 10 starts first. FIFO within a priority."""
     keys: tuple[Annotated[str, Field(min_length=1, max_length=200)], ...] | None = Field(
         default=None, min_length=1
     )
     """Concurrency keys; default: one derived from the kind (`shell`, `handler:<name>`)."""
-    timeout: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    timeout: Number | None = Field(default=None, gt=0, le=MAX_SECONDS)
     """Seconds the task may run (per attempt)."""
-    ttl: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    ttl: Number | None = Field(default=None, gt=0, le=MAX_SECONDS)
     """Seconds since submission after which the task ends `timed_out`, queued or running."""
-    stall_timeout: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    stall_timeout: Number | None = Field(default=None, gt=0, le=MAX_SECONDS)
     """Seconds a running task may go without output or progress."""
-    max_attempts: int = Field(default=1, ge=1, le=100)
+    max_attempts: Int = Field(default=1, ge=1, le=100)
     label: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=10_000)
     group: str | None = Field(default=None, min_length=1, max_length=200)

@@ -53,7 +53,7 @@ from ._service._session import Session
 from ._store._logs import TaskLog, transcript_path
 from ._store._sqlite import NOTICE_EVENT_TYPES, Committed, SetNoticeCursor
 from ._store._store import Store
-from ._types._api import submit_item, task_outcome
+from ._types._api import submit_error, submit_item, task_outcome
 from .runners._cli_agent import CliAgentRunner
 from .runners._handler import Handler, HandlerRunner, Isolation
 from .runners._pool import WorkerPool
@@ -406,9 +406,7 @@ class Orchestrator:
             [item], session=session, on_progress=on_progress, on_done=on_done
         )
         if isinstance(result, SubmitError):
-            if result.type == "QueueFull":
-                raise QueueFull(self._engine.max_queued)
-            raise UserError(result.message, field=result.field)
+            raise submit_error(result, self._engine.max_queued)
         return result
 
     async def submit_many(
@@ -515,7 +513,10 @@ class Orchestrator:
                     outcome
                     if isinstance(outcome, Task)
                     else SubmitError(
-                        index=index, field=None, message=str(outcome), type="StoreError"
+                        index=index,
+                        field=None,
+                        message=str(outcome),
+                        type=type(outcome).__name__,
                     )
                 )
         for task_id, message in doomed.items():
@@ -727,7 +728,7 @@ class Orchestrator:
         running = engine.running_count
         queued = engine.queued_count
         states = {s: engine.terminal_counts.get(s, 0) for s in TaskState}
-        states[TaskState.RUNNING] = running
+        states[TaskState.RUNNING] = running + engine.recovering_count
         states[TaskState.QUEUED] = queued
         keys = {
             key: KeyStatus(
@@ -743,6 +744,8 @@ class Orchestrator:
             queued=queued,
             max_queued=engine.max_queued,
             held=engine.resources.held(self._clock.now()),
+            recovering=engine.recovering_count,
+            store_error=self._store.write_problem,
         )
 
     def set_limit(self, key: str, limit: int) -> None:
@@ -792,9 +795,7 @@ class Orchestrator:
         )  # fmt: skip
         (result,) = await self.submit_items([item], session=session, retry_of={0: old.id})
         if isinstance(result, SubmitError):
-            if result.type == "QueueFull":
-                raise QueueFull(self._engine.max_queued)
-            raise UserError(result.message, field=result.field)
+            raise submit_error(result, self._engine.max_queued)
         return result
 
     async def cancel_session(self, session: str) -> builtins.list[Task]:

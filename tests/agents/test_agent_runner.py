@@ -328,6 +328,38 @@ async def test_cancel_mid_stream_aborts_the_request(
     await wait_until(lambda: fake.aborted > aborted, timeout=10)  # the server's own thread
 
 
+async def test_an_interrupted_agent_resumes_its_conversation(
+    tmp_path: Path, fake: FakeLLM, workspace: Path
+) -> None:
+    """The second attempt continues the stored transcript: no model or tool call is redone."""
+    fake.script("resumer", [
+        Reply.tool("write_file", path="out.txt", content="one"),
+        Reply(text="never sent", latency=60),  # the process stops while it waits for this
+        Reply.say("done"),
+    ])  # fmt: skip
+    agents = {"resumer": _agent("resumer", "fake/resumer", workspace=str(workspace))}
+    db = tmp_path / "resume.db"
+    runner = AgentRunner(agents, _providers(fake))
+    async with outrider.Orchestrator(db=db, runners=[runner], shutdown_grace=0.1) as first:
+        task = await first.submit(outrider.agent("resumer", "Write it."), session=S,
+                                  max_attempts=2)  # fmt: skip
+        await wait_until(lambda: len(fake.calls_for("resumer")) == 2, timeout=20)
+    assert (workspace / "out.txt").read_text() == "one"
+    runner = AgentRunner(agents, _providers(fake))
+    async with outrider.Orchestrator(db=db, runners=[runner]) as second:
+        (done,) = await second.wait([task.id], session=S, timeout=30)
+        transcript = await second.transcript(task.id, session=S)
+        output = await second.tail(task.id, session=S, lines=100)
+    assert done.state is outrider.TaskState.SUCCEEDED
+    assert done.result == "done"
+    calls = fake.calls_for("resumer")
+    assert len(calls) == 3  # the first call is not made again...
+    assert calls[2].tool_results == calls[1].tool_results != []  # ...nor the tool call
+    assert "[resumed from the stored transcript:" in output
+    assert isinstance(transcript, dict)
+    assert transcript["attempts"][-1] == {"model": "fake/resumer", "error": None, "resumed": True}
+
+
 def _runner(fake: FakeLLM, **kw: Any) -> AgentRunner:
     return AgentRunner(providers=_providers(fake), **kw)
 

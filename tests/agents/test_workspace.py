@@ -155,3 +155,20 @@ def test_globs_match_like_the_shell(root: Path) -> None:
     assert ws.list("src/[a-b]pp.py") == "src/app.py"
     assert ws.list("src/[!a]pp.py") == "(nothing matches)"
     assert ws.list("sr?/app.py") == "src/app.py"
+
+
+def test_outriders_own_files_are_never_read_listed_or_written(root: Path) -> None:
+    home = root / "home" / "outrider"
+    home.mkdir(parents=True)
+    (home / "token").write_text("the-token\n")
+    (home / "outrider.db").write_text("tasks\n")
+    (root / "token-link").symlink_to(home / "token")
+    ws = Workspace(root, Policy(), hidden=[home])
+    for raw in ("home/outrider/token", "home/outrider", "token-link", "home/outrider/new"):
+        with pytest.raises(ToolRefused, match="outrider's own"):
+            ws.path(raw, write=raw.endswith("new"))
+    assert not any("outrider/" in line for line in ws.list().splitlines())
+    assert "the-token" not in ws.grep("token")
+    assert "home/" in ws.list().splitlines()
+    inside = Workspace(root / "src", Policy(), hidden=[root, home / "token"])
+    assert inside.read("app.py").startswith("def main")  # a folder holding it hides nothing

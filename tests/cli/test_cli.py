@@ -13,6 +13,7 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
+from outrider import Orchestrator, Task
 from outrider._cli import app
 from outrider._cli._daemon import settle_collector
 from outrider.testing import wait_until
@@ -80,14 +81,29 @@ priority = 9
             'prompt = "p"\n',
             "task.1.agent: Unknown agent 'nobody'; available: none are defined",
         ),
+        ('[[task]]\nlabel = "a"\ncommand = ""\n', "task.0.command: the command is empty"),
+        ('[[task]]\nlabel = "a"\ncommand = []\n', "task.0.command: the argv list is empty"),
+        ('[[task]]\nlabel = "a"\ncommand = "true"\ntimeout = inf\n', "task.0.timeout"),
+        ('[[task]]\nlabel = "a"\ncommand = "true"\npriority = true\n', "task.0.priority"),
+        ('[[task]]\nlabel = "a"\ncommand = "true"\nkeys = []\n', "task.0.keys"),
+        ('[[task]]\nlabel = "a"\ncommand = "true"\nenv = {A = "x\\u0000"}\n', "task.0.env"),
+        ('[[task]]\nlabel = "a"\ncommand = "true"\ncwd = "x\\u0000"\n', "task.0.cwd"),
+        (f'[[task]]\nlabel = "a"\ncommand = "{"x" * 200_000}"\n', "write it to a file"),
+        (f'[[task]]\nlabel = "a"\ncommand = "true"\ndescription = "{"d" * 20_000}"\n',
+         "task.0.description"),
+        ('[limits]\nshell = true\n[[task]]\nlabel = "a"\ncommand = "true"\n', "limits.shell"),
+        ('[limits]\n"" = 2\n[[task]]\nlabel = "a"\ncommand = "true"\n', "limits"),
+        ("task = 5\n", "task"),
+        ('[[task]]\nlabel = "a"\ncommand = "true"\ntimeout = 1979-05-27\n', "task.0.timeout"),
     ],
-)
+)  # fmt: skip
 def test_bad_batch_files_name_the_field(tmp_path: Path, body: str, message: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(body)
     result = CliRunner().invoke(app, ["run", str(path)], env={"OUTRIDER_HOME": str(tmp_path)})
-    assert result.exit_code == 2
+    assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+    assert len(result.output.strip().splitlines()) == 1, result.output  # one line, no traceback
 
 
 def test_a_batch_runs_agent_tasks_with_the_configs_providers(tmp_path: Path) -> None:
@@ -140,6 +156,34 @@ def test_a_built_in_agent_task_takes_no_env(tmp_path: Path) -> None:
     assert "task.0.env: `env` is for commands and agent CLIs" in " ".join(done.output.split())
 
 
+def test_a_batch_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_bytes(b'[[task]]\nlabel = "\xff"\ncommand = "true"\n')
+    result = CliRunner().invoke(app, ["run", str(path)])
+    assert result.exit_code == 2
+    assert "byte 0xff at position 18 is not UTF-8" in result.output
+
+
+def test_run_on_a_store_held_by_another_process_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "batch.toml").write_text('[[task]]\nlabel = "a"\ncommand = "true"\n')
+    holder = subprocess.Popen(  # holds the store's lock while the run tries to take it
+        [PY, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT);"
+         "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'4242'); print('held', flush=True);"
+         "sys.stdin.read()", str(tmp_path / "o.db.lock")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        done = outrider("run", "batch.toml", "--db", "o.db", cwd=tmp_path)
+    finally:
+        holder.communicate(timeout=10)
+    assert done.returncode == 2
+    assert "error: The store" in done.stderr
+    assert "is in use by another outrider process (pid 4242)" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 @pytest.mark.slow
 def test_demo_runs_offline(tmp_path: Path) -> None:
     done = outrider("demo", "--db", str(tmp_path / "demo.db"), cwd=tmp_path)
@@ -148,32 +192,88 @@ def test_demo_runs_offline(tmp_path: Path) -> None:
     assert "succeeded" in done.stdout
 
 
-def test_ctrl_c_stops_every_task_and_exits_130(tmp_path: Path) -> None:
-    (tmp_path / "batch.toml").write_text(
-        '[[task]]\nlabel = "long"\ncommand = "echo begun; sleep 61"\n'
-        '[[task]]\nlabel = "after"\ncommand = "true"\ndepends_on = ["long"]\n'
-    )
+def start_run(tmp_path: Path, body: str, *args: str) -> subprocess.Popen[str]:
+    (tmp_path / "batch.toml").write_text(body)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
-    log_dir = tmp_path / "store.db.logs"
-    process = subprocess.Popen(
-        [PY, "-m", "outrider._cli", "run", "batch.toml", "--json", "--db", "store.db"],
+    return subprocess.Popen(
+        [PY, "-m", "outrider._cli", "run", "batch.toml", "--json", "--db", "store.db", *args],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
+
+def sleeping(seconds: str) -> list[int]:
+    procs = psutil.process_iter(["cmdline", "status"])
+    return [p.pid for p in procs if p.info["cmdline"] == ["sleep", seconds]
+            and p.info["status"] != psutil.STATUS_ZOMBIE]  # fmt: skip
+
+
+async def wait_begun(tmp_path: Path) -> None:
+    log_dir = tmp_path / "store.db.logs"
+
     def begun() -> bool:
-        files = log_dir.rglob("*") if log_dir.exists() else []
+        files = log_dir.rglob("*.log") if log_dir.exists() else []
         return any(f.is_file() and b"begun" in f.read_bytes() for f in files)
 
+    await wait_until(begun, timeout=30)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP])
+def test_ctrl_c_or_a_closed_terminal_stops_every_task_and_exits_130(
+    tmp_path: Path, signum: int
+) -> None:
+    process = start_run(
+        tmp_path,
+        '[[task]]\nlabel = "long"\ncommand = "echo begun; sleep 61"\n'
+        '[[task]]\nlabel = "after"\ncommand = "true"\ndepends_on = ["long"]\n',
+    )
     try:
-        anyio.run(lambda: wait_until(begun, timeout=30))
-        process.send_signal(signal.SIGINT)
+        anyio.run(wait_begun, tmp_path)
+        process.send_signal(signum)
         _, err = process.communicate(timeout=30)
     finally:
         process.kill()
     assert process.returncode == 130
     assert "interrupted" in err
-    sleeping = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "61"]]
-    assert sleeping == []
+    assert sleeping("61") == []
+
+
+@pytest.mark.slow
+def test_after_kill_9_nothing_run_started_survives_and_a_rerun_recovers(tmp_path: Path) -> None:
+    process = start_run(tmp_path, '[[task]]\nlabel = "long"\ncommand = "echo begun; sleep 62"\n')
+    try:
+        anyio.run(wait_begun, tmp_path)
+        assert sleeping("62")
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
+        anyio.run(lambda: wait_until(lambda: not sleeping("62"), timeout=20))  # the guardian
+    finally:
+        process.kill()
+    (tmp_path / "again.toml").write_text('[[task]]\nlabel = "again"\ncommand = "echo again"\n')
+    done = outrider("run", "again.toml", "--json", "--db", "store.db", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [t["label"] for t in json.loads(done.stdout)["tasks"]] == ["again"]
+    old = anyio.run(_tasks_of, tmp_path / "store.db")
+    assert [(t.label, t.state, t.error and t.error.type) for t in old] == [
+        ("long", "failed", "interrupted"),
+        ("again", "succeeded", None),
+    ]
+
+
+async def _tasks_of(db: Path) -> list[Task]:
+    async with Orchestrator(db) as orch:
+        return await orch.list(session="cli")
+
+
+def test_an_orphan_that_left_its_session_and_environment_is_stopped_on_exit(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "batch.toml").write_text(
+        '[[task]]\nlabel = "escape"\ncommand = "( env -i setsid sleep 63 & ); echo ok"\n'
+    )
+    done = outrider("run", "batch.toml", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "store " in done.stderr  # a temporary store is named, so a rerun can --db it
+    assert sleeping("63") == []
 
 
 def test_the_daemon_freezes_its_start_up_objects_and_collects_young_garbage_less_often() -> None:

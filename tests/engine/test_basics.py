@@ -203,10 +203,12 @@ async def test_bad_specs(orch: outrider.Orchestrator) -> None:
         await orch.submit(outrider.call("nope"), session=S)
     assert info.value.field == "spec.handler"
     with pytest.raises(outrider.UserError, match="larger than") as big:
-        await orch.submit(outrider.shell("echo " + "x" * (1024 * 1024)), session=S)
+        await orch.submit(outrider.shell(["echo", *["x" * 110_000] * 10]), session=S)
     assert big.value.field == "spec"
     with pytest.raises(outrider.UserError, match="session"):
         await orch.submit(outrider.shell("true"), session="")
+    with pytest.raises(ValueError, match="over the system's limit of 131071 bytes for one arg"):
+        outrider.shell("x" * 400_000)  # it could never be run: refused before it is queued
     assert await orch.list(session=None) == []
 
 

@@ -4,6 +4,7 @@ import contextlib
 import functools
 import logging
 import sqlite3
+import threading
 from typing import TYPE_CHECKING
 
 import anyio
@@ -184,6 +185,42 @@ async def test_timeout_stops_the_work(db: Path, clock: FakeClock) -> None:
         assert done.elapsed == 10.0
         assert gates.cancelled == ["slow"]
         assert orch.status().running == 0
+
+
+async def test_a_thread_that_outlives_its_timeout_keeps_its_slot_until_it_returns(
+    db: Path,
+) -> None:
+    """A limit of 1 never runs two bodies: the next task waits for the abandoned thread."""
+    release = threading.Event()
+    bodies: list[str] = []
+    inside = 0
+    most = 0
+
+    def slow(ctx: outrider.RunContext, name: str) -> str:
+        nonlocal inside, most
+        inside += 1
+        most = max(most, inside)
+        bodies.append(name)
+        release.wait(30)
+        inside -= 1
+        return name
+
+    async with outrider.Orchestrator(db, limits={"handler:slow": 1}) as orch:
+        orch.register_handler("slow", slow)
+        first = await orch.submit(outrider.call("slow", name="a"), session=S, timeout=0.2)
+        second = await orch.submit(outrider.call("slow", name="b"), session=S)
+        (timed_out,) = await orch.wait([first.id], session=S, timeout=10)
+        assert timed_out.state is TaskState.TIMED_OUT
+        assert timed_out.error is not None
+        assert "abandoned" in timed_out.error.message
+        await anyio.wait_all_tasks_blocked()
+        assert (await orch.get(second.id, session=S)).state is TaskState.QUEUED
+        assert orch.status().keys["handler:slow"].running == 1  # the abandoned thread's
+        release.set()
+        (done,) = await orch.wait([second.id], session=S, timeout=10)
+        assert done.result == "b"
+    assert most == 1
+    assert bodies == ["a", "b"]
 
 
 async def test_ttl_expires_a_queued_task(db: Path, clock: FakeClock) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -74,6 +75,28 @@ def stop(daemon: Daemon, *, sig: int = signal.SIGTERM) -> int:
         return 0
     process.send_signal(sig)
     return process.wait(timeout=60) or 0
+
+
+def crash(daemon: Daemon, *, guardian_too: bool) -> None:
+    """`kill -9` the daemon (and its guardian, so that only the next start can recover)."""
+    process = psutil.Process(daemon.pid)
+    if guardian_too:
+        for child in process.children():
+            with contextlib.suppress(psutil.Error):
+                if "guard_main" in " ".join(child.cmdline()):
+                    child.kill()
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+@pytest.fixture
+def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data dir of this test's own, where clients start daemons on free ports."""
+    monkeypatch.setenv("OUTRIDER_HOME", str(tmp_path))
+    monkeypatch.setenv("OUTRIDER_PORT", "0")
+    monkeypatch.delenv("OUTRIDER_URL", raising=False)
+    monkeypatch.delenv("OUTRIDER_TOKEN", raising=False)
+    return tmp_path
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING
 
 import anyio
 import psutil
+import pytest
 
-from outrider import AsyncClient, TaskState, shell
+from outrider import AsyncClient, TaskState, UserError, shell
+from outrider._daemon._config import load_config
 
 from .conftest import launch, stop
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    import pytest
 
 
 def cli(
@@ -146,13 +146,8 @@ def test_no_daemon_and_no_autostart_is_a_clear_error(tmp_path: Path) -> None:
     assert "No outrider daemon at http://127.0.0.1:9" in done.stderr
 
 
-async def test_calls_that_find_no_daemon_together_start_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("OUTRIDER_HOME", str(tmp_path))
-    monkeypatch.setenv("OUTRIDER_PORT", "0")
-    monkeypatch.delenv("OUTRIDER_URL", raising=False)
-    monkeypatch.delenv("OUTRIDER_TOKEN", raising=False)
+async def test_calls_that_find_no_daemon_together_start_one(own_home: Path) -> None:
+    tmp_path = own_home
     started: list[str] = []
     try:
         async with (
@@ -166,3 +161,34 @@ async def test_calls_that_find_no_daemon_together_start_one(
         record = tmp_path / "daemon.json"
         if record.exists():
             psutil.Process(json.loads(record.read_text())["pid"]).terminate()
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (b"\xff = 1\n", "byte 0xff at position 0 is not UTF-8"),
+        (b'db = "a\\u0000b"\n', "invalid `db`: the path contains a NUL byte"),
+        (b"max_running = true\n", "invalid `max_running`: Input should be a valid integer"),
+        (b"shutdown_grace = inf\n", "invalid `shutdown_grace`: Input should be a finite number"),
+        (b"[limits]\nshell = true\n", "invalid `limits.shell`"),
+        (b'task_env = [""]\n', "invalid `task_env.0`"),
+        (b'[cli_agents.x]\ncommand = ["x", "{prompt}"]\npass_env = "K"\n', "cli_agents.x.pass_env"),
+    ],
+)  # fmt: skip
+def test_a_bad_config_file_is_one_line_naming_the_setting(
+    tmp_path: Path, text: bytes, problem: str
+) -> None:
+    path = tmp_path / "outrider.toml"
+    path.write_bytes(text)
+    with pytest.raises(UserError) as refused:
+        load_config(path, environ={})
+    assert problem in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_numbers_from_the_environment_are_numbers_and_booleans_are_not() -> None:
+    config = load_config(None, environ={"OUTRIDER_PORT": "0", "OUTRIDER_RETENTION": "2.5",
+                                        "OUTRIDER_LIMITS": '{"shell": 2}'})  # fmt: skip
+    assert (config.port, config.retention, config.limits) == (0, 2.5, {"shell": 2})
+    with pytest.raises(UserError, match="max_running"):
+        load_config(None, environ={"OUTRIDER_MAX_RUNNING": "true"})

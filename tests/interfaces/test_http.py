@@ -98,6 +98,16 @@ def _all_unknown(http: httpx.Client, mine_id: str, unknown: httpx.Response) -> N
         ("GET", f"/v1/notices/stream?after={2**64}", None, "after"),
         ("POST", "/v1/tasks", {"spec": {"kind": "shell", "command": "x"}, "ttl": 1e300}, "ttl"),
         ("POST", "/v1/tasks", {"spec": {"command": "x"}}, "spec"),  # `kind` is required
+        ("POST", "/v1/tasks", {"spec": {"kind": "shell", "command": "x"}, "priority": True},
+         "priority"),  # booleans are not numbers
+        ("POST", "/v1/tasks", {"spec": {"kind": "shell", "command": "x"}, "timeout": "5"},
+         "timeout"),
+        ("POST", "/v1/notices/ack", {"up_to": "5"}, "up_to"),
+        ("POST", "/v1/tasks", {"spec": {"kind": "shell", "command": []}}, "spec.shell.command"),
+        ("POST", "/v1/tasks", {"spec": {"kind": "shell", "command": "x" * 400_000}},
+         "spec.shell.command"),  # over the system's limit for one argument
+        ("POST", "/v1/tasks", {"spec": {"kind": "shell", "command": "x\u0000y"}},
+         "spec.shell.command"),
     ],
 )  # fmt: skip
 def test_bad_input_is_400_naming_the_field(
@@ -120,7 +130,7 @@ def test_bad_session_header_and_last_event_id_are_400(daemon: Daemon) -> None:
     assert response.status_code == 400
     assert response.json()["error"]["field"] == "session"
     with daemon.http("x") as http:
-        for bad in ("abc", str(2**64)):
+        for bad in (b"abc", str(2**64).encode(), "²".encode("latin-1")):  # `int("²")` fails
             response = http.get("/v1/events", headers={"Last-Event-ID": bad})
             assert response.status_code == 400
             assert response.json()["error"]["field"] == "Last-Event-ID"
@@ -128,6 +138,36 @@ def test_bad_session_header_and_last_event_id_are_400(daemon: Daemon) -> None:
     with daemon.client("x") as client, pytest.raises(UserError) as caught:
         client.submit(shell("true"), priority=12)
     assert caught.value.field == "priority"
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"", "empty"),
+        (b"[1, 2]", "expected a JSON object, got an array"),
+        (b'"text"', "expected a JSON object, got a string"),
+        (b'{"spec": \xff}', "not UTF-8"),
+        (b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nests deeper than"),
+        (b'{"a": ' + b"[" * 100 + b"]" * 100 + b"}", "nests deeper than"),
+        (b'{"spec": {"kind": "shell", "command": "\\ud800"}}', "lone surrogate"),
+        (b'{"label": "\\udc00x", "spec": {"kind": "shell", "command": "true"}}', "lone surrogate"),
+        (b'{"spec": ', "not JSON"),
+    ],
+)  # fmt: skip
+def test_a_bad_body_is_400_naming_the_body_and_the_connection_stays_usable(
+    daemon: Daemon, body: bytes, problem: str
+) -> None:
+    with daemon.http("raw") as http:
+        for _ in range(3):
+            response = http.post(
+                "/v1/tasks", content=body, headers={"Content-Type": "application/json"}
+            )
+            assert response.status_code == 400, response.text
+            error = response.json()["error"]
+            assert error["field"] == "body"
+            assert problem in error["message"]
+            assert "Invalid" in error["message"]
+            assert http.get("/v1/status").status_code == 200  # the same keep-alive connection
 
 
 def test_batch_items_fail_on_their_own(daemon: Daemon) -> None:

@@ -90,6 +90,8 @@ class _Run:
     last_call: tuple[str, str] | None = None
     repeats: int = 0
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    resumed: bool = False
+    """It continues an interrupted attempt's conversation (noted in its attempt record)."""
 
 
 class AgentLoop:
@@ -135,7 +137,10 @@ class AgentLoop:
             tree = self.runner._trees[tree_id] = Tree(tokens, cost)
         run = _Run(
             spec=spec, definition=definition, ctx=ctx,
-            workspace=Workspace(root, definition.policy, search_timeout=self.runner.search_timeout),
+            workspace=Workspace(
+                root, definition.policy, search_timeout=self.runner.search_timeout,
+                hidden=self.runner.sandbox_hide,
+            ),
             tree=tree, tree_id=tree_id,
             max_turns=definition.max_turns or self.runner.default_max_turns,
             budget_tokens=tokens, budget_cost=cost,
@@ -167,9 +172,13 @@ class AgentLoop:
         return None
 
     async def run(self, spec: AgentSpec, ctx: RunContext) -> RunOutcome:
-        """Run the agent until it answers, a guard stops it, or its models all fail."""
+        """Run the agent until it answers, a guard stops it, or its models all fail.
+
+        An attempt after an interrupted one continues the stored conversation: the model calls
+        and tool calls it holds are not made again.
+        """
         run, refs = await self._start(spec, ctx)
-        history: list[ModelMessage] = []
+        history = await self._resume(run) if ctx.resuming else []
         try:
             return await self._run_models(run, refs, history)
         finally:
@@ -177,6 +186,22 @@ class AgentLoop:
                 await self._save(run, history)
                 if run.tree_id == ctx.task_id:
                     self.runner._trees.pop(run.tree_id, None)
+
+    @staticmethod
+    async def _resume(run: _Run) -> list[ModelMessage]:
+        """The conversation the interrupted attempt stored, ready to continue (or none)."""
+        raw = await run.ctx.load_transcript()
+        try:
+            doc = json.loads(raw) if raw is not None else {}
+            history = list(ModelMessagesTypeAdapter.validate_python(doc.get("messages", [])))
+        except (ValueError, AttributeError):
+            return []
+        _trim(history)  # an answer whose tool calls did not all run is asked for again
+        if history:
+            run.attempts = [a for a in doc.get("attempts", []) if isinstance(a, dict)]
+            run.resumed = True
+            run.ctx.output(f"[resumed from the stored transcript: {len(history)} messages]\n")
+        return history
 
     async def _run_models(
         self, run: _Run, refs: list[ModelRef], history: list[ModelMessage]
@@ -189,6 +214,8 @@ class AgentLoop:
             except ProviderError as exc:
                 raise RunFailure(str(exc), type="config") from None
             run.attempts.append({"model": ref.name, "error": None})
+            if run.resumed:
+                run.attempts[-1]["resumed"], run.resumed = True, False
             try:
                 answer = await self._attempt(run, ref, model, history)
             except (ModelAPIError, httpx2.TransportError) as exc:
@@ -255,6 +282,9 @@ class AgentLoop:
                         run.turn += 1
                         run.ctx.progress(run.turn, run.max_turns, f"turn {run.turn}")
                         async with node.stream(agent_run.ctx) as stream:
+                            # The request (a prompt, or tool results) is stored before the
+                            # answer comes: after a crash, finished tool calls are not redone.
+                            await self._save(run, agent_run.all_messages())
                             async for event in stream:
                                 _show_text(run, event)
                         self._account(run, ref, agent_run.usage)

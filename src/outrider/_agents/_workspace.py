@@ -35,7 +35,7 @@ from ._commands import CommandRefused, check_command
 
 if TYPE_CHECKING:
     import builtins
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     import regex
 
@@ -115,12 +115,27 @@ class Workspace:
         root: The folder the tools are confined to.
         policy: What the agent may touch.
         search_timeout: Seconds a listing or search may take.
+        hidden: outrider's own files and folders (its store, tokens, config), never touched
+            even when the workspace holds them; a folder that holds the workspace itself (a
+            worktree in the data dir) hides only what else it holds and is named here.
     """
 
-    def __init__(self, root: Path, policy: Policy, *, search_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        policy: Policy,
+        *,
+        search_timeout: float = 10.0,
+        hidden: Sequence[Path] = (),
+    ) -> None:
         self.root = root.resolve()
         self.policy = policy
         self.search_timeout = search_timeout
+        resolved = (h.resolve() for h in hidden)
+        self.hidden = tuple(h for h in resolved if not self.root.is_relative_to(h))
+
+    def _is_hidden(self, path: Path) -> bool:
+        return any(path == h or path.is_relative_to(h) for h in self.hidden)
 
     def _refusal(self, raw: str, *, write: bool = False) -> tuple[Path | None, str | None]:
         if write and self.policy.read_only:
@@ -130,6 +145,8 @@ class Workspace:
         for path in (written, candidate):
             if path != self.root and not path.is_relative_to(self.root):
                 return None, f"{raw!r} is outside the workspace ({self.root})"
+        if self._is_hidden(written) or self._is_hidden(candidate):
+            return None, f"{raw!r} is one of outrider's own files (its store, tokens or config)"
         for path in (written, candidate):
             rel = path.relative_to(self.root).as_posix()
             if rel != "." and not self._permits(rel, path.is_dir()):
@@ -193,6 +210,8 @@ class Workspace:
                 if real != self.root and not real.is_relative_to(self.root):
                     continue
                 is_dir = real.is_dir()
+                if self._is_hidden(Path(entry.path)) or self._is_hidden(real):
+                    continue
                 if not self._permits(rel, is_dir) or not self._permits(self.rel(real), is_dir):
                     continue
                 yield rel, real, is_dir

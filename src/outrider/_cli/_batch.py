@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .._agents._delegation import agent_spec
 from .._errors import UserError
-from .._models import AgentSpec, ShellSpec, TaskSpec
+from .._models import AgentSpec, Int, Number, ShellSpec, SubmitItem, TaskSpec
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -57,11 +57,11 @@ class BatchTask(BaseModel):
     params: dict[str, object] = Field(default_factory=dict)
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
-    priority: int = Field(default=5, ge=0, le=10)
+    priority: Int = Field(default=5, ge=0, le=10)
     keys: list[Annotated[str, Field(min_length=1)]] | None = None
-    timeout: float | None = Field(default=None, gt=0)
-    ttl: float | None = Field(default=None, gt=0)
-    max_attempts: int = Field(default=1, ge=1, le=100)
+    timeout: Number | None = Field(default=None, gt=0)
+    ttl: Number | None = Field(default=None, gt=0)
+    max_attempts: Int = Field(default=1, ge=1, le=100)
     depends_on: list[str] = Field(default_factory=list)
     description: str | None = None
 
@@ -103,12 +103,28 @@ class BatchTask(BaseModel):
             spec = spec.model_copy(update={"env": self.env})
         return spec, self.timeout or agent.timeout
 
+    def check(self) -> None:
+        """Check the options as a submit would (the spec is checked by `spec`).
+
+        Raises:
+            ValidationError: A field the submit would refuse.
+        """
+        spec = ShellSpec(command=self.command, cwd=self.cwd, env=self.env) if self.command else None
+        SubmitItem(
+            spec=spec or ShellSpec(command="true"), priority=self.priority,
+            keys=tuple(self.keys) if self.keys is not None else None, timeout=self.timeout,
+            ttl=self.ttl, max_attempts=self.max_attempts, label=self.label,
+            description=self.description,
+        )  # fmt: skip
+
 
 class Batch(BaseModel):
     """A whole batch file."""
 
     model_config = ConfigDict(extra="forbid")
-    limits: dict[str, int] = Field(default_factory=dict)
+    limits: dict[Annotated[str, Field(min_length=1, max_length=200)], Int] = Field(
+        default_factory=dict
+    )
     task: list[BatchTask] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -158,19 +174,39 @@ def load_batch(path: Path) -> Batch:
         BatchError: The file is missing, not TOML, or a field is invalid.
     """
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode())
     except OSError as exc:
         raise BatchError(f"Cannot read {str(path)!r}: {exc.strerror}.") from None
+    except UnicodeDecodeError as exc:
+        raise BatchError(
+            f"{path}: byte {exc.object[exc.start]:#04x} at position {exc.start} is not UTF-8; "
+            "save the file as UTF-8."
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise BatchError(f"{path}: not valid TOML: {exc}.") from None
     try:
         batch = Batch.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        raise BatchError(f"{path}: {where or 'file'}: {message}.") from None
+        raise BatchError(f"{path}: {_problem(exc)}") from None
     base = path.resolve().parent
-    for item in batch.task:
+    for index, item in enumerate(batch.task):
         item.cwd = str(base / (item.cwd or "."))
+        try:
+            item.check()
+        except ValidationError as exc:
+            raise BatchError(f"{path}: {_problem(exc, f'task.{index}.')}") from None
     return batch
+
+
+def _problem(exc: ValidationError, prefix: str = "") -> str:
+    """`where: what.` of a validation error's first problem."""
+    first = exc.errors()[0]
+    where = prefix + ".".join(str(p) for p in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    got = first.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {_clip(repr(got))})"
+    return f"{where.rstrip('.') or 'file'}: {message}{shown}."
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

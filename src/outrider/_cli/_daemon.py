@@ -74,10 +74,15 @@ def serve(
             os.write(ready_fd, f"{url}\n".encode())
             os.close(ready_fd)
 
+    from ..runners._procs import contain_this_process, stop_orphans
+
+    contain_this_process()  # the daemon reaps its tasks' orphans; a guardian outlives a crash
     try:
         anyio.run(lambda: run_serve(settings, allow_remote=allow_remote, on_ready=ready))
     except OutriderError as exc:
         fail(str(exc))
+    finally:
+        stop_orphans(settings.shutdown_grace)
 
 
 def mcp(

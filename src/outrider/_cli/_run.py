@@ -24,9 +24,11 @@ from rich.table import Table
 from rich.text import Text
 
 import outrider
-from outrider import Task, TaskState
+from outrider import OutriderError, Task, TaskState
 
+from .._ids import new_task_id
 from .._logging import format_duration
+from ..runners._procs import contain_this_process, stop_orphans
 from ._batch import Batch, BatchError, load_batch
 from ._output import EXIT_INTERRUPTED, fail, state_text, warn
 
@@ -39,6 +41,8 @@ __all__ = ["Plan", "demo", "run", "run_batch"]
 
 T = TypeVar("T")
 _REFRESH = 0.25
+_ORPHAN_GRACE = 2.0
+"""Seconds the orphans a batch's tasks left get between SIGTERM and SIGKILL on the way out."""
 """Seconds between two redraws of the live table."""
 
 
@@ -113,14 +117,14 @@ class Plan:
             return cls(batch.specs({}))
         from .._agents._definitions import load_agents
         from .._daemon._config import load_config
-        from .._daemon._runners import agent_limits, agent_runners
+        from .._daemon._runners import agent_limits, runners
 
         found = load_agents(file.resolve().parent if file else None)
         for problem in (*found.warnings, *found.errors):
             warn(f"agents: {problem}")
         settings = load_config(config)
         specs = batch.specs(found.agents, source=file or "batch")
-        return cls(specs, agent_runners(settings, found.agents), agent_limits(found.agents))
+        return cls(specs, runners(settings, found.agents), agent_limits(found.agents))
 
 
 async def _submit_all(
@@ -191,14 +195,16 @@ async def run_batch(
 
 
 def _run_with_signals(fn: Callable[[], Awaitable[T]]) -> T | None:
-    """Run `fn` under anyio; SIGINT/SIGTERM cancel it cleanly (returns None then)."""
+    """Run `fn` under anyio; SIGINT/SIGTERM/SIGHUP cancel it cleanly (returns None then)."""
     outcome: list[T] = []
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
 
             async def watch() -> None:
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                with anyio.open_signal_receiver(
+                    signal.SIGINT, signal.SIGTERM, signal.SIGHUP
+                ) as signals:
                     async for _ in signals:
                         tg.cancel_scope.cancel()
                         return
@@ -222,15 +228,33 @@ def _execute(
     as_json: bool,
     plan: Plan | None = None,
 ) -> None:
+    """Run a batch in this process, which contains its tasks' processes (see `_procs`).
+
+    It becomes their subreaper, and a guardian stops them should it be killed; on the way out
+    it stops any orphan they left. A temporary store is named, so a rerun can `--db` it.
+    """
     console = Console(stderr=as_json)
-    path = db or Path(tempfile.mkdtemp(prefix="outrider-run-")) / "outrider.db"
+    if db is None:
+        db = Path(tempfile.mkdtemp(prefix="outrider-run-")) / "outrider.db"
+        warn(f"store {db}")
+    group = f"batch-{new_task_id()[2:12].lower()}"
+    contain_this_process()
 
-    async def go() -> list[Task]:
-        return await run_batch(
-            batch, db=path, session=session, console=console, as_json=as_json, plan=plan
-        )
+    async def go() -> list[Task] | OutriderError:
+        try:
+            return await run_batch(
+                batch, db=db, session=session, console=console, as_json=as_json, plan=plan,
+                group=group,
+            )  # fmt: skip
+        except OutriderError as exc:  # the store is held by another process, or unwritable
+            return exc
 
-    tasks = _run_with_signals(go)
+    try:
+        tasks = _run_with_signals(go)
+    finally:
+        stop_orphans(_ORPHAN_GRACE)
+    if isinstance(tasks, OutriderError):
+        fail(str(tasks))
     if tasks is None:
         console.print("[yellow]interrupted: every task was stopped[/]")
         raise typer.Exit(EXIT_INTERRUPTED)

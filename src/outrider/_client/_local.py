@@ -1,13 +1,18 @@
 """Finding the local daemon and its token, and starting it in the background.
 
-The URL: `url` given, else `$OUTRIDER_URL`, else the running daemon's `daemon.json`, else
-`http://127.0.0.1:$OUTRIDER_PORT` (default 8765). The token: `token` given, else
-`$OUTRIDER_TOKEN`, else the token file in the data dir.
+The URL: `url` given, else `$OUTRIDER_URL`, else the running daemon's `daemon.json` (unless
+the pid it names is dead: a stale file), else `http://127.0.0.1:$OUTRIDER_PORT` (default 8765).
+The token: `token` given, else `$OUTRIDER_TOKEN`, else the token file in the data dir.
+
+A client sends its token only to a daemon that proved it holds it (`outrider._proof`,
+`check_proof`). Clients starting the daemon at the same time take turns under a file lock: the
+first starts it, the others find it running and use it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import select
@@ -18,14 +23,26 @@ import time
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio.to_thread
+import httpx
 
-from .._errors import DaemonError
-from .._paths import daemon_file, data_dir, token_file
+from .._errors import AuthError, DaemonError
+from .._paths import daemon_file, data_dir, open_private, private_dir, token_file
+from .._proof import valid
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
 
-__all__ = ["DEFAULT_URL", "arun_blocking", "find_token", "find_url", "run_blocking", "start_daemon"]
+__all__ = [
+    "DEFAULT_URL",
+    "arun_blocking",
+    "check_proof",
+    "find_token",
+    "find_url",
+    "run_blocking",
+    "start_daemon",
+    "start_or_find",
+]
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 T = TypeVar("T")
@@ -37,10 +54,26 @@ def find_url(url: str | None) -> str:
         return url.rstrip("/")
     if env := os.environ.get("OUTRIDER_URL"):
         return env.rstrip("/")
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        return str(json.loads(daemon_file().read_text())["url"])
+    if (recorded := _recorded_daemon()) is not None:
+        return recorded
     port = os.environ.get("OUTRIDER_PORT", "8765")
     return f"http://127.0.0.1:{port}" if port != "0" else DEFAULT_URL
+
+
+def _recorded_daemon() -> str | None:
+    """The URL in `daemon.json` if the daemon that wrote it still runs (a dead one's is stale)."""
+    try:
+        record = json.loads(daemon_file().read_text())
+        url, pid = str(record["url"]), int(record["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's: the proof decides
+        pass
+    return url
 
 
 def find_token(token: str | None) -> str | None:
@@ -64,23 +97,96 @@ def run_blocking(fn: Callable[[], T]) -> T:
     return fn()
 
 
+def check_proof(response: httpx.Response, *, url: str, token: str, nonce: str) -> None:
+    """Accept the daemon at `url` only if it proved it holds `token` (then it may be sent).
+
+    Raises:
+        AuthError: It is a daemon, and it does not know the token.
+        DaemonError: It did not prove it is the daemon holding the token.
+    """
+    try:
+        doc = response.json()
+    except ValueError:
+        doc = None
+    answer = doc.get("proof", "absent") if isinstance(doc, dict) else "absent"
+    if answer is None:
+        raise AuthError(
+            f"The daemon at {url} does not know this token (it was not sent); use the token "
+            "from its data dir (`OUTRIDER_TOKEN` or the `token` file)."
+        )
+    parsed = httpx.URL(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    if not valid(answer, token, nonce, port):
+        raise DaemonError(
+            f"The server at {url} did not prove it is the outrider daemon that holds your "
+            "token, so the token was not sent; another program may have its address (a dead "
+            f"daemon's {daemon_file()}). Stop that program, or remove the file."
+        )
+
+
+@contextlib.contextmanager
+def _start_lock(path: Path, wait: float) -> Iterator[None]:
+    """One client at a time starts the daemon; the others wait and then use it."""
+    fd = open_private(path, os.O_RDWR | os.O_CREAT)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DaemonError(
+                        f"Another client is starting the daemon and did not finish in {wait:.0f}s; "
+                        f"see {path.with_name('daemon.log')}."
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
 def start_daemon(*, wait: float = 20.0) -> str:
     """Start `outrider serve` in the background and return its URL once it listens.
+
+    Clients starting it at the same time take turns: the first starts it, the others find it
+    running (`daemon.json`) and use it.
 
     Raises:
         DaemonError: It exited or did not get ready within `wait` seconds; the message holds
             the end of its log.
     """
+    return start_or_find(wait)[0]
+
+
+def start_or_find(wait: float = 20.0) -> tuple[str, bool]:
+    """The daemon's URL, and whether this call started it (else another client had)."""
     log_path = data_dir() / "daemon.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        private_dir(log_path.parent)
+        with _start_lock(log_path.with_name("daemon.start.lock"), wait):
+            if (running := _recorded_daemon()) is not None:
+                return running, False
+            return _spawn_daemon(log_path, wait), True
+    except OSError as exc:
+        raise DaemonError(
+            f"Cannot start the daemon: {exc.strerror} ({exc.filename}); make the data dir "
+            "writable, or set OUTRIDER_HOME to one that is."
+        ) from None
+
+
+def _spawn_daemon(log_path: Path, wait: float) -> str:
+    log = open_private(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     read_fd, write_fd = os.pipe()
-    with open(log_path, "ab") as log:
+    try:
         process = subprocess.Popen(
             [sys.executable, "-m", "outrider._cli", "serve", "--ready-fd", str(write_fd)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_fd,),
             start_new_session=True, close_fds=True,
         )  # fmt: skip
-    os.close(write_fd)
+    finally:
+        os.close(log)
+        os.close(write_fd)
     # The daemon outlives this call; a waiter thread reaps it should it exit while we live.
     threading.Thread(target=process.wait, name="outrider-daemon-reaper", daemon=True).start()
     try:

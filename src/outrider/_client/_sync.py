@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, final
 import httpx
 
 from .._errors import DaemonError, error_from_wire
+from .._proof import challenge, token_id
 from .._types._api import submit_item, task_outcome
 from .._wire import _ops as ops
 from .._wire._bodies import MAX_WAIT
 from .._wire._sse import SSEDecoder
-from ._local import find_token, find_url, run_blocking, start_daemon
+from ._local import check_proof, find_token, find_url, run_blocking, start_or_find
 
 if TYPE_CHECKING:
     import builtins
@@ -97,6 +98,8 @@ class Client:
         self._on_autostart = on_autostart
         self._timeout = timeout
         self._http = httpx.Client(timeout=timeout, transport=transport)
+        self._proven: str | None = None
+        """The URL whose daemon proved it holds the token."""
         self._starting = threading.Lock()
         self._starts = 0
         """How many daemons this client started (a failed call retries after a newer one)."""
@@ -128,19 +131,31 @@ class Client:
 
     # -- sending --------------------------------------------------------------------------
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, *, auth: bool = True) -> dict[str, str]:
         headers = {"X-Outrider-Session": self._session}
-        if self._token:
+        if self._token and auth:
             headers["Authorization"] = f"Bearer {self._token}"
         return headers
+
+    def _prove(self) -> None:
+        """Have the daemon prove it holds our token before it is sent (once per URL)."""
+        if self._token is None or self._proven == self._url:
+            return
+        nonce = challenge()
+        params = {"challenge": nonce, "token_id": token_id(self._token)}
+        response = self._http.get(self._url + "/health", params=params, timeout=self._timeout)
+        check_proof(response, url=self._url, token=self._token, nonce=nonce)
+        self._proven = self._url
 
     def _call(self, op: ops.Op[T]) -> T:
         for attempt in (1, 2):
             url, starts = self._url, self._starts
             try:
+                if op.auth:
+                    self._prove()
                 response = self._http.request(
                     op.method, url + op.path, json=op.json, params=op.params,
-                    headers=self._headers(), timeout=self._timeout + op.hold,
+                    headers=self._headers(auth=op.auth), timeout=self._timeout + op.hold,
                 )  # fmt: skip
             except httpx.ConnectError as exc:
                 if attempt == 1 and self._start_once(starts):
@@ -157,10 +172,10 @@ class Client:
                 return True  # another call started it while this one failed
             if not self._autostart:
                 return False
-            self._url = run_blocking(start_daemon)
+            self._url, started = run_blocking(start_or_find)
             self._token = find_token(None)
             self._starts += 1
-        if self._on_autostart is not None:
+        if started and self._on_autostart is not None:
             self._on_autostart(self._url)
         return True
 
@@ -295,6 +310,7 @@ class Client:
         last = after
         while True:
             try:
+                self._prove()
                 with self._http.stream(
                     "GET", self._url + stream.path, params={**params, "after": last},
                     headers=self._headers(), timeout=httpx.Timeout(self._timeout, read=None),

@@ -14,6 +14,9 @@ import secrets
 from typing import TYPE_CHECKING
 
 from .._errors import UserError
+from .._logging import logger
+from .._paths import tighten
+from .._proof import proof, token_id
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,27 +30,45 @@ LOCAL = "local"
 
 
 def read_token(path: Path) -> str:
-    """The token stored in `path`.
+    """The token stored in `path`, which is made private (0600) if others could read it.
 
     Raises:
-        UserError: The file is missing, unreadable or empty.
+        UserError: The file is missing, unreadable, empty, or readable by others and cannot
+            be made private.
     """
     try:
         token = path.read_text().strip()
     except OSError as exc:
         raise UserError(f"Cannot read the token file {path}: {exc.strerror}.") from None
+    try:
+        if tighten(path, 0o600):
+            logger.warning("the token file %s was readable by others; it is 0600 now", path)
+    except OSError as exc:
+        raise UserError(
+            f"The token file {path} is readable by other users and cannot be made private "
+            f"({exc.strerror}); run `chmod 600 {path}` as its owner, or move it."
+        ) from None
     if not token:
         raise UserError(f"The token file {path} is empty.")
     return token
 
 
 def ensure_token(path: Path) -> str:
-    """The token in `path`, created (0600, 256 random bits) if the file does not exist."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The token in `path`, created (0600, 256 random bits) if the file does not exist.
+
+    Raises:
+        UserError: It cannot be read or created (a read-only data dir, say).
+    """
     try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return read_token(path)
+    except OSError as exc:
+        raise UserError(
+            f"Cannot create the token file {path}: {exc.strerror}; make its folder writable, "
+            "or set OUTRIDER_HOME to one that is."
+        ) from None
     token = secrets.token_urlsafe(32)
     with os.fdopen(fd, "w") as out:
         out.write(token + "\n")
@@ -67,6 +88,14 @@ class Tokens:
         for name, principal in config.principals.items():
             tokens[name] = read_token(principal.token_file.expanduser())
         return cls(tokens)
+
+    def prove(self, nonce: str, token_hash: str, port: int) -> str | None:
+        """The proof for the token named by `token_hash` (see `outrider._proof`), if known."""
+        for expected, _ in self._items:
+            token = expected.decode()
+            if hmac.compare_digest(token_id(token), token_hash):
+                return proof(token, nonce, port)
+        return None
 
     def principal(self, token: str | None) -> str | None:
         """The principal `token` belongs to, or None."""

@@ -15,10 +15,11 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .._agents._providers import Price, ProviderConfig, Providers
 from .._errors import UserError
+from .._models import Int, Number, check_argument
 from .._paths import config_dir, data_dir
 from ..runners._cli_agent import OutputFormat
 
@@ -68,6 +69,9 @@ class CliAgentConfig(BaseModel):
     """Appended when a model is given; `{model}` is replaced by it."""
     output: OutputFormat = "text"
     """How the final answer is read from the output."""
+    pass_env: list[str] | None = None
+    """Variables the CLI gets from the daemon's environment besides the safe base (its API
+    keys; `NAME_*` is a prefix); default: the built-in template's, else none."""
 
     def model_post_init(self, context: Any, /) -> None:
         if not any("{prompt}" in part for part in self.command):
@@ -82,26 +86,29 @@ class Config(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     host: str = "127.0.0.1"
-    port: int = Field(default=8765, ge=0, le=65535)
+    port: Int = Field(default=8765, ge=0, le=65535)
     db: Path | None = None
     """The store (default: `outrider.db` in the data dir)."""
     token_file: Path | None = None
     """The local principal's token (default: `token` in the data dir; created if missing)."""
-    max_running: int = Field(default=64, ge=1)
-    max_queued: int = Field(default=10_000, ge=1)
-    default_limit: int = Field(default=3, ge=1)
-    limits: dict[Annotated[str, Field(min_length=1)], Annotated[int, Field(ge=1)]] = Field(
+    max_running: Int = Field(default=64, ge=1)
+    max_queued: Int = Field(default=10_000, ge=1)
+    default_limit: Int = Field(default=3, ge=1)
+    limits: dict[Annotated[str, Field(min_length=1)], Annotated[Int, Field(ge=1)]] = Field(
         default_factory=dict
     )
-    retention: float = Field(default=7 * 86_400.0, gt=0)
-    default_timeout: float | None = Field(default=None, gt=0)
-    default_ttl: float | None = Field(default=None, gt=0)
-    shutdown_grace: float = Field(default=10.0, ge=0)
-    min_free_memory_mb: float | None = Field(default=None, ge=0)
-    max_cpu_percent: float | None = Field(default=None, gt=0, le=100)
-    mcp_wait: float = Field(default=50.0, gt=0, le=3600)
+    retention: Number = Field(default=7 * 86_400.0, gt=0)
+    default_timeout: Number | None = Field(default=None, gt=0)
+    default_ttl: Number | None = Field(default=None, gt=0)
+    shutdown_grace: Number = Field(default=10.0, ge=0)
+    min_free_memory_mb: Number | None = Field(default=None, ge=0)
+    max_cpu_percent: Number | None = Field(default=None, gt=0, le=100)
+    mcp_wait: Number = Field(default=50.0, gt=0, le=3600)
     """The longest a blocking MCP tool call waits before answering "still running"."""
     mcp_tools: tuple[str, ...] = DEFAULT_MCP_TOOLS
+    task_env: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    """Variables every shell and agent-CLI task gets from the daemon's environment, besides
+    the safe base (`PATH`, `HOME`, `LANG`, …); `NAME_*` is a prefix."""
     handlers: dict[_Name, Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$")]] = Field(
         default_factory=dict
     )
@@ -117,13 +124,20 @@ class Config(BaseModel):
     """The model of a built-in agent whose definition names none."""
     model_aliases: dict[str, str] = Field(default_factory=dict)
     """Short model names (`fast = "openai/gpt-4.1-mini"`)."""
-    agent_max_depth: int = Field(default=2, ge=0, le=10)
+    agent_max_depth: Int = Field(default=2, ge=0, le=10)
     """How deep built-in agents may delegate."""
-    agent_max_descendants: int = Field(default=10, ge=0, le=1000)
+    agent_max_descendants: Int = Field(default=10, ge=0, le=1000)
     """Live delegated tasks per delegation tree."""
     sandbox: Literal["required", "auto", "off"] = "auto"
     """How the built-in agent's commands are sandboxed (bubblewrap): `required` fails an
     agent with `run_command` where bubblewrap cannot run; `auto` sandboxes where it can."""
+
+    @field_validator("db", "token_file")
+    @classmethod
+    def _path(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            check_argument(str(value), "path")
+        return value
 
     def model_post_init(self, context: Any, /) -> None:
         unknown = [t for t in self.mcp_tools if t not in MCP_TOOLS]
@@ -190,6 +204,18 @@ def find_config_file(explicit: Path | None = None) -> Path | None:
     return None
 
 
+def _number(raw: str) -> object:
+    """An environment variable's number (its text if it is none, for the error to show)."""
+    if raw.lower() in ("", "none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
 def _env_overrides(environ: dict[str, str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for name, field in Config.model_fields.items():
@@ -197,13 +223,15 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, object]:
         if raw is None:
             continue
         annotation = str(field.annotation)
-        if "dict" in annotation or "tuple" in annotation:
+        if "dict" in annotation or "tuple" in annotation or "list" in annotation:
             try:
                 out[name] = json.loads(raw)
             except json.JSONDecodeError as exc:
                 raise UserError(
                     f"Invalid `OUTRIDER_{name.upper()}`: not JSON ({exc.msg}).", field=name
                 ) from None
+        elif "int" in annotation or "float" in annotation:
+            out[name] = _number(raw)
         else:
             out[name] = None if raw.lower() in ("", "none", "null") else raw
     return out
@@ -224,9 +252,14 @@ def load_config(
     if file is not None:
         where = str(file)
         try:
-            values = tomllib.loads(file.read_text())
+            values = tomllib.loads(file.read_bytes().decode())
         except OSError as exc:
             raise UserError(f"Cannot read the config file {file}: {exc.strerror}.") from None
+        except UnicodeDecodeError as exc:
+            raise UserError(
+                f"{file}: byte {exc.object[exc.start]:#04x} at position {exc.start} is not "
+                "UTF-8; save the file as UTF-8."
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise UserError(f"{file}: not valid TOML: {exc}.") from None
     values.update(_env_overrides(dict(os.environ) if environ is None else environ))
@@ -242,7 +275,8 @@ def load_config(
             allowed = ", ".join(Config.model_fields)
             message = f"{where}: unknown setting `{field}`; allowed: {allowed}."
         else:
-            message = f"{where}: invalid `{field}`: {first['msg']}{shown}."
+            problem = first["msg"].removeprefix("Value error, ")
+            message = f"{where}: invalid `{field}`: {problem}{shown}."
         raise UserError(message, field=field) from None
     except UserError as exc:
         raise UserError(f"{where}: {exc}", field=exc.field) from None

@@ -1,17 +1,22 @@
-"""The runners of agent tasks, composed from the config and the agent definitions.
+"""The runners of process and agent tasks, composed from the config and the agent definitions.
 
 One composition for every orchestrator the command line starts: the daemon (`outrider serve`)
-and a batch file's (`outrider run`) run `cli_agent` tasks through the agent CLI templates
-(built-in and `[cli_agents]`) and `agent` tasks through the built-in runner, with the config's
-model providers, and limit each agent's tasks by its `agent:<name>` key.
+and a batch file's (`outrider run`). Shell and agent-CLI tasks get a clean environment (the
+safe base, `task_env`, and each CLI template's `pass_env`); other principals' process tasks run
+in a sandbox that hides outrider's own files; `agent` tasks run on the built-in runner with the
+config's model providers, agents found from each task's folder, and commands sandboxed. Each
+agent's tasks are limited by its `agent:<name>` key.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .._paths import data_dir
 from ..runners._agent import AgentRunner
-from ..runners._cli_agent import CliAgentRunner, CliTemplate
+from ..runners._cli_agent import BUILTIN_TEMPLATES, CliAgentRunner, CliTemplate
+from ..runners._sandbox import Sandbox
+from ..runners._shell import ShellRunner
 from ._config import find_config_file
 
 if TYPE_CHECKING:
@@ -22,34 +27,41 @@ if TYPE_CHECKING:
     from ..runners import Runner
     from ._config import Config
 
-__all__ = ["agent_limits", "agent_runners", "hidden_paths"]
+__all__ = ["agent_limits", "hidden_paths", "runners"]
 
 
-def agent_runners(config: Config, agents: Mapping[str, AgentDefinition]) -> list[Runner]:
-    """A runner for `cli_agent` tasks and one for `agent` tasks (the agents without `cli:`)."""
-    templates = {
-        name: CliTemplate(tuple(c.command), tuple(c.model_args), c.output)
-        for name, c in config.cli_agents.items()
-    }
+def runners(config: Config, agents: Mapping[str, AgentDefinition]) -> list[Runner]:
+    """The shell, agent-CLI and built-in agent runners.
+
+    The given `agents` without `cli:` win over the ones found from a task's folder.
+    """
+    hidden = hidden_paths(config)
+    shell = ShellRunner(pass_env=config.task_env, sandbox=Sandbox(tuple(hidden)))
+    templates = {}
+    for name, c in config.cli_agents.items():
+        builtin = BUILTIN_TEMPLATES.get(name)
+        pass_env = c.pass_env if c.pass_env is not None else builtin.pass_env if builtin else ()
+        templates[name] = CliTemplate(
+            tuple(c.command), tuple(c.model_args), c.output, pass_env=tuple(pass_env)
+        )
     built_in = {name: a for name, a in agents.items() if a.cli is None}
     return [
-        CliAgentRunner(templates),
+        shell,
+        CliAgentRunner(templates, shell=shell),
         AgentRunner(
             built_in, config.model_providers(), discover=True, sandbox=config.sandbox,
-            sandbox_hide=hidden_paths(config), max_depth=config.agent_max_depth,
+            sandbox_hide=hidden, max_depth=config.agent_max_depth,
             max_descendants=config.agent_max_descendants,
         ),
     ]  # fmt: skip
 
 
 def hidden_paths(config: Config) -> list[Path]:
-    """What the agent's sandboxed commands never see: the store, the tokens, the config file."""
-    hidden = [
-        config.db_path,
-        config.db_path.with_name(config.db_path.name + "-wal"),
-        config.local_token_file,
-        *(p.token_file for p in config.principals.values()),
-    ]
+    """What sandboxed tasks and agents never see: the data dir, the store, tokens, config."""
+    db = config.db_path
+    hidden = [data_dir(), config.local_token_file, db.with_name(db.name + ".logs")]
+    hidden += [db.with_name(db.name + suffix) for suffix in ("", "-wal", "-shm", ".lock")]
+    hidden += [p.token_file.expanduser() for p in config.principals.values()]
     if (config_file := find_config_file()) is not None:
         hidden.append(config_file)  # it may hold provider keys
     return hidden

@@ -2,7 +2,7 @@
 
 Start-up order: validate the config, take the store, bind the socket, then record
 `daemon.json` (URL and pid, 0600) and report readiness; requests that arrive meanwhile wait in
-the listen backlog. SIGTERM/SIGINT (or `POST /v1/shutdown`): stop accepting, end long polls
+the listen backlog. SIGTERM/SIGINT/SIGHUP (or `POST /v1/shutdown`): stop accepting, end long polls
 and event streams, let running tasks finish for `shutdown_grace` seconds, then stop the rest
 and record them; `daemon.json` is removed last.
 """
@@ -26,10 +26,10 @@ from .._http._app import AuthMiddleware, create_app
 from .._logging import logger
 from .._mcp._server import build_server, daemon_resolver
 from .._orchestrator import Orchestrator
-from .._paths import daemon_file
+from .._paths import daemon_file, data_dir, open_private, private_dir
 from ._auth import LOCAL, Tokens
 from ._config import import_handlers
-from ._runners import agent_limits, agent_runners
+from ._runners import agent_limits, runners
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
@@ -80,12 +80,18 @@ def _bind(host: str, port: int) -> socket.socket:
 @contextlib.contextmanager
 def _daemon_record(url: str) -> Iterator[None]:
     path = daemon_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump({"url": url, "pid": os.getpid()}, out)
-    tmp.replace(path)
+    try:
+        private_dir(path.parent)
+        fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        with os.fdopen(fd, "w") as out:
+            json.dump({"url": url, "pid": os.getpid()}, out)
+        tmp.replace(path)
+    except OSError as exc:
+        raise UserError(
+            f"Cannot write {path}: {exc.strerror}; make the data dir writable, or set "
+            "OUTRIDER_HOME to one that is."
+        ) from None
     try:
         yield
     finally:
@@ -112,6 +118,13 @@ async def serve(
             "--allow-remote to serve other machines (every request still needs the token).",
             field="host",
         )
+    try:
+        private_dir(data_dir())
+    except OSError as exc:
+        raise UserError(
+            f"Cannot use the data dir {data_dir()}: {exc.strerror}; make it writable (and "
+            "yours), or set OUTRIDER_HOME to one that is."
+        ) from None
     tokens = Tokens.from_config(config)
     agents = load_agents()
     for problem in (*agents.warnings, *agents.errors):
@@ -123,7 +136,7 @@ async def serve(
         retention=config.retention, shutdown_grace=config.shutdown_grace,
         default_timeout=config.default_timeout, default_ttl=config.default_ttl,
         min_free_memory_mb=config.min_free_memory_mb, max_cpu_percent=config.max_cpu_percent,
-        runners=agent_runners(config, agents.agents),
+        runners=runners(config, agents.agents),
     )  # fmt: skip
     for name, fn in import_handlers(config.handlers).items():
         orch.register_handler(name, fn)
@@ -139,12 +152,13 @@ async def serve(
         )  # fmt: skip
         mcp_routes = mcp.streamable_http_app(streamable_http_path="/mcp", host=config.host).routes
         app = create_app(
-            sessions, stopping=stopping, request_stop=stopping.set,
-            lifespan=mcp.session_manager.run,
+            sessions, status=orch.status, stopping=stopping, request_stop=stopping.set,
+            lifespan=mcp.session_manager.run, tokens=tokens,
         )  # fmt: skip
         app.router.routes.extend(mcp_routes)
         sock = _bind(config.host, config.port)
         host, port = sock.getsockname()[:2]
+        app.state.port = port
         url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
         http_config = uvicorn.Config(
             AuthMiddleware(app, tokens=tokens), log_level="warning", lifespan="on",
@@ -155,7 +169,9 @@ async def serve(
             async with anyio.create_task_group() as tg:
 
                 async def watch() -> None:
-                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    with anyio.open_signal_receiver(
+                        signal.SIGINT, signal.SIGTERM, signal.SIGHUP
+                    ) as signals:
                         async for signum in signals:
                             logger.info("received %s: stopping", signal.Signals(signum).name)
                             stopping.set()

@@ -4,13 +4,16 @@ Every route but `/health` and the OpenAPI documents needs `Authorization: Bearer
 token picks the principal, the `X-Outrider-Session` header (default `default`) the session, and
 the composition root's `sessions(principal, name)` gives the route that session's `Tasks`. The
 paths and bodies are the ones declared in `outrider._wire`; errors are
-`{"error": {"type", "message", "field"?}}` with the status of `outrider._errors.WIRE_ERRORS`.
-Long polls and event streams end promptly when the daemon stops.
+`{"error": {"type", "message", "field"?}}` with the status of `outrider._errors.WIRE_ERRORS`
+(503 while shutting down or while the store cannot write, with `Retry-After`). Every body is
+checked before a route sees it (`_guard`); anything else unexpected is one 500 answer. Long
+polls and event streams end promptly when the daemon stops.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
@@ -22,7 +25,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._daemon._auth import LOCAL, check_session_name
-from .._errors import NotAllowed, OutriderError, http_status_of, user_error
+from .._errors import Closed, NotAllowed, OutriderError, http_status_of, user_error
 from .._models import MAX_SEQ, KeyStatus, Status, SubmitItem, Task, TaskState
 from .._types._api import Tasks, options_of
 from .._version import __version__
@@ -42,6 +45,7 @@ from .._wire._bodies import (
     WaitBody,
     WaitResult,
 )
+from ._guard import guarded
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -56,6 +60,8 @@ __all__ = ["SESSION_HEADER", "AuthMiddleware", "create_app"]
 SESSION_HEADER = "X-Outrider-Session"
 _PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
 _RETRY_AFTER = {429: "5", 503: "5"}
+_SEQ = re.compile(r"[0-9]{1,19}")
+_CLOSED = "The daemon is shutting down; retry once it restarts."
 
 
 def _error(
@@ -93,7 +99,7 @@ class AuthMiddleware:
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
-        await self.app(scope, receive, send)
+        await guarded(self.app, scope, receive, send)
 
 
 _bearer = HTTPBearer(auto_error=False, description="The token from the daemon's data dir.")
@@ -128,7 +134,13 @@ async def _outrider_error(_: Request, exc: Exception) -> JSONResponse:
     status = http_status_of(exc)
     headers = {"Retry-After": _RETRY_AFTER[status]} if status in _RETRY_AFTER else {}
     field = getattr(exc, "field", None)
-    return _error(status, type(exc).__name__, str(exc), field=field, **headers)
+    message = _CLOSED if isinstance(exc, Closed) else str(exc)
+    return _error(status, type(exc).__name__, message, field=field, **headers)
+
+
+async def _internal_error(_: Request, exc: Exception) -> JSONResponse:
+    message = "The daemon failed to answer this request; see its log. It is a bug."
+    return _error(500, "InternalError", message)
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
@@ -160,9 +172,27 @@ async def _wait_held(
 
 
 @router.get("/health", tags=["daemon"])
-async def health() -> Health:
-    """Liveness; needs no token."""
-    return Health()
+async def health(
+    request: Request,
+    challenge: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32,128}$")] = None,
+    token_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None,
+) -> Health:
+    """Liveness and state; needs no token.
+
+    With `challenge` and `token_id` (a client's token's id) it also proves that this daemon
+    holds that token, so the client may send it (`outrider._proof`).
+    """
+    status: Status = request.app.state.status()
+    proof = None
+    tokens: Tokens | None = request.app.state.tokens
+    if challenge is not None and token_id is not None and tokens is not None:
+        proof = tokens.prove(challenge, token_id, request.app.state.port)
+    if status.store_error is not None:
+        return Health(status="degraded", detail=status.store_error, proof=proof)
+    if status.recovering:
+        detail = f"stopping the processes {status.recovering} tasks left when outrider died"
+        return Health(status="recovering", detail=detail, proof=proof)
+    return Health(proof=proof)
 
 
 @router.post("/v1/tasks", status_code=201, tags=["tasks"])
@@ -281,7 +311,7 @@ async def ack_notices(tasks: TasksDep, body: AckBody) -> None:
 def _start_seq(after: int | None, last_event_id: str | None) -> int:
     start = after or 0
     if last_event_id:
-        if not last_event_id.isdigit() or int(last_event_id) > MAX_SEQ:
+        if not _SEQ.fullmatch(last_event_id) or int(last_event_id) > MAX_SEQ:
             raise user_error(
                 [{"loc": ("Last-Event-ID",), "msg": "not an event seq", "input": last_event_id}]
             )
@@ -347,16 +377,22 @@ async def shutdown(request: Request, _: TasksDep) -> dict[str, str]:
 def create_app(
     sessions: Sessions,
     *,
+    status: Callable[[], Status],
     stopping: anyio.Event,
     request_stop: Callable[[], None],
+    tokens: Tokens | None = None,
     lifespan: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
     """The ASGI app over `sessions(principal, name)` (wrap it in `AuthMiddleware`).
 
+    Set `app.state.port` once the socket is bound (the health proof names it).
+
     Args:
         sessions: A principal's session by name.
+        status: The daemon's load and state (for `/health`).
         stopping: Set when the daemon stops: long polls and streams end.
         request_stop: What `POST /v1/shutdown` calls.
+        tokens: The principals' tokens (`/health` proves it holds a client's).
         lifespan: Entered while the app runs (the MCP session manager).
     """
 
@@ -375,10 +411,14 @@ def create_app(
         redoc_url=None,
     )
     app.state.sessions = sessions
+    app.state.status = status
     app.state.stopping = stopping
     app.state.request_stop = request_stop
+    app.state.tokens = tokens
+    app.state.port = 0
     app.add_exception_handler(RequestValidationError, _bad_request)
     app.add_exception_handler(OutriderError, _outrider_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)
     app.include_router(router)
     return app

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, final
 
-from .._errors import NotAllowed, QueueFull, UserError
+from .._errors import NotAllowed, StoreUnavailable, UserError
 from .._models import SubmitError, SubmitItem, Task
-from .._types._api import submit_item
+from .._types._api import submit_error, submit_item
 
 if TYPE_CHECKING:
     import builtins
@@ -82,9 +82,7 @@ class Session:
             [item], session=self._stored, on_progress=on_progress, on_done=on_done
         )
         if isinstance(result, SubmitError):
-            if result.type == "QueueFull":
-                raise QueueFull(self._orch.status().max_queued)
-            raise UserError(result.message, field=result.field)
+            raise submit_error(result, self._orch.status().max_queued)
         return self._out(result)
 
     async def submit_many(
@@ -96,6 +94,9 @@ class Session:
     ) -> builtins.list[Task | SubmitError]:
         """Store many tasks, each validated and stored on its own; see `Tasks.submit_many`."""
         results = await self._orch.submit_many(items, session=self._stored, group=group)
+        refused = [r for r in results if isinstance(r, SubmitError)]
+        if refused and len(refused) == len(results) and refused[0].type == "StoreUnavailable":
+            raise StoreUnavailable(refused[0].message)  # nothing stored: the caller retries
         return [self._out(r) if isinstance(r, Task) else r for r in results]
 
     async def run(

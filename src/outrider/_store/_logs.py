@@ -8,6 +8,7 @@ Invariants:
 - Every write goes straight to the file (unbuffered), so a reader sees output at once and a
   crash loses nothing already written.
 - A retry appends to the same log; sizes and the total are read back from the files on open.
+- Every file is 0600: output may hold what a task printed of its secrets.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import contextlib
 import json
 import os
 from typing import TYPE_CHECKING
+
+from outrider._paths import open_private
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -59,7 +62,7 @@ class TaskLog:
             if self._fd is not None:
                 os.close(self._fd)
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
-            self._fd = os.open(path, flags, 0o600)
+            self._fd = open_private(path, flags)
             self._fd_path = path
         assert self._fd is not None
         return self._fd
@@ -91,7 +94,7 @@ class TaskLog:
                 continue
             os.write(self._open(path), view[:room])
             view = view[room:]
-        self._meta.write_text(json.dumps({"total": self.total_bytes, "current": self._current}))
+        _write(self._meta, json.dumps({"total": self.total_bytes, "current": self._current}))
 
     def close(self) -> None:
         """Close the open file."""
@@ -145,8 +148,15 @@ def transcript_path(directory: Path, task_id: str) -> Path:
     return directory / f"{task_id}.transcript.json"
 
 
+def _write(path: Path, data: str | bytes) -> None:
+    """Replace the content of `path` (created 0600)."""
+    fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data.encode() if isinstance(data, str) else data)
+
+
 def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`; a reader sees the old or the new file, never a mix."""
+    """Replace `path` with `data` (0600); a reader sees the old or the new file, never a mix."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
+    _write(tmp, data)
     os.replace(tmp, path)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, JsonValue
 from pydantic_core import to_json
 
-from outrider._errors import StoreError
+from outrider._errors import StoreError, StoreUnavailable
 from outrider._models import (
     TASK_SPEC_ADAPTER,
     ErrorInfo,
@@ -37,9 +37,11 @@ from outrider._models import (
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
+    from importlib.resources.abc import Traversable
 
 __all__ = [
     "AddEvent",
+    "AddGroupSummary",
     "Change",
     "Committed",
     "EndAttempt",
@@ -51,6 +53,7 @@ __all__ = [
     "StartAttempt",
     "UnfinishedTask",
     "UpdateTask",
+    "write_error",
 ]
 
 
@@ -105,6 +108,15 @@ class AddEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class AddGroupSummary:
+    """Append a group's `group.completed` event, its counts read in the same transaction."""
+
+    session: str
+    group: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class SetNoticeCursor:
     """Acknowledge a session's notices up to `seq` (the cursor never moves back)."""
 
@@ -112,7 +124,10 @@ class SetNoticeCursor:
     seq: int
 
 
-Op = InsertTask | UpdateTask | StartAttempt | EndAttempt | AddEvent | SetNoticeCursor
+Op = (
+    InsertTask | UpdateTask | StartAttempt | EndAttempt | AddEvent | AddGroupSummary
+    | SetNoticeCursor
+)  # fmt: skip
 Change = list[Op]
 """Ops applied atomically together."""
 
@@ -150,6 +165,7 @@ _END_ATTEMPT = (
 _INSERT_EVENT = (
     "INSERT INTO events (seq, at, type, session, task_id, grp, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+_LAST_EVENT_SEQ = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
 _SET_NOTICE_CURSOR = (
     "INSERT INTO notice_cursors (session, seq) VALUES (?, ?) "
     "ON CONFLICT (session) DO UPDATE SET seq = max(seq, excluded.seq)"
@@ -161,6 +177,28 @@ _UPDATABLE = frozenset(
         "progress", "usage", "pid", "pid_created", "ready_at",
     }
 )  # fmt: skip
+
+
+_CANNOT_WRITE = {
+    sqlite3.SQLITE_FULL: ("the disk is full", "free some space there"),
+    sqlite3.SQLITE_IOERR: ("a disk I/O error", "check the disk"),
+    sqlite3.SQLITE_READONLY: ("it is read-only", "make it writable"),
+    sqlite3.SQLITE_CANTOPEN: ("it cannot be opened", "check the folder and its permissions"),
+    sqlite3.SQLITE_BUSY: ("it is locked by another connection", "wait for it"),
+}
+
+
+def write_error(exc: sqlite3.Error, path: str) -> StoreError:
+    """The error for a failed write: `StoreUnavailable` when the disk, not the data, is to blame."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    known = None if code is None else _CANNOT_WRITE.get(code & 0xFF)
+    if known is None:
+        error = StoreError(f"A store write failed: {exc}.")
+    else:
+        reason, fix = known
+        error = StoreUnavailable(f"The store cannot write: {reason} at {path}; {fix}, then retry.")
+    error.__cause__ = exc
+    return error
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -311,6 +349,32 @@ class Committed:
         )  # fmt: skip
 
 
+_GROUP_LISTED = 200
+"""A group summary lists this many of its tasks (all are counted)."""
+_TERMINAL = tuple(str(s) for s in TaskState if s.terminal)
+
+
+def _group_summary(cur: sqlite3.Cursor, op: AddGroupSummary) -> AddEvent:
+    """The `group.completed` event of a group as the transaction sees it."""
+    where = "FROM tasks WHERE session = ? AND grp = ?"
+    counts = dict(cur.execute(f"SELECT state, count(*) {where} GROUP BY state",
+                              (op.session, op.group)).fetchall())  # fmt: skip
+    listed = cur.execute(
+        f"SELECT task_id, label, state, exit_code {where} ORDER BY seq LIMIT {_GROUP_LISTED}",
+        (op.session, op.group),
+    ).fetchall()
+    data: dict[str, JsonValue] = {
+        "group": op.group,
+        "total": sum(counts.values()),
+        **{state: counts.get(state, 0) for state in _TERMINAL},
+        "tasks": [
+            {"id": task_id, "label": label, "state": state, "exit_code": exit_code}
+            for task_id, label, state, exit_code in listed
+        ],
+    }
+    return AddEvent("group.completed", op.session, op.at, None, op.group, data)
+
+
 class _Fallback(Exception):
     """The batch cannot take the fast path; apply it change by change."""
 
@@ -332,6 +396,8 @@ class _BatchRows:
     event_data: list[str] = field(default_factory=list)
     owners: list[int] = field(default_factory=list)
     """The index of the change each event belongs to."""
+    summaries: list[tuple[int, AddGroupSummary]] = field(default_factory=list)
+    """Group summaries: their place in `events`, filled in once the updates are applied."""
     cursors: list[tuple[str, int]] = field(default_factory=list)
 
     @classmethod
@@ -370,8 +436,20 @@ class _BatchRows:
                 self.events.append(op)
                 self.event_data.append(_json(op.data))
                 self.owners.append(index)
+            case AddGroupSummary():
+                self.summaries.append((len(self.events), op))
+                self.events.append(AddEvent("group.completed", op.session, op.at))
+                self.event_data.append("{}")
+                self.owners.append(index)
             case SetNoticeCursor(session=session, seq=seq):
                 self.cursors.append((session, seq))
+
+    def fill_summaries(self, cur: sqlite3.Cursor) -> None:
+        """Compute the group summaries from the rows as updated by this batch."""
+        for place, op in self.summaries:
+            event = _group_summary(cur, op)
+            self.events[place] = event
+            self.event_data[place] = _json(event.data)
 
 
 class SQLiteBackend:
@@ -411,6 +489,14 @@ class SQLiteBackend:
         scripts = sorted(
             (p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name
         )
+        try:
+            self._migrate(scripts)
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.rollback()
+            raise write_error(exc, self.path) from exc
+
+    def _migrate(self, scripts: list[Traversable]) -> None:
         (version,) = self._conn.execute("PRAGMA user_version").fetchone()
         if version > len(scripts):
             raise StoreError(
@@ -449,15 +535,15 @@ class SQLiteBackend:
                 raise _Fallback  # an update found no task: let that change fail alone
         cur.executemany(_START_ATTEMPT, [(t, a, at) for (t, a), at in rows.starts.items()])
         cur.executemany(_END_ATTEMPT, rows.ends)
-        (last,) = cur.execute(
-            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
-        ).fetchone()
+        rows.fill_summaries(cur)
+        (last,) = cur.execute(_LAST_EVENT_SEQ).fetchone()
         cur.executemany(
             _INSERT_EVENT,
             [(last + n, op.at, op.type, op.session, op.task_id, op.group, data)
              for n, (op, data) in enumerate(zip(rows.events, rows.event_data, strict=True), 1)],
         )  # fmt: skip
-        cur.executemany(_SET_NOTICE_CURSOR, rows.cursors)
+        # An acknowledgement reaches at most the events stored before it: never a later one.
+        cur.executemany(_SET_NOTICE_CURSOR, [(sn, min(seq, last)) for sn, seq in rows.cursors])
         cur.execute("COMMIT")
         made: list[list[Committed]] = [[] for _ in changes]
         for n, (owner, op) in enumerate(zip(rows.owners, rows.events, strict=True), start=1):
@@ -469,11 +555,17 @@ class SQLiteBackend:
         cur = self._conn.cursor()
         try:
             cur.execute("BEGIN IMMEDIATE")
+            (last,) = cur.execute(_LAST_EVENT_SEQ).fetchone()
             for change in changes:
                 cur.execute("SAVEPOINT change")
                 try:
-                    events = [e for op in change if (e := self._apply_op(cur, op)) is not None]
-                except (sqlite3.Error, ValueError, TypeError) as exc:
+                    events = [
+                        e for op in change if (e := self._apply_op(cur, op, last)) is not None
+                    ]
+                except sqlite3.Error as exc:
+                    cur.execute("ROLLBACK TO change")
+                    results.append(write_error(exc, self.path))
+                except (ValueError, TypeError) as exc:
                     cur.execute("ROLLBACK TO change")
                     results.append(StoreError(f"A store write failed: {exc}."))
                 else:
@@ -483,12 +575,11 @@ class SQLiteBackend:
         except sqlite3.Error as exc:
             if self._conn.in_transaction:
                 self._conn.rollback()
-            error = StoreError(f"Committing to the store {self.path!r} failed: {exc}.")
-            error.__cause__ = exc
-            return [error] * len(changes)
+            return [write_error(exc, self.path)] * len(changes)
         return results
 
-    def _apply_op(self, cur: sqlite3.Cursor, op: Op) -> Committed | None:
+    def _apply_op(self, cur: sqlite3.Cursor, op: Op, last_seq: int) -> Committed | None:
+        """Apply one op; `last_seq` is the highest event seq stored before this batch."""
         match op:
             case InsertTask(task=task, seq=seq, spec_json=spec_json):
                 cur.execute(_INSERT_TASK, (seq, task.spec.kind, *_task_values(task, spec_json)))
@@ -509,15 +600,19 @@ class SQLiteBackend:
                     (op.finished_at, op.state, _json_model(op.error), op.task_id, op.attempt),
                 )
             case AddEvent():
-                data = _json(op.data)
-                cur.execute(
-                    _INSERT_EVENT, (None, op.at, op.type, op.session, op.task_id, op.group, data)
-                )
-                assert cur.lastrowid is not None
-                return Committed(cur.lastrowid, op)
+                return self._insert_event(cur, op)
+            case AddGroupSummary():
+                return self._insert_event(cur, _group_summary(cur, op))
             case SetNoticeCursor(session=session, seq=seq):
-                cur.execute(_SET_NOTICE_CURSOR, (session, seq))
+                cur.execute(_SET_NOTICE_CURSOR, (session, min(seq, last_seq)))
         return None
+
+    @staticmethod
+    def _insert_event(cur: sqlite3.Cursor, op: AddEvent) -> Committed:
+        data = _json(op.data)
+        cur.execute(_INSERT_EVENT, (None, op.at, op.type, op.session, op.task_id, op.group, data))
+        assert cur.lastrowid is not None
+        return Committed(cur.lastrowid, op)
 
     def sweep(self, before: float) -> list[str]:
         """Delete tasks that finished before `before`, their attempts and old events.

@@ -19,11 +19,12 @@ Cancellation: a `commit` cancelled while waiting still commits (the change is al
 Callers that must keep memory in step with the store pass the update as `then`, which the
 writer runs right after the commit whatever happens to the caller (no cancel scope needed).
 `run` drains what is queued before it returns after `aclose`; if it is cancelled instead,
-waiting callers get `Closed`.
+what is queued is committed directly (shielded), as is every later commit until `aclose`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -38,8 +39,9 @@ import anyio
 import anyio.to_thread
 
 from outrider._asynclib import pin_async_library
-from outrider._errors import Closed, StoreError
+from outrider._errors import Closed, StoreError, StoreUnavailable
 from outrider._logging import logger
+from outrider._paths import open_private, private_dir, tighten
 
 from ._sqlite import Change, Committed, SQLiteBackend
 
@@ -121,37 +123,55 @@ class Store:
         self._wake = anyio.Event()
         self._closing = False
         self._running = False
+        self.write_problem: str | None = None
+        """Why the last write failed when the disk is to blame (full, read-only); None once
+        a write succeeds again."""
 
     async def open(self) -> None:
         """Lock, connect and migrate the database."""
         await anyio.to_thread.run_sync(self._open_sync)
 
     def _open_sync(self) -> None:
-        if self.in_memory:
-            uri = f"file:outrider-{uuid.uuid4().hex}?mode=memory&cache=shared"
-            self._writer = SQLiteBackend(uri)
-            self._reader = self._writer
-            self._read_limiter = self._write_limiter
-        else:
-            db = Path(self.path)
-            if not db.parent.is_dir():
-                raise StoreError(
-                    f"The folder of the store {self.path!r} does not exist; create it or give "
-                    "another `db` path."
-                )
-            self._lock(db)
-            self._writer = SQLiteBackend(self.path)
-            self._writer.migrate()
-            self._writer.leave_checkpoints_to_others()
-            self._reader = SQLiteBackend(self.path)
-            self._checkpointer = SQLiteBackend(self.path)
-        if self.in_memory:
-            self._writer.migrate()
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.in_memory:
+                uri = f"file:outrider-{uuid.uuid4().hex}?mode=memory&cache=shared"
+                self._writer = SQLiteBackend(uri)
+                self._reader = self._writer
+                self._read_limiter = self._write_limiter
+                self._writer.migrate()
+            else:
+                self._open_file(Path(self.path))
+            private_dir(self.log_dir)
+        except OSError as exc:
+            self._close_sync()
+            raise StoreError(
+                f"Cannot open the store {self.path!r}: {exc.strerror} ({exc.filename}); make "
+                "its folder writable, or give another `db`."
+            ) from None
+        except BaseException:
+            self._close_sync()
+            raise
+
+    def _open_file(self, db: Path) -> None:
+        if not db.parent.is_dir():
+            raise StoreError(
+                f"The folder of the store {self.path!r} does not exist; create it or give "
+                "another `db` path."
+            )
+        self._lock(db)
+        os.close(open_private(db, os.O_RDWR | os.O_CREAT))  # SQLite gives its WAL these modes
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                tighten(db.with_name(db.name + suffix), 0o600)
+        self._writer = SQLiteBackend(self.path)
+        self._writer.migrate()
+        self._writer.leave_checkpoints_to_others()
+        self._reader = SQLiteBackend(self.path)
+        self._checkpointer = SQLiteBackend(self.path)
 
     def _lock(self, db: Path) -> None:
         lock_path = db.with_name(db.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = open_private(lock_path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -184,9 +204,14 @@ class Store:
                 tg.cancel_scope.cancel()
         finally:
             self._running = False
-            closed = Closed("The store closed before this change was committed.")
-            self._filling.finish([closed for _ in self._filling.changes])
-            self._filling = _Batch()
+            batch, self._filling = self._filling, _Batch()
+            if batch.changes:  # cancelled with changes queued: they are committed all the same
+                with anyio.CancelScope(shield=True):
+                    results = await anyio.to_thread.run_sync(
+                        self.backend.apply, batch.changes, limiter=self._write_limiter
+                    )
+                batch.finish(results)
+                self._publish(results)
 
     async def _write_loop(self) -> None:
         while True:
@@ -218,6 +243,14 @@ class Store:
                 logger.warning("checkpointing the store %s failed: %s", self.path, exc)
 
     def _publish(self, results: Results) -> None:
+        problem = next((r for r in results if isinstance(r, StoreUnavailable)), None)
+        if problem is not None:
+            if self.write_problem is None:
+                logger.error("%s", problem)
+            self.write_problem = str(problem)
+        elif self.write_problem is not None and any(isinstance(r, list) for r in results):
+            logger.warning("the store %s can write again", self.path)
+            self.write_problem = None
         if self._on_commit is not None:
             self._on_commit([e for r in results if not isinstance(r, Exception) for e in r])
 

@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING, Literal, Protocol, TypedDict
 
 from pydantic import ValidationError
 
-from .._errors import TaskCancelled, TaskFailed, TaskTimedOut, user_error
+from .._errors import (
+    OutriderError,
+    QueueFull,
+    StoreError,
+    StoreUnavailable,
+    TaskCancelled,
+    TaskFailed,
+    TaskTimedOut,
+    UserError,
+    user_error,
+)
 from .._models import SubmitItem, TaskState
 
 if TYPE_CHECKING:
@@ -34,6 +44,7 @@ __all__ = [
     "SubmitOptions",
     "Tasks",
     "options_of",
+    "submit_error",
     "submit_item",
     "task_outcome",
 ]
@@ -223,6 +234,19 @@ def submit_item(spec: TaskSpec, options: Mapping[str, object]) -> SubmitItem:
         return SubmitItem.model_validate({**given, "spec": spec})
     except ValidationError as exc:
         raise user_error(exc.errors()) from None
+
+
+def submit_error(error: SubmitError, max_queued: int | None) -> OutriderError:
+    """The exception a refused single submit raises."""
+    match error.type:
+        case "QueueFull":
+            return QueueFull(max_queued)
+        case "StoreUnavailable":
+            return StoreUnavailable(error.message)
+        case "StoreError" | "Closed":
+            return StoreError(error.message)
+        case _:
+            return UserError(error.message, field=error.field)
 
 
 def task_outcome(task: Task, timeout: float | None) -> JsonValue:

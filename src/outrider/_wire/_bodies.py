@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, JsonValue
 
-from .._models import MAX_SEQ, Notice, SubmitError, Task
+from .._models import MAX_SEQ, Int, Notice, Number, SubmitError, Task
 from .._version import __version__
 
 __all__ = [
@@ -62,7 +62,7 @@ class WaitBody(BaseModel):
     """Which tasks to wait for, and how long."""
 
     task_ids: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, max_length=1000)
-    timeout: float = Field(default=30.0, ge=0, le=MAX_WAIT)
+    timeout: Number = Field(default=30.0, ge=0, le=MAX_WAIT)
     return_when: Literal["all", "any"] = "all"
 
 
@@ -100,13 +100,13 @@ class NoticeList(BaseModel):
 class AckBody(BaseModel):
     """Acknowledge every notice with `seq <= up_to`."""
 
-    up_to: int = Field(ge=0, le=MAX_SEQ)
+    up_to: Int = Field(ge=0, le=MAX_SEQ)
 
 
 class LimitBody(BaseModel):
     """A key's new concurrency limit."""
 
-    limit: int = Field(ge=1, le=100_000)
+    limit: Int = Field(ge=1, le=100_000)
 
 
 class ErrorDetail(BaseModel):
@@ -128,7 +128,14 @@ class ErrorBody(BaseModel):
 
 
 class Health(BaseModel):
-    """Liveness; `status` says whether the daemon is fully up."""
+    """Liveness and state.
 
-    status: Literal["ok"] = "ok"
+    `ok`; `recovering` while the processes a crash left are being stopped; `degraded` while the
+    store cannot write (`detail` says why).
+    """
+
+    status: Literal["ok", "recovering", "degraded"] = "ok"
     version: str = __version__
+    detail: str | None = None
+    proof: str | None = None
+    """The answer to `challenge`: HMAC-SHA256 keyed by the token named by `token_id`."""

@@ -67,6 +67,8 @@ class Op(Generic[T]):
     """The task the request is about (a 404 names it)."""
     hold: float = 0.0
     """Seconds the daemon may hold the request before it answers (long polls)."""
+    auth: bool = True
+    """Whether the request carries the token (then the daemon must first prove it holds it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +105,7 @@ def _present(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def health() -> Op[Health]:
     """`GET /health`: liveness (no token needed)."""
-    return Op("GET", "/health", Health.model_validate)
+    return Op("GET", "/health", Health.model_validate, auth=False)
 
 
 def submit(item: SubmitItem, *, wait: float | None = None) -> Op[Task]:

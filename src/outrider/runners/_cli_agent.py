@@ -49,13 +49,16 @@ class CliTemplate:
 
     `command` is an argv; `{prompt}` is replaced by the prompt. `model_args` (with `{model}`
     replaced) go where `command` has `{model_args}`, else at the end, when a model is given.
-    `output` names how the answer is read from stdout.
+    `output` names how the answer is read from stdout. `pass_env` names the variables the CLI
+    gets from outrider's environment besides the safe base every task gets (its provider
+    keys; an entry ending in `*` is a prefix).
     """
 
     command: tuple[str, ...]
     model_args: tuple[str, ...] = ()
     output: OutputFormat = "text"
     env: Mapping[str, str] = field(default_factory=dict)
+    pass_env: tuple[str, ...] = ()
 
     def argv(self, prompt: str, model: str | None) -> list[str]:
         """The command line for `prompt`."""
@@ -70,27 +73,33 @@ class CliTemplate:
         return argv + extra
 
 
+_ANTHROPIC = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL")
+_OPENAI = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
+_GEMINI = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_CLOUD_PROJECT", "GOOGLE_GENAI_USE_VERTEXAI")
+_MANY = (*_ANTHROPIC, *_OPENAI, *_GEMINI, "OPENROUTER_API_KEY")
+
 BUILTIN_TEMPLATES: dict[str, CliTemplate] = {
     "claude": CliTemplate(
         ("claude", "-p", "--output-format", "json", _MODEL_ARGS, "--", "{prompt}"),
         ("--model", "{model}"), "claude-json",
+        pass_env=(*_ANTHROPIC, "CLAUDE_CONFIG_DIR", "CLAUDE_CODE_*"),
     ),
     "codex": CliTemplate(
         ("codex", "exec", "--json", _MODEL_ARGS, "--", "{prompt}"), ("--model", "{model}"),
-        "codex-jsonl",
+        "codex-jsonl", pass_env=(*_OPENAI, "CODEX_HOME"),
     ),
     "gemini": CliTemplate(
         ("gemini", "--output-format", "json", _MODEL_ARGS, "--prompt={prompt}"),
-        ("--model", "{model}"), "gemini-json",
+        ("--model", "{model}"), "gemini-json", pass_env=_GEMINI,
     ),
     "opencode": CliTemplate(
         ("opencode", "run", "--format", "json", _MODEL_ARGS, "--", "{prompt}"),
-        ("--model", "{model}"), "opencode-jsonl",
+        ("--model", "{model}"), "opencode-jsonl", pass_env=(*_MANY, "OPENCODE_*"),
     ),
     "aider": CliTemplate(
         ("aider", "--yes-always", "--no-pretty", "--no-stream", "--no-check-update",
          "--no-show-release-notes", _MODEL_ARGS, "--message={prompt}"),
-        ("--model", "{model}"), "aider-text",
+        ("--model", "{model}"), "aider-text", pass_env=(*_MANY, "AIDER_*"),
     ),
 }  # fmt: skip
 """The agent CLIs outrider knows; config adds or overrides templates by name."""
@@ -259,14 +268,20 @@ class CliAgentRunner:
 
     Args:
         templates: Extra or overriding templates by CLI name (from config).
+        shell: The shell runner that runs the CLIs (its environment and sandbox settings).
     """
 
     kind = "cli_agent"
     uses_processes = True
 
-    def __init__(self, templates: Mapping[str, CliTemplate] | None = None) -> None:
+    def __init__(
+        self,
+        templates: Mapping[str, CliTemplate] | None = None,
+        *,
+        shell: ShellRunner | None = None,
+    ) -> None:
         self.templates = {**BUILTIN_TEMPLATES, **(templates or {})}
-        self._shell = ShellRunner()
+        self._shell = shell or ShellRunner()
 
     def default_keys(self, spec: object) -> tuple[str, ...]:
         """`agent:<name>` (or `cli:<cli>`), and `model:<model>` when one is named."""
@@ -300,7 +315,7 @@ class CliAgentRunner:
             command=argv, cwd=spec.cwd, env={**template.env, **spec.env},
             grace_period=spec.grace_period,
         )  # fmt: skip
-        outcome = await self._shell.run(shell, ctx, stdout=capture)
+        outcome = await self._shell.execute(shell, ctx, pass_env=template.pass_env, stdout=capture)
         try:
             answer, usage = parse_answer(stdout.decode(errors="replace"), template.output)
         except (ValueError, json.JSONDecodeError) as exc:

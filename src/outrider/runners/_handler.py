@@ -3,8 +3,9 @@
 - `async def` handlers run as coroutines on the event loop; cancellation is delivered inside
   them at their next `await`.
 - Plain `def` handlers run in worker threads. A thread cannot be interrupted: on cancellation
-  `ctx.cancel_requested` turns true and the thread is abandoned at once (its slot is freed;
-  whatever it returns later is discarded).
+  `ctx.cancel_requested` turns true and the thread is abandoned at once: the task ends saying
+  so, but keeps its concurrency slots until the thread really returns (so a limit of 1 never
+  runs two bodies at once); whatever it returns is discarded.
 - `isolation="process"` handlers run in a `WorkerPool` process; cancellation kills the worker.
 
 A handler is called as `handler(ctx, **params)`; its return value must be JSON-serialisable.
@@ -12,6 +13,7 @@ A handler is called as `handler(ctx, **params)`; its return value must be JSON-s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -19,6 +21,8 @@ import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+import anyio
+import anyio.from_thread
 import anyio.to_thread
 
 from outrider._models import HandlerSpec
@@ -68,6 +72,25 @@ def _failure(handler: str, exc: Exception) -> RunFailure:
     )
 
 
+async def _in_thread(call: Callable[[], object], ctx: RunContext) -> object:
+    """Run `call` in a worker thread; if stopped, abandon it, telling `ctx` when it ends."""
+    ended = anyio.Event()
+
+    def body() -> object:
+        try:
+            return call()
+        finally:
+            with contextlib.suppress(RuntimeError):  # the event loop is gone: no one waits
+                anyio.from_thread.run_sync(ended.set)
+
+    try:
+        return await anyio.to_thread.run_sync(body, abandon_on_cancel=True)
+    except anyio.get_cancelled_exc_class():
+        if not ended.is_set():
+            ctx.abandon(ended)
+        raise
+
+
 class HandlerRunner:
     """Runs `HandlerSpec` tasks with the handlers registered on the orchestrator."""
 
@@ -100,9 +123,7 @@ class HandlerRunner:
             if inspect.iscoroutinefunction(handler.fn):
                 value = await handler.fn(ctx, **spec.params)
             else:
-                value = await anyio.to_thread.run_sync(
-                    functools.partial(handler.fn, ctx, **spec.params), abandon_on_cancel=True
-                )
+                value = await _in_thread(functools.partial(handler.fn, ctx, **spec.params), ctx)
         except RunFailure:
             raise
         except Exception as exc:

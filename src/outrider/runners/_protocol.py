@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
+    import anyio
     from pydantic import JsonValue
 
     from outrider._models import Usage
@@ -76,6 +77,14 @@ class RunContext(Protocol):
         ...
 
     @property
+    def resuming(self) -> bool:
+        """Whether the previous attempt was interrupted (a crash or a shutdown).
+
+        A runner that kept its progress (`save_transcript`) may continue from it.
+        """
+        ...
+
+    @property
     def cancel_requested(self) -> bool:
         """Whether the task is being stopped; code in threads polls this."""
         ...
@@ -109,6 +118,17 @@ class RunContext(Protocol):
 
     async def save_transcript(self, data: bytes) -> None:
         """Store the task's transcript (JSON), replacing the previous one."""
+        ...
+
+    async def load_transcript(self) -> bytes | None:
+        """The transcript stored by this task's previous attempts, if any."""
+        ...
+
+    def abandon(self, ended: anyio.Event) -> None:
+        """The run is stopped but left work it cannot interrupt (a thread) running on.
+
+        The task ends now, saying so, and keeps its concurrency slots until `ended` is set.
+        """
         ...
 
     async def track_process(self, pid: int) -> None:

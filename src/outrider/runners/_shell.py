@@ -1,41 +1,51 @@
 """The `shell` runner: a command in its own process group, output streamed to the task log.
 
-- The child starts in a new session (`start_new_session=True`), so its process group holds it
-  and everything it starts that does not leave the group.
+- The child starts in a new session with a clean environment: a documented safe base (`PATH`,
+  `HOME`, `LANG`, … — `outrider.runners._procs.SAFE_ENV`), the names the runner is told to pass
+  through, the task's own `env`, and the attempt's marker (`OUTRIDER_TASK`), by which every
+  process it starts is found (`outrider.runners._tracked`).
+- A task of a principal that does not own the daemon runs in a sandbox hiding the daemon's
+  store, tokens and processes (`outrider.runners._sandbox`), when the runner is given one.
 - Output (stdout and stderr interleaved) is read in chunks of at most 64 KiB and handed to
   `ctx.output`; only a bounded tail (8 KiB) is kept in memory, for the result or the error.
-  A caller that parses stdout (`run(…, stdout=…)`) gets stdout's chunks too, and stderr is
+  A caller that parses stdout (`execute(…, stdout=…)`) gets stdout's chunks too, and stderr is
   read from its own pipe so it only reaches the log.
-- Stopping (cancellation, timeout, shutdown): SIGTERM to the group, `grace_period` seconds for
-  the leader to exit, then SIGKILL to the group and to any descendant that left it. The child
-  is always waited for, so no zombie is left. Cleanup is shielded and bounded.
+- The task ends when its main process exits: whatever it left running is then stopped (TERM,
+  `grace_period`, KILL), and the output they wrote up to then is kept.
+- Stopping (cancellation, timeout, shutdown): SIGTERM to the group and to every process of the
+  task, `grace_period` seconds for them to exit, then SIGKILL to what is left. The child is
+  always waited for, so no zombie is left. Cleanup is shielded and bounded.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import subprocess
-import threading
 from typing import TYPE_CHECKING
 
 import anyio
-import anyio.abc
-import psutil
+import anyio.lowlevel
 
 from .._models import ShellSpec
+from ._procs import marker, task_environment
 from ._protocol import RunContext, RunFailure, RunOutcome
+from ._tracked import TaskProcess
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
-__all__ = ["ShellRunner", "terminate_process_tree"]
+    from anyio.abc import ByteReceiveStream
+
+    from ._sandbox import Sandbox
+
+__all__ = ["ShellRunner"]
 
 _CHUNK = 64 * 1024
 _TAIL_BYTES = 8 * 1024
 _RESULT_LINES = 20
 _RESULT_CHARS = 4000
+_DRAIN = 1.0
+"""Seconds to read what is left in the pipe once every process of the task is stopped."""
 
 
 def _last_lines(tail: bytes, lines: int = _RESULT_LINES) -> str:
@@ -50,96 +60,48 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
-def _kill_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-_PROC_CHILDREN = os.path.exists(f"/proc/self/task/{threading.get_native_id()}/children")
-"""Linux lists a process's children in /proc; reading them beats scanning every process."""
-
-
-def _child_pids(pid: int) -> list[int]:
-    found: list[int] = []
-    try:
-        for thread in os.scandir(f"/proc/{pid}/task"):
-            with open(os.path.join(thread.path, "children")) as listing:
-                found.extend(int(p) for p in listing.read().split())
-    except OSError:  # it exited meanwhile: its children went to init, out of our reach
-        pass
-    return found
-
-
-def _descendants(pid: int) -> list[psutil.Process]:
-    if not _PROC_CHILDREN:
-        try:
-            return psutil.Process(pid).children(recursive=True)
-        except psutil.Error:
-            return []
-    found: list[psutil.Process] = []
-    pending = _child_pids(pid)
-    while pending:
-        child = pending.pop()
-        with contextlib.suppress(psutil.Error):
-            found.append(psutil.Process(child))
-            pending.extend(_child_pids(child))
-    return found
-
-
-def _kill_all(processes: list[psutil.Process]) -> None:
-    for proc in processes:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-
-
-def terminate_process_tree(pid: int, *, create_time: float | None, grace_period: float) -> bool:
-    """Stop a process left by a dead outrider: TERM its group, wait, KILL; synchronous.
-
-    A process whose start time differs from `create_time` is another program that reused the
-    pid and is left alone.
-
-    Returns:
-        Whether the process was found (and stopped).
-    """
-    try:
-        proc = psutil.Process(pid)
-        if create_time is not None and abs(proc.create_time() - create_time) > 0.5:
-            return False
-        children = proc.children(recursive=True)
-    except psutil.Error:
-        return False
-    _kill_group(pid, signal.SIGTERM)
-    with contextlib.suppress(psutil.Error):
-        proc.terminate()
-    _, alive = psutil.wait_procs([proc, *children], timeout=grace_period)
-    _kill_group(pid, signal.SIGKILL)
-    _kill_all(alive)
-    psutil.wait_procs(alive, timeout=1.0)
-    return True
-
-
 class ShellRunner:
-    """Runs `ShellSpec` tasks as child processes."""
+    """Runs `ShellSpec` tasks as child processes.
+
+    Args:
+        pass_env: Names passed from outrider's environment to every task besides the safe
+            base (an entry ending in `*` is a prefix).
+        sandbox: Where tasks of untrusted principals run (`outrider.runners._sandbox`).
+    """
 
     kind = "shell"
     uses_processes = True
+
+    def __init__(self, *, pass_env: Sequence[str] = (), sandbox: Sandbox | None = None) -> None:
+        self.pass_env = tuple(pass_env)
+        self.sandbox = sandbox
 
     def default_keys(self, spec: object) -> tuple[str, ...]:
         """Every shell task holds the key `shell` unless it names its own."""
         return ("shell",)
 
-    async def run(
-        self, spec: object, ctx: RunContext, *, stdout: Callable[[bytes], None] | None = None
+    async def run(self, spec: object, ctx: RunContext) -> RunOutcome:
+        """Run the command; see the module docstring for output and stopping."""
+        assert isinstance(spec, ShellSpec)
+        return await self.execute(spec, ctx)
+
+    async def execute(
+        self,
+        spec: ShellSpec,
+        ctx: RunContext,
+        *,
+        pass_env: Sequence[str] = (),
+        stdout: Callable[[bytes], None] | None = None,
     ) -> RunOutcome:
-        """Run the command; see the module docstring for output and stopping.
+        """Run `spec` for `ctx`'s task.
 
         Args:
-            spec: The `ShellSpec`.
+            spec: The command.
             ctx: Where output and the process are reported.
+            pass_env: Names also passed through from outrider's environment (agent CLIs).
             stdout: Also called with each chunk of stdout; stderr is then kept apart from it
                 (it goes to the log only).
         """
-        assert isinstance(spec, ShellSpec)
         argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else spec.command
         if spec.cwd is not None and not await anyio.Path(spec.cwd).is_dir():
             raise RunFailure(
@@ -147,16 +109,15 @@ class ShellRunner:
                 "create it or fix `cwd`.",
                 type="RunnerError",
             )
+        task_marker = marker(ctx.task_id, ctx.attempt)
+        env = task_environment(task_marker, spec.env, passthrough=(*self.pass_env, *pass_env))
+        if self.sandbox is not None and self.sandbox.applies_to(ctx.session):
+            argv = self.sandbox.wrap(argv, env)
         try:
-            process = await anyio.open_process(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
+            proc = await TaskProcess.spawn(
+                argv, env=env, cwd=spec.cwd, task_marker=task_marker,
                 stderr=subprocess.STDOUT if stdout is None else subprocess.PIPE,
-                cwd=spec.cwd,
-                env={**os.environ, **spec.env},
-                start_new_session=True,
-            )
+            )  # fmt: skip
         except FileNotFoundError:
             raise RunFailure(
                 f"The executable {argv[0]!r} was not found; install it or fix `command` "
@@ -170,12 +131,12 @@ class ShellRunner:
             ) from None
         tail = bytearray()
         try:
-            await ctx.track_process(process.pid)
-            await self._read(process, ctx, tail, stdout)
-            code = await process.wait()
+            await anyio.lowlevel.checkpoint_if_cancelled()  # stopped while it was spawned
+            await ctx.track_process(proc.pid)
+            code = await self._communicate(proc, ctx, tail, spec.grace_period, stdout)
         finally:
             with anyio.CancelScope(shield=True):
-                await self._stop(process, spec.grace_period)
+                await proc.stop(spec.grace_period)
         text = _last_lines(bytes(tail))
         if code == 0:
             return RunOutcome(result=text, exit_code=0)
@@ -186,88 +147,51 @@ class ShellRunner:
         raise RunFailure(message, type="exit", exit_code=code, detail=text, retryable=True)
 
     @classmethod
-    async def _read(
+    async def _communicate(
         cls,
-        process: anyio.abc.Process,
+        proc: TaskProcess,
         ctx: RunContext,
         tail: bytearray,
+        grace_period: float,
         stdout: Callable[[bytes], None] | None,
-    ) -> None:
-        """Read the output to the log; stdout also to `stdout`, stderr apart, when given."""
-        if stdout is None:
-            await cls._pump(process, ctx, tail)
-            return
+    ) -> int:
+        """Stream the output until the leader exits; stop what it left; keep what they wrote."""
+        process = proc.process
+        assert process.stdout is not None
+        pipes: list[tuple[ByteReceiveStream, Callable[[bytes], None] | None]] = [
+            (process.stdout, stdout)
+        ]
+        if process.stderr is not None:
+            pipes.append((process.stderr, None))
+        drained = [anyio.Event() for _ in pipes]
         async with anyio.create_task_group() as tg:
-            tg.start_soon(cls._pump, process, ctx, tail, process.stdout, stdout)
-            tg.start_soon(cls._pump, process, ctx, tail, process.stderr)
+            for (stream, also), done in zip(pipes, drained, strict=True):
+                tg.start_soon(cls._pump, stream, ctx, tail, done, also)
+            code = await process.wait()
+            with anyio.CancelScope(shield=True):
+                await proc.stop_rest(grace_period)
+            with anyio.move_on_after(_DRAIN):
+                for done in drained:
+                    await done.wait()
+            tg.cancel_scope.cancel()
+        return code
 
     @staticmethod
     async def _pump(
-        process: anyio.abc.Process,
+        stream: ByteReceiveStream,
         ctx: RunContext,
         tail: bytearray,
-        pipe: anyio.abc.ByteReceiveStream | None = None,
+        drained: anyio.Event,
         also: Callable[[bytes], None] | None = None,
     ) -> None:
-        stream = pipe or process.stdout
-        assert stream is not None
-        if also is not None:
-            ctx = _Tee(ctx, also)  # type: ignore[assignment]  # forwards every RunContext member
-        while True:
-            try:
-                if process.returncode is not None:
-                    # The leader is gone; a backgrounded grandchild may hold the pipe open.
-                    with anyio.move_on_after(0.5):
-                        chunk = await stream.receive(_CHUNK)
-                        ctx.output(chunk)
-                        tail += chunk
-                        continue
-                    return
+        try:
+            while True:
                 chunk = await stream.receive(_CHUNK)
-            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-                return
-            ctx.output(chunk)
-            tail += chunk
-            if len(tail) > _TAIL_BYTES:
-                del tail[: len(tail) - _TAIL_BYTES]
-
-    @staticmethod
-    async def _stop(process: anyio.abc.Process, grace_period: float) -> None:
-        """Make sure the process and its group are gone, and reap the leader."""
-        pid = process.pid
-        stragglers = _descendants(pid)
-        if process.returncode is None:
-            _kill_group(pid, signal.SIGTERM)
-            with anyio.move_on_after(grace_period):
-                await process.wait()
-        _kill_group(pid, signal.SIGKILL)
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-        with anyio.move_on_after(5):
-            await process.wait()
-        _kill_all([p for p in stragglers if _alive(p)])
-        with contextlib.suppress(Exception):
-            await process.aclose()
-
-
-class _Tee:
-    """A RunContext whose output also goes to `also` (stdout to a parser)."""
-
-    def __init__(self, ctx: RunContext, also: Callable[[bytes], None]) -> None:
-        self._ctx = ctx
-        self._also = also
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._ctx, name)
-
-    def output(self, data: bytes | str) -> None:
-        self._also(data.encode() if isinstance(data, str) else data)
-        self._ctx.output(data)
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+                if also is not None:
+                    also(chunk)
+                ctx.output(chunk)
+                tail += chunk
+                if len(tail) > _TAIL_BYTES:
+                    del tail[: len(tail) - _TAIL_BYTES]
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            drained.set()

@@ -1,0 +1,86 @@
+"""The process-finding and stopping primitives, on real processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+
+import anyio
+import psutil
+
+from outrider.runners import _procs
+from outrider.testing import wait_until
+
+
+def spawn(code: str, **env: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["/bin/sh", "-c", code], env={**os.environ, **env},
+                            start_new_session=True)  # fmt: skip
+
+
+def alive(proc: subprocess.Popen[bytes]) -> bool:
+    return proc.poll() is None
+
+
+def test_the_guardian_stops_its_owners_processes_when_the_owner_dies() -> None:
+    owned = spawn("trap '' TERM; sleep 60 & wait", OUTRIDER_OWNER="owner-1")
+    other = spawn("sleep 60", OUTRIDER_OWNER="owner-2")
+    read_fd, write_fd = os.pipe()
+    guardian = threading.Thread(target=_procs.guard_main, args=([str(read_fd), "owner-1", "0.2"],))
+    guardian.start()
+    try:
+        anyio.run(lambda: wait_until(lambda: len(_procs.find_by_owner("owner-1")) == 2))
+        os.close(write_fd)  # the owner dies
+        guardian.join(timeout=20)
+        assert not guardian.is_alive()
+        assert owned.wait(timeout=5) is not None
+        assert _procs.find_by_owner("owner-1") == {}
+        assert alive(other)
+    finally:
+        os.close(read_fd)
+        for proc in (owned, other):
+            proc.kill()
+            proc.wait()
+
+
+def test_a_variable_is_read_wherever_it_is_in_the_environment() -> None:
+    first = subprocess.Popen(["sleep", "60"], env={"OUTRIDER_TASK": "t.1", "A": "b"})
+    last = subprocess.Popen(["sleep", "60"], env={"A": "b", "OUTRIDER_TASK": "t.2"})
+    try:
+        assert _procs._environ_value(first.pid, "OUTRIDER_TASK") == "t.1"
+        assert _procs._environ_value(last.pid, "OUTRIDER_TASK") == "t.2"
+        assert _procs._environ_value(last.pid, "MISSING") is None
+        assert _procs._environ_value(2**22 + 7, "A") is None  # no such process
+    finally:
+        for proc in (first, last):
+            proc.kill()
+            proc.wait()
+
+
+def test_a_stop_kills_after_the_grace_and_what_forked_meanwhile() -> None:
+    stubborn = spawn("trap '' TERM; sleep 60", OUTRIDER_TASK="t_s.1")
+    started = _procs.register_leader(stubborn.pid)
+    try:
+        anyio.run(lambda: wait_until(
+            lambda: len(_procs.find_task_processes("t_s.1", stubborn.pid, started)) == 2
+        ))  # fmt: skip
+        found = _procs.find_task_processes("t_s.1", stubborn.pid, started)
+        late = spawn("sleep 61", OUTRIDER_TASK="t_s.1")  # forked after the search
+
+        def again() -> dict[int, int]:
+            return _procs.find_task_processes("t_s.1", None, started)
+
+        count = _procs.stop_processes([(found, 0.1)], find_again=again)
+        assert count >= 3
+        assert stubborn.wait(timeout=5) is not None
+        assert late.wait(timeout=5) is not None
+        assert again() == {}
+    finally:
+        _procs.forget_leader(stubborn.pid)
+
+
+def test_without_a_subreaper_there_are_no_orphans_to_stop_or_reap() -> None:
+    assert not _procs.is_subreaper()
+    assert _procs.stop_orphans(0.1) == 0
+    assert _procs.reap_orphans() == []
+    assert psutil.Process().pid == os.getpid()
