@@ -204,14 +204,24 @@ def user_error(
     """
     first = errors[0] if errors else {"loc": (), "msg": "invalid input"}
     raw_loc = first.get("loc")
+    where_from = raw_loc if isinstance(raw_loc, tuple | list) else ()
     parts = [
         str(p)
-        for p in (raw_loc if isinstance(raw_loc, tuple | list) else ())
+        for p in where_from
         if p not in _LOCATION_PARTS and not (isinstance(p, int) and p < 0)
     ]
     loc = ".".join(parts)
     field = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or None)
+    if field is None and where_from:  # the whole body (or header, query) is to blame
+        field = str(where_from[0])
+    message = str(first.get("msg")).removeprefix("Value error, ")
+    if field == "body" and first.get("type") == "missing":
+        message = "it is empty; send a JSON object"
     got = first.get("input")
-    shown = "" if got is None or isinstance(got, Mapping | list) else f" (got {got!r:.200})"
+    shown = "" if got is None or isinstance(got, Mapping | list) else f" (got {_clip(repr(got))})"
     where = f"`{field}`" if field else subject
-    return UserError(f"Invalid {where}: {first.get('msg')}{shown}.", field=field)
+    return UserError(f"Invalid {where}: {message}{shown}.", field=field)
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

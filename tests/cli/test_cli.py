@@ -22,8 +22,11 @@ from tests.fakellm import FakeLLM, Reply
 PY = sys.executable
 
 
-def outrider(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def outrider(*args: str, cwd: Path, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The real command in a process of its own (`run` makes its process a subreaper)."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    if home is not None:
+        env["OUTRIDER_HOME"] = str(home)
     return subprocess.run(
         [PY, "-m", "outrider._cli", *args], capture_output=True, text=True, cwd=cwd, env=env,
         timeout=120, check=False,
@@ -126,13 +129,12 @@ def test_a_batch_runs_agent_tasks_with_the_configs_providers(tmp_path: Path) -> 
         )
         config = tmp_path / "providers.toml"
         config.write_text(f'[providers.fake]\nbase_url = "{fake.base_url}"\napi_key = "k"\n')
-        done = CliRunner().invoke(
-            app, ["run", str(batch), "--json", "--config", str(config), "--db",
-                  str(tmp_path / "o.db")],
-            env={"OUTRIDER_HOME": str(tmp_path / "home")},
+        done = outrider(
+            "run", str(batch), "--json", "--config", str(config), "--db", str(tmp_path / "o.db"),
+            cwd=tmp_path, home=tmp_path / "home",
         )  # fmt: skip
         assert fake.calls_for("writer")[1].tool_results == ["alpha\n"]
-    assert done.exit_code == 1, done.output
+    assert done.returncode == 1, done.stdout + done.stderr
     assert "warning: agents: " in done.stderr
     tasks = {t["label"]: t for t in json.loads(done.stdout)["tasks"]}
     assert tasks["summary"]["state"] == "succeeded"

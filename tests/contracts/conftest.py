@@ -56,11 +56,15 @@ async def serving(orch: outrider.Orchestrator) -> AsyncIterator[str]:
     def sessions(principal: str, name: str) -> outrider.Tasks:
         return orch.session(name, owner=principal, admin=principal == LOCAL)
 
-    app = create_app(sessions, stopping=stopping, request_stop=stopping.set)
-    config = uvicorn.Config(AuthMiddleware(app, tokens=Tokens(TOKENS)), log_level="warning",
+    tokens = Tokens(TOKENS)
+    app = create_app(
+        sessions, status=orch.status, stopping=stopping, request_stop=stopping.set, tokens=tokens
+    )
+    config = uvicorn.Config(AuthMiddleware(app, tokens=tokens), log_level="warning",
                             lifespan="off", timeout_graceful_shutdown=1)  # fmt: skip
     server = _Server(config)
     sock = _bind("127.0.0.1", 0)
+    app.state.port = sock.getsockname()[1]
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: server.serve(sockets=[sock]))
         with anyio.fail_after(10):

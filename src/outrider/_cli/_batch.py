@@ -104,14 +104,14 @@ class BatchTask(BaseModel):
         return spec, self.timeout or agent.timeout
 
     def check(self) -> None:
-        """Check the options as a submit would (the spec is checked by `spec`).
+        """Check the task as a submit would (an agent's spec is checked by `spec`).
 
         Raises:
             ValidationError: A field the submit would refuse.
         """
-        spec = ShellSpec(command=self.command, cwd=self.cwd, env=self.env) if self.command else None
+        command = self.command if self.command is not None else "true"
         SubmitItem(
-            spec=spec or ShellSpec(command="true"), priority=self.priority,
+            spec=ShellSpec(command=command, cwd=self.cwd, env=self.env), priority=self.priority,
             keys=tuple(self.keys) if self.keys is not None else None, timeout=self.timeout,
             ttl=self.ttl, max_attempts=self.max_attempts, label=self.label,
             description=self.description,
