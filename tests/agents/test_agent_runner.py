@@ -11,8 +11,8 @@ import pytest
 import outrider
 from outrider._agents._definitions import AgentDefinition
 from outrider._agents._providers import Price, ProviderConfig, Providers
+from outrider._agents._runner import AgentRunner
 from outrider._agents._workspace import Patterns, Policy
-from outrider.runners._agent import AgentRunner
 from outrider.testing import wait_until
 from tests.fakellm import FakeLLM, Reply
 

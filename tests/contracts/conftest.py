@@ -17,9 +17,9 @@ import pytest
 import uvicorn
 
 import outrider
-from outrider._daemon._auth import LOCAL, Tokens
 from outrider._daemon._serve import _bind, _Server
 from outrider._http._app import AuthMiddleware, create_app
+from outrider._http._auth import LOCAL, Tokens
 
 from ..engine.gates import Gates
 

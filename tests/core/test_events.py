@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import anyio
 import pytest
 
-from outrider._core._events import EventBus
-from outrider._models import Event
+from outrider._core._bus import EventBus
+from outrider._types._task import Event
 
 
 def _event(seq: int, session: str) -> Event:

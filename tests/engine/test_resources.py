@@ -8,7 +8,7 @@ import psutil
 
 import outrider
 from outrider import TaskState
-from outrider._resources import ResourceGate
+from outrider._engine._resources import ResourceGate
 
 if TYPE_CHECKING:
     from pathlib import Path

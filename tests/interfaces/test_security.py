@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from outrider import AsyncClient, Client, DaemonError, UserError, shell
-from outrider._daemon._auth import read_token
+from outrider._http._auth import read_token
 from outrider.testing import wait_until
 
 from .conftest import launch, stop

@@ -10,8 +10,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import outrider
-from outrider._errors import Closed, StoreError
-from outrider._models import ErrorInfo, Task, TaskState
 from outrider._store import _store
 from outrider._store._sqlite import (
     AddEvent,
@@ -23,6 +21,8 @@ from outrider._store._sqlite import (
     StartAttempt,
     UpdateTask,
 )
+from outrider._types._errors import Closed, StoreError
+from outrider._types._task import ErrorInfo, Task, TaskState
 from outrider.testing import wait_until
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._errors import UserError
-from .._models import AgentSpec, CliAgentSpec
+from .._types._errors import UserError
+from .._types._task import AgentSpec, CliAgentSpec
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -36,12 +36,12 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.usage import RunUsage, UsageLimits
 
-from .._models import AgentSpec, ShellSpec, TaskState, Usage
-from ..runners._agent import TOOL_NAMES
+from .._types._task import AgentSpec, ShellSpec, TaskState, Usage
 from ..runners._protocol import RunFailure, RunOutcome
 from ._budget import BudgetExceeded, BudgetGuard, Tree
 from ._metered import BudgetedModel
 from ._providers import ModelRef, ProviderError, Providers
+from ._runner import TOOL_NAMES
 from ._sandbox import SandboxStatus, bwrap_argv
 from ._workspace import ToolRefused, Workspace
 
@@ -50,9 +50,9 @@ if TYPE_CHECKING:
 
     from pydantic_ai.models import Model
 
-    from ..runners._agent import AgentRunner
     from ..runners._protocol import RunContext
     from ._definitions import AgentDefinition, AgentSet
+    from ._runner import AgentRunner
 
 __all__ = ["AgentLoop"]
 

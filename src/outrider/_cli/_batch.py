@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .._agents._delegation import agent_spec
-from .._errors import UserError
-from .._models import AgentSpec, Int, Number, ShellSpec, SubmitItem, TaskSpec
+from .._types._errors import UserError
+from .._types._task import AgentSpec, Int, Number, ShellSpec, SubmitItem, TaskSpec
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

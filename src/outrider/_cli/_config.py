@@ -15,7 +15,7 @@ import typer
 
 from .._agents._definitions import load_agents
 from .._daemon._config import find_config_file, import_handlers, load_config
-from .._errors import UserError
+from .._types._errors import UserError
 from ._output import ConfigOpt, err, fail, out, warn
 
 __all__ = ["config_app"]

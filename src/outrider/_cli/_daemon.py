@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._client import AsyncClient, Client
-from .._errors import OutriderError, UserError
+from .._types._errors import OutriderError, UserError
 from ._output import ConfigOpt, JsonOpt, SessionOpt, answering, client, err, fail, out, print_json
 
 __all__ = ["limit", "mcp", "serve", "settle_collector", "status", "stop"]
@@ -97,11 +97,11 @@ def mcp(
 ) -> None:
     """Serve MCP over stdio for an agent host, backed by the daemon (started if needed)."""
     from .._agents._definitions import AgentCatalog
-    from .._daemon._auth import check_session_name
     from .._daemon._config import load_config
     from .._ids import new_task_id
     from .._mcp._server import build_server
     from .._mcp._tools import NoticeFeed
+    from .._types._api import check_session_name
 
     try:
         settings = load_config(config, mcp_tools=tools.split(",") if tools else None)

@@ -13,7 +13,7 @@ from .._agents._definitions import load_agents
 from .._agents._providers import BUILTIN_PROVIDERS
 from .._agents._sandbox import probe
 from .._daemon._config import load_config
-from .._errors import UserError
+from .._types._errors import UserError
 
 __all__ = ["doctor"]
 

@@ -24,10 +24,10 @@ from rich.table import Table
 from rich.text import Text
 
 from .._client import Client
-from .._errors import OutriderError, exit_code_of
+from .._core._notices import MARKS
 from .._logging import format_duration
-from .._models import Task, TaskState
-from .._notices import MARKS
+from .._types._errors import OutriderError, exit_code_of
+from .._types._task import Task, TaskState
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence

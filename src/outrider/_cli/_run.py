@@ -294,7 +294,7 @@ def demo(
     db: Annotated[Path | None, typer.Option(help="Store file (default: a fresh one).")] = None,
 ) -> None:
     """Lint, test and build a bundled sample project at once, then a prioritised burst."""
-    from .._demo import demo_agent, demo_batch
+    from ._demo import demo_agent, demo_batch
 
     console = Console()
     console.print(

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from pydantic import ValidationError
 
-from .._errors import UserError, user_error
-from .._models import AgentSpec, HandlerSpec, ShellSpec, TaskSpec
+from .._types._errors import UserError, user_error
+from .._types._task import AgentSpec, HandlerSpec, ShellSpec, TaskSpec
 from ._output import (
     JsonOpt,
     SessionOpt,
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from pydantic import JsonValue
 
     from .._client import Client
-    from .._models import Task
+    from .._types._task import Task
 
 __all__ = ["retry", "submit"]
 

@@ -14,8 +14,8 @@ import typer
 from rich.text import Text
 
 from .._agents._transcript import render_transcript
-from .._errors import TaskNotFound
-from .._models import Notice, Task, TaskState
+from .._types._errors import TaskNotFound
+from .._types._task import Notice, Task, TaskState
 from ._output import (
     JsonOpt,
     SessionOpt,

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio.to_thread
 import httpx
 
-from .._errors import AuthError, DaemonError
 from .._paths import daemon_file, data_dir, open_private, private_dir, token_file
 from .._proof import valid
+from .._types._errors import AuthError, DaemonError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, final
 
 import httpx
 
-from .._errors import DaemonError, error_from_wire
 from .._proof import challenge, token_id
 from .._types._api import submit_item, task_outcome
+from .._types._errors import DaemonError, error_from_wire
 from .._wire import _ops as ops
 from .._wire._bodies import MAX_WAIT
 from .._wire._sse import SSEDecoder
@@ -29,8 +29,17 @@ if TYPE_CHECKING:
     from pydantic import JsonValue
     from typing_extensions import Unpack
 
-    from .._models import Event, KeyStatus, Notice, Status, SubmitError, SubmitItem, Task, TaskSpec
     from .._types._api import SubmitOptions
+    from .._types._task import (
+        Event,
+        KeyStatus,
+        Notice,
+        Status,
+        SubmitError,
+        SubmitItem,
+        Task,
+        TaskSpec,
+    )
     from .._wire._bodies import Health
 
 __all__ = ["Client"]

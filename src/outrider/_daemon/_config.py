@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .._agents._providers import Price, ProviderConfig, Providers
-from .._errors import UserError
-from .._models import Int, Number, check_argument
 from .._paths import config_dir, data_dir
+from .._types._errors import UserError
+from .._types._task import Int, Number, check_argument
 from ..runners._cli_agent import OutputFormat
 
 if TYPE_CHECKING:

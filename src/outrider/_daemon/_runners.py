@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .._agents._runner import AgentRunner
 from .._paths import data_dir
-from ..runners._agent import AgentRunner
 from ..runners._cli_agent import BUILTIN_TEMPLATES, CliAgentRunner, CliTemplate
 from ..runners._sandbox import Sandbox
 from ..runners._shell import ShellRunner

@@ -21,13 +21,13 @@ import anyio
 import uvicorn
 
 from .._agents._definitions import AgentCatalog, load_agents
-from .._errors import UserError
 from .._http._app import AuthMiddleware, create_app
+from .._http._auth import LOCAL, Tokens
 from .._logging import logger
 from .._mcp._server import build_server, daemon_resolver
-from .._orchestrator import Orchestrator
 from .._paths import daemon_file, data_dir, open_private, private_dir
-from ._auth import LOCAL, Tokens
+from .._service._orchestrator import Orchestrator
+from .._types._errors import UserError
 from ._config import import_handlers
 from ._runners import agent_limits, runners
 

@@ -24,10 +24,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .._daemon._auth import LOCAL, check_session_name
-from .._errors import Closed, NotAllowed, OutriderError, http_status_of, user_error
-from .._models import MAX_SEQ, KeyStatus, Status, SubmitItem, Task, TaskState
-from .._types._api import Tasks, options_of
+from .._types._api import Tasks, check_session_name, options_of
+from .._types._errors import Closed, NotAllowed, OutriderError, http_status_of, user_error
+from .._types._task import MAX_SEQ, KeyStatus, Status, SubmitItem, Task, TaskState
 from .._version import __version__
 from .._wire._bodies import (
     MAX_WAIT,
@@ -45,6 +44,7 @@ from .._wire._bodies import (
     WaitBody,
     WaitResult,
 )
+from ._auth import LOCAL
 from ._guard import guarded
 
 if TYPE_CHECKING:
@@ -52,8 +52,8 @@ if TYPE_CHECKING:
 
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-    from .._daemon._auth import Tokens
     from .._types._api import ReturnWhen, Sessions
+    from ._auth import Tokens
 
 __all__ = ["SESSION_HEADER", "AuthMiddleware", "create_app"]
 

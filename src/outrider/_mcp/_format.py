@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .._core._notices import MARKS
 from .._logging import format_duration
-from .._models import TaskState
-from .._notices import MARKS
+from .._types._task import TaskState
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .._models import Notice, Task
+    from .._types._task import Notice, Task
 
 __all__ = ["notices_block", "task_detail", "task_line", "tasks_table"]
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import MCPServer
 
-from .._daemon._auth import check_session_name
+from .._types._api import check_session_name
 from .._version import __version__
 from ._tools import NoticeFeed, Tools
 

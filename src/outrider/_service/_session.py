@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, final
 
-from .._errors import NotAllowed, StoreUnavailable, UserError
-from .._models import SubmitError, SubmitItem, Task
 from .._types._api import submit_error, submit_item
+from .._types._errors import NotAllowed, StoreUnavailable, UserError
+from .._types._task import SubmitError, SubmitItem, Task
 
 if TYPE_CHECKING:
     import builtins
@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from pydantic import JsonValue
     from typing_extensions import Unpack
 
-    from .._models import Event, KeyStatus, Notice, Status, TaskSpec
-    from .._orchestrator import Orchestrator
     from .._types._api import SubmitOptions
+    from .._types._task import Event, KeyStatus, Notice, Status, TaskSpec
+    from ._orchestrator import Orchestrator
 
 __all__ = ["Session"]
 

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, JsonValue
 from pydantic_core import to_json
 
-from outrider._errors import StoreError, StoreUnavailable
-from outrider._models import (
+from outrider._types._errors import StoreError, StoreUnavailable
+from outrider._types._task import (
     TASK_SPEC_ADAPTER,
     ErrorInfo,
     Event,

@@ -39,9 +39,9 @@ import anyio
 import anyio.to_thread
 
 from outrider._asynclib import pin_async_library
-from outrider._errors import Closed, StoreError, StoreUnavailable
 from outrider._logging import logger
 from outrider._paths import open_private, private_dir, tighten
+from outrider._types._errors import Closed, StoreError, StoreUnavailable
 
 from ._sqlite import Change, Committed, SQLiteBackend
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, TypedDict
 
 from pydantic import ValidationError
 
-from .._errors import (
+from ._errors import (
     OutriderError,
     QueueFull,
     StoreError,
@@ -27,7 +27,7 @@ from .._errors import (
     UserError,
     user_error,
 )
-from .._models import SubmitItem, TaskState
+from ._task import SubmitItem, TaskState
 
 if TYPE_CHECKING:
     import builtins
@@ -36,10 +36,11 @@ if TYPE_CHECKING:
     from pydantic import JsonValue
     from typing_extensions import Unpack
 
-    from .._models import Event, KeyStatus, Notice, Status, SubmitError, Task, TaskSpec
+    from ._task import Event, KeyStatus, Notice, Status, SubmitError, Task, TaskSpec
 
 __all__ = [
     "ReturnWhen",
+    "check_session_name",
     "Sessions",
     "SubmitOptions",
     "Tasks",
@@ -203,6 +204,16 @@ class Tasks(Protocol):
         the same owner, each event naming its session.
         """
         ...
+
+
+def check_session_name(name: str) -> str:
+    """`name` if it is a valid session name, else a UserError naming the rule."""
+    if not (0 < len(name) <= 64) or not all(c.isalnum() or c in "._:-" for c in name):
+        raise UserError(
+            f"Invalid session name {name!r}: use 1-64 letters, digits and . _ : -.",
+            field="session",
+        )
+    return name
 
 
 Sessions = Callable[[str, str], Tasks]

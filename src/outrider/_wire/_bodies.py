@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, JsonValue
 
-from .._models import MAX_SEQ, Int, Notice, Number, SubmitError, Task
+from .._types._task import MAX_SEQ, Int, Notice, Number, SubmitError, Task
 from .._version import __version__
 
 __all__ = [

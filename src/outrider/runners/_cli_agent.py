@@ -20,7 +20,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from .._models import CliAgentSpec, ShellSpec, Usage
+from .._types._task import CliAgentSpec, ShellSpec, Usage
 from ._protocol import RunFailure, RunOutcome
 from ._shell import ShellRunner
 

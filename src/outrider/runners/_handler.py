@@ -25,7 +25,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
-from outrider._models import HandlerSpec
+from outrider._types._task import HandlerSpec
 
 from ._protocol import RunContext, RunFailure, RunOutcome
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import anyio
     from pydantic import JsonValue
 
-    from outrider._models import Usage
+    from outrider._types._task import Usage
 
 __all__ = ["RunContext", "RunFailure", "RunOutcome", "Runner"]
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.lowlevel
 
-from .._models import ShellSpec
+from .._types._task import ShellSpec
 from ._procs import marker, task_environment
 from ._protocol import RunContext, RunFailure, RunOutcome
 from ._tracked import TaskProcess

@@ -13,15 +13,15 @@ import os
 import secrets
 from typing import TYPE_CHECKING
 
-from .._errors import UserError
 from .._logging import logger
 from .._paths import tighten
 from .._proof import proof, token_id
+from .._types._errors import UserError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ._config import Config
+    from .._daemon._config import Config
 
 __all__ = ["LOCAL", "Tokens", "ensure_token", "read_token"]
 
@@ -107,13 +107,3 @@ class Tokens:
             if hmac.compare_digest(given, expected):
                 found = principal
         return found
-
-
-def check_session_name(name: str) -> str:
-    """`name` if it is a valid session name, else a UserError naming the rule."""
-    if not (0 < len(name) <= 64) or not all(c.isalnum() or c in "._:-" for c in name):
-        raise UserError(
-            f"Invalid session name {name!r}: use 1-64 letters, digits and . _ : -.",
-            field="session",
-        )
-    return name

@@ -29,19 +29,19 @@ from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
-from .._agents._budget import Tree
-from .._agents._definitions import AgentCatalog, AgentSet
-from .._agents._providers import ProviderError, Providers
-from .._agents._sandbox import SandboxMode, SandboxStatus, probe
-from .._models import AgentSpec
 from .._paths import config_dir, data_dir
+from .._types._task import AgentSpec
+from ._budget import Tree
+from ._definitions import AgentCatalog, AgentSet
+from ._providers import ProviderError, Providers
+from ._sandbox import SandboxMode, SandboxStatus, probe
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from .._agents._definitions import AgentDefinition
-    from .._orchestrator import Orchestrator
-    from ._protocol import RunContext, RunOutcome
+    from .._service._orchestrator import Orchestrator
+    from ..runners._protocol import RunContext, RunOutcome
+    from ._definitions import AgentDefinition
 
 __all__ = ["TOOL_NAMES", "AgentRunner", "Tree"]
 

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from ._models import Task
+    from ._task import Task
 
 __all__ = [
     "AuthError",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from .._cli._batch import Batch, BatchTask
+from .._batch import Batch, BatchTask
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -61,8 +61,8 @@ def demo_batch() -> Batch:
 
 def demo_agent(console: Console) -> None:
     """A read-only sub-agent describes the sample project, when a model is configured."""
-    from .. import AgentDefinition, AgentRunner, Orchestrator, agent
-    from .._daemon._config import load_config
+    from ... import AgentDefinition, AgentRunner, Orchestrator, agent
+    from ..._daemon._config import load_config
 
     config = load_config()
     if not config.default_model:

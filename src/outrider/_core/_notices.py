@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._models import Notice, TaskState
+from .._types._task import Notice, TaskState
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ._models import Event
+    from .._types._task import Event
 
 __all__ = ["MARKS", "fold_notices", "notice_of", "notices_from_events"]
 

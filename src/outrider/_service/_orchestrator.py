@@ -20,20 +20,27 @@ import anyio
 import anyio.to_thread
 from pydantic import JsonValue, ValidationError
 
-from ._core._clock import Clock, SystemClock
-from ._core._events import EventBus
-from ._core._queue import ReadyQueue
-from ._engine import Engine, NewTask
-from ._errors import (
+from .._core._bus import EventBus
+from .._core._clock import Clock, SystemClock
+from .._core._notices import notice_of, notices_from_events
+from .._core._queue import ReadyQueue
+from .._engine._engine import Engine, NewTask
+from .._engine._resources import ResourceGate
+from .._ids import new_task_id
+from .._logging import configure_from_env
+from .._paths import data_dir
+from .._store._logs import TaskLog, transcript_path
+from .._store._sqlite import NOTICE_EVENT_TYPES, Committed, SetNoticeCursor
+from .._store._store import Store
+from .._types._api import submit_error, submit_item, task_outcome
+from .._types._errors import (
     Closed,
     QueueFull,
     TaskNotFound,
     UserError,
     user_error,
 )
-from ._ids import new_task_id
-from ._logging import configure_from_env
-from ._models import (
+from .._types._task import (
     MAX_PAYLOAD_BYTES,
     MAX_SEQ,
     Event,
@@ -46,18 +53,11 @@ from ._models import (
     TaskSpec,
     TaskState,
 )
-from ._notices import notice_of, notices_from_events
-from ._paths import data_dir
-from ._resources import ResourceGate
-from ._service._session import Session
-from ._store._logs import TaskLog, transcript_path
-from ._store._sqlite import NOTICE_EVENT_TYPES, Committed, SetNoticeCursor
-from ._store._store import Store
-from ._types._api import submit_error, submit_item, task_outcome
-from .runners._cli_agent import CliAgentRunner
-from .runners._handler import Handler, HandlerRunner, Isolation
-from .runners._pool import WorkerPool
-from .runners._shell import ShellRunner
+from ..runners._cli_agent import CliAgentRunner
+from ..runners._handler import Handler, HandlerRunner, Isolation
+from ..runners._pool import WorkerPool
+from ..runners._shell import ShellRunner
+from ._session import Session
 
 if TYPE_CHECKING:
     import builtins
@@ -68,8 +68,8 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
-    from ._store._sqlite import SQLiteBackend
-    from .runners._protocol import Runner
+    from .._store._sqlite import SQLiteBackend
+    from ..runners._protocol import Runner
 
 __all__ = ["Orchestrator"]
 

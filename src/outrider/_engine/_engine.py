@@ -49,13 +49,11 @@ import anyio.from_thread
 import anyio.to_thread
 import psutil
 
-from ._asynclib import pin_async_library
-from ._core._queue import Entry, ReadyQueue
-from ._errors import Closed, StoreError, StoreUnavailable
-from ._logging import format_duration, logger
-from ._models import ErrorInfo, Progress, Task, TaskState, Usage
-from ._store._logs import TaskLog, transcript_path, write_atomically
-from ._store._sqlite import (
+from .._asynclib import pin_async_library
+from .._core._queue import Entry, ReadyQueue
+from .._logging import format_duration, logger
+from .._store._logs import TaskLog, transcript_path, write_atomically
+from .._store._sqlite import (
     AddEvent,
     AddGroupSummary,
     Change,
@@ -64,8 +62,10 @@ from ._store._sqlite import (
     StartAttempt,
     UpdateTask,
 )
-from .runners._procs import Leftovers, marker, stop_leftovers
-from .runners._protocol import RunFailure, RunOutcome
+from .._types._errors import Closed, StoreError, StoreUnavailable
+from .._types._task import ErrorInfo, Progress, Task, TaskState, Usage
+from ..runners._procs import Leftovers, marker, stop_leftovers
+from ..runners._protocol import RunFailure, RunOutcome
 
 if TYPE_CHECKING:
     import random
@@ -74,11 +74,11 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
     from pydantic import JsonValue
 
-    from ._core._clock import Clock
+    from .._core._clock import Clock
+    from .._store._sqlite import Committed, SQLiteBackend, UnfinishedTask
+    from .._store._store import Results, Store
+    from ..runners._protocol import Runner
     from ._resources import ResourceGate
-    from ._store._sqlite import Committed, SQLiteBackend, UnfinishedTask
-    from ._store._store import Results, Store
-    from .runners._protocol import Runner
 
 __all__ = ["Engine", "NewTask", "StopReason"]
 

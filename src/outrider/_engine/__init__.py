@@ -1,0 +1,1 @@
+"""The engine: every unfinished task in memory, driven to exactly one end."""
