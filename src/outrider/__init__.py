@@ -2,8 +2,9 @@
 
 ```python
 async with outrider.Orchestrator() as orch:
-    task = await orch.submit(outrider.shell("pytest -q"), session="me")
-    (done,) = await orch.wait([task.id], session="me")
+    me = orch.session("me")
+    task = await me.submit(outrider.shell("pytest -q"))
+    (done,) = await me.wait([task.id])
 ```
 """
 
@@ -19,6 +20,7 @@ from ._client import AsyncClient as AsyncClient
 from ._client import Client as Client
 from ._service._orchestrator import Orchestrator as Orchestrator
 from ._service._session import Session as Session
+from ._service._settings import Settings as Settings
 from ._types._api import SubmitOptions as SubmitOptions
 from ._types._api import Tasks as Tasks
 from ._types._errors import AuthError as AuthError
@@ -87,6 +89,7 @@ __all__ = (
     "RunContext",
     "RunnerError",
     "Session",
+    "Settings",
     "ShellSpec",
     "Status",
     "StoreError",

@@ -174,8 +174,8 @@ async def test_the_wal_is_copied_into_the_database_off_the_write_path(
 
         before = db.stat().st_size
         items = [outrider.SubmitItem(spec=outrider.call("noop")) for _ in range(40)]
-        tasks = await orch.submit_many(items, session="s")
-        await orch.wait([t.id for t in tasks if isinstance(t, Task)], session="s")
+        tasks = await orch.session("s").submit_many(items)
+        await orch.session("s").wait([t.id for t in tasks if isinstance(t, Task)])
         # Commits never checkpoint; the store's own checkpointer grows the database file.
         await wait_until(lambda: db.stat().st_size > before, timeout=10)
 

@@ -413,19 +413,18 @@ class AgentLoop:
         assert orch is not None
         ctx = run.ctx
         timeout = self.runner.command_timeout if isinstance(spec, ShellSpec) else None
-        task = await orch.submit(
-            spec, session=ctx.session, parent=ctx.task_id, priority=10, timeout=timeout,
-            label=label,
-        )  # fmt: skip
+        task = await orch.session(ctx.session).submit(
+            spec, parent=ctx.task_id, priority=10, timeout=timeout,
+            label=label)  # fmt: skip
         try:
             async with ctx.waiting():
-                (done,) = await orch.wait([task.id], session=ctx.session)
+                (done,) = await orch.session(ctx.session).wait([task.id])
         except BaseException:  # this run is stopped: so is the child (cancel is idempotent)
             with anyio.CancelScope(shield=True):
-                await orch.cancel(task.id, session=ctx.session)
+                await orch.session(ctx.session).cancel(task.id)
             raise
         if isinstance(spec, ShellSpec):
-            tail = await orch.tail(done.id, session=ctx.session, lines=200)
+            tail = await orch.session(ctx.session).tail(done.id, lines=200)
             code = done.exit_code
             state = "timed out" if done.state == TaskState.TIMED_OUT else f"exit code {code}"
             return _clip(f"[{state}]\n{tail}", _RESULT_CHARS)

@@ -8,7 +8,7 @@ Invariants:
 - Write-ahead: every state change is committed to the store first, then memory is updated,
   then the committed events are published (by the store, in `seq` order). A crash between the
   steps loses nothing: the store is the truth and recovery starts from it.
-- Each unfinished task has one `_Live` record. A task ends exactly once, through `_end`, which
+- Each unfinished task has one `LiveTask` record. A task ends exactly once, through `_end`, which
   removes the record, releases its slot if it holds one, sets its `done` event, resolves the
   tasks that depend on it and, when it was the last unfinished task of its group, commits the
   `group.completed` summary.
@@ -80,7 +80,7 @@ if TYPE_CHECKING:
     from ..runners._protocol import Runner
     from ._resources import ResourceGate
 
-__all__ = ["Engine", "NewTask", "StopReason"]
+__all__ = ["Engine", "LiveTask", "NewTask", "StopReason"]
 
 StopReason = Literal["user", "parent", "dependency", "timeout", "ttl", "stall", "shutdown"]
 Callback = Callable[[Task], object]
@@ -119,7 +119,7 @@ class NewTask:
 
 
 @dataclass(eq=False, slots=True)
-class _Live:
+class LiveTask:
     task: Task
     seq: int
     runner: Runner
@@ -205,7 +205,7 @@ def _preview(value: JsonValue, limit: int = 200) -> str | None:
 class _Context:
     """The `RunContext` the engine gives a runner; safe to call from worker threads."""
 
-    def __init__(self, engine: Engine, live: _Live) -> None:
+    def __init__(self, engine: Engine, live: LiveTask) -> None:
         self._engine = engine
         self._live = live
         self._loop_thread = threading.get_ident()
@@ -313,7 +313,7 @@ class Engine:
         self.resources = resources
         self.retry_backoff = retry_backoff
         self._rng = rng
-        self.live: dict[str, _Live] = {}
+        self.live: dict[str, LiveTask] = {}
         self.terminal_counts: Counter[TaskState] = Counter()
         self._children: dict[str, set[str]] = {}
         self._dependents: dict[str, set[str]] = {}
@@ -329,12 +329,12 @@ class Engine:
         self.running_count = 0
         """Tasks holding a slot (started and not yet released)."""
         self._idle = anyio.Event()
-        self._recovered: list[_Live] = []
-        self._leftovers: list[tuple[_Live, Leftovers]] = []
+        self._recovered: list[LiveTask] = []
+        self._leftovers: list[tuple[LiveTask, Leftovers]] = []
         self.recovering_count = 0
         """Tasks found running at start whose leftover processes are being stopped."""
         self._recovery_done = anyio.Event()
-        self._unstored: dict[str, tuple[_Live, Task, Change]] = {}
+        self._unstored: dict[str, tuple[LiveTask, Task, Change]] = {}
         """Ends the store refused, by task id; each is committed again until it is stored."""
         self.handler_available: Callable[[str], bool] = lambda name: True
 
@@ -419,7 +419,7 @@ class Engine:
 
     # -- admission ------------------------------------------------------------------------
 
-    async def _recover(self, items: list[tuple[_Live, Leftovers]]) -> None:
+    async def _recover(self, items: list[tuple[LiveTask, Leftovers]]) -> None:
         """Stop what tasks found running at start left, all at once; then settle each.
 
         A task is retried (or fails `interrupted`) only once every process of its last attempt
@@ -501,8 +501,8 @@ class Engine:
 
     def _register(
         self, task: Task, seq: int, on_progress: Callback | None, on_done: Callback | None
-    ) -> _Live:
-        live = _Live(
+    ) -> LiveTask:
+        live = LiveTask(
             task=task,
             seq=seq,
             runner=self.runners[task.kind],
@@ -520,7 +520,7 @@ class Engine:
             self._add_timer(live.ttl_deadline, task.id, "ttl")
         return live
 
-    def _link_deps(self, live: _Live) -> None:
+    def _link_deps(self, live: LiveTask) -> None:
         for dep in list(live.task.depends_on):
             dep_live = self.live.get(dep)
             if dep_live is None:
@@ -529,7 +529,7 @@ class Engine:
                 live.pending_deps.add(dep)
                 self._dependents.setdefault(dep, set()).add(live.task_id)
 
-    def _admit(self, live: _Live, *, delay: float | None = None) -> None:
+    def _admit(self, live: LiveTask, *, delay: float | None = None) -> None:
         """Put a task whose dependencies are met in the ready queue (or hold it)."""
         if live.pending_deps:
             return
@@ -693,7 +693,7 @@ class Engine:
 
         await self.store.commit_then(changes, started, wait=False)
 
-    def _started(self, lives: list[_Live], results: Results, now_wall: float) -> None:
+    def _started(self, lives: list[LiveTask], results: Results, now_wall: float) -> None:
         """Starts were committed (or could not be): run each task, or queue it again."""
         now = self.clock.now()
         for live, result in zip(lives, results, strict=True):
@@ -739,7 +739,7 @@ class Engine:
         except RuntimeError:
             return None
 
-    def _release(self, live: _Live) -> None:
+    def _release(self, live: LiveTask) -> None:
         if live.holds_slot and live.abandoned is not None and not live.abandoned.is_set():
             if not live.release_pending:  # its thread still runs: the slot is its until it ends
                 live.release_pending = True
@@ -757,13 +757,13 @@ class Engine:
             if not self.running_count:
                 self._idle.set()
 
-    async def _release_after(self, live: _Live, ended: anyio.Event) -> None:
+    async def _release_after(self, live: LiveTask, ended: anyio.Event) -> None:
         await ended.wait()
         logger.warning("%s: its abandoned thread ended; its slot is free", live.task_id)
         live.abandoned = None
         self._release(live)
 
-    def lend_slot(self, live: _Live) -> None:
+    def lend_slot(self, live: LiveTask) -> None:
         """A running task waits for tasks it started: give its queue slots to others."""
         live.waiters += 1
         if live.waiters == 1 and live.holds_slot and not live.slot_lent:
@@ -772,7 +772,7 @@ class Engine:
             self.queue.release(live.task_id)
             self.wake()
 
-    async def take_slot_back(self, live: _Live) -> None:
+    async def take_slot_back(self, live: LiveTask) -> None:
         """The last wait of a task ended: queue it for its slots, first in its priority.
 
         Cancellation: safe; a slot request left queued is withdrawn when the task ends.
@@ -795,7 +795,7 @@ class Engine:
         assert live.slot_back is not None
         await live.slot_back.wait()
 
-    def _resume(self, live: _Live) -> None:
+    def _resume(self, live: LiveTask) -> None:
         live.slot_lent = False
         live.resume_queued = False
         assert live.slot_back is not None
@@ -803,7 +803,7 @@ class Engine:
 
     # -- running --------------------------------------------------------------------------
 
-    async def _run(self, live: _Live) -> None:
+    async def _run(self, live: LiveTask) -> None:
         outcome: RunOutcome | None = None
         failure: Exception | None = None
         try:
@@ -830,7 +830,7 @@ class Engine:
                 live.log = None
 
     async def _settle(
-        self, live: _Live, outcome: RunOutcome | None, failure: Exception | None
+        self, live: LiveTask, outcome: RunOutcome | None, failure: Exception | None
     ) -> None:
         reason = live.stop_reason
         task = live.task
@@ -849,13 +849,13 @@ class Engine:
             await self._end(live, TaskState.SUCCEEDED, result=outcome.result,
                             exit_code=outcome.exit_code, wait=False)  # fmt: skip
 
-    async def _end_stopped(self, live: _Live, reason: StopReason) -> None:
+    async def _end_stopped(self, live: LiveTask, reason: StopReason) -> None:
         # Shielded: this may start in a task group already cancelled with its owner, and the
         # stopped task must still end (cancellers wait for it).
         with anyio.CancelScope(shield=True):
             await self._end_stopped_now(live, reason)
 
-    async def _end_stopped_now(self, live: _Live, reason: StopReason) -> None:
+    async def _end_stopped_now(self, live: LiveTask, reason: StopReason) -> None:
         message = live.stop_message or reason
         task = live.task
         if live.abandoned is not None and not live.abandoned.is_set():
@@ -891,13 +891,13 @@ class Engine:
         info = ErrorInfo(type=type(failure).__name__, message=str(failure), detail=detail)
         return info, None, False
 
-    async def _settle_recovered(self, live: _Live) -> None:
+    async def _settle_recovered(self, live: LiveTask) -> None:
         reason = live.stop_reason or "shutdown"
         if reason == "shutdown":
             live.stop_message = "the outrider process running it stopped"
         await self._end_stopped(live, reason)
 
-    def _stop(self, live: _Live, reason: StopReason, message: str) -> None:
+    def _stop(self, live: LiveTask, reason: StopReason, message: str) -> None:
         """Record why a task stops, then stop it (queued: at once; running: cancel its scope)."""
         if live.stop_reason is not None or live.ending:
             return
@@ -936,7 +936,7 @@ class Engine:
 
     # -- reports from runners -------------------------------------------------------------
 
-    def note_progress(self, live: _Live, value: Progress) -> None:
+    def note_progress(self, live: LiveTask, value: Progress) -> None:
         """A runner reported progress."""
         if live.task_id not in self.live:
             return
@@ -945,7 +945,7 @@ class Engine:
         live.progress_dirty = True
         self._schedule_flush(live)
 
-    def note_output(self, live: _Live, data: bytes) -> None:
+    def note_output(self, live: LiveTask, data: bytes) -> None:
         """A runner produced output."""
         if live.task_id not in self.live:
             return
@@ -964,18 +964,18 @@ class Engine:
         live.output_dirty = True
         self._schedule_flush(live)
 
-    def note_usage(self, live: _Live, usage: Usage) -> None:
+    def note_usage(self, live: LiveTask, usage: Usage) -> None:
         """A runner reported usage."""
         live.task = live.task.model_copy(update={"usage": usage})
         live.progress_dirty = True
         self._schedule_flush(live)
 
-    def _schedule_flush(self, live: _Live) -> None:
+    def _schedule_flush(self, live: LiveTask) -> None:
         if not live.flush_scheduled and self._tg is not None and live.task_id in self.live:
             live.flush_scheduled = True
             self._tg.start_soon(self._flush, live)
 
-    def _pending_reports(self, live: _Live, now_wall: float) -> Change:
+    def _pending_reports(self, live: LiveTask, now_wall: float) -> Change:
         task = live.task
         change: Change = []
         if live.progress_dirty:
@@ -997,7 +997,7 @@ class Engine:
                                    {"text": text, "total_bytes": total}))  # fmt: skip
         return change
 
-    async def _flush(self, live: _Live) -> None:
+    async def _flush(self, live: LiveTask) -> None:
         try:
             next_at = live.last_flush + _FLUSH_INTERVAL
             if next_at > self.clock.now():
@@ -1022,7 +1022,7 @@ class Engine:
 
     # -- ending ---------------------------------------------------------------------------
 
-    async def _retry(self, live: _Live, error: ErrorInfo, *, delay: float | None = None) -> None:
+    async def _retry(self, live: LiveTask, error: ErrorInfo, *, delay: float | None = None) -> None:
         task = live.task
         if delay is None:
             base = self.retry_backoff * 2 ** (task.attempt - 1)
@@ -1073,7 +1073,7 @@ class Engine:
 
     async def _end(
         self,
-        live: _Live,
+        live: LiveTask,
         state: TaskState,
         *,
         result: JsonValue = None,
@@ -1124,7 +1124,7 @@ class Engine:
         await self._commit_end(live, ended, change, wait=wait)
 
     async def _commit_end(
-        self, live: _Live, ended: Task, change: Change, *, wait: bool = True, delay: float = 0.0
+        self, live: LiveTask, ended: Task, change: Change, *, wait: bool = True, delay: float = 0.0
     ) -> None:
         if delay:
             await self.clock.sleep_until(self.clock.now() + delay)
@@ -1135,7 +1135,7 @@ class Engine:
         await self.store.commit_then([change], after, wait=wait)
 
     def _ended(
-        self, live: _Live, ended: Task, change: Change, stored: list[Committed] | Exception
+        self, live: LiveTask, ended: Task, change: Change, stored: list[Committed] | Exception
     ) -> None:
         """A task's end is committed (or could not be): memory and follow-ups, in that order.
 
@@ -1166,7 +1166,9 @@ class Engine:
                 logger.info("group %s completed: %s tasks", event.op.group, event.op.data["total"])
         live.finish()  # last: waiters see the task's end (and its group's summary) stored
 
-    def _end_not_stored(self, live: _Live, ended: Task, change: Change, error: Exception) -> None:
+    def _end_not_stored(
+        self, live: LiveTask, ended: Task, change: Change, error: Exception
+    ) -> None:
         live.end_tries += 1
         if live.end_error is None:
             logger.error("%s: its end (%s) could not be stored; trying again until it is: %s",
@@ -1240,7 +1242,7 @@ class Engine:
         """Delete tasks, events and logs older than `retention`; unfinished tasks stay."""
         ids = await self.store.sweep(self.clock.wall() - self.retention)
         if ids:
-            counts = await self.store.read(lambda b: b.state_counts())
+            counts = await self.store.state_counts()
             self.terminal_counts = Counter(
                 {TaskState(s): n for s, n in counts.items() if TaskState(s).terminal}
             )
@@ -1249,6 +1251,6 @@ class Engine:
             logger.info("swept %d finished tasks", len(ids))
         return len(ids)
 
-    def iter_live(self) -> Iterable[_Live]:
+    def iter_live(self) -> Iterable[LiveTask]:
         """The unfinished tasks."""
         return self.live.values()

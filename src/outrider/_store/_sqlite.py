@@ -765,7 +765,3 @@ class SQLiteBackend:
         """The highest task `seq` so far (0 if none)."""
         (value,) = self._conn.execute("SELECT coalesce(max(seq), 0) FROM tasks").fetchone()
         return int(value)
-
-    def group_members(self, session: str, group: str) -> list[Task]:
-        """Every task of a group, in submission order."""
-        return self.query(session=session, group=group)
