@@ -38,11 +38,21 @@ from ._types._errors import TaskFailed as TaskFailed
 from ._types._errors import TaskNotFound as TaskNotFound
 from ._types._errors import TaskTimedOut as TaskTimedOut
 from ._types._errors import UserError as UserError
+from ._types._events import ErrorSummary as ErrorSummary
+from ._types._events import Event as Event
+from ._types._events import EventData as EventData
+from ._types._events import EventType as EventType
+from ._types._events import GroupCompleted as GroupCompleted
+from ._types._events import GroupMember as GroupMember
+from ._types._events import TaskEnded as TaskEnded
+from ._types._events import TaskOutput as TaskOutput
+from ._types._events import TaskProgress as TaskProgress
+from ._types._events import TaskQueued as TaskQueued
+from ._types._events import TaskRetrying as TaskRetrying
+from ._types._events import TaskStarted as TaskStarted
 from ._types._task import AgentSpec as AgentSpec
 from ._types._task import CliAgentSpec as CliAgentSpec
 from ._types._task import ErrorInfo as ErrorInfo
-from ._types._task import Event as Event
-from ._types._task import EventType as EventType
 from ._types._task import HandlerSpec as HandlerSpec
 from ._types._task import KeyStatus as KeyStatus
 from ._types._task import Notice as Notice
@@ -63,20 +73,29 @@ from ._version import __version__ as __version__
 from .runners import RunContext as RunContext
 
 __all__ = (
+    "__version__",
+    "agent",
     "AgentDefinition",
     "AgentRunner",
     "AgentSpec",
     "AsyncClient",
     "AuthError",
+    "call",
+    "cli_agent",
     "CliAgentSpec",
     "Client",
     "Closed",
     "DaemonError",
     "ErrorInfo",
+    "ErrorSummary",
     "Event",
+    "EventData",
     "EventType",
+    "GroupCompleted",
+    "GroupMember",
     "HandlerSpec",
     "KeyStatus",
+    "load_agents",
     "NotAllowed",
     "Notice",
     "Orchestrator",
@@ -90,6 +109,7 @@ __all__ = (
     "RunnerError",
     "Session",
     "Settings",
+    "shell",
     "ShellSpec",
     "Status",
     "StoreError",
@@ -99,19 +119,19 @@ __all__ = (
     "SubmitOptions",
     "Task",
     "TaskCancelled",
+    "TaskEnded",
     "TaskError",
     "TaskFailed",
     "TaskNotFound",
+    "TaskOutput",
+    "TaskProgress",
+    "TaskQueued",
+    "TaskRetrying",
+    "Tasks",
     "TaskSpec",
+    "TaskStarted",
     "TaskState",
     "TaskTimedOut",
-    "Tasks",
     "Usage",
     "UserError",
-    "__version__",
-    "agent",
-    "call",
-    "cli_agent",
-    "load_agents",
-    "shell",
 )

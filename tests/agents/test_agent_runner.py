@@ -464,7 +464,7 @@ async def test_a_catastrophic_search_never_stalls_the_event_loop(
         task = await o.session(S).submit(outrider.agent("grepper", "Go", workspace=str(workspace)))
         with anyio.fail_after(30):
             async for event in o.session(S).events():
-                data = event.data.get("text") if event.type == "task.output" else None
+                data = getattr(event.data, "text", None) if event.type == "task.output" else None
                 if event.task_id == task.id and isinstance(data, str) and "→ grep" in data:
                     break
         await o.session(S).get(task.id)  # the loop answers while the search runs

@@ -22,7 +22,7 @@ async def main(db: str) -> None:
         texts: dict[str, str] = {a.id: "", b.id: ""}
         async for event in orch.session("s").events():
             if event.type == "task.output" and event.task_id in texts:
-                texts[event.task_id] += str(event.data["text"])
+                texts[event.task_id] += str(event.data.text)
                 if all("\n" in t for t in texts.values()):
                     break
         pids = {task_id: text.split()[1] for task_id, text in texts.items()}

@@ -28,7 +28,7 @@ async def main(db: str, spec: str) -> None:
         texts = dict.fromkeys(ids, "")
         async for event in orch.session("s").events():
             if event.type == "task.output" and event.task_id in texts:
-                texts[event.task_id] += str(event.data["text"])
+                texts[event.task_id] += str(event.data.text)
                 if all("\n" in t for t in texts.values()):
                     break
         for task_id in ids:

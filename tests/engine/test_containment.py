@@ -106,7 +106,7 @@ async def test_a_retry_starts_only_once_what_the_crashed_attempt_left_is_gone(
         async with outrider.Orchestrator(db, outrider.Settings(shutdown_grace=0.1)) as orch:
             with anyio.fail_after(20):
                 async for event in orch.session(S).events():
-                    if event.type == "task.started" and event.data["attempt"] == 2:
+                    if event.type == "task.started" and event.data.attempt == 2:
                         break
             assert gone(int(bg)), "the retry started beside the first attempt's process"
             await orch.session(S).cancel(task_id)

@@ -11,6 +11,7 @@ import pytest
 
 import outrider
 from outrider import TaskState
+from outrider._types._events import GroupCompleted
 
 from .gates import Gates
 
@@ -284,15 +285,15 @@ async def test_retries_with_backoff_record_each_attempt(db: Path, clock: FakeClo
             async for event in orch.session(S).events():
                 if event.type == "task.retrying":
                     retries.append(event)
-                    delay = event.data["delay"]
+                    delay = event.data.delay
                     assert isinstance(delay, float)
                     await anyio.wait_all_tasks_blocked()  # the backoff timer is armed
                     clock.jump(delay)
                 if event.type == "task.succeeded":
                     break
         assert calls == [1, 2, 3]
-        assert [e.data["attempt"] for e in retries] == [1, 2]
-        delays = [e.data["delay"] for e in retries]
+        assert [e.data.attempt for e in retries] == [1, 2]
+        delays = [e.data.delay for e in retries]
         assert 1.0 <= delays[0] <= 3.0
         assert 2.0 <= delays[1] <= 6.0
         done = await orch.session(S).get(task.id)
@@ -319,9 +320,10 @@ async def test_group_completed_once_even_when_last_is_cancelled(
     ]
     assert len(summaries) == 1
     data = summaries[0].data
-    assert data["total"] == 3
-    assert data["succeeded"] == 2
-    assert data["cancelled"] == 1
+    assert isinstance(data, GroupCompleted)
+    assert data.total == 3
+    assert data.succeeded == 2
+    assert data.cancelled == 1
     assert summaries[0].group == "g1"
 
 

@@ -48,7 +48,7 @@ async def test_process_isolation(db: Path) -> None:
         with anyio.fail_after(30):
             async for event in orch.session(S).events():
                 if event.task_id == blocked.id and event.type == "task.output":
-                    pid = int(str(event.data["text"]).split()[0])
+                    pid = int(str(event.data.text).split()[0])
                     break
         assert (await orch.session(S).cancel(blocked.id)).state is TaskState.CANCELLED
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

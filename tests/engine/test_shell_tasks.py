@@ -28,7 +28,7 @@ async def first_output(orch: outrider.Orchestrator, task_id: str) -> str:
     with anyio.fail_after(10):
         async for event in orch.session(S).events():
             if event.task_id == task_id and event.type == "task.output":
-                text += str(event.data["text"])
+                text += str(event.data.text)
                 if "\n" in text:
                     return text.split("\n")[0]
     raise AssertionError("unreachable")

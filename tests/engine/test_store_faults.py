@@ -73,7 +73,7 @@ async def test_a_groups_summary_is_stored_with_its_last_end(db: Path) -> None:
         events = [e async for e in orch.session(S).events(follow=False)]
     summaries = [e for e in events if e.type == "group.completed"]
     assert len(summaries) == 1
-    assert summaries[0].data["succeeded"] == 2
+    assert summaries[0].data.succeeded == 2
     last_end = max(e.seq for e in events if e.type == "task.succeeded")
     assert summaries[0].seq == last_end + 1  # committed with the last end
 

@@ -116,7 +116,7 @@ def check_lifecycle(task: Task, events: list[Event]) -> None:
     kinds = [e.type for e in events if e.type not in ("task.output", "task.progress")]
     assert kinds[0] == "task.queued", (task.id, kinds)
     assert kinds[-1] == f"task.{task.state}", (task.id, kinds)
-    starts = [e.data["attempt"] for e in events if e.type == "task.started"]
+    starts = [e.data.attempt for e in events if e.type == "task.started"]
     assert starts == list(range(1, task.attempt + 1)), (task.id, kinds)
     assert kinds.count("task.retrying") in (task.attempt - 1, task.attempt), (task.id, kinds)
     ends = {f"task.{s}" for s in TaskState if s.terminal}

@@ -63,6 +63,17 @@ from .._store._sqlite import (
     UpdateTask,
 )
 from .._types._errors import Closed, StoreError, StoreUnavailable
+from .._types._events import (
+    ENDED_TYPE,
+    ErrorSummary,
+    GroupCompleted,
+    TaskEnded,
+    TaskOutput,
+    TaskProgress,
+    TaskQueued,
+    TaskRetrying,
+    TaskStarted,
+)
 from .._types._task import ErrorInfo, Progress, Task, TaskState, Usage
 from ..runners._procs import Leftovers, marker, stop_leftovers
 from ..runners._protocol import RunFailure, RunOutcome
@@ -491,13 +502,10 @@ class Engine:
                 for item, r in zip(items, results, strict=True)]  # fmt: skip
 
     @staticmethod
-    def _queued_data(task: Task) -> dict[str, JsonValue]:
-        return {
-            "kind": task.kind,
-            "label": task.label,
-            "priority": task.priority,
-            "keys": list(task.keys),
-        }
+    def _queued_data(task: Task) -> TaskQueued:
+        return TaskQueued.model_construct(
+            kind=task.kind, label=task.label, priority=task.priority, keys=list(task.keys)
+        )
 
     def _register(
         self, task: Task, seq: int, on_progress: Callback | None, on_done: Callback | None
@@ -683,7 +691,7 @@ class Engine:
                         now_wall,
                         task.id,
                         task.group,
-                        {"attempt": attempt, "label": task.label},
+                        TaskStarted.model_construct(attempt=attempt, label=task.label),
                     ),
                 ]
             )
@@ -981,20 +989,24 @@ class Engine:
         if live.progress_dirty:
             live.progress_dirty = False
             change.append(UpdateTask(task.id, {"progress": task.progress, "usage": task.usage}))
-            data: dict[str, JsonValue] = {}
-            if task.progress is not None:
-                data = task.progress.model_dump(mode="json")
-            if task.usage is not None:
-                data["usage"] = task.usage.model_dump(mode="json")
-            change.append(AddEvent("task.progress", task.session, now_wall, task.id, task.group,
-                                   data))  # fmt: skip
+            progress = task.progress
+            data = TaskProgress.model_construct(
+                completed=progress.completed if progress else None,
+                total=progress.total if progress else None,
+                message=progress.message if progress else None, usage=task.usage,
+            )  # fmt: skip
+            change.append(
+                AddEvent("task.progress", task.session, now_wall, task.id, task.group, data)
+            )
         if live.output_dirty:
             live.output_dirty = False
             text = live.output_tail.decode(errors="replace")
             live.output_tail.clear()
             total = live.log.total_bytes if live.log is not None else 0
-            change.append(AddEvent("task.output", task.session, now_wall, task.id, task.group,
-                                   {"text": text, "total_bytes": total}))  # fmt: skip
+            output = TaskOutput.model_construct(text=text, total_bytes=total)
+            change.append(
+                AddEvent("task.output", task.session, now_wall, task.id, task.group, output)
+            )
         return change
 
     async def _flush(self, live: LiveTask) -> None:
@@ -1034,8 +1046,9 @@ class Engine:
                                  "pid": None, "error": error}),
             EndAttempt(task.id, task.attempt, now_wall, "retrying", error),
             AddEvent("task.retrying", task.session, now_wall, task.id, task.group,
-                     {"attempt": task.attempt, "max_attempts": task.max_attempts,
-                      "delay": round(delay, 3), "error": error.model_dump(mode="json")}),
+                     TaskRetrying.model_construct(attempt=task.attempt,
+                                                  max_attempts=task.max_attempts,
+                                                  delay=round(delay, 3), error=error)),
         ]  # fmt: skip
         stopped_before = live.stop_reason is not None
         with anyio.CancelScope(shield=True):
@@ -1098,18 +1111,17 @@ class Engine:
         }))  # fmt: skip
         if task.state is TaskState.RUNNING:
             change.append(EndAttempt(task.id, task.attempt, now_wall, str(state), error))
-        data: dict[str, JsonValue] = {
-            "label": task.label,
-            "description": task.description,
-            "state": str(state),
-            "exit_code": exit_code,
-            "result_preview": _preview(result),
-            "error": None if error is None else error.model_dump(mode="json", exclude={"detail"}),
-        }
-        if task.started_at is not None:
-            data["elapsed"] = round(max(0.0, now_wall - task.started_at.timestamp()), 3)
+        started = task.started_at
+        data = TaskEnded.model_construct(
+            state=state, label=task.label, description=task.description, exit_code=exit_code,
+            result_preview=_preview(result),
+            error=None if error is None else ErrorSummary.model_construct(
+                type=error.type, message=error.message
+            ),
+            elapsed=None if started is None else round(max(0.0, now_wall - started.timestamp()), 3),
+        )  # fmt: skip
         change.append(
-            AddEvent(f"task.{state}", task.session, now_wall, task.id, task.group, data)  # type: ignore[arg-type]  # f"task.{state}" is a terminal EventType
+            AddEvent(ENDED_TYPE[state], task.session, now_wall, task.id, task.group, data)
         )
         if task.group is not None and self._group_done(task.session, task.group):
             # Its last task: the summary is stored with this end, or not at all.
@@ -1163,7 +1175,9 @@ class Engine:
         self._resolve_dependents(ended)
         for event in stored:
             if event.op.type == "group.completed":
-                logger.info("group %s completed: %s tasks", event.op.group, event.op.data["total"])
+                summary = event.op.data
+                assert isinstance(summary, GroupCompleted)
+                logger.info("group %s completed: %s tasks", summary.group, summary.total)
         live.finish()  # last: waiters see the task's end (and its group's summary) stored
 
     def _end_not_stored(

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._store._sqlite import NOTICE_EVENT_TYPES
 from .._types._errors import TaskNotFound
+from .._types._events import NOTICE_TYPES
 from .._types._task import TaskState
 
 if TYPE_CHECKING:
@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from .._core._clock import Clock
     from .._engine._engine import Engine
     from .._store._store import Store
-    from .._types._task import Event, Task
+    from .._types._events import Event
+    from .._types._task import Task
     from ..runners._handler import Handler
     from ..runners._protocol import Runner
     from ._settings import Settings
@@ -112,7 +113,7 @@ class Core:
                 if not follow:
                     return
                 async for event in sub.receive:
-                    if event.seq <= last or (notices and event.type not in NOTICE_EVENT_TYPES):
+                    if event.seq <= last or (notices and event.type not in NOTICE_TYPES):
                         continue
                     yield event
                     last = event.seq

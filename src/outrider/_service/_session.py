@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
     from .._engine._engine import LiveTask
     from .._types._api import SubmitOptions
-    from .._types._task import Event, KeyStatus, Notice, Status, TaskSpec
+    from .._types._events import Event
+    from .._types._task import KeyStatus, Notice, Status, TaskSpec
     from ._core import Core
     from ._orchestrator import Orchestrator
 

@@ -50,7 +50,8 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskStatus
 
-    from outrider._types._task import Event, Task
+    from outrider._types._events import Event
+    from outrider._types._task import Task
 
 
 __all__ = ["Store"]
