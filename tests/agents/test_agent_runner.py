@@ -203,6 +203,30 @@ async def test_a_waiting_parent_lends_its_slot(tmp_path: Path, fake: FakeLLM) ->
     assert done.result == "done"
 
 
+async def test_named_keys_replace_the_agents_but_keep_the_model_and_provider_keys(
+    tmp_path: Path, fake: FakeLLM
+) -> None:
+    providers = _providers(fake, metered=ProviderConfig(base_url=fake.base_url, api_key="k",
+                                                        limit=1))  # fmt: skip
+    agents = {"one": _agent("one", "metered/one"), "two": _agent("two", "metered/two")}
+    fake.script("one", [Reply(text="first", latency=0.3)])
+    fake.script("two", [Reply.say("second")])
+    async with outrider.Orchestrator(
+        tmp_path / "o.db", runners=[AgentRunner(agents, providers)]
+    ) as o:
+        me = o.session(S)
+        first = await me.submit(outrider.agent("one", "go", workspace=str(tmp_path)), keys=["mine"])
+        second = await me.submit(outrider.agent("two", "go", workspace=str(tmp_path)))
+        assert first.keys == ("mine", "model:metered/one", "provider:metered")
+        assert second.keys == ("agent:two", "model:metered/two", "provider:metered")
+        assert o.status().keys["provider:metered"].limit == 1
+        done = await me.wait([first.id, second.id], timeout=30)
+    assert [t.result for t in done] == ["first", "second"]
+    assert done[1].started_at is not None
+    assert done[0].finished_at is not None
+    assert done[1].started_at >= done[0].finished_at  # one at a time on the provider
+
+
 async def test_budget_stop_keeps_the_transcript(
     orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path
 ) -> None:

@@ -38,7 +38,7 @@ import logging
 import threading
 import traceback
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -74,7 +74,7 @@ from .._types._events import (
     TaskRetrying,
     TaskStarted,
 )
-from .._types._task import ErrorInfo, Progress, Task, TaskState, Usage
+from .._types._task import ErrorInfo, Progress, Task, TaskSpec, TaskState, Usage
 from ..runners._procs import Leftovers, marker, stop_leftovers
 from ..runners._protocol import RunFailure, RunOutcome
 
@@ -213,6 +213,16 @@ def _preview(value: JsonValue, limit: int = 200) -> str | None:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+SubmitChild = Callable[[Task, TaskSpec, str | None, float | None], Awaitable[Task]]
+"""Stores a child of a running task: (parent, spec, label, timeout) -> the queued child."""
+
+
+async def _no_children(
+    parent: Task, spec: TaskSpec, label: str | None, timeout: float | None
+) -> Task:
+    raise RuntimeError("this engine starts no child tasks")
+
+
 class _Context:
     """The `RunContext` the engine gives a runner; safe to call from worker threads."""
 
@@ -263,12 +273,29 @@ class _Context:
         return self._live.task.session
 
     @asynccontextmanager
-    async def waiting(self) -> AsyncIterator[None]:
+    async def _waiting(self) -> AsyncIterator[None]:
         self._engine.lend_slot(self._live)
         try:
             yield
         finally:
             await self._engine.take_slot_back(self._live)
+
+    async def spawn(
+        self, spec: TaskSpec, /, *, label: str | None = None, timeout: float | None = None
+    ) -> Task:
+        engine = self._engine
+        child = await engine.submit_child(self._live.task, spec, label, timeout)
+        try:
+            async with self._waiting():
+                return await engine.ended(child.id)
+        except BaseException:  # this run is stopped: so is the child (cancel is idempotent)
+            with anyio.CancelScope(shield=True):
+                await engine.cancel(child.id, "parent", f"its parent {self.task_id} was stopped")
+            raise
+
+    async def tail(self, task_id: str, *, lines: int = 50) -> str:
+        log_dir = self._engine.store.log_dir
+        return await anyio.to_thread.run_sync(lambda: TaskLog.read(log_dir, task_id, lines=lines))
 
     async def save_transcript(self, data: bytes) -> None:
         path = transcript_path(self._engine.store.log_dir, self.task_id)
@@ -348,6 +375,7 @@ class Engine:
         self._unstored: dict[str, tuple[LiveTask, Task, Change]] = {}
         """Ends the store refused, by task id; each is committed again until it is stored."""
         self.handler_available: Callable[[str], bool] = lambda name: True
+        self.submit_child: SubmitChild = _no_children
 
     # -- start-up and shutdown ------------------------------------------------------------
 
@@ -923,6 +951,15 @@ class Engine:
             self._held.get(spec.handler, set()).discard(live.task_id)
         assert self._tg is not None
         self._tg.start_soon(self._end_stopped, live, reason)
+
+    async def ended(self, task_id: str) -> Task:
+        """The record of a task once it ended (it must be unfinished or just ended)."""
+        live = self.live.get(task_id)
+        if live is not None:
+            await live.done.wait()
+            return live.task
+        (task,) = (await self.store.get_many([task_id])).values()
+        return task
 
     async def cancel(self, task_id: str, reason: StopReason, message: str) -> None:
         """Stop a task and the tasks it spawned; returns once they have ended."""

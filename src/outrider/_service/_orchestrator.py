@@ -26,15 +26,16 @@ from .._engine._resources import ResourceGate
 from .._logging import configure_from_env
 from .._paths import data_dir
 from .._store._store import Store
+from .._types._api import submit_error, submit_item
 from .._types._errors import Closed, UserError
-from .._types._task import KeyStatus, Status, TaskState
+from .._types._task import KeyStatus, Status, SubmitError, TaskState
 from ..runners._cli_agent import CliAgentRunner
 from ..runners._handler import Handler, HandlerRunner, Isolation
-from ..runners._pool import WorkerPool
 from ..runners._shell import ShellRunner
 from ._core import Core
 from ._session import Session
 from ._settings import Settings
+from ._submit import submit_items
 
 if TYPE_CHECKING:
     import builtins
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from .._store._sqlite import Committed
-    from .._types._task import Task
+    from .._types._task import Task, TaskSpec
     from ..runners._protocol import Runner
 
 __all__ = ["Orchestrator", "default_db_path"]
@@ -98,18 +99,13 @@ class Orchestrator:
         self._bus = EventBus()
         self._store = Store(self._db, on_commit=self._publish)
         self._handlers: dict[str, Handler] = {}
-        self._pool: WorkerPool | None = None
         all_runners: list[Runner] = [
             ShellRunner(),
-            HandlerRunner(self._handlers, self._get_pool),
+            HandlerRunner(self._handlers, workers=settings.process_workers),
             CliAgentRunner(),
             *runners,
         ]
         self._runners: dict[str, Runner] = {r.kind: r for r in all_runners}
-        for runner in runners:
-            attach = getattr(runner, "attach", None)
-            if callable(attach):
-                attach(self)
         self._engine = Engine(
             self._store,
             runners=self._runners,
@@ -128,6 +124,7 @@ class Orchestrator:
             rng=rng or random.Random(),
         )  # fmt: skip
         self._engine.handler_available = self._handlers.__contains__
+        self._engine.submit_child = self._submit_child
         self._core = Core(
             store=self._store, engine=self._engine, bus=self._bus, clock=self._clock,
             runners=self._runners, handlers=self._handlers, settings=settings,
@@ -147,6 +144,8 @@ class Orchestrator:
         async with contextlib.AsyncExitStack() as stack:
             await self._store.open()
             stack.push_async_callback(self._store.aclose)
+            for runner in self._runners.values():  # left after the task group: after every run
+                await stack.enter_async_context(runner.lifespan(self))
             await anyio.to_thread.run_sync(self._engine.load, self._store.backend)
             self._tg = await stack.enter_async_context(anyio.create_task_group())
             await self._tg.start(self._store.run)
@@ -177,12 +176,6 @@ class Orchestrator:
         with anyio.CancelScope(shield=True):
             await self._engine.shutdown(self.settings.shutdown_grace)
             self._store.stop()
-            if self._pool is not None:
-                await self._pool.aclose()
-            for runner in self._runners.values():
-                close = getattr(runner, "aclose", None)
-                if callable(close):
-                    await close()
             self._bus.close()
         assert self._stack is not None
         try:
@@ -199,11 +192,6 @@ class Orchestrator:
             admin: Whether it may change limits (`set_limit`).
         """
         return Session(self, self._core, name, owner=owner, admin=admin)
-
-    def _get_pool(self) -> WorkerPool:
-        if self._pool is None:
-            self._pool = WorkerPool(max_workers=self.settings.process_workers)
-        return self._pool
 
     def _check_open(self, action: str) -> None:
         if self._state is _State.OPEN:
@@ -242,6 +230,22 @@ class Orchestrator:
             )
         self._handlers[name] = Handler(name=name, fn=fn, isolation=isolation)
         self._engine.release_held(name)
+
+    async def _submit_child(
+        self, parent: Task, spec: TaskSpec, label: str | None, timeout: float | None
+    ) -> Task:
+        """Store a child of a running task, first in its priority (`RunContext.spawn`).
+
+        Raises:
+            UserError, QueueFull, StoreError: It was refused (nothing was stored).
+        """
+        item = submit_item(
+            spec, {"parent": parent.id, "priority": 10, "timeout": timeout, "label": label}
+        )
+        (result,) = await submit_items(self._core, [item], session=parent.session)
+        if isinstance(result, SubmitError):
+            raise submit_error(result, self._engine.max_queued)
+        return result
 
     def _publish(self, committed: list[Committed]) -> None:
         """Hand committed events to live subscribers (made into records only if there are any)."""

@@ -125,11 +125,13 @@ def _new_task(
 ) -> Task:
     settings = core.settings
     runner = core.runners[item.spec.kind]
+    keys = item.keys or runner.default_keys(item.spec)
+    keys += tuple(k for k in runner.required_keys(item.spec) if k not in keys)
     return _NEW_TASK.model_copy(  # every field was validated in `item`
         update={
             "id": new_task_id(), "session": session, "created_at": created_at,
             "spec": item.spec, "priority": item.priority,
-            "keys": item.keys or runner.default_keys(item.spec), "label": item.label,
+            "keys": keys, "label": item.label,
             "description": item.description, "group": item.group,
             "parent": item.parent, "depends_on": item.depends_on,
             "timeout": item.timeout if item.timeout is not None else settings.default_timeout,
