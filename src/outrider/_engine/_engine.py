@@ -41,7 +41,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -50,6 +49,7 @@ import anyio.to_thread
 import psutil
 
 from .._asynclib import pin_async_library
+from .._core import _lifecycle as lifecycle
 from .._core._queue import Entry, ReadyQueue
 from .._logging import format_duration, logger
 from .._store._logs import TaskLog, transcript_path, write_atomically
@@ -57,22 +57,15 @@ from .._store._sqlite import (
     AddEvent,
     AddGroupSummary,
     Change,
-    EndAttempt,
     InsertTask,
-    StartAttempt,
     UpdateTask,
+    rows_of,
 )
 from .._types._errors import Closed, StoreError, StoreUnavailable
 from .._types._events import (
-    ENDED_TYPE,
-    ErrorSummary,
     GroupCompleted,
-    TaskEnded,
     TaskOutput,
     TaskProgress,
-    TaskQueued,
-    TaskRetrying,
-    TaskStarted,
 )
 from .._types._task import ErrorInfo, Progress, Task, TaskSpec, TaskState, Usage
 from ..runners._procs import Leftovers, marker, stop_leftovers
@@ -199,18 +192,6 @@ class LiveTask:
             self._done.set()
         if self._settled is not None:
             self._settled.set()
-
-
-def _utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
-
-
-def _preview(value: JsonValue, limit: int = 200) -> str | None:
-    if value is None:
-        return None
-    text = value if isinstance(value, str) else repr(value)
-    text = text.strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 SubmitChild = Callable[[Task, TaskSpec, str | None, float | None], Awaitable[Task]]
@@ -501,19 +482,8 @@ class Engine:
             seq = self.next_seq()
             seqs.append(seq)
             task = item.task
-            changes.append(
-                [
-                    InsertTask(task, seq, item.spec_json),
-                    AddEvent(
-                        "task.queued",
-                        task.session,
-                        now,
-                        task.id,
-                        task.group,
-                        self._queued_data(task),
-                    ),
-                ]
-            )
+            changes.append([InsertTask(task, seq, item.spec_json),
+                            *rows_of(lifecycle.queued(task, at=now))])  # fmt: skip
 
         def queue(results: Results) -> None:
             debug = logger.isEnabledFor(logging.DEBUG)
@@ -528,12 +498,6 @@ class Engine:
         results = await self.store.commit_many(changes, then=queue)
         return [r if isinstance(r, Exception) else item.task
                 for item, r in zip(items, results, strict=True)]  # fmt: skip
-
-    @staticmethod
-    def _queued_data(task: Task) -> TaskQueued:
-        return TaskQueued.model_construct(
-            kind=task.kind, label=task.label, priority=task.priority, keys=list(task.keys)
-        )
 
     def _register(
         self, task: Task, seq: int, on_progress: Callback | None, on_done: Callback | None
@@ -694,45 +658,23 @@ class Engine:
         lives = [live for live in lives if not live.holds_slot]
         if not lives:
             return
-        changes: list[Change] = []
+        steps = [lifecycle.start(live.task, at=now_wall) for live in lives]
         for live in lives:
             live.holds_slot = True
             self.running_count += 1
-            task = live.task
-            attempt = task.attempt + 1
-            changes.append(
-                [
-                    UpdateTask(
-                        task.id,
-                        {
-                            "state": TaskState.RUNNING,
-                            "attempt": attempt,
-                            "started_at": _utc(now_wall),
-                            "ready_at": None,
-                            "progress": None,
-                        },
-                    ),
-                    StartAttempt(task.id, attempt, now_wall),
-                    AddEvent(
-                        "task.started",
-                        task.session,
-                        now_wall,
-                        task.id,
-                        task.group,
-                        TaskStarted.model_construct(attempt=attempt, label=task.label),
-                    ),
-                ]
-            )
+        changes = [rows_of(step) for step in steps]
 
         def started(results: Results) -> None:
-            self._started(lives, results, now_wall)
+            self._started(lives, steps, results)
 
         await self.store.commit_then(changes, started, wait=False)
 
-    def _started(self, lives: list[LiveTask], results: Results, now_wall: float) -> None:
+    def _started(
+        self, lives: list[LiveTask], steps: list[lifecycle.Transition], results: Results
+    ) -> None:
         """Starts were committed (or could not be): run each task, or queue it again."""
         now = self.clock.now()
-        for live, result in zip(lives, results, strict=True):
+        for live, step, result in zip(lives, steps, results, strict=True):
             if isinstance(result, Exception):  # it stays queued in the store
                 self._release(live)
                 reason = live.stop_reason
@@ -745,10 +687,7 @@ class Engine:
                     if self._start_soon(self._end_stopped, live, reason) is None:
                         logger.error("%s: left as stored: the orchestrator stopped", live.task_id)
                 continue
-            live.task = live.task.model_copy(
-                update={"state": TaskState.RUNNING, "attempt": live.task.attempt + 1,
-                        "started_at": _utc(now_wall), "progress": None}
-            )  # fmt: skip
+            live.task = step.task
             live.last_activity = now
             if live.task.timeout is not None:
                 live.run_deadline = now + live.task.timeout
@@ -1077,22 +1016,14 @@ class Engine:
             base = self.retry_backoff * 2 ** (task.attempt - 1)
             delay = min(base, 300.0) * self._rng.uniform(0.5, 1.5)
         now_wall = self.clock.wall()
-        change: Change = self._pending_reports(live, now_wall)
-        change += [
-            UpdateTask(task.id, {"state": TaskState.QUEUED, "ready_at": now_wall + delay,
-                                 "pid": None, "error": error}),
-            EndAttempt(task.id, task.attempt, now_wall, "retrying", error),
-            AddEvent("task.retrying", task.session, now_wall, task.id, task.group,
-                     TaskRetrying.model_construct(attempt=task.attempt,
-                                                  max_attempts=task.max_attempts,
-                                                  delay=round(delay, 3), error=error)),
-        ]  # fmt: skip
+        step = lifecycle.retry(task, error, delay=delay, at=now_wall)
+        change: Change = [*self._pending_reports(live, now_wall), *rows_of(step)]
         stopped_before = live.stop_reason is not None
         with anyio.CancelScope(shield=True):
             if not await self._commit_until_stored(task.id, change):
                 return  # the store closed: left `running` there, and recovered at the next start
         self._release(live)
-        live.task = task.model_copy(update={"state": TaskState.QUEUED, "error": error})
+        live.task = step.task
         live.run_deadline = None
         live.handle = None
         late = None if stopped_before else live.stop_reason
@@ -1137,40 +1068,19 @@ class Engine:
         nothing here needs a shield. `wait=False` returns once the end is queued for the
         writer (a run's own task has nothing left to do; waiters are woken by `_ended`).
         """
-        assert state.terminal
         task = live.task
         now_wall = self.clock.wall()
-        finished = _utc(now_wall)
-        change: Change = self._pending_reports(live, now_wall)
-        change.append(UpdateTask(task.id, {
-            "state": state, "finished_at": finished, "result": result, "error": error,
-            "exit_code": exit_code, "pid": None,
-        }))  # fmt: skip
-        if task.state is TaskState.RUNNING:
-            change.append(EndAttempt(task.id, task.attempt, now_wall, str(state), error))
-        started = task.started_at
-        data = TaskEnded.model_construct(
-            state=state, label=task.label, description=task.description, exit_code=exit_code,
-            result_preview=_preview(result),
-            error=None if error is None else ErrorSummary.model_construct(
-                type=error.type, message=error.message
-            ),
-            elapsed=None if started is None else round(max(0.0, now_wall - started.timestamp()), 3),
-        )  # fmt: skip
-        change.append(
-            AddEvent(ENDED_TYPE[state], task.session, now_wall, task.id, task.group, data)
+        step = lifecycle.end(
+            task, state, at=now_wall, result=result, error=error, exit_code=exit_code
         )
+        change: Change = [*self._pending_reports(live, now_wall), *rows_of(step)]
         if task.group is not None and self._group_done(task.session, task.group):
             # Its last task: the summary is stored with this end, or not at all.
             change.append(AddGroupSummary(task.session, task.group, now_wall))
         # The work is over: its slot goes to the next task while the end is committed.
         live.ending = True
         self._release(live)
-        ended = task.model_copy(update={
-            "state": state, "finished_at": finished, "result": result, "error": error,
-            "exit_code": exit_code,
-        })  # fmt: skip
-        await self._commit_end(live, ended, change, wait=wait)
+        await self._commit_end(live, step.task, change, wait=wait)
 
     async def _commit_end(
         self, live: LiveTask, ended: Task, change: Change, *, wait: bool = True, delay: float = 0.0

@@ -32,12 +32,15 @@ from outrider._types._events import (
     EventType,
     GroupCompleted,
     GroupMember,
+    TaskRetrying,
 )
 from outrider._types._task import TASK_SPEC_ADAPTER, ErrorInfo, Progress, Task, TaskState, Usage
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from importlib.resources.abc import Traversable
+
+    from outrider._core._lifecycle import Transition
 
 __all__ = [
     "AddEvent",
@@ -129,6 +132,33 @@ Op = (
 )  # fmt: skip
 Change = list[Op]
 """Ops applied atomically together."""
+
+
+def rows_of(step: Transition) -> Change:
+    """The ops that store one lifecycle step: its fields, its attempt's row, its event.
+
+    Entering `running` clears the backoff (`ready_at`) and starts the attempt; leaving it
+    clears the recorded process and ends the attempt (`retrying`, or the end state); a retry
+    is not ready before its delay.
+    """
+    task = step.task
+    fields = dict(step.update)
+    ops: Change = []
+    if step.starts_attempt:
+        fields["ready_at"] = None
+    if step.ends_attempt:
+        fields["pid"] = None
+    if isinstance(step.event, TaskRetrying):
+        fields["ready_at"] = step.at + step.event.delay
+    if fields:
+        ops.append(UpdateTask(task.id, fields))
+    if step.starts_attempt:
+        ops.append(StartAttempt(task.id, task.attempt, step.at))
+    elif step.ends_attempt:
+        how = "retrying" if isinstance(step.event, TaskRetrying) else str(task.state)
+        ops.append(EndAttempt(task.id, task.attempt, step.at, how, task.error))
+    ops.append(AddEvent(step.event_type, task.session, step.at, task.id, task.group, step.event))
+    return ops
 
 
 @dataclass(frozen=True, slots=True)
