@@ -123,6 +123,24 @@ async def test_tools_in_the_workspace_usage_cost_and_transcript(
     assert transcript["attempts"] == [{"model": "fake/worker", "error": None}]
 
 
+async def test_runs_side_by_side_share_the_tools_but_each_sees_its_own_workspace(
+    orch: outrider.Orchestrator, fake: FakeLLM, tmp_path: Path
+) -> None:
+    roots = {}
+    for name in ("worker", "helper"):
+        roots[name] = tmp_path / name
+        roots[name].mkdir()
+        (roots[name] / "notes.txt").write_text(f"the notes of {name}\n")
+        fake.script(name, [Reply.tool("read_file", path="notes.txt"), Reply.say("read")])
+    session = orch.session(S)
+    tasks = [await session.submit(outrider.agent(n, "Read", workspace=str(r)))
+             for n, r in roots.items()]  # fmt: skip
+    done = await session.wait([t.id for t in tasks], timeout=30)
+    assert [d.state for d in done] == [outrider.TaskState.SUCCEEDED] * 2
+    for name in roots:
+        assert fake.calls_for(name)[-1].tool_results == [f"the notes of {name}\n"]
+
+
 async def test_paths_outside_the_workspace_and_denied_by_policy_are_refused(
     orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path
 ) -> None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .._agents._delegation import agent_spec
+from .._text import clip
 from .._types._errors import UserError
 from .._types._task import AgentSpec, Int, Number, ShellSpec, SubmitItem, TaskSpec
 
@@ -204,9 +205,5 @@ def _problem(exc: ValidationError, prefix: str = "") -> str:
     where = prefix + ".".join(str(p) for p in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     got = first.get("input")
-    shown = "" if isinstance(got, dict | list) or got is None else f" (got {_clip(repr(got))})"
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {clip(repr(got), 80)})"
     return f"{where.rstrip('.') or 'file'}: {message}{shown}."
-
-
-def _clip(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
