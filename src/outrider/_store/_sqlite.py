@@ -173,6 +173,8 @@ class UnfinishedTask:
 
 
 """The events that make a completion notice."""
+_SWEEP_BATCH = 200
+"""Tasks (and events) one sweep transaction deletes at most: a few ms, so commits interleave."""
 _NOTICE_TYPES_SQL = ", ".join("?" * len(NOTICE_TYPES))
 
 _TASK_COLUMNS = (
@@ -644,34 +646,37 @@ class SQLiteBackend:
         assert cur.lastrowid is not None
         return Committed(cur.lastrowid, op)
 
-    def sweep(self, before: float) -> list[str]:
-        """Delete tasks that finished before `before`, their attempts and old events.
+    def sweep(self, before: float, *, batch: int = _SWEEP_BATCH) -> tuple[list[str], bool]:
+        """One short transaction of a sweep: old finished tasks and old events, `batch` at most.
+
+        Deletes up to `batch` tasks that finished before `before` with their attempts, and up to
+        `batch` events older than `before` that belong to no unfinished task.
 
         Returns:
-            The ids of the deleted tasks (their logs are the caller's to remove).
+            The ids of the deleted tasks (their logs are the caller's to remove), and whether
+            there may be more to delete.
         """
         cur = self._conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
-            ids = [
-                r[0]
-                for r in cur.execute(
-                    "SELECT task_id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?",
-                    (before,),
-                )
-            ]
+            ids = [r[0] for r in cur.execute(
+                "SELECT task_id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ? "
+                "LIMIT ?", (before, batch),
+            )]  # fmt: skip
             cur.executemany("DELETE FROM attempts WHERE task_id = ?", [(i,) for i in ids])
             cur.executemany("DELETE FROM tasks WHERE task_id = ?", [(i,) for i in ids])
             cur.execute(
-                "DELETE FROM events WHERE at < ? AND (task_id IS NULL OR task_id NOT IN "
-                "(SELECT task_id FROM tasks WHERE finished_at IS NULL))",
-                (before,),
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE at < ? AND "
+                "(task_id IS NULL OR task_id NOT IN (SELECT task_id FROM tasks "
+                "WHERE finished_at IS NULL)) LIMIT ?)",
+                (before, batch),
             )
+            events = cur.rowcount
             cur.execute("COMMIT")
         except sqlite3.Error as exc:
             self._conn.rollback()
             raise StoreError(f"Sweeping the store {self.path!r} failed: {exc}.") from exc
-        return ids
+        return ids, len(ids) == batch or events == batch
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -380,10 +380,19 @@ class Store:
         return await self._read(lambda b: b.state_counts())
 
     async def sweep(self, before: float) -> list[str]:
-        """Delete what finished before `before` (UTC epoch); returns the deleted task ids."""
-        return await anyio.to_thread.run_sync(
-            self.backend.sweep, before, limiter=self._write_limiter
-        )
+        """Delete what finished before `before` (UTC epoch); returns the deleted task ids.
+
+        In short transactions, the writer's commits between them: a sweep of many tasks
+        never holds a submit back for more than one batch.
+        """
+        deleted: list[str] = []
+        more = True
+        while more:
+            ids, more = await anyio.to_thread.run_sync(
+                self.backend.sweep, before, limiter=self._write_limiter
+            )
+            deleted += ids
+        return deleted
 
     def stop(self) -> None:
         """Let `run` return once what is queued is committed."""
