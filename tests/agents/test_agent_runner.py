@@ -568,3 +568,31 @@ async def test_an_empty_answer_costs_no_second_call(
     )  # fmt: skip
     assert len(fake.calls_for("helper")) == before + 1
     fake.scripts["helper"].clear()
+
+
+async def test_a_provider_takes_as_many_calls_at_once_as_its_concurrency_allows(
+    fake: FakeLLM,
+) -> None:
+    """No connection pool caps the calls in flight below the model's own concurrency."""
+    calls = 120  # above httpx's default pool of 100 connections
+    providers = Providers(
+        {"fake": ProviderConfig(base_url=fake.base_url, api_key="k", max_concurrency=200)}
+    )
+    fake.script("wide", [Reply.say("ok", latency=3.0) for _ in range(calls)])
+    client = providers._client(providers.resolve("fake/wide"))
+    body = {"model": "wide", "messages": [{"role": "user", "content": "hi"}]}
+    fake.max_in_flight = 0
+
+    async def call() -> None:
+        await client.post(f"{fake.base_url}/chat/completions", json=body)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for _ in range(calls):
+                tg.start_soon(call)
+            await wait_until(lambda: fake.max_in_flight >= calls, timeout=10)
+            tg.cancel_scope.cancel()
+    finally:
+        fake.scripts.pop("wide", None)
+        await providers.aclose()
+    assert fake.max_in_flight >= calls  # (a call of an earlier test may still be in flight)

@@ -223,8 +223,11 @@ class Providers:
         client = self._clients.get(ref.provider)
         if client is None:
             config = self.providers[ref.provider]
+            # The limiter bounds the calls in flight (`max_concurrency` per model); a pool
+            # capped below it (httpx's default is 100) would queue calls it has let through.
+            pool = httpx2.Limits(max_connections=None, max_keepalive_connections=100)
             transport = LimitedTransport(
-                httpx2.AsyncHTTPTransport(),
+                httpx2.AsyncHTTPTransport(limits=pool),
                 lambda model: self.limiter(ModelRef(ref.provider, model)),
             )
             client = httpx2.AsyncClient(transport=transport, timeout=config.timeout)
