@@ -25,11 +25,11 @@ from outrider._types._events import TaskQueued
 from outrider._types._task import Task, TaskState
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
-OLD = datetime.fromtimestamp(1_000_000_000, UTC)
+OLD = datetime.fromtimestamp(time.time() - 30 * 86400, UTC)  # finished a month ago
 
 
 def fill(db: Path) -> None:
-    """N tasks that finished in 2001, with their events."""
+    """N tasks that finished a month ago, with their events."""
     backend = SQLiteBackend(str(db))
     backend.migrate()
     blank = Task(id="t_0", session="bench", spec=outrider.call("noop"), state=TaskState.SUCCEEDED,
@@ -85,7 +85,7 @@ async def main() -> None:
     for sweep in ("none", "batched", "none", "one"):
         db = Path(tempfile.mkdtemp()) / "sweep.db"
         fill(db)
-        settings = outrider.Settings(retention=10 * 365 * 86400.0)  # no sweep of its own
+        settings = outrider.Settings(retention=365 * 86400.0)  # no sweep of its own
         async with outrider.Orchestrator(db, settings) as orch:
             orch.register_handler("noop", lambda ctx: None)
             p50, p99, worst, took = await phase(orch, sweep)

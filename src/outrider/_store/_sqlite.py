@@ -173,7 +173,7 @@ class UnfinishedTask:
 
 
 """The events that make a completion notice."""
-_SWEEP_BATCH = 200
+_SWEEP_BATCH = 100
 """Tasks (and events) one sweep transaction deletes at most: a few ms, so commits interleave."""
 _NOTICE_TYPES_SQL = ", ".join("?" * len(NOTICE_TYPES))
 
