@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         Event,
         KeyStatus,
         Notice,
+        SessionSummary,
         Status,
         SubmitError,
         SubmitItem,
@@ -64,7 +65,9 @@ def _no_daemon(url: str, exc: Exception) -> DaemonError:
     )
 
 
-def _raise_for(response: httpx.Response, op: ops.Op[Any] | None = None) -> None:
+def _raise_for(
+    response: httpx.Response, op: ops.Op[Any] | None = None, *, task_id: str | None = None
+) -> None:
     if response.is_success:
         return
     try:
@@ -73,7 +76,7 @@ def _raise_for(response: httpx.Response, op: ops.Op[Any] | None = None) -> None:
     except (ValueError, KeyError, TypeError):
         kind, message, field = "HTTPError", response.text[:300], None
     raise error_from_wire(
-        response.status_code, kind, message, field=field, task_id=op.task_id if op else None
+        response.status_code, kind, message, field=field, task_id=op.task_id if op else task_id
     )
 
 
@@ -305,15 +308,30 @@ class AsyncClient:
     # -- streams --------------------------------------------------------------------------
 
     def events(
-        self, *, after: int = 0, follow: bool = True, all_sessions: bool = False
+        self,
+        *,
+        after: int = 0,
+        follow: bool = True,
+        all_sessions: bool = False,
+        task_id: str | None = None,
+        types: Iterable[str] | None = None,
     ) -> AsyncIterator[Event]:
         """The session's event stream from `seq > after`, following live (reconnects).
 
         `follow=False`: end after the events stored so far. `all_sessions`: the stream of
-        every session of this token's principal instead.
+        every session of this token's principal instead. `task_id`, `types`: only that
+        task's events, only events of these types.
         """
-        params = {"all_sessions": all_sessions, "follow": follow}
-        return self._follow(ops.EVENTS, after, params)
+        params: dict[str, Any] = {"all_sessions": all_sessions, "follow": follow}
+        if task_id is not None:
+            params["task_id"] = task_id
+        if types is not None:
+            params["type"] = list(types)
+        return self._follow(ops.EVENTS, after, params, task_id=task_id)
+
+    async def sessions(self) -> builtins.list[SessionSummary]:
+        """Every session of this token's principal, with its tasks per state."""
+        return await self._call(ops.sessions())
 
     def follow_notices(self, *, after: int = 0) -> AsyncIterator[Notice]:
         """The session's unacknowledged notices, then each new one (reconnects).
@@ -323,7 +341,7 @@ class AsyncClient:
         return self._follow(ops.NOTICE_STREAM, after, {})
 
     async def _follow(
-        self, stream: ops.Stream[M], after: int, params: dict[str, Any]
+        self, stream: ops.Stream[M], after: int, params: dict[str, Any], task_id: str | None = None
     ) -> AsyncIterator[M]:
         last = after
         while True:
@@ -335,7 +353,7 @@ class AsyncClient:
                 ) as response:  # fmt: skip
                     if not response.is_success:
                         await response.aread()
-                        _raise_for(response)
+                        _raise_for(response, task_id=task_id)
                     decoder = SSEDecoder()
                     async for line in response.aiter_lines():
                         if (data := decoder.feed(line)) is not None:

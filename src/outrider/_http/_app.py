@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._types._api import Tasks, check_session_name, options_of
 from .._types._errors import Closed, NotAllowed, OutriderError, http_status_of, user_error
-from .._types._task import MAX_SEQ, KeyStatus, Status, SubmitItem, Task, TaskState
+from .._types._task import MAX_SEQ, EventType, KeyStatus, Status, SubmitItem, Task, TaskState
 from .._version import __version__
 from .._wire._bodies import (
     MAX_WAIT,
@@ -39,6 +39,7 @@ from .._wire._bodies import (
     LimitBody,
     NoticeList,
     Output,
+    SessionList,
     TaskList,
     Transcript,
     WaitBody,
@@ -326,21 +327,34 @@ async def events(
     after: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     all_sessions: Annotated[bool, Query()] = False,
     follow: Annotated[bool, Query()] = True,
+    task_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    type: Annotated[list[EventType] | None, Query()] = None,  # the query parameter's name
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
     """Server-Sent Events of the session's durable event stream (`id` is the event seq).
 
     Resume with `Last-Event-ID` (or `after`): no event is lost or repeated. `follow=false`
     ends the stream after the events stored so far. `all_sessions=true` streams every session
-    of the token's principal instead (each event names its session).
+    of the token's principal instead (each event names its session). `task_id` keeps one
+    task's events (404 for an unknown or foreign task), `type` (repeatable) those types.
     """
     start = _start_seq(after, last_event_id)
+    if task_id is not None:
+        await tasks.get(task_id)  # a 404 before the stream starts
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
-        async for event in tasks.events(after=start, follow=follow, all_sessions=all_sessions):
+        async for event in tasks.events(
+            after=start, follow=follow, all_sessions=all_sessions, task_id=task_id, types=type
+        ):
             yield ServerSentEvent(data=event.model_dump_json(), event=event.type, id=str(event.seq))
 
     return EventSourceResponse(stream(), ping=15, shutdown_event=request.app.state.stopping)
+
+
+@router.get("/v1/sessions", tags=["tasks"])
+async def sessions(tasks: TasksDep) -> SessionList:
+    """Every session of the token's principal, with its tasks per state and unseen failures."""
+    return SessionList(sessions=await tasks.sessions())
 
 
 @router.get("/v1/notices/stream", tags=["notices"], response_class=EventSourceResponse)

@@ -12,9 +12,10 @@ import functools
 import json
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Literal, TypeVar, final
+from typing import TYPE_CHECKING, Literal, TypeVar, final, get_args
 
 import anyio
 import anyio.to_thread
@@ -44,8 +45,10 @@ from .._types._task import (
     MAX_PAYLOAD_BYTES,
     MAX_SEQ,
     Event,
+    EventType,
     KeyStatus,
     Notice,
+    SessionSummary,
     Status,
     SubmitError,
     SubmitItem,
@@ -93,10 +96,34 @@ def default_db_path() -> Path:
     return data_dir() / "outrider.db"
 
 
-def _read_events(
-    backend: SQLiteBackend, *, session: str | None, after: int, prefix: bool, notices: bool
-) -> list[Event]:
-    return backend.events(session=session, after=after, limit=500, prefix=prefix, notices=notices)
+@dataclass(frozen=True, slots=True)
+class _EventFilter:
+    """Which events of a stream a reader wants, beyond its session."""
+
+    notices: bool = False
+    task_id: str | None = None
+    types: frozenset[str] | None = None
+
+    def read(
+        self, backend: SQLiteBackend, session: str | None, prefix: bool, after: int
+    ) -> list[Event]:
+        """The next stored events after `after` that pass the filter."""
+        types = None if self.types is None else sorted(self.types)
+        return backend.events(
+            session=session, after=after, limit=500, prefix=prefix, notices=self.notices,
+            task_id=self.task_id, types=types,
+        )  # fmt: skip
+
+    def wants(self, event: Event) -> bool:
+        """Whether a live event passes the filter."""
+        if self.notices and event.type not in NOTICE_EVENT_TYPES:
+            return False
+        if self.task_id is not None and event.task_id != self.task_id:
+            return False
+        return self.types is None or event.type in self.types
+
+
+_EVENT_TYPES = frozenset(get_args(EventType))
 
 
 @final
@@ -839,17 +866,46 @@ class Orchestrator:
     # -- events ---------------------------------------------------------------------------
 
     def events(
-        self, *, session: str | None, after: int = 0, follow: bool = True, prefix: bool = False
+        self,
+        *,
+        session: str | None,
+        after: int = 0,
+        follow: bool = True,
+        prefix: bool = False,
+        task_id: str | None = None,
+        types: Iterable[str] | None = None,
     ) -> AsyncIterator[Event]:
         """The durable event stream of `session`, from `seq > after`, then live.
 
         Resumable: pass the last `seq` seen as `after`. With `follow=False` it ends after the
         stored events. A consumer that falls behind is resynced from the store; no event is
         lost or repeated. With `prefix=True` it is the stream of every session whose name
-        starts with `session` (a trusted caller's view of several sessions).
+        starts with `session` (a trusted caller's view of several sessions). `task_id` keeps
+        one task's events (its session is not checked here), `types` the events of those types.
+
+        Raises:
+            UserError: `types` names an unknown event type.
         """
         self._check_open("read events")
-        return self._events(session, after, follow, prefix)
+        wanted = None
+        if types is not None:
+            wanted = frozenset(types)
+            if unknown := sorted(wanted - _EVENT_TYPES):
+                raise UserError(
+                    f"Invalid `types`: {unknown!r} are no event types; use "
+                    f"{', '.join(sorted(_EVENT_TYPES))}.",
+                    field="types",
+                )
+        only = _EventFilter(task_id=task_id, types=wanted)
+        return self._events(session, after, follow, prefix, only)
+
+    async def sessions(self, *, owner: str | None) -> builtins.list[SessionSummary]:
+        """The sessions of `owner` (None: those of no owner), each with its tasks per state.
+
+        Names are as stored (`owner/name`); sessions whose tasks were all swept are gone.
+        """
+        self._check_open("list sessions")
+        return await self._store.read(lambda b: b.session_summaries(owner))
 
     async def follow_notices(self, *, session: str, after: int = 0) -> AsyncIterator[Notice]:
         """The session's completion notices as they happen, oldest first.
@@ -860,19 +916,21 @@ class Orchestrator:
         """
         self._check_open("read notices")
         cursor = await self._store.read(lambda b: b.notice_cursor(session))
-        async for event in self._events(session, max(after, cursor), True, False, notices=True):
+        only = _EventFilter(notices=True)
+        async for event in self._events(session, max(after, cursor), True, False, only):
             yield notice_of(event)
 
     async def _events(
-        self, session: str | None, after: int, follow: bool, prefix: bool, *, notices: bool = False
+        self, session: str | None, after: int, follow: bool, prefix: bool, only: _EventFilter
     ) -> AsyncIterator[Event]:
         last = after
-        read = functools.partial(_read_events, session=session, prefix=prefix, notices=notices)
         while True:
             sub = self._bus.subscribe(session, prefix=prefix)
             try:
                 while True:
-                    batch = await self._store.read(functools.partial(read, after=last))
+                    batch = await self._store.read(
+                        functools.partial(only.read, session=session, prefix=prefix, after=last)
+                    )
                     for event in batch:
                         yield event
                         last = event.seq
@@ -881,7 +939,7 @@ class Orchestrator:
                 if not follow:
                     return
                 async for event in sub.receive:
-                    if event.seq <= last or (notices and event.type not in NOTICE_EVENT_TYPES):
+                    if event.seq <= last or not only.wants(event):
                         continue
                     yield event
                     last = event.seq

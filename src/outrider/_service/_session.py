@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from .._types._api import SubmitOptions
-    from .._types._task import Event, KeyStatus, Notice, Status, TaskSpec
+    from .._types._task import Event, KeyStatus, Notice, SessionSummary, Status, TaskSpec
     from ._orchestrator import Orchestrator
 
 __all__ = ["Session"]
@@ -188,19 +188,31 @@ class Session:
         return self._orch.follow_notices(session=self._stored, after=after)
 
     async def events(
-        self, *, after: int = 0, follow: bool = True, all_sessions: bool = False
+        self,
+        *,
+        after: int = 0,
+        follow: bool = True,
+        all_sessions: bool = False,
+        task_id: str | None = None,
+        types: Iterable[str] | None = None,
     ) -> AsyncIterator[Event]:
         """The session's durable event stream from `seq > after`, then live (if `follow`)."""
-        if not all_sessions:
-            async for event in self._orch.events(session=self._stored, after=after, follow=follow):
-                yield (
-                    event
-                    if self._stored == self._name
-                    else event.model_copy(update={"session": self._name})
-                )
-            return
+        if task_id is not None:
+            await self.get(task_id)  # another session's task is not found
         prefix = self._stored[: len(self._stored) - len(self._name)]
         async for event in self._orch.events(
-            session=prefix, after=after, follow=follow, prefix=True
-        ):
-            yield event.model_copy(update={"session": event.session[len(prefix) :]})
+            session=prefix if all_sessions else self._stored, after=after, follow=follow,
+            prefix=all_sessions, task_id=task_id, types=types,
+        ):  # fmt: skip
+            if prefix:
+                event = event.model_copy(update={"session": event.session[len(prefix) :]})
+            yield event
+
+    async def sessions(self) -> builtins.list[SessionSummary]:
+        """Every session of this one's owner, with its tasks per state; see `Tasks.sessions`."""
+        owner = self._stored[: len(self._stored) - len(self._name) - 1] or None
+        summaries = await self._orch.sessions(owner=owner)
+        if owner is None:
+            return summaries
+        cut = len(owner) + 1
+        return [s.model_copy(update={"session": s.session[cut:]}) for s in summaries]

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, JsonValue
 
-from .._types._task import MAX_SEQ, Int, Notice, Number, SubmitError, Task
+from .._types._task import MAX_SEQ, Int, Notice, Number, SessionSummary, SubmitError, Task
 from .._version import __version__
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "LimitBody",
     "NoticeList",
     "Output",
+    "SessionList",
     "TaskList",
     "Transcript",
     "WaitBody",
@@ -89,6 +90,12 @@ class Transcript(BaseModel):
 
     task_id: str
     transcript: JsonValue
+
+
+class SessionList(BaseModel):
+    """Every session of the token's principal, by name."""
+
+    sessions: list[SessionSummary]
 
 
 class NoticeList(BaseModel):

@@ -11,12 +11,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
-from .._types._task import Event, KeyStatus, Notice, Status, SubmitError, SubmitItem, Task
+from .._types._task import (
+    Event,
+    KeyStatus,
+    Notice,
+    SessionSummary,
+    Status,
+    SubmitError,
+    SubmitItem,
+    Task,
+)
 from ._bodies import (
     BatchResult,
     Health,
     NoticeList,
     Output,
+    SessionList,
     TaskList,
     Transcript,
     WaitResult,
@@ -40,6 +50,7 @@ __all__ = [
     "list_tasks",
     "notices",
     "retry",
+    "sessions",
     "set_limit",
     "shutdown",
     "status",
@@ -184,6 +195,11 @@ def transcript(task_id: str) -> Op[JsonValue]:
 def status() -> Op[Status]:
     """`GET /v1/status`: the load per state and per key."""
     return Op("GET", "/v1/status", Status.model_validate)
+
+
+def sessions() -> Op[list[SessionSummary]]:
+    """`GET /v1/sessions`: every session of the principal, with its tasks per state."""
+    return Op("GET", "/v1/sessions", lambda data: SessionList.model_validate(data).sessions)
 
 
 def set_limit(key: str, limit: int) -> Op[KeyStatus]:
