@@ -131,7 +131,11 @@ def _tester(messages: Sequence[ModelMessage]) -> _Step:
         command = named[0] if named else "ls"
         return _Step(f"Running `{command}`.", [("run_command", {"command": command})])
     returns = _returns(messages)
-    return _Step(f"The command ran: {_first_line(returns[0].content) if returns else 'no answer'}")
+    lines = str(returns[0].content).strip().splitlines() if returns else []
+    status = lines[0].strip("[]") if lines else "no answer"
+    printed = " ".join(line.strip() for line in lines[1:] if line.strip())
+    said = f"; it printed: {printed}" if printed else "."
+    return _Step(f"The command ended with {status}{said}")
 
 
 SCRIPTS: dict[str, Callable[[Sequence[ModelMessage]], _Step]] = {

@@ -301,6 +301,10 @@ class AsyncClient:
         """Acknowledge the session's notices with `seq <= up_to`."""
         await self._call(ops.ack_notices(up_to))
 
+    async def dashboard_login(self) -> str:
+        """A one-time link that logs this token's principal in to the dashboard (`/ui`)."""
+        return (await self._call(ops.dashboard_login())).url
+
     async def shutdown(self) -> None:
         """Ask the daemon to stop gracefully (its owner only)."""
         await self._call(ops.shutdown())

@@ -294,6 +294,10 @@ class Client:
         """Acknowledge the session's notices with `seq <= up_to`."""
         self._call(ops.ack_notices(up_to))
 
+    def dashboard_login(self) -> str:
+        """A one-time link that logs this token's principal in to the dashboard (`/ui`)."""
+        return (self._call(ops.dashboard_login())).url
+
     def shutdown(self) -> None:
         """Ask the daemon to stop gracefully (its owner only)."""
         self._call(ops.shutdown())

@@ -46,6 +46,7 @@ from .._wire._bodies import (
     WaitResult,
 )
 from ._auth import LOCAL
+from ._dashboard import install as install_dashboard
 from ._guard import guarded
 
 if TYPE_CHECKING:
@@ -59,7 +60,9 @@ if TYPE_CHECKING:
 __all__ = ["SESSION_HEADER", "AuthMiddleware", "create_app"]
 
 SESSION_HEADER = "X-Outrider-Session"
-_PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+_PUBLIC_PATHS = frozenset(
+    {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/favicon.ico"}
+)
 _RETRY_AFTER = {429: "5", 503: "5"}
 _SEQ = re.compile(r"[0-9]{1,19}")
 _CLOSED = "The daemon is shutting down; retry once it restarts."
@@ -84,6 +87,9 @@ class AuthMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in _PUBLIC_PATHS:
             await self.app(scope, receive, send)
+            return
+        if scope["path"] == "/ui" or scope["path"].startswith("/ui/"):
+            await guarded(self.app, scope, receive, send)  # the dashboard's own login (cookie)
             return
         headers = dict(scope["headers"])
         auth = headers.get(b"authorization", b"").decode("latin-1")
@@ -399,7 +405,8 @@ def create_app(
 ) -> FastAPI:
     """The ASGI app over `sessions(principal, name)` (wrap it in `AuthMiddleware`).
 
-    Set `app.state.port` once the socket is bound (the health proof names it).
+    Set `app.state.port` once the socket is bound (the health proof and the dashboard's Host
+    check name it), and `app.state.host` and `app.state.url` to the daemon's address.
 
     Args:
         sessions: A principal's session by name.
@@ -435,4 +442,5 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)
     app.include_router(router)
+    install_dashboard(app)
     return app

@@ -15,6 +15,7 @@ __all__ = [
     "BatchBody",
     "BatchItemResult",
     "BatchResult",
+    "DashboardLogin",
     "ErrorBody",
     "ErrorDetail",
     "Health",
@@ -114,6 +115,15 @@ class LimitBody(BaseModel):
     """A key's new concurrency limit."""
 
     limit: Int = Field(ge=1, le=100_000)
+
+
+class DashboardLogin(BaseModel):
+    """A one-time link to the dashboard, for the token's principal."""
+
+    url: str
+    """Open it in a browser; it works once."""
+    expires_in: float
+    """Seconds it stays valid if unused."""
 
 
 class ErrorDetail(BaseModel):

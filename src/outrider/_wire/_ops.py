@@ -23,6 +23,7 @@ from .._types._task import (
 )
 from ._bodies import (
     BatchResult,
+    DashboardLogin,
     Health,
     NoticeList,
     Output,
@@ -45,6 +46,7 @@ __all__ = [
     "ack_notices",
     "cancel",
     "cancel_all",
+    "dashboard_login",
     "get",
     "health",
     "list_tasks",
@@ -217,6 +219,11 @@ def notices(*, limit: int) -> Op[list[Notice]]:
 def ack_notices(up_to: int) -> Op[None]:
     """`POST /v1/notices/ack`: acknowledge notices up to a seq."""
     return Op("POST", "/v1/notices/ack", _none, json={"up_to": up_to})
+
+
+def dashboard_login() -> Op[DashboardLogin]:
+    """`POST /v1/dashboard/login`: a one-time login link to the dashboard."""
+    return Op("POST", "/v1/dashboard/login", DashboardLogin.model_validate)
 
 
 def shutdown() -> Op[None]:
