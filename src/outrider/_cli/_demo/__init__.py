@@ -59,9 +59,13 @@ PLAN = (
 )
 
 
-def prepare() -> Path:
-    """A fresh copy of the sample project, with the demo's scripted agents beside it."""
-    workdir = Path(tempfile.mkdtemp(prefix="outrider-demo-"))
+def prepare(into: Path | None = None) -> Path:
+    """A fresh copy of the sample project, with the demo's scripted agents beside it.
+
+    Args:
+        into: The folder to put it in (default: a new temporary one).
+    """
+    workdir = into or Path(tempfile.mkdtemp(prefix="outrider-demo-"))
     sample = resources.files(__package__).joinpath("sample")
     with resources.as_file(sample) as source:
         shutil.copytree(source, workdir / "sample", ignore=shutil.ignore_patterns("__pycache__"))

@@ -246,7 +246,10 @@ async def live(
         stopping: anyio.Event = request.app.state.stopping
 
         async def produce() -> None:
-            await follow(screen, start, send, stopping)
+            try:
+                await follow(screen, start, send, stopping)
+            finally:
+                receive.close()  # the client left (this is cancelled) or the daemon stops
 
         return EventSourceResponse(
             receive, data_sender_callable=produce, ping=15, shutdown_event=stopping,

@@ -129,7 +129,9 @@ def _lanes(bars: Sequence[Bar], by: By) -> list[Lane]:
             root = _root(task, by_id)
             name = root.label or root.name
         lanes.setdefault(name, Lane(name)).place(task_bars)
-    return sorted(lanes.values(), key=lambda lane: lane.name)
+    if by == "key":
+        return sorted(lanes.values(), key=lambda lane: lane.name)
+    return list(lanes.values())  # trees in the order they began
 
 
 @dataclass(frozen=True, slots=True)
