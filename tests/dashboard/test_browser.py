@@ -186,7 +186,7 @@ def test_cancel_from_the_page_leaves_no_process(
         shoot(page, tmp_path / "shots", "cancelled")
 
 
-def test_a_post_without_htmx_or_from_another_origin_is_refused(
+def test_a_post_without_htmx_or_from_another_origin_is_refused_and_pause_resumes(
     browser: Browser, daemon: Daemon
 ) -> None:
     context = browser.new_context()
@@ -206,6 +206,16 @@ def test_a_post_without_htmx_or_from_another_origin_is_refused(
         assert foreign.status == 403
         assert client.get(task.id).state is TaskState.RUNNING
         client.cancel(task.id)
+        expect(page.locator(f"#g-done #t-{task.id}")).to_be_visible()
+        page.locator("#pause").click()  # paused: the stream is closed until resumed
+        expect(page.locator("body")).to_have_class("paused")
+        expect(page.locator("#live")).to_have_count(0)
+        later = client.submit(shell("true"), label="while paused")
+        client.wait([later.id])
+        expect(page.locator(f"#t-{later.id}")).to_have_count(0)
+        page.locator("#pause").click()  # resumed: it catches up from where it paused
+        expect(page.locator(f"#g-done #t-{later.id}")).to_be_visible()
+        expect(page.locator("body")).not_to_have_class("paused")
 
 
 def test_a_reconnect_after_a_daemon_restart_shows_no_duplicate_rows(

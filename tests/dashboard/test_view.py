@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from outrider import Event, KeyStatus, Notice, Status, Task, TaskState, Usage
+from outrider import Event, KeyStatus, Status, Task, TaskState, Usage
 from outrider._http._auth import Tokens
 from outrider._http._dashboard import _access
 from outrider._http._dashboard._access import (
@@ -25,7 +25,6 @@ from outrider._http._dashboard._live import Changes, last_line, partial
 from outrider._http._dashboard._render import event_text, turns_of
 from outrider._http._dashboard._timeline import bars_of, chrome_trace, layout
 from outrider._http._dashboard._view import (
-    attention_ids,
     budget_of,
     cli_line,
     cost_text,
@@ -33,6 +32,7 @@ from outrider._http._dashboard._view import (
     grouped,
     key_rows,
     model_of,
+    row_of,
     tokens_text,
 )
 
@@ -64,18 +64,35 @@ def test_groups_put_unacknowledged_failures_first_and_order_each_group() -> None
         task("t4", "queued", position=2), task("t5", "queued", position=1),
         task("t6", "timed_out", group="g"), task("t7"), task("t8", "running"),
     ]  # fmt: skip
-    notices = [
-        Notice(seq=9, kind="task", task_id="t2", state=TaskState.FAILED, text="x"),
-        Notice(seq=10, kind="group", group="g", text="g ended"),
-        Notice(seq=11, kind="task", task_id="t7", state=TaskState.SUCCEEDED, text="ok"),
-    ]
-    attention = attention_ids(notices, tasks)
-    assert attention == {"t2", "t6"}  # t1 was acknowledged; t6 failed in a pending group
-    groups = grouped(tasks, attention)
+    groups = grouped(tasks, {"t2", "t6"})  # t1's failure was acknowledged
     assert [t.id for t in groups["attention"]] == ["t6", "t2"]  # newest end first
     assert [t.id for t in groups["running"]] == ["t8", "t3"]  # newest start first
     assert [t.id for t in groups["queued"]] == ["t5", "t4"]  # next to start first
     assert [t.id for t in groups["done"]] == ["t7", "t1"]
+
+
+def test_a_row_says_what_matters_for_the_tasks_state() -> None:
+    usage = Usage(input_tokens=1200, output_tokens=300, requests=2, cost=0.0081)
+    progress = {"completed": 2, "total": 10, "message": "turn 2"}
+    running = row_of(task("t1", "running", usage=usage, progress=progress), "running", "line 9")
+    assert (running.note, running.tokens, running.cost) == ("line 9", 1500, "$0.0081")
+    assert running.progress == (2, 10, "turn 2")
+    assert running.since is not None
+    assert running.usage == "1200 in, 300 out, 2 requests"
+    queued = row_of(task("t2", "queued", position=3, waiting_for="key 'x'"), "queued")
+    assert (queued.position, queued.note, queued.since) == (3, "key 'x'", None)
+    failed = row_of(task("t3", "failed", error={"type": "exit", "message": "code 1"},
+                         progress=progress), "attention")  # fmt: skip
+    assert (failed.note, failed.failed, failed.progress, failed.ended) == (
+        "code 1", True, None, True,
+    )  # fmt: skip
+    shell_done = row_of(task("t4", result="a\nb\n\n"), "done")
+    assert shell_done.note == "b"  # a command's last line
+    agent = {"kind": "agent", "agent": "a", "prompt": "p"}
+    answered = row_of(task("t5", result="Summary\n- one", spec=agent), "done")
+    assert answered.note == "Summary"  # an answer's first line
+    assert row_of(task("t6", result="x" * 300), "done").note.endswith("…")
+    assert row_of(task("t7", result={"n": 1}), "done").note == ""
 
 
 def test_the_forest_nests_by_parent_then_batch_with_each_trees_budget() -> None:
@@ -292,6 +309,8 @@ def test_the_hosts_that_name_the_daemon() -> None:
     assert allowed_hosts("::1", 80) == {"[::1]:80", "127.0.0.1:80", "localhost:80"}
     assert allowed_hosts("10.0.0.5", 8765) == {"10.0.0.5:8765"}
     assert allowed_hosts("box.lan", 1) == {"box.lan:1"}
+    assert allowed_hosts("0.0.0.0", 1) is None  # every address: its names are not known
+    assert allowed_hosts("::", 1) is None
 
 
 def test_the_vendored_files_are_the_ones_vendor_md_names() -> None:

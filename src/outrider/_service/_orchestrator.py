@@ -727,7 +727,9 @@ class Orchestrator:
 
     async def tail(self, task_id: str, *, session: str | None, lines: int = 50) -> str:
         """The last `lines` lines of the task's output (also while it runs)."""
-        await self.get(task_id, session=session)
+        live = self._engine.live.get(task_id)
+        if live is None or (session is not None and live.task.session != session):
+            await self.get(task_id, session=session)  # an unfinished task is known in memory
         log_dir = self._store.log_dir
         return await anyio.to_thread.run_sync(lambda: TaskLog.read(log_dir, task_id, lines=lines))
 

@@ -61,7 +61,7 @@ def install(app: FastAPI) -> None:
     app.state.url = None
     app.state.host = "127.0.0.1"
 
-    def hosts() -> frozenset[str]:
+    def hosts() -> frozenset[str] | None:
         return allowed_hosts(app.state.host, app.state.port)
 
     app.state.dashboard_hosts = hosts

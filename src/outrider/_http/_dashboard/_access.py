@@ -112,13 +112,20 @@ def cookie_principal(tokens: Tokens, value: str | None, *, now: float | None = N
     return principal if expected is not None and hmac.compare_digest(mac, expected) else None
 
 
-def allowed_hosts(host: str, port: int) -> frozenset[str]:
-    """The `Host` values that name this daemon: its address, and loopback names if it is one."""
+def allowed_hosts(host: str, port: int) -> frozenset[str] | None:
+    """The `Host` values that name this daemon: its address, and loopback names if it is one.
+
+    None for a daemon bound to every address (`0.0.0.0`, `::`, with `--allow-remote`): its
+    names are not known, so any is taken (the cookie, bound to a name, still decides).
+    """
     names = {host}
     try:
-        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+        address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        loopback = False
+        address = None
+    if address is not None and address.is_unspecified:
+        return None
+    loopback = host == "localhost" or (address is not None and address.is_loopback)
     if loopback:
         names |= {"127.0.0.1", "localhost", "[::1]"}
     return frozenset(
@@ -126,14 +133,14 @@ def allowed_hosts(host: str, port: int) -> frozenset[str]:
     )
 
 
-def check_host(request: Request, allowed: frozenset[str]) -> str:
-    """The request's `Host`, if it names this daemon.
+def check_host(request: Request, allowed: frozenset[str] | None) -> str:
+    """The request's `Host`, if it names this daemon (`allowed`; None: any).
 
     Raises:
         Refused: 403, another name (DNS rebinding) or none.
     """
     host = request.headers.get("host", "").lower()
-    if host not in allowed:
+    if allowed is not None and host not in allowed:
         raise Refused(
             403,
             f"The dashboard answers only at {sorted(allowed)[0]}, not at {host or 'no host'!r}; "

@@ -103,6 +103,10 @@ class LiveView:
         self._tabs_at = 0.0
         self._tabs_due = False
 
+    async def first(self) -> str:
+        """What the page leaves to its stream's first message (empty: nothing)."""
+        return ""
+
     async def update(self, changes: Changes) -> str:
         """The fragments for `changes` (empty: nothing to show)."""
         raise NotImplementedError
@@ -167,6 +171,8 @@ async def follow(
 
         tg.start_soon(read)
         tg.start_soon(stop)
+        if html := await view.first():
+            await send.send(ServerSentEvent(data=html, id=str(after)))
         while True:
             with anyio.move_on_after(view.due_in()):
                 await pending.woken.wait()

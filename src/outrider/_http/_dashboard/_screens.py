@@ -16,7 +16,7 @@ from ..._types._task import TaskState
 from ._live import Changes, LiveView, last_line, partial
 from ._render import macro, page, turns_of
 from ._timeline import LIFECYCLE, Bar, bars_of, chrome_trace, layout, still_running
-from ._view import GROUPS, attention_ids, budget_of, cli_line, forest, grouped, key_rows
+from ._view import FAILURES, GROUPS, budget_of, cli_line, forest, grouped, key_rows, row_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from pydantic import JsonValue
 
     from ..._types._api import Tasks
-    from ..._types._task import SessionSummary, Task
-    from ._view import Group
+    from ..._types._task import SessionSummary
+    from ._view import Group, Row
 
 __all__ = ["KeysScreen", "Screen", "TaskScreen", "TasksScreen", "TimelineScreen", "TreeScreen"]
 
@@ -105,28 +105,55 @@ class TasksScreen(Screen):
             "queued": states[TaskState.QUEUED], "done": ended - summary.unseen_failures,
         }  # fmt: skip
 
-    async def _unfinished(self) -> tuple[list[Task], list[Task], int]:
-        """The running tasks, and the queued ones (the first `QUEUED_SHOWN`, and how many more)."""
+    async def _unfinished(self, *, tails: bool = True) -> tuple[list[Row], list[Row], int]:
+        """The rows of the running tasks and of the first `QUEUED_SHOWN` queued ones.
+
+        Also how many more are queued. `tails`: read the last output line of running tasks
+        the stream has not seen write yet (a page leaves that to its stream's first message).
+        """
         found = grouped(await self.tasks.list(states=_UNFINISHED), set())
         running, queued = found["running"], found["queued"]
-        await _gather_tails(self.tasks, [t.id for t in running], self.lines)
-        return running, queued[:QUEUED_SHOWN], max(0, len(queued) - QUEUED_SHOWN)
+        if tails:
+            await _gather_tails(self.tasks, [t.id for t in running], self.lines)
+        return (
+            [row_of(t, "running", self.lines.get(t.id, "")) for t in running],
+            [row_of(t, "queued") for t in queued[:QUEUED_SHOWN]],
+            max(0, len(queued) - QUEUED_SHOWN),
+        )
+
+    async def _attention(self) -> set[str]:
+        """Tasks that failed or timed out since the session last acknowledged its notices."""
+        oldest = await self.tasks.notices(limit=1)  # the first notice not acknowledged
+        if not oldest:
+            return set()
+        failed = self.tasks.events(after=oldest[0].seq - 1, follow=False, types=FAILURES)
+        return {e.task_id async for e in failed if e.task_id is not None}
 
     async def context(self) -> dict[str, object]:
-        running, queued, more = await self._unfinished()
+        running, queued, more = await self._unfinished(tails=False)
         recent = await self.tasks.list(limit=LISTED)
-        notices = await self.tasks.notices(limit=1000)
-        self.attention = attention_ids(notices, recent)
-        groups = grouped([t for t in recent if t.state.terminal], self.attention)
-        groups["running"], groups["queued"] = running, queued
+        self.attention = await self._attention()
+        ended = grouped([t for t in recent if t.state.terminal], self.attention)
+        groups: dict[Group, list[Row]] = {
+            "attention": [row_of(t, "attention") for t in ended["attention"]],
+            "running": running, "queued": queued,
+            "done": [row_of(t, "done") for t in ended["done"]],
+        }  # fmt: skip
         counts = self._counts(self.summary(await self.tasks.sessions()))
         shown = len(groups["done"]) + len(groups["attention"])
         total = counts["done"] + counts["attention"]
         return {
-            "groups": groups, "groups_meta": GROUPS, "lines": self.lines, "counts": counts,
+            "groups": groups, "groups_meta": GROUPS, "counts": counts,
             "more": {"queued": more},
             "shown_text": f"the newest {shown:,} of {total:,} ended tasks" if total > shown else "",
         }  # fmt: skip
+
+    async def first(self) -> str:
+        """The last output line of each running task, read once the page is shown."""
+        running = await self.tasks.list(states=[TaskState.RUNNING.value])
+        await _gather_tails(self.tasks, [t.id for t in running], self.lines)
+        return "".join(partial(f"#o-{t.id}", self.lines[t.id], "innerHTML")
+                       for t in running if self.lines.get(t.id))  # fmt: skip
 
     async def update(self, changes: Changes) -> str:
         html = [await self.tabs(changes)]
@@ -148,7 +175,7 @@ class TasksScreen(Screen):
         row = macro("row")
         found = await self.tasks.wait(sorted(ids), timeout=0)
         return "".join(
-            partial(f"#t-{t.id}", row(t, "running", self.lines.get(t.id, ""), self.base))
+            partial(f"#t-{t.id}", row(row_of(t, "running", self.lines.get(t.id, "")), self.base))
             for t in found
             if t.state is TaskState.RUNNING
         )
@@ -158,19 +185,19 @@ class TasksScreen(Screen):
         body, row, count = macro("body"), macro("row"), macro("count")
         running, queued, more = await self._unfinished()
         html = [
-            partial("#g-running", body("running", running, self.lines, self.base)),
-            partial("#g-queued", body("queued", queued, self.lines, self.base, more)),
+            partial("#g-running", body("running", running, self.base)),
+            partial("#g-queued", body("queued", queued, self.base, more)),
         ]
         ended = [t for t in await self.tasks.wait(sorted(changes.ended), timeout=0)
                  if t.state.terminal]  # fmt: skip
         if any(t.state in (TaskState.FAILED, TaskState.TIMED_OUT) for t in ended):
-            self.attention = attention_ids(await self.tasks.notices(limit=1000), ended)
+            self.attention = await self._attention()
         for task in sorted(ended, key=lambda t: t.finished_at or t.created_at):
             group: Group = "attention" if task.id in self.attention else "done"
             html += [
                 partial(f"#t-{task.id}", "", "delete"),
                 partial(f"#g-{group} > tr.empty", "", "delete"),
-                partial(f"#g-{group}", row(task, group, "", self.base), "afterbegin"),
+                partial(f"#g-{group}", row(row_of(task, group), self.base), "afterbegin"),
             ]
             self.lines.pop(task.id, None)
         counts = self._counts(self.summary(await self.tasks.sessions()))

@@ -1,7 +1,7 @@
 """What the dashboard shows, worked out from records: pure functions, no I/O.
 
-- A task's group on the task page: Needs attention (it failed or timed out and its completion
-  notice is not acknowledged), Running, Queued, or Done (`group_of`).
+- A task's group on the task page: Needs attention (it failed or timed out after the session
+  last acknowledged its completion notices), Running, Queued, or Done (`group_of`).
 - The delegation forest: tasks nested under their `parent`, trees gathered by `group`, each
   tree with what it spent and, for an agent tree, what its budget has left (`forest`).
 - Per concurrency key: its load and the tasks queued on it, first to start first (`key_rows`).
@@ -24,16 +24,18 @@ if TYPE_CHECKING:
 
     from pydantic import JsonValue
 
-    from ..._types._task import KeyStatus, Notice, Status, Task
+    from ..._types._task import KeyStatus, Status, Task
 
 __all__ = [
+    "FAILURES",
     "GROUPS",
+    "Row",
+    "row_of",
     "Budget",
     "Group",
     "KeyRow",
     "Node",
     "TreeGroup",
-    "attention_ids",
     "budget_of",
     "cli_line",
     "cost_text",
@@ -54,25 +56,9 @@ GROUPS: tuple[tuple[Group, str], ...] = (
     ("queued", "Queued"),
     ("done", "Done"),
 )
-_FAILED = frozenset({TaskState.FAILED, TaskState.TIMED_OUT})
+FAILURES = ("task.failed", "task.timed_out")
+"""The events of the ends that need attention until they are acknowledged."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def attention_ids(notices: Iterable[Notice], tasks: Iterable[Task]) -> set[str]:
-    """Failed or timed-out tasks whose completion notice is not acknowledged.
-
-    A pending group summary stands for its tasks' notices: its failed tasks count too.
-    """
-    ids: set[str] = set()
-    groups: set[str] = set()
-    for notice in notices:
-        if notice.kind == "task" and notice.state in _FAILED and notice.task_id is not None:
-            ids.add(notice.task_id)
-        elif notice.kind == "group" and notice.group is not None:
-            groups.add(notice.group)
-    if groups:
-        ids |= {t.id for t in tasks if t.group in groups and t.state in _FAILED}
-    return ids
 
 
 def group_of(task: Task, attention: set[str]) -> Group:
@@ -142,6 +128,69 @@ def cost_text(cost: float | None) -> str:
 def duration_text(seconds: float | None) -> str:
     """A short duration, or empty."""
     return "" if seconds is None else format_duration(seconds)
+
+
+# -- a task's row -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """What a task's row shows, worked out once (a page may show thousands)."""
+
+    id: str
+    group: Group
+    state: str
+    name: str
+    attempt: int
+    kind: str
+    agent: str | None
+    model: str | None
+    elapsed: str
+    since: float | None
+    """When it started, while it runs (the page's script ticks its elapsed time from it)."""
+    progress: tuple[float, float | None, str] | None
+    """Completed, total and message, while it has not ended."""
+    position: int | None
+    note: str
+    failed: bool
+    """`note` is its error."""
+    tokens: int | None
+    usage: str
+    cost: str
+    ended: bool
+
+
+def _note(task: Task, group: Group, line: str) -> str:
+    if group == "queued":
+        return task.waiting_for or "queued"
+    if task.error is not None and task.state.terminal:
+        return task.error.message
+    if task.state is TaskState.SUCCEEDED and isinstance(task.result, str):
+        lines = [text for text in task.result.splitlines() if text.strip()]
+        if lines:
+            shown = lines[-1] if task.kind == "shell" else lines[0]
+            return shown if len(shown) <= 200 else shown[:199] + "…"
+    return line
+
+
+def row_of(task: Task, group: Group, line: str = "") -> Row:
+    """A task's row on the task page (`line`: its newest output line, while it runs)."""
+    usage, progress = task.usage, task.progress
+    running = task.state is TaskState.RUNNING
+    return Row(
+        id=task.id, group=group, state=task.state.value, name=task.label or task.name,
+        attempt=task.attempt, kind=task.kind.replace("_", " "), agent=agent_of(task),
+        model=model_of(task), elapsed=duration_text(task.elapsed),
+        since=epoch(task.started_at) if running and task.started_at else None,
+        progress=None if progress is None or task.state.terminal
+        else (progress.completed, progress.total, progress.message or ""),
+        position=task.position if group == "queued" else None,
+        note=_note(task, group, line), failed=task.error is not None and task.state.terminal,
+        tokens=None if usage is None else usage.input_tokens + usage.output_tokens,
+        usage="" if usage is None
+        else f"{usage.input_tokens} in, {usage.output_tokens} out, {usage.requests} requests",
+        cost="" if usage is None else cost_text(usage.cost), ended=task.state.terminal,
+    )  # fmt: skip
 
 
 # -- the delegation forest ---------------------------------------------------------------
