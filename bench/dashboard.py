@@ -235,7 +235,7 @@ async def client(what: str, url: str, seconds: float) -> None:
 
 async def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
-        orch = outrider.Orchestrator(Path(folder) / "o.db", max_running=200)
+        orch = outrider.Orchestrator(Path(folder) / "o.db", outrider.Settings(max_running=200))
         async with orch:
             agents = Agents(orch)
             began = time.perf_counter()

@@ -71,9 +71,8 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     sample = prepare(tmp_path)
     agents = load_agents(sample).agents
     runner = AgentRunner(agents, Providers(), sandbox="off")
-    orch = outrider.Orchestrator(
-        tmp_path / "o.db", shutdown_grace=0.5, limits={"hold": 1}, runners=[runner]
-    )
+    settings = outrider.Settings(shutdown_grace=0.5, limits={"hold": 1})
+    orch = outrider.Orchestrator(tmp_path / "o.db", settings, runners=[runner])
     async with orch:
         gates = Gates(orch)
         async with serving(orch) as url:

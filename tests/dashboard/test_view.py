@@ -53,9 +53,23 @@ def task(task_id: str, state: str = "succeeded", **fields: object) -> Task:
     return Task.model_validate({**defaults, **fields})
 
 
-def event(seq: int, kind: str, task_id: str, at: float, **data: object) -> Event:
-    return Event.model_validate({"seq": seq, "type": kind, "session": "s", "task_id": task_id,
-                                 "at": T0 + timedelta(seconds=at), "data": data})  # fmt: skip
+_REQUIRED: dict[str, dict[str, object]] = {
+    "task.queued": {"kind": "shell", "priority": 5, "keys": ["shell"]},
+    "task.started": {"attempt": 1},
+    "task.output": {"text": "", "total_bytes": 0},
+    "task.retrying": {"attempt": 1, "max_attempts": 2, "delay": 1.0,
+                      "error": {"type": "exit", "message": "code 1"}},
+    "group.completed": {"group": "g", "total": 1},
+}  # fmt: skip
+"""What each payload needs, so a test names only what it is about."""
+
+
+def event(seq: int, type_: str, task_id: str, at: float, /, **data: object) -> Event:
+    payload = {**_REQUIRED.get(type_, {"state": type_.removeprefix("task.")}), **data}
+    if type_ == "task.progress":
+        payload = data
+    return Event.model_validate({"seq": seq, "type": type_, "session": "s", "task_id": task_id,
+                                 "at": T0 + timedelta(seconds=at), "data": payload})  # fmt: skip
 
 
 def test_groups_put_unacknowledged_failures_first_and_order_each_group() -> None:
@@ -236,18 +250,25 @@ def test_a_transcript_reads_as_turns_with_their_usage() -> None:
 @pytest.mark.parametrize(
     ("kind", "data", "text"),
     [
-        ("task.queued", {"label": "x", "priority": 5, "group": None}, "label x, priority 5"),
+        ("task.queued", {"label": "x", "kind": "shell", "priority": 5, "keys": ["shell", "a"]},
+         "label x, shell, priority 5, keys shell a"),
+        ("task.queued", {"kind": "agent", "priority": 7, "keys": ["agent:r"]},
+         "agent, priority 7, keys agent:r"),
         ("task.started", {"attempt": 2}, "attempt 2"),
         ("task.progress", {"completed": 2.0, "total": 50.0, "message": "turn 2",
                            "usage": {"input_tokens": 9, "output_tokens": 1}},
          "2/50 · turn 2 · 9 in / 1 out"),
-        ("task.output", {"text": "a\nb"}, "a b"),
-        ("task.retrying", {"attempt": 1, "delay": 0.5, "error": {"message": "boom"}},
+        ("task.progress", {"completed": 3}, "3"),
+        ("task.output", {"text": "a\nb", "total_bytes": 3}, "a b"),
+        ("task.retrying", {"attempt": 1, "max_attempts": 2, "delay": 0.5,
+                           "error": {"type": "exit", "message": "boom"}},
          "attempt 1 failed, again in 0.5s: boom"),
-        ("task.failed", {"error": {"type": "exit", "message": "code 1"}}, "exit: code 1"),
-        ("task.succeeded", {"result_preview": "fine"}, "fine"),
-        ("task.cancelled", {}, ""),
-        ("group.completed", {"succeeded": 3, "total": 3, "label": "x"}, "succeeded 3, total 3"),
+        ("task.failed", {"state": "failed", "error": {"type": "exit", "message": "code 1"}},
+         "exit: code 1"),
+        ("task.succeeded", {"state": "succeeded", "result_preview": "fine"}, "fine"),
+        ("task.cancelled", {"state": "cancelled"}, ""),
+        ("group.completed", {"group": "g", "succeeded": 3, "total": 3},
+         "total 3, succeeded 3"),
     ],
 )  # fmt: skip
 def test_each_event_reads_as_one_line(kind: str, data: dict[str, object], text: str) -> None:

@@ -132,12 +132,11 @@ async def _submit_all(
 ) -> list[str]:
     ids: dict[str, str] = {}
     for item, (spec, timeout) in zip(batch.task, plan.specs, strict=True):
-        task = await orch.submit(
-            spec, session=session, priority=item.priority, keys=item.keys, timeout=timeout,
+        task = await orch.session(session).submit(
+            spec, priority=item.priority, keys=item.keys, timeout=timeout,
             ttl=item.ttl, max_attempts=item.max_attempts, label=item.label,
             description=item.description, group=group,
-            depends_on=[ids[d] for d in item.depends_on],
-        )  # fmt: skip
+            depends_on=[ids[d] for d in item.depends_on])  # fmt: skip
         ids[item.label] = task.id
     return list(ids.values())
 
@@ -184,14 +183,15 @@ async def run_batch(
     """
     plan = plan or Plan.of(batch)
     own = {k: v for k, v in batch.limits.items() if k != "max_running"}
-    async with outrider.Orchestrator(
-        db, limits={**plan.limits, **own}, shutdown_grace=0.0, runners=plan.runners,
+    settings = outrider.Settings(
+        limits={**plan.limits, **own}, shutdown_grace=0.0,
         max_running=batch.limits.get("max_running", max_running),
-    ) as orch:  # fmt: skip
+    )  # fmt: skip
+    async with outrider.Orchestrator(db, settings, runners=plan.runners) as orch:
         try:
             ids = await _submit_all(orch, batch, plan, session=session, group=group)
             if as_json:
-                return await orch.wait(ids, session=session)
+                return await orch.session(session).wait(ids)
             mine = orch.session(session)
             return await watch(mine, ids, lambda: mine.list(group=group), console=console)
         except BaseException:

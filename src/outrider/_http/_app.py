@@ -26,7 +26,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._types._api import Tasks, check_session_name, options_of
 from .._types._errors import Closed, NotAllowed, OutriderError, http_status_of, user_error
-from .._types._task import MAX_SEQ, EventType, KeyStatus, Status, SubmitItem, Task, TaskState
+from .._types._events import EventType  # noqa: TC001  # FastAPI reads the annotation at run time
+from .._types._task import MAX_SEQ, KeyStatus, Status, SubmitItem, Task, TaskState
 from .._version import __version__
 from .._wire._bodies import (
     MAX_WAIT,

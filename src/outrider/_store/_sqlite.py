@@ -20,15 +20,23 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, JsonValue
+from pydantic import BaseModel
 from pydantic_core import to_json
 
 from outrider._types._errors import StoreError, StoreUnavailable
+from outrider._types._events import (
+    NOTICE_TYPES,
+    PAYLOAD_OF,
+    Event,
+    EventData,
+    EventType,
+    GroupCompleted,
+    GroupMember,
+    TaskRetrying,
+)
 from outrider._types._task import (
     TASK_SPEC_ADAPTER,
     ErrorInfo,
-    Event,
-    EventType,
     Progress,
     SessionSummary,
     Task,
@@ -40,6 +48,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from importlib.resources.abc import Traversable
 
+    from outrider._core._lifecycle import Transition
+
 __all__ = [
     "AddEvent",
     "AddGroupSummary",
@@ -47,7 +57,6 @@ __all__ = [
     "Committed",
     "EndAttempt",
     "InsertTask",
-    "NOTICE_EVENT_TYPES",
     "Op",
     "SQLiteBackend",
     "SetNoticeCursor",
@@ -103,9 +112,9 @@ class AddEvent:
     type: EventType
     session: str
     at: float
-    task_id: str | None = None
-    group: str | None = None
-    data: dict[str, JsonValue] = field(default_factory=dict)
+    task_id: str | None
+    group: str | None
+    data: EventData
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +142,33 @@ Change = list[Op]
 """Ops applied atomically together."""
 
 
+def rows_of(step: Transition) -> Change:
+    """The ops that store one lifecycle step: its fields, its attempt's row, its event.
+
+    Entering `running` clears the backoff (`ready_at`) and starts the attempt; leaving it
+    clears the recorded process and ends the attempt (`retrying`, or the end state); a retry
+    is not ready before its delay.
+    """
+    task = step.task
+    fields = dict(step.update)
+    ops: Change = []
+    if step.starts_attempt:
+        fields["ready_at"] = None
+    if step.ends_attempt:
+        fields["pid"] = None
+    if isinstance(step.event, TaskRetrying):
+        fields["ready_at"] = step.at + step.event.delay
+    if fields:
+        ops.append(UpdateTask(task.id, fields))
+    if step.starts_attempt:
+        ops.append(StartAttempt(task.id, task.attempt, step.at))
+    elif step.ends_attempt:
+        how = "retrying" if isinstance(step.event, TaskRetrying) else str(task.state)
+        ops.append(EndAttempt(task.id, task.attempt, step.at, how, task.error))
+    ops.append(AddEvent(step.event_type, task.session, step.at, task.id, task.group, step.event))
+    return ops
+
+
 @dataclass(frozen=True, slots=True)
 class UnfinishedTask:
     """A task found queued or running when the store opens."""
@@ -144,11 +180,8 @@ class UnfinishedTask:
     ready_at: float | None
 
 
-NOTICE_EVENT_TYPES = (
-    "task.succeeded", "task.failed", "task.cancelled", "task.timed_out", "group.completed",
-)  # fmt: skip
 """The events that make a completion notice."""
-_NOTICE_TYPES_SQL = ", ".join("?" * len(NOTICE_EVENT_TYPES))
+_NOTICE_TYPES_SQL = ", ".join("?" * len(NOTICE_TYPES))
 
 _TASK_COLUMNS = (
     "task_id, session, grp, parent, label, description, spec, priority, keys, depends_on, "
@@ -327,7 +360,7 @@ def _event_from_row(row: Sequence[object]) -> Event:
         session=session,
         task_id=task_id,
         group=grp,
-        data=json.loads(str(data)),
+        data=PAYLOAD_OF[str(type_)].model_validate_json(str(data)),
     )
 
 
@@ -352,7 +385,6 @@ class Committed:
 
 _GROUP_LISTED = 200
 """A group summary lists this many of its tasks (all are counted)."""
-_TERMINAL = tuple(str(s) for s in TaskState if s.terminal)
 
 
 def _group_summary(cur: sqlite3.Cursor, op: AddGroupSummary) -> AddEvent:
@@ -364,15 +396,17 @@ def _group_summary(cur: sqlite3.Cursor, op: AddGroupSummary) -> AddEvent:
         f"SELECT task_id, label, state, exit_code {where} ORDER BY seq LIMIT {_GROUP_LISTED}",
         (op.session, op.group),
     ).fetchall()
-    data: dict[str, JsonValue] = {
-        "group": op.group,
-        "total": sum(counts.values()),
-        **{state: counts.get(state, 0) for state in _TERMINAL},
-        "tasks": [
-            {"id": task_id, "label": label, "state": state, "exit_code": exit_code}
+    data = GroupCompleted.model_construct(
+        group=op.group,
+        total=sum(counts.values()),
+        **{s.value: counts.get(s.value, 0) for s in TaskState if s.terminal},
+        tasks=[
+            GroupMember.model_construct(
+                id=task_id, label=label, state=TaskState(state), exit_code=exit_code
+            )
             for task_id, label, state, exit_code in listed
         ],
-    }
+    )
     return AddEvent("group.completed", op.session, op.at, None, op.group, data)
 
 
@@ -439,7 +473,10 @@ class _BatchRows:
                 self.owners.append(index)
             case AddGroupSummary():
                 self.summaries.append((len(self.events), op))
-                self.events.append(AddEvent("group.completed", op.session, op.at))
+                placeholder = GroupCompleted.model_construct(group=op.group, total=0)
+                self.events.append(
+                    AddEvent("group.completed", op.session, op.at, None, op.group, placeholder)
+                )
                 self.event_data.append("{}")
                 self.owners.append(index)
             case SetNoticeCursor(session=session, seq=seq):
@@ -718,7 +755,7 @@ class SQLiteBackend:
             assert session is not None, "notices are read for one session"
             assert not prefix, "notices are read for one session"
             where.append(f"type IN ({_NOTICE_TYPES_SQL})")
-            params.extend(NOTICE_EVENT_TYPES)
+            params.extend(NOTICE_TYPES)
         if session is not None and prefix:
             where.append("substr(session, 1, ?) = ?")
             params += [len(session), session]
@@ -765,7 +802,7 @@ class SQLiteBackend:
                 f"AND type IN ({_NOTICE_TYPES_SQL}) AND type IN ('task.failed', "
                 "'task.timed_out') AND seq > coalesce((SELECT c.seq FROM notice_cursors c "
                 "WHERE c.session = e.session), 0) GROUP BY session",
-                (*params, *NOTICE_EVENT_TYPES),
+                (*params, *NOTICE_TYPES),
             )
         )
         last_seq = "SELECT coalesce(max(seq), 0) FROM events WHERE session = ?"
@@ -812,7 +849,3 @@ class SQLiteBackend:
         """The highest task `seq` so far (0 if none)."""
         (value,) = self._conn.execute("SELECT coalesce(max(seq), 0) FROM tasks").fetchone()
         return int(value)
-
-    def group_members(self, session: str, group: str) -> list[Task]:
-        """Every task of a group, in submission order."""
-        return self.query(session=session, group=group)

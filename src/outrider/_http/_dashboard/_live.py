@@ -21,13 +21,14 @@ import anyio
 from markupsafe import escape
 from sse_starlette import ServerSentEvent
 
+from ..._types._events import TaskOutput
 from ._render import macro
 
 if TYPE_CHECKING:
     from anyio.abc import ObjectSendStream
 
     from ..._types._api import Tasks
-    from ..._types._task import Event
+    from ..._types._events import Event
 
 __all__ = ["TICK", "Changes", "LiveView", "follow", "last_line", "partial"]
 
@@ -77,9 +78,8 @@ class Changes:
         self.any = True
         if event.session != session or event.task_id is None:
             return
-        if event.type == "task.output":
-            text = event.data.get("text")
-            if isinstance(text, str) and (line := last_line(text)):
+        if isinstance(event.data, TaskOutput):
+            if line := last_line(event.data.text):
                 self.lines[event.task_id] = line
             return
         self.changed.add(event.task_id)

@@ -11,10 +11,19 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, assert_never
 
 import jinja2
 
+from ..._types._events import (
+    GroupCompleted,
+    TaskEnded,
+    TaskOutput,
+    TaskProgress,
+    TaskQueued,
+    TaskRetrying,
+    TaskStarted,
+)
 from ._view import agent_of, cost_text, duration_text, epoch, model_of, tokens_text
 
 if TYPE_CHECKING:
@@ -22,7 +31,7 @@ if TYPE_CHECKING:
 
     from pydantic import JsonValue
 
-    from ..._types._task import Event
+    from ..._types._events import Event
 
 __all__ = ["Part", "Turn", "event_text", "macro", "page", "turns_of"]
 
@@ -195,39 +204,43 @@ def turns_of(transcript: JsonValue) -> list[Turn] | None:
 
 def event_text(event: Event) -> str:
     """One line that says what an event holds."""
-    data = event.data
-    match event.type:
-        case "task.queued":
-            return ", ".join(f"{k} {v}" for k, v in data.items() if v not in (None, [], ""))[:200]
-        case "task.started":
-            return f"attempt {data.get('attempt')}"
-        case "task.progress":
-            usage = data.get("usage")
-            parts = []
-            completed, total = data.get("completed"), data.get("total")
-            if isinstance(completed, int | float):
-                of = f"/{total:g}" if isinstance(total, int | float) else ""
-                parts.append(f"{completed:g}{of}")
-            if data.get("message"):
-                parts.append(str(data["message"]))
-            if isinstance(usage, dict):
-                tokens_in, tokens_out = usage.get("input_tokens", 0), usage.get("output_tokens", 0)
-                parts.append(f"{tokens_in} in / {tokens_out} out")
-            return " · ".join(parts)
-        case "task.output":
-            return _clip(data.get("text", ""), 160)
-        case "task.retrying":
-            error = data.get("error")
-            message = error.get("message") if isinstance(error, dict) else ""
-            return f"attempt {data.get('attempt')} failed, again in {data.get('delay')}s: {message}"
-        case "group.completed":
-            return ", ".join(f"{k} {v}" for k, v in data.items() if isinstance(v, int))
-        case _:
-            error = data.get("error")
-            if isinstance(error, dict):
-                return f"{error.get('type')}: {error.get('message')}"
-            preview = data.get("result_preview")
-            return "" if preview is None else _clip(preview, 160)
+    match event.data:
+        case TaskQueued() as queued:
+            label = "" if queued.label is None else f"label {queued.label}, "
+            return f"{label}{queued.kind}, priority {queued.priority}, keys {' '.join(queued.keys)}"
+        case TaskStarted() as started:
+            return f"attempt {started.attempt}"
+        case TaskProgress() as progress:
+            return _progress_text(progress)
+        case TaskOutput() as output:
+            return _clip(output.text, 160)
+        case TaskRetrying() as retrying:
+            return (
+                f"attempt {retrying.attempt} failed, again in {retrying.delay:g}s: "
+                f"{retrying.error.message}"
+            )
+        case GroupCompleted() as group:
+            counts = {"total": group.total, "succeeded": group.succeeded, "failed": group.failed,
+                      "cancelled": group.cancelled, "timed out": group.timed_out}  # fmt: skip
+            return ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+        case TaskEnded() as ended:
+            if ended.error is not None:
+                return f"{ended.error.type}: {ended.error.message}"
+            return "" if ended.result_preview is None else _clip(ended.result_preview, 160)
+        case _:  # pragma: no cover - every payload model is matched above
+            assert_never(event.data)
+
+
+def _progress_text(progress: TaskProgress) -> str:
+    parts = []
+    if progress.completed is not None:
+        of = "" if progress.total is None else f"/{progress.total:g}"
+        parts.append(f"{progress.completed:g}{of}")
+    if progress.message:
+        parts.append(progress.message)
+    if progress.usage is not None:
+        parts.append(f"{progress.usage.input_tokens} in / {progress.usage.output_tokens} out")
+    return " · ".join(parts)
 
 
 _register_event_text()

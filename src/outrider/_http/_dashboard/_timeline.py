@@ -13,12 +13,15 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from ..._types._events import TaskStarted
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
     from pydantic import JsonValue
 
-    from ..._types._task import Event, Task
+    from ..._types._events import Event
+    from ..._types._task import Task
 
 __all__ = ["LIFECYCLE", "Bar", "Lane", "Layout", "bars_of", "chrome_trace", "layout"]
 
@@ -55,12 +58,11 @@ def _bars_of_task(task: Task, events: Sequence[Event], now: float) -> list[Bar]:
     attempt = 0
     for event in events:
         at = event.at.timestamp()
-        if event.type == "task.started":
+        if isinstance(event.data, TaskStarted):
             if wait_from is not None:
                 bars.append(Bar(task, "queued", wait_from, at, "queued", attempt + 1))
             wait_from, run_from = None, at
-            data_attempt = event.data.get("attempt")
-            attempt = data_attempt if isinstance(data_attempt, int) else attempt + 1
+            attempt = event.data.attempt
         elif event.type == "task.retrying" and run_from is not None:
             bars.append(Bar(task, "run", run_from, at, "retrying", attempt))
             wait_from, run_from = at, None
