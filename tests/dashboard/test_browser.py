@@ -107,7 +107,22 @@ def off_the_loop(fn: Callable[[], Awaitable[T]]) -> T:
 
 
 def rows(page: Page) -> list[str]:
-    return page.locator("tr.task").evaluate_all("rows => rows.map(r => r.id)")
+    found: list[str] = page.locator("tr.task").evaluate_all("rows => rows.map(r => r.id)")
+    return found
+
+
+def header_edges(page: Page) -> list[float]:
+    """Where each column of the task groups starts."""
+    edges: list[float] = page.locator("thead th").evaluate_all(
+        "cells => cells.map(c => c.getBoundingClientRect().left)"
+    )
+    return edges
+
+
+def fits(page: Page) -> bool:
+    """Whether the page needs no sideways scrolling."""
+    wide: bool = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    return wide
 
 
 def test_the_login_link_works_once_and_each_principal_sees_only_its_own(
@@ -139,6 +154,12 @@ def test_the_login_link_works_once_and_each_principal_sees_only_its_own(
     assert denied.status == 404
 
 
+_COUNTER = (
+    "for i in $(seq 1 400); do echo line $i of a stream of output long enough to wrap onto "
+    "lines of its own, were a row let to grow, and it must not; sleep 0.05; done"
+)
+
+
 def test_a_new_task_appears_live_and_its_output_grows(
     browser: Browser, daemon: Daemon, tmp_path: Path
 ) -> None:
@@ -146,12 +167,15 @@ def test_a_new_task_appears_live_and_its_output_grows(
     page.goto(page.url.split("/ui/")[0] + "/ui/s/live-one")
     expect(page.locator("#g-running tr.empty")).to_be_visible()
     with daemon.client("live-one") as client:
-        task = client.submit(
-            shell("for i in $(seq 1 400); do echo line $i; sleep 0.05; done"), label="counter"
-        )
+        task = client.submit(shell(f"sleep 1; {_COUNTER}"), label="counter")
         row = page.locator(f"#g-running #t-{task.id}")
         expect(row).to_be_visible()  # no reload: the page's stream brought it
-        expect(page.locator(f"#o-{task.id}")).to_contain_text("line")
+        line = page.locator(f"#o-{task.id}")
+        before, columns = row.bounding_box(), header_edges(page)
+        expect(line).to_contain_text("line")
+        expect(line).not_to_have_text(line.inner_text())  # a newer line replaced it
+        assert row.bounding_box() == before  # no layout jump: same place, same size
+        assert header_edges(page) == columns
         shoot(page, tmp_path / "shots", "tasks-live")
         page.locator(f"#t-{task.id} td.name a").click()
         page.wait_for_url(f"**/t/{task.id}")
@@ -283,13 +307,19 @@ def test_every_page_looks_right_in_light_and_dark(
             for name, path in pages.items():
                 page.goto(root + path)
                 expect(page.locator("#live")).to_have_count(1)
+                assert fits(page), f"the {name} page scrolls sideways at 1280 px"
                 shoot(page, tmp_path / "shots", f"{name}-{scheme}")
             expect(page.locator("#transcript .turn")).to_have_count(4)
             page.goto(root)
             expect(page.locator(f"#g-attention #t-{broken.id}")).to_be_visible()
             expect(page.locator(f"#g-queued #t-{waiting.id}")).to_contain_text("#1")
             context.close()
+        laptop = log_in(browser.new_context(viewport={"width": 1024, "height": 640}), daemon)
+        for name, path in {"tasks": "", "task": f"/t/{lead.id}", "keys": "/keys"}.items():
+            laptop.goto(laptop.url.split("/ui/")[0] + "/ui/s/demo" + path)
+            assert fits(laptop), f"the {name} page scrolls sideways on a small laptop"
+            shoot(laptop, tmp_path / "shots", f"{name}-1024")
     finally:
         with daemon.client("demo") as client:
             client.cancel(holder.id)
-    assert len(list((tmp_path / "shots").glob("*.png"))) == 12
+    assert len(list((tmp_path / "shots").glob("*.png"))) == 15
