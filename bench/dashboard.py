@@ -12,8 +12,8 @@ A. Server time of the task page of a session of 2,000 tasks (1,700 ended, 5% of 
    tasks (the JSON API's own listing) as the baseline; both through the ASGI app in process,
    timed from the request to the answer's last byte, so only the server's work is timed.
 B. The same page, and `GET /v1/status`, over loopback HTTP (clients in processes of their
-   own) while 200 running agents are idle (the baseline) and while all 200 stream output,
-   with one live stream of the page open;
+   own) while 200 running agents are idle, while all 200 stream output with no page's live
+   stream open (the baselines), and while they stream with one live stream of the page open;
    and what that stream sends: messages per second, and the most updates any one task got in
    one second (the page's limit is 4).
 """
@@ -245,6 +245,7 @@ async def main() -> None:
                 page, api = await page_a(app, url)
                 idle = await in_a_client_process(url, "pages")
                 agents.streaming.set()
+                unwatched = await in_a_client_process(url, "pages")  # no page stream open
                 before = agents.lines
                 found: dict[str, dict[str, object]] = {}
 
@@ -265,8 +266,10 @@ async def main() -> None:
         print(f"| A. task page of 2,000 tasks, server time p50 / p95 | {ms(page)} | "
               f"`GET /v1/tasks` of the same tasks: {ms(api)} |")  # fmt: skip
         print(f"| B. task page over HTTP while 200 agents stream, p50 / p95 | {ms(busy_page)} | "
-              f"200 agents idle: {ms(idle_page)} |")  # fmt: skip
+              f"no page stream open: {ms(unwatched['page'])}; 200 agents idle: "
+              f"{ms(idle_page)} |")  # fmt: skip
         print(f"| B. `GET /v1/status` while they stream, p50 / p95 | {ms(busy_status)} | "
+              f"no page stream open: {ms(unwatched['status'])}; "
               f"idle: {ms(idle_status)} |")  # fmt: skip
         seconds = float(stats["seconds"])  # type: ignore[arg-type]
         print(f"| B. the page's live stream | {int(stats['messages']) / seconds:.1f} messages/s, "  # type: ignore[call-overload]

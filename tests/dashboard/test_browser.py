@@ -154,6 +154,27 @@ def test_the_login_link_works_once_and_each_principal_sees_only_its_own(
     assert denied.status == 404
 
 
+def test_every_page_reads_as_plain_html_without_script(
+    browser: Browser, daemon: Daemon, tmp_path: Path
+) -> None:
+    with daemon.client("plain") as client:
+        task = client.submit(shell("echo plain words"), label="plain one")
+        client.wait([task.id])
+    page = log_in(browser.new_context(java_script_enabled=False), daemon)
+    page.goto(page.url.split("/ui/")[0] + "/ui/s/plain")
+    expect(page.locator(f"#g-done #t-{task.id}")).to_contain_text("plain words")
+    expect(page.locator("#live-state")).to_contain_text("no live updates or actions")
+    expect(page.get_by_role("button", name="Retry")).to_be_hidden()  # it would need htmx
+    for view in ("Tree", "Keys", "Timeline", "Tasks"):
+        page.get_by_role("link", name=view, exact=True).click()
+        expect(page.locator("main")).to_be_visible()
+    page.locator(f"#t-{task.id} td.name a").click()
+    expect(page.locator("#output")).to_contain_text("plain words")
+    expect(page.locator("#events")).to_contain_text("succeeded")
+    expect(page.locator("#pause")).to_be_hidden()
+    shoot(page, tmp_path / "shots", "task-without-script")
+
+
 _COUNTER = (
     "for i in $(seq 1 400); do echo line $i of a stream of output long enough to wrap onto "
     "lines of its own, were a row let to grow, and it must not; sleep 0.05; done"

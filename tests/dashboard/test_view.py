@@ -22,7 +22,7 @@ from outrider._http._dashboard._access import (
     cookie_value,
 )
 from outrider._http._dashboard._live import Changes, last_line, partial
-from outrider._http._dashboard._render import event_text, turns_of
+from outrider._http._dashboard._render import event_text, row_html, turns_of
 from outrider._http._dashboard._timeline import bars_of, chrome_trace, layout
 from outrider._http._dashboard._view import (
     budget_of,
@@ -107,6 +107,19 @@ def test_a_row_says_what_matters_for_the_tasks_state() -> None:
     assert answered.note == "Summary"  # an answer's first line
     assert row_of(task("t6", result="x" * 300), "done").note.endswith("…")
     assert row_of(task("t7", result={"n": 1}), "done").note == ""
+
+
+def test_a_row_is_drawn_once_for_as_long_as_it_shows_the_same() -> None:
+    row_html.cache_clear()
+    ended = row_of(task("t1", result="done <b>"), "done")
+    first = row_html(ended, "/ui/s/me")
+    assert 'id="t-t1"' in first
+    assert "done &lt;b&gt;" in first  # drawn by the template: escaped
+    assert row_html(row_of(task("t1", result="done <b>"), "done"), "/ui/s/me") is first
+    assert row_html.cache_info().hits == 1
+    moved = row_html(row_of(task("t1", result="done <b>"), "attention"), "/ui/s/me")
+    assert "g-attention" in moved
+    assert row_html.cache_info().misses == 2  # another group is another row
 
 
 def test_the_forest_nests_by_parent_then_batch_with_each_trees_budget() -> None:

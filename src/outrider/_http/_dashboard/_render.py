@@ -7,6 +7,7 @@ is shown as text, never as markup. The pages and the live fragments use the same
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, assert_never
 
 import jinja2
+from markupsafe import Markup
 
 from ..._types._events import (
     GroupCompleted,
@@ -32,8 +34,9 @@ if TYPE_CHECKING:
     from pydantic import JsonValue
 
     from ..._types._events import Event
+    from ._view import Row
 
-__all__ = ["Part", "Turn", "event_text", "macro", "page", "turns_of"]
+__all__ = ["ROWS_KEPT", "Part", "Turn", "event_text", "macro", "page", "row_html", "turns_of"]
 
 _CLIP_PART = 4_000
 
@@ -80,8 +83,9 @@ _ENV.filters.update(
 )  # fmt: skip
 
 
-def _register_event_text() -> None:
+def _register_late() -> None:
     _ENV.filters["event_text"] = event_text
+    _ENV.globals["row_html"] = row_html
 
 
 def page(name: str, **context: object) -> str:
@@ -93,6 +97,21 @@ def macro(name: str) -> Callable[..., str]:
     """A macro of `_macros.html`, to render one fragment."""
     found: Callable[..., str] = getattr(_ENV.get_template("_macros.html").module, name)
     return found
+
+
+ROWS_KEPT = 8_192
+"""Drawn task rows kept for the next page (a few MB at most)."""
+
+
+@functools.lru_cache(maxsize=ROWS_KEPT)
+def row_html(row: Row, base: str) -> Markup:
+    """A task's row on the task page, drawn once for each distinct `Row`.
+
+    A `Row` is a frozen value of everything the row shows, so an equal one draws the same:
+    an ended task's row never changes, and a page of thousands of ended tasks draws only
+    the rows of the tasks that changed since the last page.
+    """
+    return Markup(macro("row")(row, base))
 
 
 # -- transcripts ---------------------------------------------------------------------------
@@ -243,4 +262,4 @@ def _progress_text(progress: TaskProgress) -> str:
     return " · ".join(parts)
 
 
-_register_event_text()
+_register_late()

@@ -14,7 +14,7 @@ import anyio
 
 from ..._types._task import TaskState
 from ._live import Changes, LiveView, last_line, partial
-from ._render import macro, page, turns_of
+from ._render import macro, page, row_html, turns_of
 from ._timeline import LIFECYCLE, Bar, bars_of, chrome_trace, layout, still_running
 from ._view import FAILURES, GROUPS, budget_of, cli_line, forest, grouped, key_rows, row_of
 
@@ -182,7 +182,7 @@ class TasksScreen(Screen):
 
     async def _moved(self, changes: Changes) -> str:
         """The running and queued groups again, and each ended task on top of its group."""
-        body, row, count = macro("body"), macro("row"), macro("count")
+        body, count = macro("body"), macro("count")
         running, queued, more = await self._unfinished()
         html = [
             partial("#g-running", body("running", running, self.base)),
@@ -197,7 +197,7 @@ class TasksScreen(Screen):
             html += [
                 partial(f"#t-{task.id}", "", "delete"),
                 partial(f"#g-{group} > tr.empty", "", "delete"),
-                partial(f"#g-{group}", row(row_of(task, group), self.base), "afterbegin"),
+                partial(f"#g-{group}", row_html(row_of(task, group), self.base), "afterbegin"),
             ]
             self.lines.pop(task.id, None)
         counts = self._counts(self.summary(await self.tasks.sessions()))

@@ -2,6 +2,7 @@
 // only not live. No inline script anywhere: the page's Content-Security-Policy forbids it.
 (() => {
   "use strict";
+  document.body.classList.remove("no-script"); // live updates and actions from here on
   let lastId = "";
   let stick = true; // the output pane follows new lines while it is scrolled to its end
 
