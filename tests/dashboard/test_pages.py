@@ -177,7 +177,8 @@ async def test_every_page_shows_the_sessions_work(site: Site) -> None:
     assert "attachment" in trace.headers["content-disposition"]
     assert any(e.get("ph") == "X" for e in trace.json()["traceEvents"])
     detail = (await browser.get(f"/ui/s/default/t/{lead.id}")).text
-    for shown in ("Turn 1", "→ delegate", "Summary of the team", "succeeded", "--agent demo-lead"):
+    for shown in ("Turn 1", "→ delegate", "Summary of the team", "succeeded", "--agent demo-lead",
+                  "<dt>Last progress</dt>", '<span class="m">scripted/lead</span>'):  # fmt: skip
         assert shown in detail, shown
     assert "Content-Security-Policy" not in detail
     csp = (await browser.get(f"/ui/s/default/t/{lead.id}")).headers["content-security-policy"]
