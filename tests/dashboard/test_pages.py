@@ -89,6 +89,7 @@ async def test_actions_need_htmx_and_this_origin_and_foreign_tasks_are_404(site:
     mine = site.orch.session("default", owner=LOCAL)
     held = await mine.submit(outrider.call("gate", name="held"), label="held")
     await site.gates.wait_started("held")
+    child = await mine.submit(shell("sleep 30"), label="its child", parent=held.id)
     browser = await site.browser()
     cancel = f"/ui/s/default/t/{held.id}/cancel"
     refused = [
@@ -108,6 +109,7 @@ async def test_actions_need_htmx_and_this_origin_and_foreign_tasks_are_404(site:
     assert done.status_code == 200
     assert "is cancelled" in done.text
     assert (await mine.get(held.id)).state is TaskState.CANCELLED
+    assert (await mine.get(child.id)).state is TaskState.CANCELLED  # a cancel cascades
     again = await browser.post(f"/ui/s/default/t/{held.id}/retry", headers=origin(site))
     assert again.status_code == 200
     (new_id,) = re.findall(r"t_[0-9a-z]+", again.text)
@@ -127,7 +129,7 @@ async def test_acknowledging_and_setting_a_limit(site: Site) -> None:
     assert failed.id in attention
     acked = await browser.post("/ui/s/default/ack", headers=origin(site))
     assert acked.headers["HX-Refresh"] == "true"
-    assert "Acknowledged 1 notices" in acked.text
+    assert "Acknowledged 1 notice." in acked.text
     page = (await browser.get("/ui/s/default")).text
     assert failed.id in page.split('id="g-done"')[1]
     assert await mine.notices() == []
@@ -283,3 +285,21 @@ async def test_pages_of_an_empty_session_render(site: Site, path: str) -> None:
     assert answer.status_code == 200
     if path.endswith(".json"):
         assert json.loads(answer.text)["traceEvents"][0]["ph"] == "M"
+
+
+async def test_acknowledge_all_takes_every_notice_however_many(site: Site) -> None:
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    site.orch.register_handler("boom", boom)
+    mine = site.orch.session("many", owner=LOCAL)
+    items = [outrider.SubmitItem(spec=outrider.call("boom")) for _ in range(1_001)]
+    failed = [t.id for t in await mine.submit_many(items) if isinstance(t, outrider.Task)]
+    await mine.wait(failed)
+    browser = await site.browser()
+    acked = await browser.post("/ui/s/many/ack", headers=origin(site))
+    assert "Acknowledged 1001 notices." in acked.text
+    assert await mine.notices() == []
+    await mine.wait([(await mine.submit(outrider.call("boom"))).id])
+    one = await browser.post("/ui/s/many/ack", headers=origin(site))
+    assert "Acknowledged 1 notice." in one.text

@@ -52,6 +52,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+_ACK_PAGE = 1_000
+_ACK_ROUNDS = 1_000
+"""Pages of notices "Acknowledge all" takes at most (new ones keep coming while it runs)."""
 _LOGIN_HINT = "Run `outrider dashboard` (add --open to open it) for a login link."
 
 
@@ -300,10 +303,14 @@ async def acknowledge(request: Request, session: str) -> Response:
     """Acknowledge the session's completion notices (its failures move to Done)."""
 
     async def act(tasks: Tasks) -> Response:
-        notices = await tasks.notices(limit=1000)
-        if notices:
+        count = 0
+        for _ in range(_ACK_ROUNDS):  # a page at a time, so none is left however many there are
+            notices = await tasks.notices(limit=_ACK_PAGE)
+            if not notices:
+                break
             await tasks.ack_notices(max(n.seq for n in notices))
-        response = _flash(f"Acknowledged {len(notices)} notices.")
+            count += len(notices)
+        response = _flash(f"Acknowledged {count} notice{'' if count == 1 else 's'}.")
         response.headers["HX-Refresh"] = "true"
         return response
 
