@@ -15,6 +15,7 @@ import outrider
 from outrider import TaskState, shell
 from outrider._cli._demo import PLAN
 from outrider._http._auth import LOCAL
+from outrider.testing import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -303,3 +304,34 @@ async def test_acknowledge_all_takes_every_notice_however_many(site: Site) -> No
     await mine.wait([(await mine.submit(outrider.call("boom"))).id])
     one = await browser.post("/ui/s/many/ack", headers=origin(site))
     assert "Acknowledged 1 notice." in one.text
+
+
+async def test_a_tasks_output_reaches_the_page_as_text_never_as_markup(site: Site) -> None:
+    mine = site.orch.session("default", owner=LOCAL)
+    hostile = '<button hx-post="/ui/s/default/ack" hx-trigger="load">x</button>'
+    chatty = await mine.submit(shell(f"echo '{hostile}'; sleep 30"), label="hostile")
+    browser = await site.browser()
+
+    async def wrote() -> bool:
+        return "button" in await mine.tail(chatty.id)
+
+    await wait_until(wrote, timeout=20)  # another process's output: it wrote before the page
+    page = (await browser.get("/ui/s/default")).text
+    assert hostile not in page
+    found: list[str] = []
+    with anyio.fail_after(30):
+        async with browser.stream("GET", live_url(page)) as response:  # the running tail
+            async for _, data in messages(response):
+                found.append(data)
+                if f'hx-target="#o-{chatty.id}"' in data:
+                    break
+        later = await mine.submit(shell(f"sleep 1; echo '{hostile}'; sleep 30"), label="late")
+        async with browser.stream("GET", live_url(page)) as response:  # a line as it comes
+            async for _, data in messages(response):
+                found.append(data)
+                if f'hx-target="#o-{later.id}"' in data:
+                    break
+    shown = "".join(found)
+    assert 'hx-trigger="load"' not in shown
+    assert shown.count("&lt;button hx-post=") >= 2  # shown as text, where it was written
+    await mine.cancel_all()

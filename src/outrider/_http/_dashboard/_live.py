@@ -44,7 +44,11 @@ _ENDS = frozenset({"task.succeeded", "task.failed", "task.cancelled", "task.time
 
 
 def partial(target: str, html: str, swap: str = "outerHTML") -> str:
-    """An htmx 4 partial: `html` swapped into the element `target` (a CSS selector)."""
+    """An htmx 4 partial: `html` swapped into the element `target` (a CSS selector).
+
+    `html` goes in as it is: it must come from a template or be escaped (a task's output is
+    text; as markup, htmx would act on the attributes it carries).
+    """
     return f'<hx-partial hx-target="{escape(target)}" hx-swap="{swap}">{html}</hx-partial>'
 
 

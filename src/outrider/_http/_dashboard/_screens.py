@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Literal
 
 import anyio
+from markupsafe import escape
 
 from ..._types._task import TaskState
 from ._live import Changes, LiveView, last_line, partial
@@ -152,7 +153,7 @@ class TasksScreen(Screen):
         """The last output line of each running task, read once the page is shown."""
         running = await self.tasks.list(states=[TaskState.RUNNING.value])
         await _gather_tails(self.tasks, [t.id for t in running], self.lines)
-        return "".join(partial(f"#o-{t.id}", self.lines[t.id], "innerHTML")
+        return "".join(partial(f"#o-{t.id}", escape(self.lines[t.id]), "innerHTML")
                        for t in running if self.lines.get(t.id))  # fmt: skip
 
     async def update(self, changes: Changes) -> str:
@@ -165,7 +166,7 @@ class TasksScreen(Screen):
             html.append(await self._rows(changes.changed - changes.ended))
         lines = set(changes.lines) - changes.changed
         if lines and not changes.moved:
-            html += [partial(f"#o-{i}", self.lines[i], "innerHTML") for i in sorted(lines)]
+            html += [partial(f"#o-{i}", escape(self.lines[i]), "innerHTML") for i in sorted(lines)]
         return "".join(html)
 
     async def _rows(self, ids: set[str]) -> str:
