@@ -282,3 +282,15 @@ async def test_sessions_count_tasks_and_unseen_failures_per_session(world: World
     assert (theirs.session, theirs.unseen_failures) == ("first", 1)
     world.gates.open("held")
     await second.wait([held.id])
+
+
+async def test_a_limited_list_is_the_newest_tasks_in_submission_order(world: World) -> None:
+    tasks = await world.tasks()
+    holder = await tasks.submit(gate("h"), keys=["hold"])
+    await world.gates.wait_started("h")
+    made = [(await tasks.submit(shell("true"), label=f"n{i}", keys=["hold"])).id for i in range(4)]
+    assert [t.id for t in await tasks.list(limit=2)] == made[2:]
+    assert [t.id for t in await tasks.list(limit=10)] == [holder.id, *made]
+    assert [t.id for t in await tasks.list(states=["queued"], limit=3)] == made[1:]
+    await tasks.cancel_all()
+    world.gates.open("h")

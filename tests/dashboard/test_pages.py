@@ -15,6 +15,7 @@ import outrider
 from outrider import TaskState, shell
 from outrider._cli._demo import PLAN
 from outrider._http._auth import LOCAL
+from outrider._http._dashboard import _screens
 from outrider.testing import wait_until
 
 if TYPE_CHECKING:
@@ -335,3 +336,34 @@ async def test_a_tasks_output_reaches_the_page_as_text_never_as_markup(site: Sit
     assert 'hx-trigger="load"' not in shown
     assert shown.count("&lt;button hx-post=") >= 2  # shown as text, where it was written
     await mine.cancel_all()
+
+
+async def test_the_timeline_reads_the_events_of_the_tasks_it_shows_only(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine = site.orch.session("long", owner=LOCAL)
+    done = [t.id for t in await mine.submit_many(
+        [outrider.SubmitItem(spec=shell(f"echo {i}"), label=f"run {i}") for i in range(5)]
+    ) if isinstance(t, outrider.Task)]  # fmt: skip
+    await mine.wait(done)
+    monkeypatch.setattr(_screens, "TIMELINE_TASKS", 2)
+    read: list[int] = []
+    screen = _screens.TimelineScreen(mine, "long")
+    original = mine.events
+
+    def counted(**options: object) -> AsyncIterator[outrider.Event]:
+        async def each() -> AsyncIterator[outrider.Event]:
+            async for event in original(**options):  # type: ignore[arg-type]
+                read.append(event.seq)
+                yield event
+
+        return each()
+
+    monkeypatch.setattr(mine, "events", counted)
+    bars, total = await screen.bars()
+    assert total == 5
+    assert {b.task.label for b in bars} == {"run 3", "run 4"}
+    assert {(b.task.label, b.kind) for b in bars} >= {("run 4", "queued"), ("run 4", "run")}
+    first_shown = min(e.seq for e in [e async for e in original(follow=False)]
+                      if e.task_id == done[3])  # fmt: skip
+    assert min(read) >= first_shown  # nothing older than the oldest task shown was read

@@ -712,7 +712,7 @@ class SQLiteBackend:
         group: str | None = None,
         limit: int | None = None,
     ) -> list[Task]:
-        """Tasks in submission order, filtered."""
+        """Tasks in submission order, filtered; with `limit`, the newest `limit` of them."""
         where: list[str] = []
         params: list[object] = []
         if session is not None:
@@ -727,11 +727,12 @@ class SQLiteBackend:
         sql = f"SELECT {_TASK_COLUMNS} FROM tasks"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [_task_from_row(row) for row in self._conn.execute(sql, params)]
+        if limit is None:
+            rows = self._conn.execute(sql + " ORDER BY seq", params).fetchall()
+        else:
+            newest = self._conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit))
+            rows = newest.fetchall()[::-1]
+        return [_task_from_row(row) for row in rows]
 
     def events(
         self,

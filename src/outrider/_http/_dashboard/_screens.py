@@ -268,9 +268,18 @@ class TimelineScreen(Screen):
         return super().live_url(after) + f"&by={self.by}"
 
     async def bars(self) -> tuple[list[Bar], int]:
-        """The bars of the newest tasks (with their ancestors), and how many tasks there are."""
+        """The bars of the newest tasks, and how many tasks there are.
+
+        Only the events from the oldest task shown on are read (a task's events come after its
+        `task.queued`), not the session's whole history.
+        """
         shown = await self.tasks.list(limit=TIMELINE_TASKS)
-        events = [e async for e in self.tasks.events(follow=False, types=LIFECYCLE)]
+        after = 0
+        if shown:
+            first = self.tasks.events(follow=False, task_id=shown[0].id, types=LIFECYCLE[:1])
+            after = next(iter([e.seq - 1 async for e in first]), 0)
+        read = self.tasks.events(after=after, follow=False, types=LIFECYCLE)
+        events = [e async for e in read]
         bars = bars_of(shown, events, now=time.time())
         summary = self.summary(await self.tasks.sessions())
         total = sum(summary.states.values()) if summary else len(shown)
