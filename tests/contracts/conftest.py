@@ -20,8 +20,7 @@ import outrider
 from outrider._daemon._serve import _bind, _Server
 from outrider._http._app import AuthMiddleware, create_app
 from outrider._http._auth import LOCAL, Tokens
-
-from ..engine.gates import Gates
+from outrider.testing import ScriptedHandler
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -36,7 +35,7 @@ class World:
 
     kind: str
     orch: outrider.Orchestrator
-    gates: Gates
+    gates: ScriptedHandler
     url: str | None = None
     stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
@@ -84,7 +83,7 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         tmp_path / "o.db", outrider.Settings(shutdown_grace=0.5, limits={"hold": 1}, max_queued=20)
     )
     async with orch:
-        gates = Gates(orch)
+        gates = ScriptedHandler(orch)
         if request.param == "session":
             yield World("session", orch, gates)
             return

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pydantic import JsonValue
     from typing_extensions import Unpack
 
-    from .._engine._engine import LiveTask
+    from .._engine._live import LiveTask
     from .._types._api import SubmitOptions
     from .._types._events import Event
     from .._types._task import KeyStatus, Notice, SessionSummary, Status, TaskSpec

@@ -426,7 +426,3 @@ class Store:
         if self._lock_file is not None:
             os.close(self._lock_file)
             self._lock_file = None
-
-    def apply_now(self, changes: Sequence[Change]) -> Results:
-        """Apply changes synchronously (start-up only, before `run`)."""
-        return self.backend.apply(changes)
