@@ -1,7 +1,7 @@
 """A daemon's HTTP app over an in-process orchestrator, on 127.0.0.1, with the dashboard.
 
-The orchestrator runs shell tasks, the `gate` handler (`tests.engine.gates`) and the demo's
-scripted agents, so every page has something real to show.
+The orchestrator runs shell tasks, the `gate` handler (`outrider.testing.ScriptedHandler`) and the
+demo's scripted agents, so every page has something real to show.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from outrider._agents._providers import Providers
 from outrider._agents._runner import AgentRunner
 from outrider._cli._demo import prepare
 from outrider._http._auth import LOCAL
+from outrider.testing import ScriptedHandler
 
 from ..contracts.conftest import TOKENS, serving
-from ..engine.gates import Gates
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -35,7 +35,7 @@ class Site:
 
     url: str
     orch: outrider.Orchestrator
-    gates: Gates
+    gates: ScriptedHandler
     sample: Path
     stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
@@ -74,7 +74,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     settings = outrider.Settings(shutdown_grace=0.5, limits={"hold": 1})
     orch = outrider.Orchestrator(tmp_path / "o.db", settings, runners=[runner])
     async with orch:
-        gates = Gates(orch)
+        gates = ScriptedHandler(orch)
         async with serving(orch) as url:
             found = Site(url, orch, gates, sample)
             async with found.stack:
