@@ -259,6 +259,8 @@ async def test_budget_stop_keeps_the_transcript(
     transcript = await orch.session(S).transcript(done.id)
     assert isinstance(transcript, dict)
     assert len(transcript["messages"]) >= 2
+    assert transcript["budget"] == {"tokens": 150, "cost": None}  # what it (its tree) may spend
+    assert transcript["tree"] == done.id
 
 
 async def test_loop_detector_max_turns_and_empty_output(

@@ -326,7 +326,11 @@ class AgentLoop:
 
     async def _save(self, run: AgentRun, history: list[ModelMessage]) -> None:
         messages = json.loads(ModelMessagesTypeAdapter.dump_json(history))
-        doc = {"agent": run.definition.name, "attempts": run.attempts, "messages": messages}
+        doc = {
+            "agent": run.definition.name, "attempts": run.attempts, "messages": messages,
+            "tree": run.tree_id,
+            "budget": {"tokens": run.budget_tokens, "cost": run.budget_cost},
+        }  # fmt: skip
         await run.ctx.save_transcript(json.dumps(doc).encode())
 
     # -- tools ---------------------------------------------------------------------------

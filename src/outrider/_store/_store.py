@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskStatus
 
     from outrider._types._events import Event
-    from outrider._types._task import Task
+    from outrider._types._task import SessionSummary, Task
 
 
 __all__ = ["Store"]
@@ -358,14 +358,32 @@ class Store:
         )
 
     async def events(
-        self, *, session: str | None, after: int, limit: int, prefix: bool, notices: bool
+        self,
+        *,
+        session: str | None,
+        after: int,
+        limit: int,
+        prefix: bool,
+        notices: bool,
+        task_id: str | None = None,
+        types: Sequence[str] | None = None,
     ) -> list[Event]:
         """Events with `seq > after`, oldest first (see `SQLiteBackend.events`)."""
         return await self._read(
             lambda b: b.events(
-                session=session, after=after, limit=limit, prefix=prefix, notices=notices
+                session=session,
+                after=after,
+                limit=limit,
+                prefix=prefix,
+                notices=notices,
+                task_id=task_id,
+                types=types,
             )
         )
+
+    async def session_summaries(self, owner: str | None) -> list[SessionSummary]:
+        """The sessions of `owner` with their tasks per state (see `SQLiteBackend`)."""
+        return await self._read(lambda b: b.session_summaries(owner))
 
     async def notice_events(self, session: str, limit: int) -> list[Event]:
         """The session's ending events not yet acknowledged, oldest first."""
