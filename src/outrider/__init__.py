@@ -69,6 +69,10 @@ from ._types._task import agent as agent
 from ._types._task import call as call
 from ._types._task import cli_agent as cli_agent
 from ._types._task import shell as shell
+from ._types._worktrees import FileChange as FileChange
+from ._types._worktrees import MergePreview as MergePreview
+from ._types._worktrees import MergeResult as MergeResult
+from ._types._worktrees import Worktree as Worktree
 from ._version import __version__ as __version__
 from .runners import RunContext as RunContext
 
@@ -91,11 +95,14 @@ __all__ = (
     "Event",
     "EventData",
     "EventType",
+    "FileChange",
     "GroupCompleted",
     "GroupMember",
     "HandlerSpec",
     "KeyStatus",
     "load_agents",
+    "MergePreview",
+    "MergeResult",
     "NotAllowed",
     "Notice",
     "Orchestrator",
@@ -134,4 +141,5 @@ __all__ = (
     "TaskTimedOut",
     "Usage",
     "UserError",
+    "Worktree",
 )

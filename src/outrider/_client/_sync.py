@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .._types._api import SubmitOptions
     from .._types._events import Event
     from .._types._task import KeyStatus, Notice, Status, SubmitError, SubmitItem, Task, TaskSpec
+    from .._types._worktrees import MergeHow, MergeResult, Worktree
     from .._wire._bodies import Health
 
 __all__ = ["Client"]
@@ -262,6 +263,18 @@ class Client:
     def tail(self, task_id: str, *, lines: int = 50) -> str:
         """The last `lines` lines of the task's output."""
         return self._call(ops.tail(task_id, lines=lines))
+
+    def worktrees(self) -> builtins.list[Worktree]:
+        """The worktrees of the session's writing tasks, oldest first."""
+        return self._call(ops.worktrees())
+
+    def merge_task(self, task_id: str, *, how: MergeHow = "apply") -> MergeResult:
+        """Bring an ended task's work from its worktree into its parent's checkout."""
+        return self._call(ops.merge_task(task_id, how=how))
+
+    def discard_task(self, task_id: str) -> Worktree:
+        """Give up an ended task's work: its worktree and branch go (a `.patch` stays)."""
+        return self._call(ops.discard_task(task_id))
 
     def transcript(self, task_id: str) -> JsonValue:
         """An agent task's transcript (models tried, full message history), or None."""

@@ -13,6 +13,7 @@ import contextlib
 import random
 from collections.abc import Callable, Sequence
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, final
 
 import anyio
@@ -29,8 +30,11 @@ from .._store._store import Store
 from .._types._api import submit_error, submit_item
 from .._types._errors import Closed, UserError
 from .._types._task import KeyStatus, Status, SubmitError, TaskState
+from .._worktrees._manager import Worktrees
+from .._worktrees._runner import Isolating
 from ..runners._cli_agent import CliAgentRunner
 from ..runners._handler import Handler, HandlerRunner, Isolation
+from ..runners._protocol import WritingRunner
 from ..runners._shell import ShellRunner
 from ._core import Core
 from ._session import Session
@@ -41,7 +45,6 @@ if TYPE_CHECKING:
     import builtins
     import os
     from contextlib import AsyncExitStack
-    from pathlib import Path
     from types import TracebackType
 
     from anyio.abc import TaskGroup
@@ -105,7 +108,12 @@ class Orchestrator:
             CliAgentRunner(),
             *runners,
         ]
-        self._runners: dict[str, Runner] = {r.kind: r for r in all_runners}
+        root = Path(settings.worktrees_dir) if settings.worktrees_dir else data_dir() / "worktrees"
+        self._worktrees = Worktrees(self._store, root=root, configured=settings.isolation)
+        self._runners: dict[str, Runner] = {
+            r.kind: Isolating(r, self._worktrees) if isinstance(r, WritingRunner) else r
+            for r in all_runners
+        }
         self._engine = Engine(
             self._store,
             runners=self._runners,
@@ -128,7 +136,7 @@ class Orchestrator:
         self._core = Core(
             store=self._store, engine=self._engine, bus=self._bus, clock=self._clock,
             runners=self._runners, handlers=self._handlers, settings=settings,
-            check_open=self._check_open,
+            check_open=self._check_open, worktrees=self._worktrees,
         )  # fmt: skip
         self._state = _State.NEW
         self._stack: AsyncExitStack | None = None

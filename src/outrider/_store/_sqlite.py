@@ -35,6 +35,7 @@ from outrider._types._events import (
     TaskRetrying,
 )
 from outrider._types._task import TASK_SPEC_ADAPTER, ErrorInfo, Progress, Task, TaskState, Usage
+from outrider._types._worktrees import Worktree
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -51,6 +52,7 @@ __all__ = [
     "InsertTask",
     "Op",
     "SQLiteBackend",
+    "PutWorktree",
     "SetNoticeCursor",
     "StartAttempt",
     "UnfinishedTask",
@@ -126,9 +128,16 @@ class SetNoticeCursor:
     seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class PutWorktree:
+    """Store a task's worktree record (replacing the previous one)."""
+
+    worktree: Worktree
+
+
 Op = (
     InsertTask | UpdateTask | StartAttempt | EndAttempt | AddEvent | AddGroupSummary
-    | SetNoticeCursor
+    | SetNoticeCursor | PutWorktree
 )  # fmt: skip
 Change = list[Op]
 """Ops applied atomically together."""
@@ -191,6 +200,10 @@ _END_ATTEMPT = (
 _INSERT_EVENT = (
     "INSERT INTO events (seq, at, type, session, task_id, grp, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+_PUT_WORKTREE = (
+    "INSERT OR REPLACE INTO worktrees (task_id, session, repo, state, updated_at, record) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
 _LAST_EVENT_SEQ = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
 _SET_NOTICE_CURSOR = (
     "INSERT INTO notice_cursors (session, seq) VALUES (?, ?) "
@@ -233,6 +246,13 @@ def _epoch(value: datetime | None) -> float | None:
 
 def _dt(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _worktree_row(worktree: Worktree) -> tuple[object, ...]:
+    return (
+        worktree.task_id, worktree.session, worktree.repo, worktree.state,
+        worktree.updated_at.timestamp(), worktree.model_dump_json(),
+    )  # fmt: skip
 
 
 def _json(value: object) -> str:
@@ -426,6 +446,7 @@ class _BatchRows:
     summaries: list[tuple[int, AddGroupSummary]] = field(default_factory=list)
     """Group summaries: their place in `events`, filled in once the updates are applied."""
     cursors: list[tuple[str, int]] = field(default_factory=list)
+    worktrees: list[tuple[object, ...]] = field(default_factory=list)
 
     @classmethod
     def collect(cls, changes: Sequence[Change]) -> _BatchRows:
@@ -473,6 +494,8 @@ class _BatchRows:
                 self.owners.append(index)
             case SetNoticeCursor(session=session, seq=seq):
                 self.cursors.append((session, seq))
+            case PutWorktree(worktree=worktree):
+                self.worktrees.append(_worktree_row(worktree))
 
     def fill_summaries(self, cur: sqlite3.Cursor) -> None:
         """Compute the group summaries from the rows as updated by this batch."""
@@ -574,6 +597,7 @@ class SQLiteBackend:
         )  # fmt: skip
         # An acknowledgement reaches at most the events stored before it: never a later one.
         cur.executemany(_SET_NOTICE_CURSOR, [(sn, min(seq, last)) for sn, seq in rows.cursors])
+        cur.executemany(_PUT_WORKTREE, rows.worktrees)
         cur.execute("COMMIT")
         made: list[list[Committed]] = [[] for _ in changes]
         for n, (owner, op) in enumerate(zip(rows.owners, rows.events, strict=True), start=1):
@@ -635,6 +659,8 @@ class SQLiteBackend:
                 return self._insert_event(cur, _group_summary(cur, op))
             case SetNoticeCursor(session=session, seq=seq):
                 cur.execute(_SET_NOTICE_CURSOR, (session, min(seq, last_seq)))
+            case PutWorktree(worktree=worktree):
+                cur.execute(_PUT_WORKTREE, _worktree_row(worktree))
         return None
 
     @staticmethod
@@ -767,6 +793,18 @@ class SQLiteBackend:
         """The session's ending events (tasks and groups) not yet acknowledged, oldest first."""
         after = self.notice_cursor(session)
         return self.events(session=session, after=after, limit=limit, notices=True)
+
+    def worktrees(
+        self, *, task_id: str | None = None, session: str | None = None
+    ) -> list[Worktree]:
+        """Worktree records, oldest first: one task's, a session's, or all."""
+        sql, args = "SELECT record FROM worktrees", []
+        if task_id is not None:
+            sql, args = sql + " WHERE task_id = ?", [task_id]
+        elif session is not None:
+            sql, args = sql + " WHERE session = ?", [session]
+        rows = self._conn.execute(sql + " ORDER BY updated_at, task_id", args).fetchall()
+        return [Worktree.model_validate_json(r[0]) for r in rows]
 
     def notice_cursor(self, session: str) -> int:
         """The highest acknowledged notice `seq` of the session (0 if none)."""

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, JsonValue
 
 from .._types._task import MAX_SEQ, Int, Notice, Number, SubmitError, Task
+from .._types._worktrees import MergeHow, Worktree
 from .._version import __version__
 
 __all__ = [
@@ -19,12 +20,14 @@ __all__ = [
     "ErrorDetail",
     "Health",
     "LimitBody",
+    "MergeBody",
     "NoticeList",
     "Output",
     "TaskList",
     "Transcript",
     "WaitBody",
     "WaitResult",
+    "WorktreeList",
 ]
 
 MAX_WAIT = 300.0
@@ -107,6 +110,18 @@ class LimitBody(BaseModel):
     """A key's new concurrency limit."""
 
     limit: Int = Field(ge=1, le=100_000)
+
+
+class MergeBody(BaseModel):
+    """How to merge a task's worktree back (see `Tasks.merge_task`)."""
+
+    how: MergeHow = "apply"
+
+
+class WorktreeList(BaseModel):
+    """The session's worktrees, oldest first."""
+
+    worktrees: list[Worktree]
 
 
 class ErrorDetail(BaseModel):

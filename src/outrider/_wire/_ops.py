@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from .._types._events import Event
 from .._types._task import KeyStatus, Notice, Status, SubmitError, SubmitItem, Task
+from .._types._worktrees import MergeResult, Worktree
 from ._bodies import (
     BatchResult,
     Health,
@@ -21,6 +22,7 @@ from ._bodies import (
     TaskList,
     Transcript,
     WaitResult,
+    WorktreeList,
 )
 
 if TYPE_CHECKING:
@@ -38,7 +40,9 @@ __all__ = [
     "cancel_all",
     "get",
     "health",
+    "discard_task",
     "list_tasks",
+    "merge_task",
     "notices",
     "retry",
     "set_limit",
@@ -49,6 +53,7 @@ __all__ = [
     "tail",
     "transcript",
     "wait",
+    "worktrees",
 ]
 
 T = TypeVar("T")
@@ -180,6 +185,22 @@ def transcript(task_id: str) -> Op[JsonValue]:
     """`GET /v1/tasks/{id}/transcript`: an agent task's transcript."""
     return Op("GET", _task_path(task_id, "/transcript"),
               lambda data: Transcript.model_validate(data).transcript, task_id=task_id)  # fmt: skip
+
+
+def worktrees() -> Op[list[Worktree]]:
+    """`GET /v1/worktrees`: the session's worktrees."""
+    return Op("GET", "/v1/worktrees", lambda data: WorktreeList.model_validate(data).worktrees)
+
+
+def merge_task(task_id: str, *, how: str) -> Op[MergeResult]:
+    """`POST /v1/tasks/{id}/merge`: bring a task's worktree back into its parent's checkout."""
+    return Op("POST", _task_path(task_id, "/merge"), MergeResult.model_validate,
+              json={"how": how}, task_id=task_id)  # fmt: skip
+
+
+def discard_task(task_id: str) -> Op[Worktree]:
+    """`POST /v1/tasks/{id}/discard`: give up a task's worktree."""
+    return Op("POST", _task_path(task_id, "/discard"), Worktree.model_validate, task_id=task_id)
 
 
 def status() -> Op[Status]:

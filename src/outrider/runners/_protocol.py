@@ -14,17 +14,21 @@ through and a cancel scope around `run`; the runner returns a `RunOutcome` or ra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from contextlib import AbstractAsyncContextManager
 
     import anyio
     from pydantic import JsonValue
 
     from outrider._types._task import Task, TaskSpec, Usage
+    from outrider._types._worktrees import Isolation
 
-__all__ = ["RunContext", "RunFailure", "RunOutcome", "Runner", "RunnerHost"]
+__all__ = [
+    "RunContext", "RunFailure", "RunOutcome", "Runner", "RunnerHost", "Workplace", "WritingRunner",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,4 +203,33 @@ class Runner(Protocol):
         Raises:
             RunFailure: The run failed in a way the runner understood.
         """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Workplace:
+    """Where a task of a writing runner works, and what it asked for (see `WritingRunner`)."""
+
+    folder: str
+    """Its folder (an agent's workspace, a CLI's `cwd`), absolute."""
+    writes: bool
+    """Whether it can change files there (a read-only agent cannot)."""
+    asked: Isolation | None = None
+    """The submit's `isolation`."""
+    agent_default: Isolation | None = None
+    """The agent file's `isolation`."""
+    base: str | None = None
+    """What a worktree starts from: `snapshot` (None), `head`, or a ref."""
+
+
+@runtime_checkable
+class WritingRunner(Runner, Protocol):
+    """A runner whose tasks write files, and so may each run in their own git worktree."""
+
+    async def workplace(self, spec: object) -> Workplace:
+        """Where the task would work and what it asked for."""
+        ...
+
+    def relocate(self, spec: object, folder: str, env: Mapping[str, str]) -> object:
+        """The spec run in `folder` (the worktree's copy of its folder) with `env` added."""
         ...

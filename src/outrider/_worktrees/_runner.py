@@ -1,0 +1,142 @@
+"""`Isolating`: a writing runner whose tasks each run in their own git worktree.
+
+It wraps a `WritingRunner` (the built-in agent, agent CLIs). Before a run it asks the runner
+where the task works and whether it writes, and `Worktrees.begin` decides (`_core._worktrees`);
+the task then runs with its folder moved into its worktree (an agent's workspace, a CLI's
+`cwd`, plus `OUTRIDER_WORKTREE` and `OUTRIDER_BASE` in a CLI's environment). However the run
+ends, what it left is committed on its branch and its changes and merge preview recorded:
+the result starts with one line saying so (which the completion notice shows), a failure's
+message says where the work is kept.
+
+Cancellation: finishing is shielded and bounded, so a stopped task still leaves its work
+committed on its branch; the cancellation then propagates.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ..runners._protocol import RunFailure, RunOutcome
+from ._git import GitError
+
+if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
+    from pydantic import JsonValue
+
+    from .._types._worktrees import Worktree
+    from ..runners._protocol import RunContext, RunnerHost, WritingRunner
+    from ._manager import Worktrees
+
+__all__ = ["Isolating"]
+
+_FINISH_GRACE = 60.0
+"""Seconds a stopped task's worktree may take to be committed and recorded."""
+
+
+class Isolating:
+    """`inner`, with each writing task in its own worktree (see the module doc)."""
+
+    def __init__(self, inner: WritingRunner, worktrees: Worktrees) -> None:
+        self.inner = inner
+        self.worktrees = worktrees
+
+    @property
+    def kind(self) -> str:
+        """The wrapped runner's kind."""
+        return self.inner.kind
+
+    @property
+    def uses_processes(self) -> bool:
+        """The wrapped runner's."""
+        return self.inner.uses_processes
+
+    def default_keys(self, spec: object) -> tuple[str, ...]:
+        """The wrapped runner's."""
+        return self.inner.default_keys(spec)
+
+    def required_keys(self, spec: object) -> tuple[str, ...]:
+        """The wrapped runner's."""
+        return self.inner.required_keys(spec)
+
+    def lifespan(self, host: RunnerHost) -> AbstractAsyncContextManager[None]:
+        """The wrapped runner's."""
+        return self.inner.lifespan(host)
+
+    def __getattr__(self, name: str) -> object:
+        """Anything else the wrapped runner offers (an agent runner's `visible`, …)."""
+        return getattr(self.inner, name)
+
+    async def run(self, spec: object, ctx: RunContext) -> RunOutcome:
+        """Run the task in its worktree if it gets one; finish the worktree however it ends."""
+        workplace = await self.inner.workplace(spec)
+        try:
+            begun = await self.worktrees.begin(ctx.task_id, ctx.session, workplace)
+        except GitError as exc:
+            raise RunFailure(
+                f"Its worktree could not be made: {exc}. Run it with isolation 'none' to work "
+                "in the folder itself.",
+                type="worktree",
+            ) from None
+        if begun.worktree is None:
+            if begun.note:
+                ctx.output(f"[outrider] {begun.note}\n")
+            outcome = await self.inner.run(spec, ctx)
+            return _noted(outcome, begun.note)
+        worktree = begun.worktree
+        ctx.output(
+            f"[outrider] working in worktree {worktree.path} on branch {worktree.branch} "
+            f"(base {worktree.base[:12]})\n"
+        )
+        env = {"OUTRIDER_WORKTREE": worktree.path, "OUTRIDER_BASE": worktree.base}
+        moved = self.inner.relocate(spec, begun.folder, env)
+        try:
+            outcome = await self.inner.run(moved, ctx)
+        except RunFailure as exc:
+            done = await self._finish(worktree, ctx)
+            if done.state == "removed":
+                raise
+            raise RunFailure(
+                f"{exc.message} ({_where(done)})", type=exc.type, detail=exc.detail,
+                exit_code=exc.exit_code, retryable=exc.retryable,
+            ) from exc  # fmt: skip
+        except BaseException:
+            await self._finish(worktree, ctx)
+            raise
+        done = await self._finish(worktree, ctx)
+        return RunOutcome(result=_with_summary(outcome, done), exit_code=outcome.exit_code)
+
+    async def _finish(self, worktree: Worktree, ctx: RunContext) -> Worktree:
+        with anyio.move_on_after(_FINISH_GRACE, shield=True):
+            try:
+                done = await self.worktrees.finish(worktree)
+            except GitError as exc:
+                ctx.output(f"[outrider] the worktree could not be finished: {exc}\n")
+                return worktree
+            ctx.output(f"[outrider] {done.summary}\n")
+            return done
+        return worktree  # pragma: no cover - git hung for a minute; the record says `active`
+
+
+def _where(worktree: Worktree) -> str:
+    return f"its work is kept: {worktree.summary}; merge_task or discard_task"
+
+
+def _with_summary(outcome: RunOutcome, worktree: Worktree) -> JsonValue:
+    """The result, after a line saying where the work is kept (as is if it changed nothing)."""
+    if worktree.state == "removed":
+        return outcome.result
+    line = f"[{_where(worktree)}]"
+    if outcome.result is None:
+        return line
+    answer = outcome.result if isinstance(outcome.result, str) else repr(outcome.result)
+    return f"{line}\n{answer}"
+
+
+def _noted(outcome: RunOutcome, note: str | None) -> RunOutcome:
+    if note is None or outcome.result is None:
+        return outcome
+    answer = outcome.result if isinstance(outcome.result, str) else repr(outcome.result)
+    return RunOutcome(result=f"[{note}]\n{answer}", exit_code=outcome.exit_code)
