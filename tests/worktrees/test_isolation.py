@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import outrider
 from tests.fakellm import FakeLLM, Reply
 
 from .conftest import S, git, run, state
+
+if TYPE_CHECKING:
+    import pytest
 
 
 async def test_two_writers_of_one_file_each_get_their_own_branch(
@@ -159,3 +163,35 @@ async def test_a_subfolder_workspace_maps_into_the_worktree(
     assert isinstance(done.result, str)
     assert done.result.endswith("m.py")
     assert git(repo, "show", f"outrider/{done.id}:pkg/z.py") == "z\n"
+
+
+def test_agent_files_set_isolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OUTRIDER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    (tmp_path / ".outrider" / "agents").mkdir(parents=True)
+    (tmp_path / ".claude" / "agents").mkdir(parents=True)
+    (tmp_path / ".outrider/agents/here.md").write_text("---\nisolation: none\n---\nWork.\n")
+    (tmp_path / ".outrider/agents/lister.md").write_text("---\ntools: [grep]\n---\nLook.\n")
+    (tmp_path / ".claude/agents/cc.md").write_text(
+        "---\nname: cc\ndescription: d\nisolation: worktree\n---\nWork.\n"
+    )
+    found = outrider.load_agents(tmp_path)
+    assert not found.errors
+    assert not [w for w in found.warnings if "isolation" in w]
+    assert found.agents["here"].isolation == "none"
+    assert found.agents["cc"].isolation == "worktree"
+    assert found.agents["here"].writes
+    assert not found.agents["lister"].writes  # no writing tool: no worktree
+
+
+async def test_the_agents_commands_run_in_its_worktree(
+    orch: outrider.Orchestrator, fake: FakeLLM, repo: Path
+) -> None:
+    fake.script("writer", [Reply.tool("run_command", command="echo ran > ran.txt; pwd"),
+                           Reply.say("ran")])  # fmt: skip
+    (done,) = await run(orch, outrider.agent("writer", "run it", workspace=str(repo)))
+    assert done.state == "succeeded", done.error
+    assert git(repo, "show", f"outrider/{done.id}:ran.txt") == "ran\n"
+    assert not (repo / "ran.txt").exists()
+    answer = fake.calls_for("writer")[1].body["messages"][-1]["content"]
+    assert "worktrees/repo-" in answer  # the command ran in the worktree

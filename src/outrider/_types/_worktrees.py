@@ -90,8 +90,8 @@ class Worktree(BaseModel):
 
     @property
     def changed(self) -> bool:
-        """Whether the task changed any file."""
-        return bool(self.files)
+        """Whether its branch has commits beyond its base (the task's work)."""
+        return self.head is not None and self.head != self.base
 
     @property
     def summary(self) -> str:
