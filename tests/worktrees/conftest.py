@@ -36,6 +36,11 @@ def exists(path: str) -> bool:
     return Path(path).exists()
 
 
+def write(path: str, text: str) -> None:
+    """Write a file."""
+    Path(path).write_text(text)
+
+
 def read(path: str) -> str:
     """A file's text."""
     return Path(path).read_text()

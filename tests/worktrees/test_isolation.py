@@ -193,5 +193,5 @@ async def test_the_agents_commands_run_in_its_worktree(
     assert done.state == "succeeded", done.error
     assert git(repo, "show", f"outrider/{done.id}:ran.txt") == "ran\n"
     assert not (repo / "ran.txt").exists()
-    answer = fake.calls_for("writer")[1].body["messages"][-1]["content"]
+    answer = fake.calls_for("writer")[-1].body["messages"][-1]["content"]
     assert "worktrees/repo-" in answer  # the command ran in the worktree

@@ -70,9 +70,23 @@ def discard(task_id: TaskId, session: SessionOpt = "default", json_output: JsonO
         out.print(f"discarded {worktree.branch}; its changes stay in {worktree.patch}")
 
 
-def worktrees(session: SessionOpt = "default", json_output: JsonOpt = False) -> None:
-    """List the session's worktrees: state, branch, changes, merge preview, age and size."""
+def worktrees(
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="First remove what the cleanup rules allow: worktrees merged, discarded or "
+            "unchanged, and the folders of kept work past the retention (branches stay).",
+        ),
+    ] = False,
+    session: SessionOpt = "default",
+    json_output: JsonOpt = False,
+) -> None:
+    """List the session's worktrees: state, changes, merge preview, age, size and folder."""
     with client(session) as daemon, answering():
+        if prune:
+            swept = daemon.prune_worktrees()
+            err.print(f"pruned {len(swept)} worktree{'s' if len(swept) != 1 else ''}")
         found = daemon.worktrees()
     if json_output:
         print_json(found)

@@ -275,6 +275,10 @@ class AsyncClient:
         """The worktrees of the session's writing tasks, oldest first."""
         return await self._call(ops.worktrees())
 
+    async def prune_worktrees(self) -> builtins.list[Worktree]:
+        """Apply the cleanup rules to the session's worktrees now; returns the ones changed."""
+        return await self._call(ops.prune_worktrees())
+
     async def merge_task(self, task_id: str, *, how: MergeHow = "apply") -> MergeResult:
         """Bring an ended task's work from its worktree into its parent's checkout."""
         return await self._call(ops.merge_task(task_id, how=how))

@@ -268,6 +268,10 @@ class Client:
         """The worktrees of the session's writing tasks, oldest first."""
         return self._call(ops.worktrees())
 
+    def prune_worktrees(self) -> builtins.list[Worktree]:
+        """Apply the cleanup rules to the session's worktrees now; returns the ones changed."""
+        return self._call(ops.prune_worktrees())
+
     def merge_task(self, task_id: str, *, how: MergeHow = "apply") -> MergeResult:
         """Bring an ended task's work from its worktree into its parent's checkout."""
         return self._call(ops.merge_task(task_id, how=how))

@@ -263,6 +263,12 @@ async def worktrees(tasks: TasksDep) -> WorktreeList:
     return WorktreeList(worktrees=await tasks.worktrees())
 
 
+@router.post("/v1/worktrees/prune", tags=["worktrees"])
+async def prune_worktrees(tasks: TasksDep) -> WorktreeList:
+    """Apply the cleanup rules to the session's worktrees now; returns the ones changed."""
+    return WorktreeList(worktrees=await tasks.prune_worktrees())
+
+
 @router.post("/v1/tasks/{task_id}/merge", tags=["worktrees"])
 async def merge_task(tasks: TasksDep, task_id: str, body: MergeBody) -> MergeResult:
     """Bring an ended task's work from its worktree into its parent's checkout."""

@@ -163,6 +163,11 @@ class Session:
         self._core.check_open("list worktrees")
         return [self._out_worktree(w) for w in await self._core.worktrees.list(self._stored)]
 
+    async def prune_worktrees(self) -> list[Worktree]:
+        """Apply the cleanup rules to the session's worktrees now (see `Tasks`)."""
+        swept = await self._orch.sweep_worktrees(self._stored)
+        return [self._out_worktree(w) for w in swept]
+
     async def merge_task(self, task_id: str, *, how: MergeHow = "apply") -> MergeResult:
         """Bring an ended task's work into its parent's checkout (see `Tasks.merge_task`)."""
         self._core.check_open("merge tasks")

@@ -52,6 +52,7 @@ __all__ = [
     "InsertTask",
     "Op",
     "SQLiteBackend",
+    "DeleteWorktree",
     "PutWorktree",
     "SetNoticeCursor",
     "StartAttempt",
@@ -135,9 +136,16 @@ class PutWorktree:
     worktree: Worktree
 
 
+@dataclass(frozen=True, slots=True)
+class DeleteWorktree:
+    """Forget a task's worktree record (one long merged, discarded or removed)."""
+
+    task_id: str
+
+
 Op = (
     InsertTask | UpdateTask | StartAttempt | EndAttempt | AddEvent | AddGroupSummary
-    | SetNoticeCursor | PutWorktree
+    | SetNoticeCursor | PutWorktree | DeleteWorktree
 )  # fmt: skip
 Change = list[Op]
 """Ops applied atomically together."""
@@ -496,6 +504,8 @@ class _BatchRows:
                 self.cursors.append((session, seq))
             case PutWorktree(worktree=worktree):
                 self.worktrees.append(_worktree_row(worktree))
+            case DeleteWorktree():
+                raise _Fallback  # rare: one by one
 
     def fill_summaries(self, cur: sqlite3.Cursor) -> None:
         """Compute the group summaries from the rows as updated by this batch."""
@@ -661,6 +671,8 @@ class SQLiteBackend:
                 cur.execute(_SET_NOTICE_CURSOR, (session, min(seq, last_seq)))
             case PutWorktree(worktree=worktree):
                 cur.execute(_PUT_WORKTREE, _worktree_row(worktree))
+            case DeleteWorktree(task_id=task_id):
+                cur.execute("DELETE FROM worktrees WHERE task_id = ?", (task_id,))
         return None
 
     @staticmethod

@@ -169,6 +169,14 @@ class Tasks(Protocol):
         """The worktrees of the session's writing tasks, oldest first."""
         ...
 
+    async def prune_worktrees(self) -> builtins.list[Worktree]:
+        """Apply the cleanup rules to the session's worktrees now; returns the ones changed.
+
+        Removed: what changed nothing, and what was merged or discarded; past the retention,
+        the folder of kept work (its branch stays). Never uncommitted files or unmerged work.
+        """
+        ...
+
     async def merge_task(self, task_id: str, *, how: MergeHow = "apply") -> MergeResult:
         """Bring an ended task's work from its worktree into its parent's checkout.
 

@@ -43,6 +43,7 @@ __all__ = [
     "discard_task",
     "list_tasks",
     "merge_task",
+    "prune_worktrees",
     "notices",
     "retry",
     "set_limit",
@@ -190,6 +191,13 @@ def transcript(task_id: str) -> Op[JsonValue]:
 def worktrees() -> Op[list[Worktree]]:
     """`GET /v1/worktrees`: the session's worktrees."""
     return Op("GET", "/v1/worktrees", lambda data: WorktreeList.model_validate(data).worktrees)
+
+
+def prune_worktrees() -> Op[list[Worktree]]:
+    """`POST /v1/worktrees/prune`: apply the cleanup rules now; the worktrees changed."""
+    return Op(
+        "POST", "/v1/worktrees/prune", lambda data: WorktreeList.model_validate(data).worktrees
+    )
 
 
 def merge_task(task_id: str, *, how: str) -> Op[MergeResult]:

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from .._types._worktrees import Isolation, MergeHow
     from ..runners._protocol import Workplace
 
-__all__ = ["Begun", "Worktrees"]
+__all__ = ["Begun", "Worktrees", "repo_id"]
 
 
 class Begun:
@@ -58,10 +58,6 @@ class Begun:
         self.folder = folder
         self.worktree = worktree
         self.note = note
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def repo_id(root: Path) -> str:
@@ -77,13 +73,21 @@ class Worktrees:
         store: Where their records live.
         root: The folder they are made in (in the data dir).
         configured: The default `isolation` of writing tasks.
+        wall: UTC epoch seconds now (the orchestrator's clock).
     """
 
-    def __init__(self, store: Store, *, root: Path, configured: Isolation) -> None:
+    def __init__(
+        self, store: Store, *, root: Path, configured: Isolation, wall: Callable[[], float]
+    ) -> None:
         self.store = store
+        self.wall = wall
         self.root = root
         self.configured: Isolation = configured
         self._repo_locks: dict[str, anyio.Lock] = {}
+
+    def now(self) -> datetime:
+        """The time of a record's change."""
+        return datetime.fromtimestamp(self.wall(), UTC)
 
     def repo_lock(self, repo: str) -> anyio.Lock:
         """The lock that serialises changes to one repository's worktrees and branches."""
@@ -129,8 +133,8 @@ class Worktrees:
         if not await anyio.Path(old.path).is_dir():
             return None
         repo = Repo(Path(old.repo))
-        await self._admin(old.repo, repo.lock, Path(old.path), _reason(task_id))
-        return await self.save(old.model_copy(update={"state": "active", "updated_at": _now()}))
+        await self.admin(old.repo, repo.lock, Path(old.path), _reason(task_id))
+        return await self.save(old.model_copy(update={"state": "active", "updated_at": self.now()}))
 
     async def _create(self, task_id: str, session: str, top: Path, base: str | None) -> Worktree:
         repo = Repo(top)
@@ -144,13 +148,36 @@ class Worktrees:
             return repo.resolve("HEAD" if base == "head" else base)
 
         commit = await anyio.to_thread.run_sync(base_commit)
-        await self._admin(str(top), repo.add_worktree, path, branch, commit, _reason(task_id))
-        now = _now()
+        await self.admin(str(top), repo.add_worktree, path, branch, commit, _reason(task_id))
+        now = self.now()
         record = Worktree(
             task_id=task_id, session=session, repo=str(top), path=str(path), branch=branch,
             base=commit, created_at=now, updated_at=now,
         )  # fmt: skip
         return await self.save(record)
+
+    async def adopt(self, task_id: str, session: str, top: Path, folder: Path) -> Worktree:
+        """Record a worktree folder of `task_id` that has none, then finish it.
+
+        Its base is where its branch left the checkout's HEAD.
+        """
+        repo = Repo(top)
+
+        def base() -> str:
+            head = Repo(folder).head()
+            assert head is not None, "a worktree's branch has a commit"
+            ours = repo.head()
+            if ours is None:
+                return head
+            return repo.git("merge-base", ours, head, ok=(0, 1)).stdout.strip() or head
+
+        now = self.now()
+        record = Worktree(
+            task_id=task_id, session=session, repo=str(top), path=str(folder),
+            branch=branch_of(task_id), base=await anyio.to_thread.run_sync(base),
+            created_at=now, updated_at=now,
+        )  # fmt: skip
+        return await self.finish(await self.save(record))
 
     async def finish(self, worktree: Worktree) -> Worktree:
         """Commit what the task left, record its changes and merge preview; unlock it.
@@ -177,17 +204,17 @@ class Worktrees:
         try:
             done = await anyio.to_thread.run_sync(work)
             if done.state == "removed":
-                await self._admin(worktree.repo, remove_unchanged, repo, worktree)
+                await self.admin(worktree.repo, remove_unchanged, repo, worktree)
             else:
-                await self._admin(worktree.repo, repo.unlock, Path(worktree.path))
+                await self.admin(worktree.repo, repo.unlock, Path(worktree.path))
         except GitError:
             with contextlib.suppress(GitError):
-                await self._admin(worktree.repo, repo.unlock, Path(worktree.path))
-            await self.save(worktree.model_copy(update={"state": "kept", "updated_at": _now()}))
+                await self.admin(worktree.repo, repo.unlock, Path(worktree.path))
+            await self.save(worktree.model_copy(update={"state": "kept", "updated_at": self.now()}))
             raise
-        return await self.save(done.model_copy(update={"updated_at": _now()}))
+        return await self.save(done.model_copy(update={"updated_at": self.now()}))
 
-    async def _admin(self, repo: str, fn: Callable[..., object], *args: object) -> None:
+    async def admin(self, repo: str, fn: Callable[..., object], *args: object) -> None:
         """Run a git command that changes the repository's worktree records, one at a time.
 
         git reads every worktree's record while it adds, removes or prunes one, or deletes a
@@ -207,7 +234,7 @@ class Worktrees:
             worktree = await self._mergeable(task_id, session)  # as it is now
             result = await anyio.to_thread.run_sync(merge_sync, worktree, how, title)
             if result.worktree is not None:
-                await self.save(result.worktree.model_copy(update={"updated_at": _now()}))
+                await self.save(result.worktree.model_copy(update={"updated_at": self.now()}))
         return result
 
     async def _mergeable(self, task_id: str, session: str) -> Worktree:
@@ -248,7 +275,7 @@ class Worktrees:
                 return worktree.model_copy(update={"state": "discarded", "patch": patch})
 
             done = await anyio.to_thread.run_sync(work)
-        return await self.save(done.model_copy(update={"updated_at": _now()}))
+        return await self.save(done.model_copy(update={"updated_at": self.now()}))
 
     async def list(self, session: str | None = None) -> list[Worktree]:
         """Worktree records, oldest first (a session's, or all)."""
