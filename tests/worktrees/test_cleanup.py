@@ -112,7 +112,10 @@ def test_a_crash_leaves_the_work_on_its_branch(repo: Path, tmp_path: Path) -> No
         assert git(repo, "show", f"outrider/{task_id}:half.py") == "half\n"  # nothing lost
 
 
-async def test_a_folder_without_a_record_is_adopted(repo: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("changed", [True, False])
+async def test_a_folder_without_a_record_is_adopted_or_removed(
+    repo: Path, tmp_path: Path, changed: bool
+) -> None:
     wts = tmp_path / "wts"
     settings = outrider.Settings(worktrees_dir=str(wts))
     async with outrider.Orchestrator(tmp_path / "o.db", settings, runners=[_sh()]) as orch:
@@ -121,28 +124,18 @@ async def test_a_folder_without_a_record_is_adopted(repo: Path, tmp_path: Path) 
     # what a crash between `git worktree add` and the record's write leaves
     folder = wts / "repo-x" / task.id
     git(repo, "worktree", "add", "-q", "--lock", "-b", f"outrider/{task.id}", str(folder))
-    (folder / "left.py").write_text("left\n")
+    if changed:
+        (folder / "left.py").write_text("left\n")
     stray = wts / "repo-x" / "not-ours"
     git(repo, "worktree", "add", "-q", "-b", "someone-else", str(stray))
     async with outrider.Orchestrator(tmp_path / "o.db", settings, runners=[_sh()]) as orch:
-        (adopted,) = await orch.session("s").worktrees()
-    assert adopted.task_id == task.id
-    assert adopted.state == "kept"
-    assert [f.path for f in adopted.files] == ["left.py"]
-    assert stray.exists()  # not outrider's: left alone
-
-
-@pytest.mark.parametrize("changed", [False])
-async def test_an_unchanged_orphan_is_removed(repo: Path, tmp_path: Path, changed: bool) -> None:
-    wts = tmp_path / "wts"
-    settings = outrider.Settings(worktrees_dir=str(wts))
-    async with outrider.Orchestrator(tmp_path / "o.db", settings, runners=[_sh()]) as orch:
-        task = await orch.session("s").submit(outrider.shell("true"))
-        await orch.session("s").wait([task.id], timeout=30)
-    folder = wts / "repo-x" / task.id
-    git(repo, "worktree", "add", "-q", "--lock", "-b", f"outrider/{task.id}", str(folder))
-    async with outrider.Orchestrator(tmp_path / "o.db", settings, runners=[_sh()]) as orch:
         (record,) = await orch.session("s").worktrees()
-    assert record.state == "removed"
-    assert not folder.exists()
-    assert "outrider/" not in git(repo, "branch", "--list")
+    assert record.task_id == task.id
+    assert stray.exists()  # not outrider's: left alone
+    if changed:
+        assert record.state == "kept"
+        assert [f.path for f in record.files] == ["left.py"]
+    else:
+        assert record.state == "removed"
+        assert not folder.exists()
+        assert f"outrider/{task.id}" not in git(repo, "branch", "--list")
