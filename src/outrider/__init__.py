@@ -46,6 +46,7 @@ from ._types._events import GroupCompleted as GroupCompleted
 from ._types._events import GroupMember as GroupMember
 from ._types._events import TaskEnded as TaskEnded
 from ._types._events import TaskOutput as TaskOutput
+from ._types._events import TaskOverlap as TaskOverlap
 from ._types._events import TaskProgress as TaskProgress
 from ._types._events import TaskQueued as TaskQueued
 from ._types._events import TaskRetrying as TaskRetrying
@@ -131,6 +132,7 @@ __all__ = (
     "TaskFailed",
     "TaskNotFound",
     "TaskOutput",
+    "TaskOverlap",
     "TaskProgress",
     "TaskQueued",
     "TaskRetrying",

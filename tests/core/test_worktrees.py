@@ -8,8 +8,10 @@ import pytest
 
 from outrider._core._worktrees import (
     branch_of,
+    new_overlaps,
     parse_merge_tree,
     parse_numstat,
+    parse_status,
     place,
     sweep_action,
     task_of_branch,
@@ -105,3 +107,18 @@ def test_summary_lines() -> None:
     assert _worktree("removed", changed=False).summary == "worktree outrider/t_1: no changes"
     assert _worktree("kept").changed
     assert not _worktree("removed", changed=False).changed
+
+
+def test_parse_status_reads_renames_both_ways() -> None:
+    text = " M a.py\0?? new/x.py\0R  b.py\0old_b.py\0D  gone.py\0"
+    assert parse_status(text) == {"a.py", "new/x.py", "b.py", "old_b.py", "gone.py"}
+    assert parse_status("") == frozenset()
+
+
+def test_new_overlaps_once_per_pair() -> None:
+    mine = frozenset({"a.py", "b.py"})
+    others = {"t_2": frozenset({"b.py", "a.py"}), "t_3": frozenset({"c.py"}), "t_4": mine}
+    assert new_overlaps(mine, others, reported=()) == {
+        "t_2": ("a.py", "b.py"), "t_4": ("a.py", "b.py"),
+    }  # fmt: skip
+    assert new_overlaps(mine, others, reported={"t_2", "t_4"}) == {}

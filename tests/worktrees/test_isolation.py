@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import pytest
 
 import outrider
+from outrider._worktrees._git import GitError, check_version
 from tests.fakellm import FakeLLM, Reply
 
 from .conftest import S, git, run, state
-
-if TYPE_CHECKING:
-    import pytest
 
 
 async def test_two_writers_of_one_file_each_get_their_own_branch(
@@ -195,3 +195,17 @@ async def test_the_agents_commands_run_in_its_worktree(
     assert not (repo / "ran.txt").exists()
     answer = fake.calls_for("writer")[-1].body["messages"][-1]["content"]
     assert "worktrees/repo-" in answer  # the command ran in the worktree
+
+
+def test_an_old_git_is_named_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "git").write_text("#!/bin/sh\necho 'git version 2.30.2'\n")
+    (fake_bin / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    check_version.cache_clear()
+    try:
+        with pytest.raises(GitError, match=r"git version 2\.30\.2 is older than 2\.38.*'none'"):
+            check_version()
+    finally:
+        check_version.cache_clear()

@@ -37,7 +37,7 @@ from pydantic_ai.messages import (
 from pydantic_ai.usage import RunUsage, UsageLimits
 
 from .._types._task import AgentSpec, ShellSpec, TaskState, Usage
-from ..runners._protocol import RunFailure, RunOutcome
+from ..runners._protocol import GuardedContext, RunFailure, RunOutcome
 from ._budget import BudgetExceeded, BudgetGuard, Tree
 from ._metered import BudgetedModel
 from ._providers import ModelRef, ProviderError, Providers
@@ -457,6 +457,8 @@ def _make_tools(run: _Run, loop: AgentLoop) -> dict[str, Callable[..., Any]]:
             path: The file, relative to the workspace.
             content: The whole new content.
         """
+        if (refusal := await _claim(run, path)) is not None:
+            return refusal
         return await _guard(lambda: ws.write(path, content))
 
     async def edit_file(path: str, old: str, new: str) -> str:
@@ -467,6 +469,8 @@ def _make_tools(run: _Run, loop: AgentLoop) -> dict[str, Callable[..., Any]]:
             old: The exact text to replace; it must occur exactly once.
             new: The replacement.
         """
+        if (refusal := await _claim(run, path)) is not None:
+            return refusal
         return await _guard(lambda: ws.edit(path, old, new))
 
     async def run_command(command: str) -> str:
@@ -518,6 +522,18 @@ def _answer(fn: Callable[[], str]) -> str:
         return str(exc)
     except OSError as exc:
         return f"error: {exc.strerror or exc}"
+
+
+async def _claim(run: _Run, path: str) -> str | None:
+    """Where the task writes in place beside others: a lease on `path`, or why not."""
+    ctx = run.ctx
+    if not isinstance(ctx, GuardedContext):
+        return None
+    try:
+        real = await anyio.to_thread.run_sync(lambda: run.workspace.path(path, write=True))
+    except ToolRefused:
+        return None  # the write itself says why
+    return await ctx.path_guard.claim(str(real))
 
 
 async def _guard(fn: Callable[[], str]) -> str:

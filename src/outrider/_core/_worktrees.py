@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 from .._types._worktrees import FileChange, MergePreview
 
 if TYPE_CHECKING:
+    from collections.abc import Collection, Mapping
+
     from .._types._worktrees import Isolation, Worktree
 
 __all__ = [
@@ -29,7 +31,9 @@ __all__ = [
     "branch_of",
     "SweepAction",
     "sweep_action",
+    "new_overlaps",
     "parse_merge_tree",
+    "parse_status",
     "parse_numstat",
     "place",
     "task_of_branch",
@@ -73,7 +77,8 @@ def place(
         return Placement(
             worktree=False,
             note="isolation 'worktree' was asked for, but the folder is not in a git "
-            "repository: the task works in the folder itself",
+            "repository: the task works in the folder itself (the built-in agent's writes "
+            "take path leases there)",
         )
     return Placement(worktree=True)
 
@@ -144,3 +149,35 @@ def sweep_action(worktree: Worktree, *, dirty: bool, age: float, retention: floa
     if worktree.state in ("merged", "discarded") or not worktree.changed:
         return "remove"
     return "remove_folder" if age > retention else "keep"
+
+
+def parse_status(text: str) -> frozenset[str]:
+    """The paths `git status --porcelain -z` reports (for a rename, both of them)."""
+    paths: set[str] = set()
+    fields = text.split("\0")
+    i = 0
+    while i < len(fields):
+        entry = fields[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        paths.add(entry[3:])
+        if entry[0] in "RC":  # the original path follows as its own field
+            paths.add(fields[i])
+            i += 1
+    return frozenset(paths)
+
+
+def new_overlaps(
+    touched: frozenset[str], others: Mapping[str, frozenset[str]], reported: Collection[str]
+) -> dict[str, tuple[str, ...]]:
+    """The other tasks whose touched files meet `touched`, not yet reported; the shared paths.
+
+    Each pair of tasks is reported once, however their files change afterwards.
+    """
+    found: dict[str, tuple[str, ...]] = {}
+    for other, theirs in sorted(others.items()):
+        shared = touched & theirs
+        if shared and other not in reported:
+            found[other] = tuple(sorted(shared))
+    return found

@@ -806,6 +806,15 @@ class SQLiteBackend:
         after = self.notice_cursor(session)
         return self.events(session=session, after=after, limit=limit, notices=True)
 
+    def overlap_peers(self, task_id: str) -> set[str]:
+        """The tasks a `task.overlap` event of `task_id` names."""
+        rows = self._conn.execute(
+            "SELECT json_extract(data, '$.other') FROM events "
+            "WHERE task_id = ? AND type = 'task.overlap'",
+            (task_id,),
+        ).fetchall()
+        return {r[0] for r in rows}
+
     def worktrees(
         self, *, task_id: str | None = None, session: str | None = None
     ) -> list[Worktree]:

@@ -376,6 +376,10 @@ class Store:
         """The highest acknowledged notice `seq` of the session (0 if none)."""
         return await self._read(lambda b: b.notice_cursor(session))
 
+    async def overlap_peers(self, task_id: str) -> set[str]:
+        """The tasks a `task.overlap` event of `task_id` names."""
+        return await self._read(lambda b: b.overlap_peers(task_id))
+
     async def worktrees(
         self, *, task_id: str | None = None, session: str | None = None
     ) -> list[Worktree]:

@@ -430,7 +430,7 @@ class Status(BaseModel):
 
 
 class Notice(BaseModel):
-    """A completion notice: a task (or a whole group) of the session ended.
+    """A notice: a task (or a whole group) of the session ended, or two tasks overlap.
 
     Notices are kept until acknowledged (`Orchestrator.ack_notices`), across restarts; a
     group's summary replaces the notices of its tasks when both are pending.
@@ -439,7 +439,8 @@ class Notice(BaseModel):
     model_config = _FROZEN
     seq: int
     """The ending event's `seq`; acknowledge up to it."""
-    kind: Literal["task", "group"]
+    kind: Literal["task", "group", "overlap"]
+    """`overlap`: the task and another one changed the same files in their worktrees."""
     task_id: str | None = None
     group: str | None = None
     state: TaskState | None = None

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -21,14 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._core._worktrees import parse_merge_tree, parse_numstat
+from .._core._worktrees import parse_merge_tree, parse_numstat, parse_status
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from .._types._worktrees import FileChange, MergePreview
 
-__all__ = ["IDENTITY", "NO_HOOKS", "GitError", "Repo", "git_version", "run_git", "toplevel"]
+__all__ = [
+    "IDENTITY", "MIN_VERSION", "NO_HOOKS", "GitError", "Repo", "check_version", "run_git",
+    "toplevel",
+]  # fmt: skip
 
 _TIMEOUT = 120.0
 IDENTITY = {
@@ -86,11 +90,25 @@ def run_git(
     return done
 
 
-def git_version() -> tuple[int, int]:
-    """Git's (major, minor) version."""
-    out = run_git(Path.cwd(), "version").stdout.split()[2]
-    major, minor = out.split(".")[:2]
-    return int(major), int(minor)
+MIN_VERSION = (2, 38)
+"""`git merge-tree --write-tree` (the merge previews) came in git 2.38."""
+
+
+@functools.cache
+def check_version() -> None:
+    """Check once that git is installed and new enough.
+
+    Raises:
+        GitError: It is missing or older than 2.38 (the message says what to do).
+    """
+    said = run_git(Path("/"), "version").stdout.split()
+    parts = said[2].split(".")[:2] if len(said) > 2 else []
+    found = tuple(int(p) if p.isdigit() else 0 for p in parts)
+    if found < MIN_VERSION:
+        raise GitError(
+            f"{' '.join(said)} is older than 2.38, which worktrees need (merge previews); "
+            "install a newer git, or set isolation 'none'"
+        )
 
 
 def toplevel(folder: Path) -> Path | None:
@@ -201,6 +219,12 @@ class Repo:
     def diff(self, old: str, new: str) -> str:
         """A binary-safe patch from `old` to `new` (commits or trees)."""
         return self.git("diff", "--binary", "--full-index", old, new).stdout
+
+    def touched(self, base: str) -> frozenset[str]:
+        """Files changed since `base`: committed, uncommitted, and new (not ignored)."""
+        status = self.git("status", "--porcelain", "-z", "--untracked-files=all").stdout
+        committed = self.git("diff", "--name-only", "-z", base, "HEAD").stdout
+        return parse_status(status) | {p for p in committed.split("\0") if p}
 
     def dirty(self) -> bool:
         """Whether the checkout has uncommitted or untracked (not ignored) files."""

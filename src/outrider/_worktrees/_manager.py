@@ -31,13 +31,15 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 
+from .._core._leases import Leases
 from .._core._worktrees import Placement, branch_of, place
 from .._paths import private_dir
 from .._store._sqlite import PutWorktree
 from .._types._errors import UserError
 from .._types._worktrees import MergeResult, Worktree
-from ._git import GitError, Repo, toplevel
+from ._git import GitError, Repo, check_version, toplevel
 from ._merge import merge_sync
+from ._overlap import Overlaps
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -81,6 +83,9 @@ class Worktrees:
     ) -> None:
         self.store = store
         self.wall = wall
+        self.overlaps = Overlaps(self)
+        self.leases = Leases()
+        """Files held by writing tasks that work in place."""
         self.root = root
         self.configured: Isolation = configured
         self._repo_locks: dict[str, anyio.Lock] = {}
@@ -119,6 +124,7 @@ class Worktrees:
         if not placement.worktree:
             return Begun(workplace.folder, None, placement.note)
         assert top is not None
+        await anyio.to_thread.run_sync(check_version)
         worktree = await self._reuse(task_id) or await self._create(
             task_id, session, top, workplace.base
         )
@@ -212,7 +218,12 @@ class Worktrees:
                 await self.admin(worktree.repo, repo.unlock, Path(worktree.path))
             await self.save(worktree.model_copy(update={"state": "kept", "updated_at": self.now()}))
             raise
-        return await self.save(done.model_copy(update={"updated_at": self.now()}))
+        saved = await self.save(done.model_copy(update={"updated_at": self.now()}))
+        if saved.state == "kept":
+            await self.overlaps.touched(saved, frozenset(f.path for f in saved.files))
+        else:
+            self.overlaps.forget(saved.task_id)
+        return saved
 
     async def admin(self, repo: str, fn: Callable[..., object], *args: object) -> None:
         """Run a git command that changes the repository's worktree records, one at a time.

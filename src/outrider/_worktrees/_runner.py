@@ -1,6 +1,7 @@
 """`Isolating`: a writing runner whose tasks each run in their own git worktree.
 
-It wraps a `WritingRunner` (the built-in agent, agent CLIs). Before a run it asks the runner
+It wraps a `WritingRunner` (the built-in agent, agent CLIs). A writing task that works in
+place instead gets path leases (`_leases`). Before a run it asks the runner
 where the task works and whether it writes, and `Worktrees.begin` decides (`_core._worktrees`);
 the task then runs with its folder moved into its worktree (an agent's workspace, a CLI's
 `cwd`, plus `OUTRIDER_WORKTREE` and `OUTRIDER_BASE` in a CLI's environment). However the run
@@ -20,6 +21,8 @@ import anyio
 
 from ..runners._protocol import RunFailure, RunOutcome
 from ._git import GitError
+from ._leases import TaskLeases
+from ._watch import Guarded, Nudge, Watched, watch
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -83,7 +86,8 @@ class Isolating:
         if begun.worktree is None:
             if begun.note:
                 ctx.output(f"[outrider] {begun.note}\n")
-            outcome = await self.inner.run(spec, ctx)
+            outcome = await (self._run_leased(spec, ctx) if workplace.writes else
+                             self.inner.run(spec, ctx))  # fmt: skip
             return _noted(outcome, begun.note)
         worktree = begun.worktree
         ctx.output(
@@ -93,7 +97,7 @@ class Isolating:
         env = {"OUTRIDER_WORKTREE": worktree.path, "OUTRIDER_BASE": worktree.base}
         moved = self.inner.relocate(spec, begun.folder, env)
         try:
-            outcome = await self.inner.run(moved, ctx)
+            outcome = await self._run_watched(moved, ctx, worktree)
         except RunFailure as exc:
             done = await self._finish(worktree, ctx)
             if done.state == "removed":
@@ -107,6 +111,32 @@ class Isolating:
             raise
         done = await self._finish(worktree, ctx)
         return RunOutcome(result=_with_summary(outcome, done), exit_code=outcome.exit_code)
+
+    async def _run_leased(self, spec: object, ctx: RunContext) -> RunOutcome:
+        """Run a task writing in place: its writes claim leases, released when it ends."""
+        task = await self.worktrees.store.get(ctx.task_id)
+        guard = TaskLeases(self.worktrees.leases, ctx.task_id, task.name if task else ctx.task_id)
+        try:
+            return await self.inner.run(spec, Guarded(ctx, guard))
+        finally:
+            self.worktrees.leases.release(ctx.task_id)
+
+    async def _run_watched(self, spec: object, ctx: RunContext, worktree: Worktree) -> RunOutcome:
+        """Run the task with a watcher of its files beside it (for overlap warnings)."""
+        nudge = Nudge()
+        failure: Exception | None = None
+        outcome = RunOutcome()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch, worktree, self.worktrees.overlaps, nudge)
+            try:
+                outcome = await self.inner.run(spec, Watched(ctx, nudge))
+            except Exception as exc:  # raised as it is once the watcher stopped (not grouped)
+                failure = exc
+            finally:
+                tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        return outcome
 
     async def _finish(self, worktree: Worktree, ctx: RunContext) -> Worktree:
         with anyio.move_on_after(_FINISH_GRACE, shield=True):

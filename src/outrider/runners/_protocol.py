@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from outrider._types._worktrees import Isolation
 
 __all__ = [
-    "RunContext", "RunFailure", "RunOutcome", "Runner", "RunnerHost", "Workplace", "WritingRunner",
+    "GuardedContext", "PathGuard", "RunContext", "RunFailure", "RunOutcome", "Runner",
+    "RunnerHost", "Workplace", "WritingRunner",
 ]  # fmt: skip
 
 
@@ -153,6 +154,27 @@ class RunContext(Protocol):
 
         Cancellation: returns once the record is committed; safe to cancel.
         """
+        ...
+
+
+class PathGuard(Protocol):
+    """Leases on the files a task writes in a folder other tasks write in too."""
+
+    async def claim(self, path: str) -> str | None:
+        """Hold `path` (absolute) for this task until it ends; None, or why it may not write it.
+
+        The answer is for the model: it names the task holding the file and what to do.
+        """
+        ...
+
+
+@runtime_checkable
+class GuardedContext(RunContext, Protocol):
+    """The context of a task that writes in place beside others: its writes take leases."""
+
+    @property
+    def path_guard(self) -> PathGuard:
+        """The task's leases."""
         ...
 
 
