@@ -91,6 +91,9 @@ async def orch(
         "writer": _agent("writer"),
         "reader": _agent("reader", read_only=True),
         "inplace": _agent("inplace", isolation="none"),
+        "prepared": _agent("prepared", setup="echo ready > setup.log"),
+        "unprepared": _agent("unprepared", setup="echo no; exit 4"),
+        "auto": _agent("auto", merge="auto-if-clean"),
     }
     providers = Providers({"fake": ProviderConfig(base_url=fake.base_url, api_key="k")})
     cli = CliAgentRunner({"sh": CliTemplate(("/bin/sh", "-c", "{prompt}"))})

@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._paths import config_dir
-from .._types._worktrees import Isolation
+from .._types._worktrees import Isolation, MergePolicy
 from ._formats import (
     BUILTIN_TOOLS,
     KNOWN_FIELDS,
@@ -77,6 +77,10 @@ class AgentDefinition(BaseModel):
     read_only: bool = False
     isolation: Isolation | None = None
     """`worktree` or `none`: where its tasks write (default: a worktree in a git repository)."""
+    setup: str | None = Field(default=None, min_length=1)
+    """A shell command run in each new worktree of its tasks before they start (`uv sync`)."""
+    merge: MergePolicy = "manual"
+    """`auto-if-clean`: a task's work is applied to its folder as it ends, if it merges cleanly."""
     cli: str | None = None
     """Run through this external agent CLI (`claude`, `opencode`, …) instead of the built-in
     runner."""

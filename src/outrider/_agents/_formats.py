@@ -49,7 +49,7 @@ KNOWN_FIELDS: dict[str, frozenset[str]] = {
     "outrider": frozenset({
         "name", "description", "model", "tools", "temperature", "top_p", "limit", "timeout",
         "max_turns", "budget_tokens", "budget_cost", "workspace", "fallback_models", "cli",
-        "mode", "permission", "read_only", "delegates", "isolation",
+        "mode", "permission", "read_only", "delegates", "isolation", "setup", "merge",
     }),
     "opencode": frozenset({
         "description", "model", "tools", "temperature", "mode", "permission", "prompt",

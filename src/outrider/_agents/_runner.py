@@ -188,6 +188,8 @@ class AgentRunner:
             asked=spec.isolation,
             agent_default=definition.isolation if definition else None,
             base=spec.base,
+            setup=definition.setup if definition else None,
+            merge=definition.merge if definition else "manual",
         )
 
     def relocate(self, spec: object, folder: str, env: Mapping[str, str]) -> AgentSpec:

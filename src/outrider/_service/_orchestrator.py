@@ -116,8 +116,9 @@ class Orchestrator:
         ]
         root = Path(settings.worktrees_dir) if settings.worktrees_dir else data_dir() / "worktrees"
         self._worktrees = Worktrees(
-            self._store, root=root, configured=settings.isolation, wall=self._clock.wall
-        )
+            self._store, root=root, configured=settings.isolation, wall=self._clock.wall,
+            setup=settings.worktree_setup,
+        )  # fmt: skip
         self._runners: dict[str, Runner] = {
             r.kind: Isolating(r, self._worktrees) if isinstance(r, WritingRunner) else r
             for r in all_runners

@@ -54,6 +54,9 @@ class Settings(BaseModel):
     worktrees_dir: str | None = Field(default=None, min_length=1)
     """Where worktrees are made (default: `worktrees/` in the data dir; never inside a
     repository, whose tools would walk into them)."""
+    worktree_setup: str | None = Field(default=None, min_length=1)
+    """A shell command run in each new worktree before its task (an agent file's `setup` wins):
+    `uv sync`, `npm ci`, copying what the task needs."""
     worktree_retention: Number = Field(default=14 * _DAY, gt=0, le=MAX_SECONDS)
     """Seconds a kept worktree's folder stays before a sweep removes it (its branch stays)."""
     process_workers: Int | None = Field(default=None, ge=1, le=1024)

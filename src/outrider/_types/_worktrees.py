@@ -19,6 +19,7 @@ __all__ = [
     "FileChange",
     "Isolation",
     "MergeHow",
+    "MergePolicy",
     "MergePreview",
     "MergeResult",
     "Worktree",
@@ -28,6 +29,8 @@ __all__ = [
 Isolation: TypeAlias = Literal["worktree", "none"]
 """Where a writing task works: its own git worktree, or the parent's folder itself."""
 ISOLATIONS: tuple[Isolation, ...] = ("worktree", "none")
+MergePolicy: TypeAlias = Literal["manual", "auto-if-clean"]
+"""When a task's work is merged: when asked (`manual`), or as it ends if it merges cleanly."""
 MergeHow: TypeAlias = Literal["apply", "squash", "cherry-pick", "patch"]
 """How `merge_task` brings a task's work back (see `docs/worktrees.md`)."""
 MERGE_HOWS: tuple[MergeHow, ...] = ("apply", "squash", "cherry-pick", "patch")
@@ -94,15 +97,20 @@ class Worktree(BaseModel):
         return self.head is not None and self.head != self.base
 
     @property
-    def summary(self) -> str:
-        """One line: branch, files and lines changed, and whether it merges cleanly."""
+    def changes(self) -> str:
+        """`2 files (+14 -3)`, or `no changes`."""
         if not self.files:
-            return f"worktree {self.branch}: no changes"
+            return "no changes"
         added = sum(f.added or 0 for f in self.files)
         removed = sum(f.removed or 0 for f in self.files)
         n = len(self.files)
-        line = f"worktree {self.branch}: {n} file{'s' if n != 1 else ''} (+{added} -{removed})"
-        if self.preview is not None:
+        return f"{n} file{'s' if n != 1 else ''} (+{added} -{removed})"
+
+    @property
+    def summary(self) -> str:
+        """One line: branch, files and lines changed, and whether it merges cleanly."""
+        line = f"worktree {self.branch}: {self.changes}"
+        if self.files and self.preview is not None:
             line += f", merge: {self.preview.text}"
         return line
 

@@ -183,6 +183,26 @@ class Repo:
         self.git("worktree", "add", "--quiet", "--lock", "--reason", reason, "-b", branch,
                  str(path), base)  # fmt: skip
 
+    def copy_included(self, dest: Path) -> int:
+        """Copy the ignored files `.worktreeinclude` names (gitignore syntax) to `dest`.
+
+        Claude Code's file, read the same way: `.env`, local settings, … that a worktree of
+        tracked and new files would lack. Returns how many were copied.
+        """
+        include = self.root / ".worktreeinclude"
+        if not include.is_file():
+            return 0
+        listed = self.git("ls-files", "--others", "--ignored", "-z", f"--exclude-from={include}")
+        copied = 0
+        for rel in filter(None, listed.stdout.split("\0")):
+            source, target = self.root / rel, dest / rel
+            if target.exists() or source.is_symlink() or not source.is_file():
+                continue  # a new file the snapshot holds already, or not a plain file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+            copied += 1
+        return copied
+
     def remove_worktree(self, path: Path) -> None:
         """Remove a worktree's folder and record (it must have no uncommitted files)."""
         self.git("worktree", "unlock", str(path), ok=(0, 128))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,15 +52,15 @@ if TYPE_CHECKING:
 __all__ = ["Begun", "Worktrees", "repo_id"]
 
 
+@dataclass(frozen=True, slots=True)
 class Begun:
     """Where a task runs: its folder (relocated into its worktree, if it has one)."""
 
-    __slots__ = ("folder", "note", "worktree")
-
-    def __init__(self, folder: str, worktree: Worktree | None, note: str | None) -> None:
-        self.folder = folder
-        self.worktree = worktree
-        self.note = note
+    folder: str
+    worktree: Worktree | None = None
+    note: str | None = None
+    new: bool = False
+    """Whether the worktree was just made (not left by an earlier attempt)."""
 
 
 def repo_id(root: Path) -> str:
@@ -76,12 +77,20 @@ class Worktrees:
         root: The folder they are made in (in the data dir).
         configured: The default `isolation` of writing tasks.
         wall: UTC epoch seconds now (the orchestrator's clock).
+        setup: The command run in each new worktree (an agent file's `setup` wins).
     """
 
     def __init__(
-        self, store: Store, *, root: Path, configured: Isolation, wall: Callable[[], float]
+        self,
+        store: Store,
+        *,
+        root: Path,
+        configured: Isolation,
+        wall: Callable[[], float],
+        setup: str | None = None,
     ) -> None:
         self.store = store
+        self.setup = setup
         self.wall = wall
         self.overlaps = Overlaps(self)
         self.leases = Leases()
@@ -122,14 +131,13 @@ class Worktrees:
             agent_default=workplace.agent_default, configured=self.configured,
         )  # fmt: skip
         if not placement.worktree:
-            return Begun(workplace.folder, None, placement.note)
+            return Begun(workplace.folder, note=placement.note)
         assert top is not None
         await anyio.to_thread.run_sync(check_version)
-        worktree = await self._reuse(task_id) or await self._create(
-            task_id, session, top, workplace.base
-        )
+        reused = await self._reuse(task_id)
+        worktree = reused or await self._create(task_id, session, top, workplace.base)
         inner = Path(worktree.path) / Path(workplace.folder).relative_to(top)
-        return Begun(str(inner), worktree, None)
+        return Begun(str(inner), worktree, new=reused is None)
 
     async def _reuse(self, task_id: str) -> Worktree | None:
         """The worktree an earlier attempt left, locked again, if it is still there."""
@@ -155,6 +163,7 @@ class Worktrees:
 
         commit = await anyio.to_thread.run_sync(base_commit)
         await self.admin(str(top), repo.add_worktree, path, branch, commit, _reason(task_id))
+        await anyio.to_thread.run_sync(repo.copy_included, path)
         now = self.now()
         record = Worktree(
             task_id=task_id, session=session, repo=str(top), path=str(path), branch=branch,

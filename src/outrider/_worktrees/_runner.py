@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from .._types._task import ShellSpec, TaskState
 from ..runners._protocol import RunFailure, RunOutcome
 from ._git import GitError
 from ._leases import TaskLeases
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
     from pydantic import JsonValue
 
     from .._types._worktrees import Worktree
-    from ..runners._protocol import RunContext, RunnerHost, WritingRunner
-    from ._manager import Worktrees
+    from ..runners._protocol import RunContext, RunnerHost, Workplace, WritingRunner
+    from ._manager import Begun, Worktrees
 
 __all__ = ["Isolating"]
 
@@ -89,7 +90,13 @@ class Isolating:
             outcome = await (self._run_leased(spec, ctx) if workplace.writes else
                              self.inner.run(spec, ctx))  # fmt: skip
             return _noted(outcome, begun.note)
+        return await self._in_worktree(spec, ctx, workplace, begun)
+
+    async def _in_worktree(
+        self, spec: object, ctx: RunContext, workplace: Workplace, begun: Begun
+    ) -> RunOutcome:
         worktree = begun.worktree
+        assert worktree is not None
         ctx.output(
             f"[outrider] working in worktree {worktree.path} on branch {worktree.branch} "
             f"(base {worktree.base[:12]})\n"
@@ -97,6 +104,8 @@ class Isolating:
         env = {"OUTRIDER_WORKTREE": worktree.path, "OUTRIDER_BASE": worktree.base}
         moved = self.inner.relocate(spec, begun.folder, env)
         try:
+            if begun.new:
+                await self._setup(worktree, workplace.setup or self.worktrees.setup, ctx)
             outcome = await self._run_watched(moved, ctx, worktree)
         except RunFailure as exc:
             done = await self._finish(worktree, ctx)
@@ -110,7 +119,37 @@ class Isolating:
             await self._finish(worktree, ctx)
             raise
         done = await self._finish(worktree, ctx)
+        if workplace.merge == "auto-if-clean" and done.preview is not None and done.preview.clean:
+            return await self._auto_merge(outcome, done, ctx)
         return RunOutcome(result=_with_summary(outcome, done), exit_code=outcome.exit_code)
+
+    async def _setup(self, worktree: Worktree, command: str | None, ctx: RunContext) -> None:
+        """Run the setup command in a new worktree, as a child shell task."""
+        if command is None:
+            return
+        spec = ShellSpec(command=command, cwd=worktree.path)
+        done = await ctx.spawn(spec, label=f"setup of {ctx.task_id}")
+        if done.state is not TaskState.SUCCEEDED:
+            code = f", exit {done.exit_code}" if done.exit_code is not None else ""
+            raise RunFailure(
+                f"The worktree's setup command {command!r} ended {done.state}{code} (task "
+                f"{done.id}); fix it (`setup` in the agent file, `worktree_setup` in the config)",
+                type="setup", detail=await ctx.tail(done.id, lines=20),
+            )  # fmt: skip
+
+    async def _auto_merge(self, outcome: RunOutcome, done: Worktree, ctx: RunContext) -> RunOutcome:
+        """`merge = "auto-if-clean"`: apply the work to the folder now; kept if that fails."""
+        task = await self.worktrees.store.get(ctx.task_id)
+        title = task.name if task else ctx.task_id
+        merged = await self.worktrees.merge(ctx.task_id, ctx.session, "apply", title)
+        if not merged.merged:
+            ctx.output(f"[outrider] not merged: {merged.message}\n")
+            return RunOutcome(result=_with_summary(outcome, done), exit_code=outcome.exit_code)
+        line = f"[its work was applied to {done.repo}: {done.changes}, from {done.branch}]"
+        ctx.output(f"[outrider] {merged.message}\n")
+        answer = _text(outcome.result)
+        result = line if answer is None else f"{line}\n{answer}"
+        return RunOutcome(result=result, exit_code=outcome.exit_code)
 
     async def _run_leased(self, spec: object, ctx: RunContext) -> RunOutcome:
         """Run a task writing in place: its writes claim leases, released when it ends."""
@@ -154,19 +193,23 @@ def _where(worktree: Worktree) -> str:
     return f"its work is kept: {worktree.summary}; merge_task or discard_task"
 
 
+def _text(result: JsonValue) -> str | None:
+    if result is None:
+        return None
+    return result if isinstance(result, str) else repr(result)
+
+
 def _with_summary(outcome: RunOutcome, worktree: Worktree) -> JsonValue:
     """The result, after a line saying where the work is kept (as is if it changed nothing)."""
     if worktree.state == "removed":
         return outcome.result
     line = f"[{_where(worktree)}]"
-    if outcome.result is None:
-        return line
-    answer = outcome.result if isinstance(outcome.result, str) else repr(outcome.result)
-    return f"{line}\n{answer}"
+    answer = _text(outcome.result)
+    return line if answer is None else f"{line}\n{answer}"
 
 
 def _noted(outcome: RunOutcome, note: str | None) -> RunOutcome:
-    if note is None or outcome.result is None:
+    answer = _text(outcome.result)
+    if note is None or answer is None:
         return outcome
-    answer = outcome.result if isinstance(outcome.result, str) else repr(outcome.result)
     return RunOutcome(result=f"[{note}]\n{answer}", exit_code=outcome.exit_code)

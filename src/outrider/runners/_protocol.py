@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pydantic import JsonValue
 
     from outrider._types._task import Task, TaskSpec, Usage
-    from outrider._types._worktrees import Isolation
+    from outrider._types._worktrees import Isolation, MergePolicy
 
 __all__ = [
     "GuardedContext", "PathGuard", "RunContext", "RunFailure", "RunOutcome", "Runner",
@@ -242,6 +242,10 @@ class Workplace:
     """The agent file's `isolation`."""
     base: str | None = None
     """What a worktree starts from: `snapshot` (None), `head`, or a ref."""
+    setup: str | None = None
+    """A shell command run in a new worktree before the task (its agent file's `setup`)."""
+    merge: MergePolicy = "manual"
+    """`auto-if-clean`: its work is applied to the folder as it ends, if it merges cleanly."""
 
 
 @runtime_checkable
