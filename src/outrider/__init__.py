@@ -46,6 +46,7 @@ from ._types._events import GroupCompleted as GroupCompleted
 from ._types._events import GroupMember as GroupMember
 from ._types._events import TaskEnded as TaskEnded
 from ._types._events import TaskOutput as TaskOutput
+from ._types._events import TaskOverlap as TaskOverlap
 from ._types._events import TaskProgress as TaskProgress
 from ._types._events import TaskQueued as TaskQueued
 from ._types._events import TaskRetrying as TaskRetrying
@@ -70,6 +71,10 @@ from ._types._task import agent as agent
 from ._types._task import call as call
 from ._types._task import cli_agent as cli_agent
 from ._types._task import shell as shell
+from ._types._worktrees import FileChange as FileChange
+from ._types._worktrees import MergePreview as MergePreview
+from ._types._worktrees import MergeResult as MergeResult
+from ._types._worktrees import Worktree as Worktree
 from ._version import __version__ as __version__
 from .runners import RunContext as RunContext
 
@@ -92,11 +97,14 @@ __all__ = (
     "Event",
     "EventData",
     "EventType",
+    "FileChange",
     "GroupCompleted",
     "GroupMember",
     "HandlerSpec",
     "KeyStatus",
     "load_agents",
+    "MergePreview",
+    "MergeResult",
     "NotAllowed",
     "Notice",
     "Orchestrator",
@@ -126,6 +134,7 @@ __all__ = (
     "TaskFailed",
     "TaskNotFound",
     "TaskOutput",
+    "TaskOverlap",
     "TaskProgress",
     "TaskQueued",
     "TaskRetrying",
@@ -136,4 +145,5 @@ __all__ = (
     "TaskTimedOut",
     "Usage",
     "UserError",
+    "Worktree",
 )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psutil
@@ -15,7 +18,6 @@ from outrider._agents._sandbox import bwrap_argv, probe
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 STATUS = probe()
 if not STATUS.available:  # CI installs bubblewrap (.ci/run): there it must work
@@ -180,3 +182,32 @@ def test_a_data_dir_in_tmp_and_its_files_masked_together_still_run(
     inside = _run("cat secrets/key; echo ran", ws, [ws / "secrets", ws / "secrets" / "key"])
     assert "ran" in inside
     assert "denied-inside" not in inside
+
+
+@pytest.fixture
+def outside_tmp() -> Iterator[Path]:
+    """A folder outside /tmp (the sandbox empties /tmp, which would hide what is tested)."""
+    folder = Path(tempfile.mkdtemp(prefix=".outrider-test-", dir=Path.home()))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_a_workspace_inside_a_hidden_folder_sees_only_itself(outside_tmp: Path) -> None:
+    # A worktree lives in outrider's data dir, which commands must not see (its store).
+    data = outside_tmp / "data"
+    ws = data / "worktrees" / "repo-1" / "t_1"
+    ws.mkdir(parents=True)
+    (ws / "mine.txt").write_text("the-worktree")
+    (data / "outrider.db").write_text("the-store")
+    (data / "worktrees" / "repo-1" / "t_2").mkdir()
+    (data / "worktrees" / "repo-1" / "t_2" / "theirs.txt").write_text("another-worktree")
+    out = _run(
+        f"cat mine.txt; cat {data}/outrider.db; ls {data}/worktrees/repo-1; echo w > new.txt",
+        ws.resolve(), [data],
+    )  # fmt: skip
+    assert "the-worktree" in out
+    assert "the-store" not in out
+    assert "t_2" not in out
+    assert (ws / "new.txt").read_text() == "w\n"

@@ -20,6 +20,7 @@ import outrider
 from outrider._daemon._serve import _bind, _Server
 from outrider._http._app import AuthMiddleware, create_app
 from outrider._http._auth import LOCAL, Tokens
+from outrider.runners._cli_agent import CliAgentRunner, CliTemplate
 from outrider.testing import ScriptedHandler
 
 if TYPE_CHECKING:
@@ -79,9 +80,12 @@ async def serving(orch: outrider.Orchestrator) -> AsyncIterator[str]:
 
 @pytest.fixture(params=["session", "http"])
 async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
-    orch = outrider.Orchestrator(
-        tmp_path / "o.db", outrider.Settings(shutdown_grace=0.5, limits={"hold": 1}, max_queued=20)
-    )
+    settings = outrider.Settings(
+        shutdown_grace=0.5, limits={"hold": 1}, max_queued=20,
+        worktrees_dir=str(tmp_path / "worktrees"),
+    )  # fmt: skip
+    sh = CliAgentRunner({"sh": CliTemplate(("/bin/sh", "-c", "{prompt}"))})
+    orch = outrider.Orchestrator(tmp_path / "o.db", settings, runners=[sh])
     async with orch:
         gates = ScriptedHandler(orch)
         if request.param == "session":

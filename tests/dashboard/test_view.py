@@ -282,6 +282,12 @@ def test_a_transcript_reads_as_turns_with_their_usage() -> None:
         ("task.cancelled", {"state": "cancelled"}, ""),
         ("group.completed", {"group": "g", "succeeded": 3, "total": 3},
          "total 3, succeeded 3"),
+        ("task.overlap", {"other": "t_2", "other_session": "s", "other_label": "fix",
+                          "paths": ["a.py", "b.py"], "repo": "/r"},
+         "changed the same files as fix in /r: a.py, b.py"),
+        ("task.overlap", {"other": "t_2", "other_session": "s", "repo": "/r",
+                          "paths": [f"{n}.py" for n in range(7)]},
+         "changed the same files as t_2 in /r: 0.py, 1.py, 2.py, 3.py, 4.py …"),
     ],
 )  # fmt: skip
 def test_each_event_reads_as_one_line(kind: str, data: dict[str, object], text: str) -> None:

@@ -26,6 +26,8 @@ mcp_wait = 5
 hold = 1
 [principals.alice]
 token_file = "{alice}"
+[cli_agents.sh]
+command = ["/bin/sh", "-c", "{{prompt}}"]
 """
 
 

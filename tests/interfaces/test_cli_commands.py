@@ -123,7 +123,7 @@ def test_submit_delegates_to_the_agent_defined_here(
     assert built_in["spec"] == {
         "kind": "agent", "agent": "fixer", "prompt": "Fix the tests", "model": None,
         "workspace": str(tmp_path), "depth": 0, "tree": None, "budget_tokens": None,
-        "budget_cost": None,
+        "budget_cost": None, "isolation": None, "base": None,
     }  # fmt: skip
     assert built_in["timeout"] == 90
     external = as_json(cli(daemon, "submit", "--session", "agents", "--json", "--agent",

@@ -26,7 +26,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._paths import config_dir
-from ._formats import KNOWN_FIELDS, claude_fields, listed, no_meaning, opencode_fields, tool_names
+from .._types._worktrees import Isolation, MergePolicy
+from ._formats import (
+    BUILTIN_TOOLS,
+    KNOWN_FIELDS,
+    claude_fields,
+    listed,
+    no_meaning,
+    opencode_fields,
+    tool_names,
+)
 from ._workspace import Policy
 
 __all__ = ["AgentCatalog", "AgentDefinition", "AgentSet", "agent_dirs", "load_agents"]
@@ -66,6 +75,12 @@ class AgentDefinition(BaseModel):
     workspace: str | None = None
     fallback_models: tuple[str, ...] = ()
     read_only: bool = False
+    isolation: Isolation | None = None
+    """`worktree` or `none`: where its tasks write (default: a worktree in a git repository)."""
+    setup: str | None = Field(default=None, min_length=1)
+    """A shell command run in each new worktree of its tasks before they start (`uv sync`)."""
+    merge: MergePolicy = "manual"
+    """`auto-if-clean`: a task's work is applied to its folder as it ends, if it merges cleanly."""
     cli: str | None = None
     """Run through this external agent CLI (`claude`, `opencode`, …) instead of the built-in
     runner."""
@@ -77,6 +92,13 @@ class AgentDefinition(BaseModel):
     """Documented fields of the file's format that have no meaning here, with why."""
     source: Path
     format: Format
+
+    @property
+    def writes(self) -> bool:
+        """Whether its tasks can change files (not read-only, with a writing tool)."""
+        tools = BUILTIN_TOOLS if self.tools is None else self.tools
+        writing = ("write_file", "edit_file", "run_command")
+        return not self.policy.read_only and any(t in writing for t in tools)
 
     @property
     def policy(self) -> Policy:

@@ -49,7 +49,7 @@ KNOWN_FIELDS: dict[str, frozenset[str]] = {
     "outrider": frozenset({
         "name", "description", "model", "tools", "temperature", "top_p", "limit", "timeout",
         "max_turns", "budget_tokens", "budget_cost", "workspace", "fallback_models", "cli",
-        "mode", "permission", "read_only", "delegates",
+        "mode", "permission", "read_only", "delegates", "isolation", "setup", "merge",
     }),
     "opencode": frozenset({
         "description", "model", "tools", "temperature", "mode", "permission", "prompt",
@@ -78,7 +78,6 @@ _NO_MEANING: dict[str, dict[str, str]] = {
         "mcpServers": "the built-in agent uses no MCP servers",
         "memory": "the built-in agent keeps no memory between tasks",
         "background": "every outrider task runs in the background",
-        "isolation": "the workspace is the task's `workspace`",
     },
 }
 
@@ -146,6 +145,8 @@ def claude_fields(meta: dict[str, Any], path: Path, warnings: list[str]) -> dict
         fields["model"] = None
     elif isinstance(model, str) and model.startswith("claude-") and "/" not in model:
         fields["model"] = f"anthropic/{model}"  # a full Claude model id: Anthropic's API
+    if meta.get("isolation") is not None:
+        fields["isolation"] = meta["isolation"]
     if meta.get("maxTurns") is not None:
         fields["max_turns"] = meta["maxTurns"]
     return fields

@@ -32,6 +32,7 @@ import anyio.to_thread
 
 from .._paths import config_dir, data_dir
 from .._types._task import AgentSpec
+from ..runners._protocol import Workplace
 from ._budget import Tree
 from ._definitions import AgentCatalog, AgentSet
 from ._providers import ProviderError, Providers
@@ -110,9 +111,12 @@ class AgentRunner:
         """What each running delegation tree has left, by its root task's id."""
         self._host: RunnerHost | None = None
         self._limits: dict[str, int] = {}
+        self._origins: dict[str, str | None] = {}
+        """The folder each running worktree stands for (agents are found from there)."""
 
     def _visible(self, workspace: str | None) -> AgentSet:
         found = AgentSet()
+        workspace = self._origins.get(workspace or "", workspace)
         if self.catalog is not None:
             seen = self.catalog.load(Path(workspace) if workspace else None)
             found = AgentSet(dict(seen.agents), list(seen.warnings), list(seen.errors))
@@ -171,9 +175,38 @@ class AgentRunner:
             self._limits[key] = definition.limit
             self._host.set_limit(key, definition.limit)
 
+    async def workplace(self, spec: object) -> Workplace:
+        """Its workspace; it writes unless its definition is read-only or has no writing tool."""
+        assert isinstance(spec, AgentSpec)
+        definition = (await self.visible(spec.workspace)).agents.get(spec.agent)
+        raw = spec.workspace or (definition.workspace if definition else None) or "."
+        # expanduser reads the environment only; no I/O to keep off the loop
+        folder = await anyio.Path(Path(raw).expanduser()).absolute()  # noqa: ASYNC240
+        return Workplace(
+            str(folder),
+            writes=definition is not None and definition.writes,
+            asked=spec.isolation,
+            agent_default=definition.isolation if definition else None,
+            base=spec.base,
+            setup=definition.setup if definition else None,
+            merge=definition.merge if definition else "manual",
+        )
+
+    def relocate(self, spec: object, folder: str, env: Mapping[str, str]) -> AgentSpec:
+        """The spec with `folder` as its workspace (agents are still found from the original).
+
+        `env` is not used: the built-in agent's commands get the workspace they run in.
+        """
+        assert isinstance(spec, AgentSpec)
+        self._origins[folder] = spec.workspace
+        return spec.model_copy(update={"workspace": folder})
+
     async def run(self, spec: object, ctx: RunContext) -> RunOutcome:
         """Run the agent until it answers, a guard stops it, or its models all fail."""
         assert isinstance(spec, AgentSpec)
         module = await anyio.to_thread.run_sync(importlib.import_module, "outrider._agents._loop")
-        outcome: RunOutcome = await module.AgentLoop(self).run(spec, ctx)
+        try:
+            outcome: RunOutcome = await module.AgentLoop(self).run(spec, ctx)
+        finally:
+            self._origins.pop(spec.workspace or "", None)
         return outcome

@@ -123,10 +123,14 @@ def _masks(paths: Iterable[Path], workspace: Path) -> list[str]:
             continue
     for path in sorted(found, key=lambda p: len(p.parts)):  # folders before what they hold
         private = any(_inside(path, Path(t)) for t in _PRIVATE) and not _inside(path, workspace)
-        if private or any(_inside(path, s) for s in seen) or _inside(workspace, path):
+        if private or any(_inside(path, s) for s in seen) or path == workspace:
             continue  # the workspace itself cannot be hidden from its own command
         seen.add(path)
-        if path.is_dir():
+        if _inside(workspace, path):
+            # A folder holding the workspace (a worktree in the data dir): emptied, and left
+            # writable so the workspace can be bound back into it (`bwrap_argv` binds it after).
+            args += ["--tmpfs", str(path)]
+        elif path.is_dir():
             args += ["--tmpfs", str(path), "--remount-ro", str(path)]
         else:
             args += ["--ro-bind", "/dev/null", str(path)]

@@ -23,6 +23,7 @@ from pydantic_ai import RunContext, Tool
 
 from .._text import clip
 from .._types._task import AgentSpec, ShellSpec
+from ..runners._protocol import GuardedContext
 from ._run import AgentRun  # noqa: TC001  # pydantic-ai reads the tools' hints at run time
 from ._workspace import ToolRefused
 
@@ -74,6 +75,8 @@ async def write_file(ctx: RunContext[AgentRun], path: str, content: str) -> str:
         path: The file, relative to the workspace.
         content: The whole new content.
     """
+    if (refusal := await _claim(ctx.deps, path)) is not None:
+        return refusal
     ws = ctx.deps.workspace
     return await _guard(lambda: ws.write(path, content))
 
@@ -86,6 +89,8 @@ async def edit_file(ctx: RunContext[AgentRun], path: str, old: str, new: str) ->
         old: The exact text to replace; it must occur exactly once.
         new: The replacement.
     """
+    if (refusal := await _claim(ctx.deps, path)) is not None:
+        return refusal
     ws = ctx.deps.workspace
     return await _guard(lambda: ws.edit(path, old, new))
 
@@ -140,6 +145,20 @@ def _answer(fn: Callable[[], str]) -> str:
         return fn()
     except ToolRefused as exc:
         return str(exc)
+    except OSError as exc:
+        return f"error: {exc.strerror or exc}"
+
+
+async def _claim(run: AgentRun, path: str) -> str | None:
+    """Where the task writes in place beside others: a lease on `path`, or why not."""
+    ctx = run.ctx
+    if not isinstance(ctx, GuardedContext):
+        return None
+    try:
+        real = await anyio.to_thread.run_sync(lambda: run.workspace.path(path, write=True))
+    except ToolRefused:
+        return None  # the write itself says why
+    return await ctx.path_guard.claim(str(real))
 
 
 async def _guard(fn: Callable[[], str]) -> str:

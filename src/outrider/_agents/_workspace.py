@@ -16,6 +16,9 @@ The policy is checked here, in code, never left to the prompt:
 - `commands.deny` / `commands.allow`: globs over each simple command of a line (`_commands`);
 - `network`: whether commands may use the network (in the sandbox).
 
+A stale-read guard: writing or editing a file that changed since this task last read or wrote
+it (another task, or a command, wrote it meanwhile) is refused until the task reads it again.
+
 A refusal is a `ToolRefused` whose message goes back to the model as the tool's answer.
 """
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import hashlib
 import os
 import re
 import time
@@ -133,6 +137,8 @@ class Workspace:
         self.search_timeout = search_timeout
         resolved = (h.resolve() for h in hidden)
         self.hidden = tuple(h for h in resolved if not self.root.is_relative_to(h))
+        self.seen: dict[Path, str] = {}
+        """A digest of each file as this task last read or wrote it (the stale-read guard)."""
 
     def _is_hidden(self, path: Path) -> bool:
         return any(path == h or path.is_relative_to(h) for h in self.hidden)
@@ -179,7 +185,9 @@ class Workspace:
         path = self.path(raw)
         if not path.is_file():
             raise ToolRefused(f"error: {raw!r} is not a file")
-        lines = path.read_text(errors="replace").splitlines(keepends=True)
+        data = path.read_bytes()
+        self.seen[path] = _digest(data)
+        lines = data.decode(errors="replace").splitlines(keepends=True)
         chosen = lines[max(0, offset) : None if limit is None else max(0, offset) + limit]
         text = "".join(chosen)
         if len(text) > _MAX_READ:
@@ -279,24 +287,41 @@ class Workspace:
     def write(self, raw: str, content: str) -> str:
         """Create or replace a file."""
         path = self.path(raw, write=True)
+        if path.is_file():
+            self._check_fresh(raw, path, path.read_bytes())
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-        return f"wrote {len(content.encode())} bytes to {self.rel(path)}"
+        data = content.encode()
+        path.write_bytes(data)
+        self.seen[path] = _digest(data)
+        return f"wrote {len(data)} bytes to {self.rel(path)}"
 
     def edit(self, raw: str, old: str, new: str) -> str:
         """Replace the one occurrence of `old` by `new`."""
         path = self.path(raw, write=True)
         if not path.is_file():
             raise ToolRefused(f"error: {raw!r} is not a file")
-        text = path.read_text()
+        data = path.read_bytes()
+        self._check_fresh(raw, path, data)
+        text = data.decode()
         count = text.count(old) if old else 0
         if count != 1:
             raise ToolRefused(
                 f"error: the text to replace occurs {count} times in {raw!r}; it must occur "
                 "exactly once (include more context)"
             )
-        path.write_text(text.replace(old, new, 1))
+        edited = text.replace(old, new, 1).encode()
+        path.write_bytes(edited)
+        self.seen[path] = _digest(edited)
         return f"edited {self.rel(path)}"
+
+    def _check_fresh(self, raw: str, path: Path, data: bytes) -> None:
+        """Refuse to change a file that changed since this task last read or wrote it."""
+        seen = self.seen.get(path)
+        if seen is not None and seen != _digest(data):
+            raise ToolRefused(
+                f"refused: {raw!r} changed since you last read it (another task or a command "
+                "wrote it); read it again, then make your change"
+            )
 
     def check_command(self, command: str) -> None:
         """Refuse a command line the policy does not allow (see `_commands`)."""
@@ -331,6 +356,10 @@ class Workspace:
                 elif is_dir and entry.name not in (".git", "node_modules", ".venv"):
                     pending.append(path)
         return out
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def _search(

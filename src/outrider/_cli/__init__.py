@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from .._version import __version__
-from . import _daemon, _run, _submit, _tasks
+from . import _daemon, _run, _submit, _tasks, _worktrees
 from ._agents import agents_app
 from ._config import config_app
 from ._doctor import doctor
@@ -51,6 +51,7 @@ for _command in (
     _run.run, _run.demo, _submit.submit, _submit.retry, _tasks.ps, _tasks.show, _tasks.logs,
     _tasks.wait, _tasks.cancel, _tasks.notices, _daemon.serve, _daemon.mcp, _daemon.status,
     _daemon.limit, _daemon.stop, _daemon.dashboard,
+    _worktrees.worktrees, _worktrees.merge, _worktrees.discard,
 ):  # fmt: skip
     app.command()(_command)
 app.add_typer(agents_app, name="agents")

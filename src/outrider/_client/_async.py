@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         Task,
         TaskSpec,
     )
+    from .._types._worktrees import MergeHow, MergeResult, Worktree
     from .._wire._bodies import Health
 
 __all__ = ["AsyncClient"]
@@ -280,6 +281,22 @@ class AsyncClient:
     async def tail(self, task_id: str, *, lines: int = 50) -> str:
         """The last `lines` lines of the task's output."""
         return await self._call(ops.tail(task_id, lines=lines))
+
+    async def worktrees(self) -> builtins.list[Worktree]:
+        """The worktrees of the session's writing tasks, oldest first."""
+        return await self._call(ops.worktrees())
+
+    async def prune_worktrees(self) -> builtins.list[Worktree]:
+        """Apply the cleanup rules to the session's worktrees now; returns the ones changed."""
+        return await self._call(ops.prune_worktrees())
+
+    async def merge_task(self, task_id: str, *, how: MergeHow = "apply") -> MergeResult:
+        """Bring an ended task's work from its worktree into its parent's checkout."""
+        return await self._call(ops.merge_task(task_id, how=how))
+
+    async def discard_task(self, task_id: str) -> Worktree:
+        """Give up an ended task's work: its worktree and branch go (a `.patch` stays)."""
+        return await self._call(ops.discard_task(task_id))
 
     async def transcript(self, task_id: str) -> JsonValue:
         """An agent task's transcript (models tried, full message history), or None."""

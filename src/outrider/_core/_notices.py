@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._types._events import GroupCompleted, TaskEnded
+from .._types._events import GroupCompleted, TaskEnded, TaskOverlap
 from .._types._task import Notice, TaskState
 
 if TYPE_CHECKING:
@@ -74,11 +74,28 @@ def _group_notice(event: Event, summary: GroupCompleted) -> Notice:
     return Notice(seq=event.seq, kind="group", group=event.group, counts=counts, text=line)
 
 
+def _overlap_notice(event: Event, overlap: TaskOverlap) -> Notice:
+    who = f"{overlap.other} {overlap.other_label}" if overlap.other_label else overlap.other
+    label = f" {overlap.label}" if overlap.label else ""
+    shown = ", ".join(overlap.paths[:5])
+    more = f" and {len(overlap.paths) - 5} more" if len(overlap.paths) > 5 else ""
+    line = (
+        f"{event.task_id}{label} ⚠ changes the same files as {who}: {shown}{more} (each in "
+        "its own worktree; whichever is merged second will meet the other's changes)"
+    )
+    return Notice(
+        seq=event.seq, kind="overlap", task_id=event.task_id, group=event.group,
+        label=_text(overlap.label, 80), text=line,
+    )  # fmt: skip
+
+
 def notice_of(event: Event) -> Notice:
-    """The notice of one ending event (a task's or a group's)."""
+    """The notice of one ending event (a task's or a group's) or overlap warning."""
     data = event.data
     if isinstance(data, GroupCompleted):
         return _group_notice(event, data)
+    if isinstance(data, TaskOverlap):
+        return _overlap_notice(event, data)
     assert isinstance(data, TaskEnded), f"{event.type} makes no notice"
     return _task_notice(event, data)
 

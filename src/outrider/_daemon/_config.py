@@ -40,14 +40,16 @@ __all__ = [
 MCP_TOOLS = (
     "delegate_task", "get_task_result", "list_tasks", "cancel_task", "wait_tasks",
     "retry_task", "run_background", "check_background", "list_background", "kill_background",
-    "agents_start", "agents_status", "agents_wait", "ack_notices",
+    "agents_start", "agents_status", "agents_wait", "ack_notices", "merge_task", "discard_task",
 )  # fmt: skip
 """Every MCP tool outrider has."""
 
 DEFAULT_MCP_TOOLS = (
     "delegate_task", "get_task_result", "list_tasks", "cancel_task", "wait_tasks",
+    "merge_task", "discard_task",
 )  # fmt: skip
-"""The default set: one verb per step of the delegate → keep working → collect flow."""
+"""The default set: one verb per step of the delegate → keep working → collect flow (a
+writing task's work is collected by merging or discarding its worktree)."""
 
 _Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 

@@ -28,6 +28,7 @@ from .._types._api import Tasks, check_session_name, options_of
 from .._types._errors import Closed, NotAllowed, OutriderError, http_status_of, user_error
 from .._types._events import EventType  # noqa: TC001  # FastAPI reads the annotation at run time
 from .._types._task import MAX_SEQ, KeyStatus, Status, SubmitItem, Task, TaskState
+from .._types._worktrees import MergeResult, Worktree  # noqa: TC001  # FastAPI reads them
 from .._version import __version__
 from .._wire._bodies import (
     MAX_WAIT,
@@ -38,6 +39,7 @@ from .._wire._bodies import (
     ErrorBody,
     Health,
     LimitBody,
+    MergeBody,
     NoticeList,
     Output,
     SessionList,
@@ -45,6 +47,7 @@ from .._wire._bodies import (
     Transcript,
     WaitBody,
     WaitResult,
+    WorktreeList,
 )
 from ._auth import LOCAL
 from ._dashboard import install as install_dashboard
@@ -260,6 +263,30 @@ async def cancel_task(tasks: TasksDep, task_id: str) -> Task:
 async def retry_task(tasks: TasksDep, task_id: str) -> Task:
     """Submit an ended task again, as a new task whose `retry_of` names it."""
     return await tasks.retry(task_id)
+
+
+@router.get("/v1/worktrees", tags=["worktrees"])
+async def worktrees(tasks: TasksDep) -> WorktreeList:
+    """The worktrees of the session's writing tasks, oldest first."""
+    return WorktreeList(worktrees=await tasks.worktrees())
+
+
+@router.post("/v1/worktrees/prune", tags=["worktrees"])
+async def prune_worktrees(tasks: TasksDep) -> WorktreeList:
+    """Apply the cleanup rules to the session's worktrees now; returns the ones changed."""
+    return WorktreeList(worktrees=await tasks.prune_worktrees())
+
+
+@router.post("/v1/tasks/{task_id}/merge", tags=["worktrees"])
+async def merge_task(tasks: TasksDep, task_id: str, body: MergeBody) -> MergeResult:
+    """Bring an ended task's work from its worktree into its parent's checkout."""
+    return await tasks.merge_task(task_id, how=body.how)
+
+
+@router.post("/v1/tasks/{task_id}/discard", tags=["worktrees"])
+async def discard_task(tasks: TasksDep, task_id: str) -> Worktree:
+    """Give up an ended task's work: its worktree and branch go (a `.patch` stays)."""
+    return await tasks.discard_task(task_id)
 
 
 @router.post("/v1/session/cancel", tags=["tasks"])

@@ -74,11 +74,14 @@ def task_detail(task: Task, *, output: str | None, full: bool) -> str:
 def notices_block(notices: Sequence[Notice]) -> str:
     """The appended lines announcing finished work."""
     count = sum(1 for n in notices if n.kind == "task")
-    groups = len(notices) - count
+    groups = sum(1 for n in notices if n.kind == "group")
+    overlaps = len(notices) - count - groups
     head = []
     if count:
         head.append(f"{count} task{'s' if count != 1 else ''} finished")
     if groups:
         head.append(f"{groups} batch{'es' if groups != 1 else ''} finished")
+    if overlaps:
+        head.append(f"{overlaps} overlap warning{'s' if overlaps != 1 else ''}")
     body = "\n".join(f"- {n.text}" for n in notices)
     return f"[outrider] {', '.join(head)}:\n{body}\n(get_task_result ID for details)"

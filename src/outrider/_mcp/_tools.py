@@ -31,6 +31,7 @@ from .._core._notices import fold_notices
 from .._ids import new_task_id
 from .._types._errors import OutriderError, UserError, user_error
 from .._types._task import Notice, ShellSpec, SubmitItem, Task, TaskState
+from .._types._worktrees import MergeHow  # noqa: TC001  # the MCP SDK reads tool annotations
 from ._format import notices_block, task_detail, task_line, tasks_table
 
 if TYPE_CHECKING:
@@ -62,6 +63,16 @@ TOOL_DESCRIPTIONS = {
     "cancel_task": "Stop a task (its whole process tree) and the tasks it started.",
     "retry_task": (
         "Run an ended task again as a new task (same work and options); returns the new id."
+    ),
+    "merge_task": (
+        "Bring a finished writing task's work (made in its own git worktree) into your "
+        "checkout. how: apply (change your files, nothing staged; default), squash (one "
+        "commit), cherry-pick (its commits), patch (only write a .patch). On conflicts nothing "
+        "is changed, the paths are named, and its branch, worktree and .patch are kept."
+    ),
+    "discard_task": (
+        "Throw away a finished writing task's work: its worktree and branch are removed (a "
+        ".patch of it is kept)."
     ),
     "wait_tasks": (
         "Wait until all (or any) of the given tasks finish, up to `timeout` seconds (max ~50); "
@@ -474,6 +485,25 @@ class Tools:
         async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
             task = await backend.retry(task_id)
             return f"{_queued_text(task)}\n(retry of {task_id})", {"task": _task_data(task)}
+
+        return await self._run(ctx, body)
+
+    async def merge_task(
+        self, ctx: Context, task_id: str, how: MergeHow = "apply"
+    ) -> CallToolResult:
+        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
+            done = await backend.merge_task(task_id, how=how)
+            if not done.merged and done.how != "patch":
+                raise _Answer(done.message)
+            return done.message, {"merge": done.model_dump(mode="json")}
+
+        return await self._run(ctx, body)
+
+    async def discard_task(self, ctx: Context, task_id: str) -> CallToolResult:
+        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
+            worktree = await backend.discard_task(task_id)
+            text = f"Discarded {worktree.branch}; its changes stay in {worktree.patch}."
+            return text, {"worktree": worktree.model_dump(mode="json")}
 
         return await self._run(ctx, body)
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .._store._store import Store
     from .._types._events import Event
     from .._types._task import Task
+    from .._worktrees._manager import Worktrees
     from ..runners._handler import Handler
     from ..runners._protocol import Runner
     from ._settings import Settings
@@ -48,6 +49,7 @@ class Core:
     settings: Settings
     check_open: Callable[[str], None]
     """Raises `Closed` (naming the action) unless the orchestrator is open."""
+    worktrees: Worktrees
 
     async def visible(self, task_ids: Iterable[str], session: str) -> dict[str, Task]:
         """The tasks of `session` among `task_ids` (others are left out, like unknown ones)."""

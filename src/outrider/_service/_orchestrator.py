@@ -13,6 +13,7 @@ import contextlib
 import random
 from collections.abc import Callable, Sequence
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, final
 
 import anyio
@@ -23,14 +24,18 @@ from .._core._clock import Clock, SystemClock
 from .._core._queue import ReadyQueue
 from .._engine._engine import Engine
 from .._engine._resources import ResourceGate
-from .._logging import configure_from_env
+from .._logging import configure_from_env, logger
 from .._paths import data_dir
 from .._store._store import Store
 from .._types._api import submit_error, submit_item
-from .._types._errors import Closed, UserError
+from .._types._errors import Closed, OutriderError, UserError
 from .._types._task import KeyStatus, Status, SubmitError, TaskState
+from .._worktrees._cleanup import reconcile, sweep
+from .._worktrees._manager import Worktrees
+from .._worktrees._runner import Isolating
 from ..runners._cli_agent import CliAgentRunner
 from ..runners._handler import Handler, HandlerRunner, Isolation
+from ..runners._protocol import WritingRunner
 from ..runners._shell import ShellRunner
 from ._core import Core
 from ._session import Session
@@ -41,13 +46,13 @@ if TYPE_CHECKING:
     import builtins
     import os
     from contextlib import AsyncExitStack
-    from pathlib import Path
     from types import TracebackType
 
     from anyio.abc import TaskGroup
 
     from .._store._sqlite import Committed
     from .._types._task import Task, TaskSpec
+    from .._types._worktrees import Worktree
     from ..runners._protocol import Runner
 
 __all__ = ["Orchestrator", "default_db_path"]
@@ -60,6 +65,10 @@ class _State(Enum):
     OPEN = "open"
     CLOSING = "closing"
     CLOSED = "closed"
+
+
+_SWEEP_EVERY = 3600.0
+"""Seconds between sweeps of the worktrees."""
 
 
 def default_db_path() -> Path:
@@ -105,7 +114,15 @@ class Orchestrator:
             CliAgentRunner(),
             *runners,
         ]
-        self._runners: dict[str, Runner] = {r.kind: r for r in all_runners}
+        root = Path(settings.worktrees_dir) if settings.worktrees_dir else data_dir() / "worktrees"
+        self._worktrees = Worktrees(
+            self._store, root=root, configured=settings.isolation, wall=self._clock.wall,
+            setup=settings.worktree_setup,
+        )  # fmt: skip
+        self._runners: dict[str, Runner] = {
+            r.kind: Isolating(r, self._worktrees) if isinstance(r, WritingRunner) else r
+            for r in all_runners
+        }
         self._engine = Engine(
             self._store,
             runners=self._runners,
@@ -128,9 +145,10 @@ class Orchestrator:
         self._core = Core(
             store=self._store, engine=self._engine, bus=self._bus, clock=self._clock,
             runners=self._runners, handlers=self._handlers, settings=settings,
-            check_open=self._check_open,
+            check_open=self._check_open, worktrees=self._worktrees,
         )  # fmt: skip
         self._state = _State.NEW
+        self._sweeper = anyio.CancelScope()
         self._stack: AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
 
@@ -149,7 +167,9 @@ class Orchestrator:
             await anyio.to_thread.run_sync(self._engine.load, self._store.backend)
             self._tg = await stack.enter_async_context(anyio.create_task_group())
             await self._tg.start(self._store.run)
+            await reconcile(self._worktrees)  # before a recovered task may run in one
             await self._tg.start(self._engine.run)
+            self._tg.start_soon(self._sweep_worktrees_loop)
             self._stack = stack.pop_all()
         self._state = _State.OPEN
         return self
@@ -175,6 +195,7 @@ class Orchestrator:
         self._state = _State.CLOSING
         with anyio.CancelScope(shield=True):
             await self._engine.shutdown(self.settings.shutdown_grace)
+            self._sweeper.cancel()
             self._store.stop()
             self._bus.close()
         assert self._stack is not None
@@ -305,6 +326,23 @@ class Orchestrator:
         """Delete finished tasks older than `retention` now; returns how many."""
         self._check_open("sweep")
         return await self._engine.sweep()
+
+    async def sweep_worktrees(self, session: str | None = None) -> builtins.list[Worktree]:
+        """Apply the worktree cleanup rules now (see `docs/worktrees.md`); the ones changed."""
+        self._check_open("sweep worktrees")
+        return await sweep(
+            self._worktrees, now=self._clock.wall(), retention=self.settings.worktree_retention,
+            session=session,
+        )  # fmt: skip
+
+    async def _sweep_worktrees_loop(self) -> None:
+        with self._sweeper:
+            while True:
+                try:
+                    await self.sweep_worktrees()
+                except OutriderError as exc:  # the store cannot write now: the next round will
+                    logger.warning("the worktree sweep stopped: %s", exc)
+                await self._clock.sleep_until(self._clock.now() + _SWEEP_EVERY)
 
 
 def _check_limit(key: str, limit: int) -> None:

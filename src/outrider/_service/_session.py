@@ -22,6 +22,7 @@ from .._types._api import submit_error, submit_item, task_outcome
 from .._types._errors import NotAllowed, StoreUnavailable, TaskNotFound, UserError
 from .._types._events import EventType
 from .._types._task import MAX_SEQ, SubmitError, SubmitItem, Task, TaskState
+from .._types._worktrees import MERGE_HOWS
 from ._submit import parse_items, submit_items
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from .._types._api import SubmitOptions
     from .._types._events import Event
     from .._types._task import KeyStatus, Notice, SessionSummary, Status, TaskSpec
+    from .._types._worktrees import MergeHow, MergeResult, Worktree
     from ._core import Core
     from ._orchestrator import Orchestrator
 
@@ -156,6 +158,42 @@ class Session:
         if isinstance(result, SubmitError):
             raise submit_error(result, self._core.engine.max_queued)
         return self._out(result)
+
+    # -- worktrees ------------------------------------------------------------------------
+
+    async def worktrees(self) -> list[Worktree]:
+        """The worktrees of the session's writing tasks, oldest first."""
+        self._core.check_open("list worktrees")
+        return [self._out_worktree(w) for w in await self._core.worktrees.list(self._stored)]
+
+    async def prune_worktrees(self) -> list[Worktree]:
+        """Apply the cleanup rules to the session's worktrees now (see `Tasks`)."""
+        swept = await self._orch.sweep_worktrees(self._stored)
+        return [self._out_worktree(w) for w in swept]
+
+    async def merge_task(self, task_id: str, *, how: MergeHow = "apply") -> MergeResult:
+        """Bring an ended task's work into its parent's checkout (see `Tasks.merge_task`)."""
+        self._core.check_open("merge tasks")
+        if how not in MERGE_HOWS:
+            raise UserError(
+                f"`how` must be one of {', '.join(MERGE_HOWS)}, not {how!r}.", field="how"
+            )
+        task = await self.get(task_id)
+        result = await self._core.worktrees.merge(task_id, self._stored, how, task.name)
+        if result.worktree is None:
+            return result
+        return result.model_copy(update={"worktree": self._out_worktree(result.worktree)})
+
+    async def discard_task(self, task_id: str) -> Worktree:
+        """Give up an ended task's work (see `Tasks.discard_task`)."""
+        self._core.check_open("discard tasks")
+        await self.get(task_id)
+        return self._out_worktree(await self._core.worktrees.discard(task_id, self._stored))
+
+    def _out_worktree(self, worktree: Worktree) -> Worktree:
+        if self._stored == self._name:
+            return worktree
+        return worktree.model_copy(update={"session": self._name})
 
     # -- reading --------------------------------------------------------------------------
 

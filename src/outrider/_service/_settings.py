@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._types._errors import user_error
 from .._types._task import MAX_SECONDS, Int, Number
+from .._types._worktrees import Isolation
 
 __all__ = ["Settings"]
 
@@ -46,6 +47,18 @@ class Settings(BaseModel):
     """Process-backed tasks wait while CPU use is above this."""
     retry_backoff: Number = Field(default=1.0, gt=0, le=3600)
     """The first retry's delay in seconds (doubling, with jitter)."""
+    isolation: Isolation = "worktree"
+    """Where writing agent tasks in a git repository work by default: `worktree` (their own
+    git worktree, merged back on request) or `none` (the folder itself). An agent file's or a
+    submit's `isolation` wins."""
+    worktrees_dir: str | None = Field(default=None, min_length=1)
+    """Where worktrees are made (default: `worktrees/` in the data dir; never inside a
+    repository, whose tools would walk into them)."""
+    worktree_setup: str | None = Field(default=None, min_length=1)
+    """A shell command run in each new worktree before its task (an agent file's `setup` wins):
+    `uv sync`, `npm ci`, copying what the task needs."""
+    worktree_retention: Number = Field(default=14 * _DAY, gt=0, le=MAX_SECONDS)
+    """Seconds a kept worktree's folder stays before a sweep removes it (its branch stays)."""
     process_workers: Int | None = Field(default=None, ge=1, le=1024)
     """Size of the worker-process pool for `isolation="process"` handlers (default: CPUs)."""
 

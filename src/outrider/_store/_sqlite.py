@@ -43,6 +43,7 @@ from outrider._types._task import (
     TaskState,
     Usage,
 )
+from outrider._types._worktrees import Worktree
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -59,6 +60,8 @@ __all__ = [
     "InsertTask",
     "Op",
     "SQLiteBackend",
+    "DeleteWorktree",
+    "PutWorktree",
     "SetNoticeCursor",
     "StartAttempt",
     "UnfinishedTask",
@@ -134,9 +137,23 @@ class SetNoticeCursor:
     seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class PutWorktree:
+    """Store a task's worktree record (replacing the previous one)."""
+
+    worktree: Worktree
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteWorktree:
+    """Forget a task's worktree record (one long merged, discarded or removed)."""
+
+    task_id: str
+
+
 Op = (
     InsertTask | UpdateTask | StartAttempt | EndAttempt | AddEvent | AddGroupSummary
-    | SetNoticeCursor
+    | SetNoticeCursor | PutWorktree | DeleteWorktree
 )  # fmt: skip
 Change = list[Op]
 """Ops applied atomically together."""
@@ -201,6 +218,10 @@ _END_ATTEMPT = (
 _INSERT_EVENT = (
     "INSERT INTO events (seq, at, type, session, task_id, grp, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+_PUT_WORKTREE = (
+    "INSERT OR REPLACE INTO worktrees (task_id, session, repo, state, updated_at, record) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
 _LAST_EVENT_SEQ = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
 _SET_NOTICE_CURSOR = (
     "INSERT INTO notice_cursors (session, seq) VALUES (?, ?) "
@@ -243,6 +264,13 @@ def _epoch(value: datetime | None) -> float | None:
 
 def _dt(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _worktree_row(worktree: Worktree) -> tuple[object, ...]:
+    return (
+        worktree.task_id, worktree.session, worktree.repo, worktree.state,
+        worktree.updated_at.timestamp(), worktree.model_dump_json(),
+    )  # fmt: skip
 
 
 def _json(value: object) -> str:
@@ -436,6 +464,7 @@ class _BatchRows:
     summaries: list[tuple[int, AddGroupSummary]] = field(default_factory=list)
     """Group summaries: their place in `events`, filled in once the updates are applied."""
     cursors: list[tuple[str, int]] = field(default_factory=list)
+    worktrees: list[tuple[object, ...]] = field(default_factory=list)
 
     @classmethod
     def collect(cls, changes: Sequence[Change]) -> _BatchRows:
@@ -483,6 +512,10 @@ class _BatchRows:
                 self.owners.append(index)
             case SetNoticeCursor(session=session, seq=seq):
                 self.cursors.append((session, seq))
+            case PutWorktree(worktree=worktree):
+                self.worktrees.append(_worktree_row(worktree))
+            case DeleteWorktree():
+                raise _Fallback  # rare: one by one
 
     def fill_summaries(self, cur: sqlite3.Cursor) -> None:
         """Compute the group summaries from the rows as updated by this batch."""
@@ -584,6 +617,7 @@ class SQLiteBackend:
         )  # fmt: skip
         # An acknowledgement reaches at most the events stored before it: never a later one.
         cur.executemany(_SET_NOTICE_CURSOR, [(sn, min(seq, last)) for sn, seq in rows.cursors])
+        cur.executemany(_PUT_WORKTREE, rows.worktrees)
         cur.execute("COMMIT")
         made: list[list[Committed]] = [[] for _ in changes]
         for n, (owner, op) in enumerate(zip(rows.owners, rows.events, strict=True), start=1):
@@ -645,6 +679,10 @@ class SQLiteBackend:
                 return self._insert_event(cur, _group_summary(cur, op))
             case SetNoticeCursor(session=session, seq=seq):
                 cur.execute(_SET_NOTICE_CURSOR, (session, min(seq, last_seq)))
+            case PutWorktree(worktree=worktree):
+                cur.execute(_PUT_WORKTREE, _worktree_row(worktree))
+            case DeleteWorktree(task_id=task_id):
+                cur.execute("DELETE FROM worktrees WHERE task_id = ?", (task_id,))
         return None
 
     @staticmethod
@@ -827,6 +865,27 @@ class SQLiteBackend:
         """The session's ending events (tasks and groups) not yet acknowledged, oldest first."""
         after = self.notice_cursor(session)
         return self.events(session=session, after=after, limit=limit, notices=True)
+
+    def overlap_peers(self, task_id: str) -> set[str]:
+        """The tasks a `task.overlap` event of `task_id` names."""
+        rows = self._conn.execute(
+            "SELECT json_extract(data, '$.other') FROM events "
+            "WHERE task_id = ? AND type = 'task.overlap'",
+            (task_id,),
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def worktrees(
+        self, *, task_id: str | None = None, session: str | None = None
+    ) -> list[Worktree]:
+        """Worktree records, oldest first: one task's, a session's, or all."""
+        sql, args = "SELECT record FROM worktrees", []
+        if task_id is not None:
+            sql, args = sql + " WHERE task_id = ?", [task_id]
+        elif session is not None:
+            sql, args = sql + " WHERE session = ?", [session]
+        rows = self._conn.execute(sql + " ORDER BY updated_at, task_id", args).fetchall()
+        return [Worktree.model_validate_json(r[0]) for r in rows]
 
     def notice_cursor(self, session: str) -> int:
         """The highest acknowledged notice `seq` of the session (0 if none)."""

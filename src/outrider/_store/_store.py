@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
     from outrider._types._events import Event
     from outrider._types._task import SessionSummary, Task
+    from outrider._types._worktrees import Worktree
 
 
 __all__ = ["Store"]
@@ -392,6 +393,16 @@ class Store:
     async def notice_cursor(self, session: str) -> int:
         """The highest acknowledged notice `seq` of the session (0 if none)."""
         return await self._read(lambda b: b.notice_cursor(session))
+
+    async def overlap_peers(self, task_id: str) -> set[str]:
+        """The tasks a `task.overlap` event of `task_id` names."""
+        return await self._read(lambda b: b.overlap_peers(task_id))
+
+    async def worktrees(
+        self, *, task_id: str | None = None, session: str | None = None
+    ) -> list[Worktree]:
+        """Worktree records: one task's, a session's, or all (`SQLiteBackend.worktrees`)."""
+        return await self._read(lambda b: b.worktrees(task_id=task_id, session=session))
 
     async def state_counts(self) -> dict[str, int]:
         """Number of tasks per state."""

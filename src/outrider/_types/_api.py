@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from ._events import Event
     from ._task import KeyStatus, Notice, SessionSummary, Status, SubmitError, Task, TaskSpec
+    from ._worktrees import MergeHow, MergeResult, Worktree
 
 __all__ = [
     "ReturnWhen",
@@ -162,6 +163,41 @@ class Tasks(Protocol):
 
     async def tail(self, task_id: str, *, lines: int = 50) -> str:
         """The last `lines` lines of the task's output (also while it runs)."""
+        ...
+
+    async def worktrees(self) -> builtins.list[Worktree]:
+        """The worktrees of the session's writing tasks, oldest first."""
+        ...
+
+    async def prune_worktrees(self) -> builtins.list[Worktree]:
+        """Apply the cleanup rules to the session's worktrees now; returns the ones changed.
+
+        Removed: what changed nothing, and what was merged or discarded; past the retention,
+        the folder of kept work (its branch stays). Never uncommitted files or unmerged work.
+        """
+        ...
+
+    async def merge_task(self, task_id: str, *, how: MergeHow = "apply") -> MergeResult:
+        """Bring an ended task's work from its worktree into its parent's checkout.
+
+        `how`: `apply` (to the files only), `squash` (one commit), `cherry-pick` (its
+        commits), or `patch` (only write the `.patch`). A merge that cannot be done (conflicts,
+        uncommitted changes in the way) changes nothing, keeps the branch, the worktree and a
+        `.patch`, and names the paths: `merged` is False.
+
+        Raises:
+            TaskNotFound: No such task in the session.
+            UserError: It has no worktree with work to merge, or is still running.
+        """
+        ...
+
+    async def discard_task(self, task_id: str) -> Worktree:
+        """Give up an ended task's work: its worktree and branch go (a `.patch` stays).
+
+        Raises:
+            TaskNotFound: No such task in the session.
+            UserError: It has no worktree with work, or is still running.
+        """
         ...
 
     async def transcript(self, task_id: str) -> JsonValue:

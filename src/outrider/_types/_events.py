@@ -31,6 +31,7 @@ __all__ = [
     "GroupMember",
     "TaskEnded",
     "TaskOutput",
+    "TaskOverlap",
     "TaskProgress",
     "TaskQueued",
     "TaskRetrying",
@@ -48,6 +49,7 @@ EventType: TypeAlias = Literal[
     "task.cancelled",
     "task.timed_out",
     "group.completed",
+    "task.overlap",
 ]
 _PAYLOAD = ConfigDict(frozen=True, extra="ignore")
 
@@ -120,6 +122,24 @@ class TaskEnded(BaseModel):
     """Seconds its last attempt ran, if it started."""
 
 
+class TaskOverlap(BaseModel):
+    """`task.overlap`: this task and `other`, working in one repository, changed the same files.
+
+    Advisory: both go on; the second of them merged back will meet the first one's changes.
+    Reported once per pair of tasks, to each task's session.
+    """
+
+    model_config = _PAYLOAD
+    other: str
+    """The other task's id."""
+    other_session: str
+    other_label: str | None = None
+    label: str | None = None
+    paths: list[str]
+    """The files both changed (at most 50)."""
+    repo: str
+
+
 class GroupMember(BaseModel):
     """One task of a finished group, as its summary lists it."""
 
@@ -146,7 +166,7 @@ class GroupCompleted(BaseModel):
 
 EventData: TypeAlias = (
     TaskQueued | TaskStarted | TaskProgress | TaskOutput | TaskRetrying | TaskEnded
-    | GroupCompleted
+    | GroupCompleted | TaskOverlap
 )  # fmt: skip
 ENDED_TYPE: Final[dict[TaskState, EventType]] = {
     TaskState.SUCCEEDED: "task.succeeded",
@@ -157,8 +177,12 @@ ENDED_TYPE: Final[dict[TaskState, EventType]] = {
 """The event that records a task's end in each terminal state."""
 assert set(ENDED_TYPE) == TERMINAL_STATES
 TERMINAL_EVENT_TYPES: Final[tuple[EventType, ...]] = tuple(ENDED_TYPE.values())
-NOTICE_TYPES: Final[tuple[EventType, ...]] = (*TERMINAL_EVENT_TYPES, "group.completed")
-"""The events that make a completion notice."""
+NOTICE_TYPES: Final[tuple[EventType, ...]] = (
+    *TERMINAL_EVENT_TYPES,
+    "group.completed",
+    "task.overlap",
+)
+"""The events that make a notice (a task's end, a group's, and an overlap warning)."""
 PAYLOAD_OF: Final[dict[str, type[BaseModel]]] = {
     "task.queued": TaskQueued,
     "task.started": TaskStarted,
@@ -167,6 +191,7 @@ PAYLOAD_OF: Final[dict[str, type[BaseModel]]] = {
     "task.retrying": TaskRetrying,
     **dict.fromkeys(TERMINAL_EVENT_TYPES, TaskEnded),
     "group.completed": GroupCompleted,
+    "task.overlap": TaskOverlap,
 }
 """Each event type's payload model."""
 assert set(PAYLOAD_OF) == set(EventType.__args__)  # type: ignore[attr-defined]  # a Literal

@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from ._worktrees import Isolation
+
 __all__ = [
     "TERMINAL_STATES",
     "AgentSpec",
@@ -192,6 +194,12 @@ class CliAgentSpec(BaseModel):
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     grace_period: Number = Field(default=10.0, ge=0, le=3600)
+    isolation: Isolation | None = None
+    """`worktree`: it works in its own git worktree (the default in a git repository);
+    `none`: in `cwd` itself."""
+    base: str | None = Field(default=None, min_length=1, max_length=200)
+    """What its worktree starts from: `snapshot` (default: the folder as it is now, uncommitted
+    and untracked files included), `head`, or a branch, tag or commit."""
 
     @field_validator("prompt")
     @classmethod
@@ -220,6 +228,11 @@ class AgentSpec(BaseModel):
     """Tokens it may spend (with its delegations); overrides the definition's."""
     budget_cost: Number | None = Field(default=None, gt=0)
     """USD it may spend (with its delegations); overrides the definition's."""
+    isolation: Isolation | None = None
+    """`worktree`: it works in its own git worktree (the default for an agent that writes, in
+    a git repository); `none`: in the workspace itself. Overrides the definition's."""
+    base: str | None = Field(default=None, min_length=1, max_length=200)
+    """What its worktree starts from: `snapshot` (default), `head`, or a branch, tag or commit."""
 
 
 TaskSpec: TypeAlias = Annotated[
@@ -238,11 +251,13 @@ def agent(
     workspace: str | None = None,
     budget_tokens: int | None = None,
     budget_cost: float | None = None,
+    isolation: Isolation | None = None,
+    base: str | None = None,
 ) -> AgentSpec:
     """A spec for a sub-agent: `outrider.agent("builder", "Add a --json flag")`."""
     return AgentSpec(
         agent=name, prompt=prompt, model=model, workspace=workspace,
-        budget_tokens=budget_tokens, budget_cost=budget_cost,
+        budget_tokens=budget_tokens, budget_cost=budget_cost, isolation=isolation, base=base,
     )  # fmt: skip
 
 
@@ -254,9 +269,14 @@ def cli_agent(
     model: str | None = None,
     cwd: str | None = None,
     env: dict[str, str] | None = None,
+    isolation: Isolation | None = None,
+    base: str | None = None,
 ) -> CliAgentSpec:
     """A spec for an external agent CLI: `outrider.cli_agent("claude", "Fix the tests")`."""
-    return CliAgentSpec(cli=cli, prompt=prompt, agent=agent, model=model, cwd=cwd, env=env or {})
+    return CliAgentSpec(
+        cli=cli, prompt=prompt, agent=agent, model=model, cwd=cwd, env=env or {},
+        isolation=isolation, base=base,
+    )  # fmt: skip
 
 
 def shell(
@@ -427,7 +447,7 @@ class SessionSummary(BaseModel):
 
 
 class Notice(BaseModel):
-    """A completion notice: a task (or a whole group) of the session ended.
+    """A notice: a task (or a whole group) of the session ended, or two tasks overlap.
 
     Notices are kept until acknowledged (`Orchestrator.ack_notices`), across restarts; a
     group's summary replaces the notices of its tasks when both are pending.
@@ -436,7 +456,8 @@ class Notice(BaseModel):
     model_config = _FROZEN
     seq: int
     """The ending event's `seq`; acknowledge up to it."""
-    kind: Literal["task", "group"]
+    kind: Literal["task", "group", "overlap"]
+    """`overlap`: the task and another one changed the same files in their worktrees."""
     task_id: str | None = None
     group: str | None = None
     state: TaskState | None = None

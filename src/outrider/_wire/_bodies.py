@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, JsonValue
 
 from .._types._task import MAX_SEQ, Int, Notice, Number, SessionSummary, SubmitError, Task
+from .._types._worktrees import MergeHow, Worktree
 from .._version import __version__
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "ErrorDetail",
     "Health",
     "LimitBody",
+    "MergeBody",
     "NoticeList",
     "Output",
     "SessionList",
@@ -27,6 +29,7 @@ __all__ = [
     "Transcript",
     "WaitBody",
     "WaitResult",
+    "WorktreeList",
 ]
 
 MAX_WAIT = 300.0
@@ -124,6 +127,18 @@ class DashboardLogin(BaseModel):
     """Open it in a browser; it works once."""
     expires_in: float
     """Seconds it stays valid if unused."""
+
+
+class MergeBody(BaseModel):
+    """How to merge a task's worktree back (see `Tasks.merge_task`)."""
+
+    how: MergeHow = "apply"
+
+
+class WorktreeList(BaseModel):
+    """The session's worktrees, oldest first."""
+
+    worktrees: list[Worktree]
 
 
 class ErrorDetail(BaseModel):

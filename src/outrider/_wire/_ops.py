@@ -21,6 +21,7 @@ from .._types._task import (
     SubmitItem,
     Task,
 )
+from .._types._worktrees import MergeResult, Worktree
 from ._bodies import (
     BatchResult,
     DashboardLogin,
@@ -31,6 +32,7 @@ from ._bodies import (
     TaskList,
     Transcript,
     WaitResult,
+    WorktreeList,
 )
 
 if TYPE_CHECKING:
@@ -49,7 +51,10 @@ __all__ = [
     "dashboard_login",
     "get",
     "health",
+    "discard_task",
     "list_tasks",
+    "merge_task",
+    "prune_worktrees",
     "notices",
     "retry",
     "sessions",
@@ -61,6 +66,7 @@ __all__ = [
     "tail",
     "transcript",
     "wait",
+    "worktrees",
 ]
 
 T = TypeVar("T")
@@ -192,6 +198,29 @@ def transcript(task_id: str) -> Op[JsonValue]:
     """`GET /v1/tasks/{id}/transcript`: an agent task's transcript."""
     return Op("GET", _task_path(task_id, "/transcript"),
               lambda data: Transcript.model_validate(data).transcript, task_id=task_id)  # fmt: skip
+
+
+def worktrees() -> Op[list[Worktree]]:
+    """`GET /v1/worktrees`: the session's worktrees."""
+    return Op("GET", "/v1/worktrees", lambda data: WorktreeList.model_validate(data).worktrees)
+
+
+def prune_worktrees() -> Op[list[Worktree]]:
+    """`POST /v1/worktrees/prune`: apply the cleanup rules now; the worktrees changed."""
+    return Op(
+        "POST", "/v1/worktrees/prune", lambda data: WorktreeList.model_validate(data).worktrees
+    )
+
+
+def merge_task(task_id: str, *, how: str) -> Op[MergeResult]:
+    """`POST /v1/tasks/{id}/merge`: bring a task's worktree back into its parent's checkout."""
+    return Op("POST", _task_path(task_id, "/merge"), MergeResult.model_validate,
+              json={"how": how}, task_id=task_id)  # fmt: skip
+
+
+def discard_task(task_id: str) -> Op[Worktree]:
+    """`POST /v1/tasks/{id}/discard`: give up a task's worktree."""
+    return Op("POST", _task_path(task_id, "/discard"), Worktree.model_validate, task_id=task_id)
 
 
 def status() -> Op[Status]:

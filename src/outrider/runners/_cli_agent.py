@@ -21,8 +21,10 @@ import shutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import anyio
+
 from .._types._task import CliAgentSpec, ShellSpec, Usage
-from ._protocol import RunFailure, RunOutcome
+from ._protocol import RunFailure, RunOutcome, Workplace
 from ._shell import ShellRunner
 
 if TYPE_CHECKING:
@@ -298,6 +300,17 @@ class CliAgentRunner:
     def lifespan(self, host: RunnerHost) -> AbstractAsyncContextManager[None]:
         """Nothing to set up: each CLI runs as its task's process."""
         return contextlib.nullcontext()
+
+    async def workplace(self, spec: object) -> Workplace:
+        """Its `cwd` (default: outrider's own); agent CLIs edit files, so it writes."""
+        assert isinstance(spec, CliAgentSpec)
+        folder = await anyio.Path(spec.cwd or ".").absolute()
+        return Workplace(str(folder), writes=True, asked=spec.isolation, base=spec.base)
+
+    def relocate(self, spec: object, folder: str, env: Mapping[str, str]) -> CliAgentSpec:
+        """The spec run with `cwd=folder` and `env` added."""
+        assert isinstance(spec, CliAgentSpec)
+        return spec.model_copy(update={"cwd": folder, "env": {**spec.env, **env}})
 
     async def run(self, spec: object, ctx: RunContext) -> RunOutcome:
         """Run the CLI; its answer is the result (usage too, when it reports it)."""

@@ -14,17 +14,22 @@ through and a cancel scope around `run`; the runner returns a `RunOutcome` or ra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from contextlib import AbstractAsyncContextManager
 
     import anyio
     from pydantic import JsonValue
 
     from outrider._types._task import Task, TaskSpec, Usage
+    from outrider._types._worktrees import Isolation, MergePolicy
 
-__all__ = ["RunContext", "RunFailure", "RunOutcome", "Runner", "RunnerHost"]
+__all__ = [
+    "GuardedContext", "PathGuard", "RunContext", "RunFailure", "RunOutcome", "Runner",
+    "RunnerHost", "Workplace", "WritingRunner",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +157,27 @@ class RunContext(Protocol):
         ...
 
 
+class PathGuard(Protocol):
+    """Leases on the files a task writes in a folder other tasks write in too."""
+
+    async def claim(self, path: str) -> str | None:
+        """Hold `path` (absolute) for this task until it ends; None, or why it may not write it.
+
+        The answer is for the model: it names the task holding the file and what to do.
+        """
+        ...
+
+
+@runtime_checkable
+class GuardedContext(RunContext, Protocol):
+    """The context of a task that writes in place beside others: its writes take leases."""
+
+    @property
+    def path_guard(self) -> PathGuard:
+        """The task's leases."""
+        ...
+
+
 class RunnerHost(Protocol):
     """What a runner may ask of the orchestrator that runs it (see `Runner.lifespan`)."""
 
@@ -199,4 +225,37 @@ class Runner(Protocol):
         Raises:
             RunFailure: The run failed in a way the runner understood.
         """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Workplace:
+    """Where a task of a writing runner works, and what it asked for (see `WritingRunner`)."""
+
+    folder: str
+    """Its folder (an agent's workspace, a CLI's `cwd`), absolute."""
+    writes: bool
+    """Whether it can change files there (a read-only agent cannot)."""
+    asked: Isolation | None = None
+    """The submit's `isolation`."""
+    agent_default: Isolation | None = None
+    """The agent file's `isolation`."""
+    base: str | None = None
+    """What a worktree starts from: `snapshot` (None), `head`, or a ref."""
+    setup: str | None = None
+    """A shell command run in a new worktree before the task (its agent file's `setup`)."""
+    merge: MergePolicy = "manual"
+    """`auto-if-clean`: its work is applied to the folder as it ends, if it merges cleanly."""
+
+
+@runtime_checkable
+class WritingRunner(Runner, Protocol):
+    """A runner whose tasks write files, and so may each run in their own git worktree."""
+
+    async def workplace(self, spec: object) -> Workplace:
+        """Where the task would work and what it asked for."""
+        ...
+
+    def relocate(self, spec: object, folder: str, env: Mapping[str, str]) -> object:
+        """The spec run in `folder` (the worktree's copy of its folder) with `env` added."""
         ...

@@ -21,6 +21,7 @@ from ..._types._events import (
     GroupCompleted,
     TaskEnded,
     TaskOutput,
+    TaskOverlap,
     TaskProgress,
     TaskQueued,
     TaskRetrying,
@@ -242,6 +243,10 @@ def event_text(event: Event) -> str:
             counts = {"total": group.total, "succeeded": group.succeeded, "failed": group.failed,
                       "cancelled": group.cancelled, "timed out": group.timed_out}  # fmt: skip
             return ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+        case TaskOverlap() as overlap:
+            other = overlap.other_label or overlap.other
+            shown = ", ".join(overlap.paths[:5]) + (" …" if len(overlap.paths) > 5 else "")
+            return f"changed the same files as {other} in {overlap.repo}: {shown}"
         case TaskEnded() as ended:
             if ended.error is not None:
                 return f"{ended.error.type}: {ended.error.message}"
