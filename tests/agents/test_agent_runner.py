@@ -141,6 +141,18 @@ async def test_runs_side_by_side_share_the_tools_but_each_sees_its_own_workspace
         assert fake.calls_for(name)[-1].tool_results == [f"the notes of {name}\n"]
 
 
+async def test_a_file_tool_the_system_refuses_answers_the_model_and_the_run_goes_on(
+    orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path
+) -> None:
+    fake.script("worker", [
+        Reply.tool("write_file", path="notes.txt/inner.txt", content="x"),  # under a file
+        Reply.say("noted"),
+    ])  # fmt: skip
+    done = await _run(orch, outrider.agent("worker", "Write", workspace=str(workspace)))
+    assert done.state == outrider.TaskState.SUCCEEDED, done.error
+    assert fake.calls_for("worker")[-1].tool_results == ["error: File exists"]  # its folder
+
+
 async def test_paths_outside_the_workspace_and_denied_by_policy_are_refused(
     orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path
 ) -> None:

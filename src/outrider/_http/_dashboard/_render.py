@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, assert_never
 import jinja2
 from markupsafe import Markup
 
+from ..._text import clip
 from ..._types._events import (
     GroupCompleted,
     TaskEnded,
@@ -43,8 +44,7 @@ _CLIP_PART = 4_000
 
 
 def _clip(text: object, limit: int = 200) -> str:
-    value = " ".join(str(text).split())
-    return value if len(value) <= limit else value[: limit - 1] + "…"
+    return clip(" ".join(str(text).split()), limit)
 
 
 def _gist(result: str, kind: str) -> str:
