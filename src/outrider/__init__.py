@@ -44,6 +44,7 @@ from ._types._task import EventType as EventType
 from ._types._task import HandlerSpec as HandlerSpec
 from ._types._task import KeyStatus as KeyStatus
 from ._types._task import Notice as Notice
+from ._types._task import NoticeWait as NoticeWait
 from ._types._task import Progress as Progress
 from ._types._task import ShellSpec as ShellSpec
 from ._types._task import Status as Status
@@ -77,6 +78,7 @@ __all__ = (
     "KeyStatus",
     "NotAllowed",
     "Notice",
+    "NoticeWait",
     "Orchestrator",
     "OutriderError",
     "Price",

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         Event,
         KeyStatus,
         Notice,
+        NoticeWait,
         Status,
         SubmitError,
         SubmitItem,
@@ -283,13 +284,22 @@ class Client:
         """Change a key's concurrency limit (the daemon's owner only)."""
         return self._call(ops.set_limit(key, limit))
 
-    def notices(self, *, limit: int = 100) -> builtins.list[Notice]:
-        """Unacknowledged completion notices of the session."""
-        return self._call(ops.notices(limit=limit))
+    def notices(self, *, limit: int = 100, reader: str | None = None) -> builtins.list[Notice]:
+        """Unacknowledged completion notices of the session (or not yet `reader`'s)."""
+        return self._call(ops.notices(limit=limit, reader=reader))
 
-    def ack_notices(self, up_to: int) -> None:
+    def ack_notices(self, up_to: int, *, reader: str | None = None) -> None:
         """Acknowledge the session's notices with `seq <= up_to`."""
-        self._call(ops.ack_notices(up_to))
+        self._call(ops.ack_notices(up_to, reader=reader))
+
+    def next_notices(self, *, timeout: float, reader: str | None = None) -> NoticeWait:
+        """The next notices, waiting up to `timeout` s; see `outrider.Tasks.next_notices`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            found = self._call(ops.next_notices(timeout=min(left, MAX_WAIT), reader=reader))
+            if found.notices or found.superseded or time.monotonic() >= deadline:
+                return found
 
     def shutdown(self) -> None:
         """Ask the daemon to stop gracefully (its owner only)."""

@@ -27,11 +27,11 @@ from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 from .._agents._definitions import AgentCatalog
 from .._agents._delegation import agent_spec
 from .._agents._transcript import render_transcript
-from .._core._notices import fold_notices
+from .._core._notices import fold_notices, notices_block
 from .._ids import new_task_id
 from .._types._errors import OutriderError, UserError, user_error
 from .._types._task import Notice, ShellSpec, SubmitItem, Task, TaskState
-from ._format import notices_block, task_detail, task_line, tasks_table
+from ._format import task_detail, task_line, tasks_table
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence

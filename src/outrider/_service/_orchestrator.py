@@ -57,6 +57,7 @@ from ..runners._cli_agent import CliAgentRunner
 from ..runners._handler import Handler, HandlerRunner, Isolation
 from ..runners._pool import WorkerPool
 from ..runners._shell import ShellRunner
+from ._readers import Readers
 from ._session import Session
 
 if TYPE_CHECKING:
@@ -157,6 +158,8 @@ class Orchestrator:
         self._default_ttl = default_ttl
         self._clock: Clock = clock or SystemClock()
         self._bus = EventBus()
+        self._readers = Readers()
+        """The notice readers of every session (`Session.notices(reader=…)`)."""
         self._store = Store(self._db, on_commit=self._publish)
         self._handlers: dict[str, Handler] = {}
         self._process_workers = process_workers
@@ -815,17 +818,30 @@ class Orchestrator:
 
     # -- notices --------------------------------------------------------------------------
 
-    async def notices(self, *, session: str, limit: int = 100) -> builtins.list[Notice]:
+    async def notices(
+        self, *, session: str, limit: int = 100, after: int | None = None
+    ) -> builtins.list[Notice]:
         """The session's completion notices not yet acknowledged, oldest first.
 
         Reading does not acknowledge: pass the last notice's `seq` to `ack_notices` once the
-        notices reached their reader. Unacknowledged notices survive restarts.
+        notices reached their reader. Unacknowledged notices survive restarts. With `after`,
+        the notices with `seq > after` instead, acknowledged or not (a reader's view).
         """
         self._check_open("read notices")
         if limit < 1:
             raise UserError(f"`limit` must be at least 1, not {limit!r}.", field="limit")
-        events = await self._store.read(lambda b: b.notice_events(session, limit))
+        if after is None:
+            events = await self._store.read(lambda b: b.notice_events(session, limit))
+        else:
+            events = await self._store.read(
+                lambda b: b.events(session=session, after=after, limit=limit, notices=True)
+            )
         return notices_from_events(events)
+
+    async def notice_cursor(self, *, session: str) -> int:
+        """The highest acknowledged notice `seq` of the session (0 if none)."""
+        self._check_open("read notices")
+        return await self._store.read(lambda b: b.notice_cursor(session))
 
     async def ack_notices(self, *, session: str, up_to: int) -> None:
         """Acknowledge the session's notices with `seq <= up_to`; idempotent."""

@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, final
 
-from .._types._api import submit_error, submit_item
+import anyio
+
+from .._core._notices import notices_block
+from .._types._api import check_session_name, submit_error, submit_item
 from .._types._errors import NotAllowed, StoreUnavailable, UserError
-from .._types._task import SubmitError, SubmitItem, Task
+from .._types._task import NoticeWait, SubmitError, SubmitItem, Task
 
 if TYPE_CHECKING:
     import builtins
@@ -175,13 +178,50 @@ class Session:
 
     # -- notices and events ---------------------------------------------------------------
 
-    async def notices(self, *, limit: int = 100) -> builtins.list[Notice]:
-        """Unacknowledged completion notices."""
-        return await self._orch.notices(session=self._stored, limit=limit)
+    async def notices(
+        self, *, limit: int = 100, reader: str | None = None
+    ) -> builtins.list[Notice]:
+        """Notices not yet acknowledged, or not yet received by `reader`; see `Tasks.notices`."""
+        if reader is None:
+            return await self._orch.notices(session=self._stored, limit=limit)
+        after = await self._reader_cursor(check_session_name(reader, field="reader"))
+        return await self._orch.notices(session=self._stored, limit=limit, after=after)
 
-    async def ack_notices(self, up_to: int) -> None:
-        """Acknowledge notices with `seq <= up_to`."""
+    async def ack_notices(self, up_to: int, *, reader: str | None = None) -> None:
+        """Acknowledge notices with `seq <= up_to` (also as received by `reader`)."""
+        if reader is not None:
+            check_session_name(reader, field="reader")
         await self._orch.ack_notices(session=self._stored, up_to=up_to)
+        if reader is not None:
+            stored = await self._orch.notice_cursor(session=self._stored)  # capped by the store
+            self._orch._readers.advance(self._stored, reader, min(up_to, stored))
+
+    async def next_notices(self, *, timeout: float, reader: str | None = None) -> NoticeWait:
+        """The next notices for `reader`, waiting up to `timeout` s; see `Tasks.next_notices`."""
+        key = "" if reader is None else check_session_name(reader, field="reader")
+        with self._orch._readers.waiting(self._stored, key) as superseded:
+            found = await self.notices(reader=reader)
+            if not found and timeout > 0:
+                with anyio.move_on_after(timeout):
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(_cancel_when, superseded, tg.cancel_scope)
+                        after = 0 if reader is None else await self._reader_cursor(reader)
+                        async for _ in self._orch.follow_notices(session=self._stored, after=after):
+                            break
+                        tg.cancel_scope.cancel()
+                if superseded.is_set():
+                    return NoticeWait(notices=[], superseded=True)
+                found = await self.notices(reader=reader)
+        return NoticeWait(notices=found, text=notices_block(found), superseded=superseded.is_set())
+
+    async def _reader_cursor(self, reader: str) -> int:
+        """Where `reader` is: the session's acknowledgement cursor when first seen."""
+        readers = self._orch._readers
+        cursor = readers.cursor(self._stored, reader)
+        if cursor is None:
+            cursor = await self._orch.notice_cursor(session=self._stored)
+            readers.advance(self._stored, reader, cursor)
+        return cursor
 
     def follow_notices(self, *, after: int = 0) -> AsyncIterator[Notice]:
         """The unacknowledged notices, then each new one as it happens."""
@@ -204,3 +244,8 @@ class Session:
             session=prefix, after=after, follow=follow, prefix=True
         ):
             yield event.model_copy(update={"session": event.session[len(prefix) :]})
+
+
+async def _cancel_when(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()

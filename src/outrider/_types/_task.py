@@ -32,6 +32,7 @@ __all__ = [
     "HandlerSpec",
     "KeyStatus",
     "Notice",
+    "NoticeWait",
     "Progress",
     "ShellSpec",
     "Status",
@@ -462,6 +463,20 @@ class Notice(BaseModel):
     """Tasks per end state, and `total` (groups only)."""
     text: str
     """One line for a human or a model to read."""
+
+
+class NoticeWait(BaseModel):
+    """What a wait for notices found (`Tasks.next_notices`).
+
+    `notices` is empty when the wait timed out or another waiter of the same reader took over
+    (`superseded`). `text` is the notices as a model reads them (`notices_block`), each line
+    ending with its marker `⟦outrider seq=N⟧`: every host shows the same words.
+    """
+
+    model_config = _FROZEN
+    notices: list[Notice]
+    text: str = ""
+    superseded: bool = False
 
 
 class TaskOptions(BaseModel):
