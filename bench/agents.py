@@ -81,17 +81,18 @@ async def outrider_run(
         )  # fmt: skip
         runner = outrider.AgentRunner(agents, outrider.Providers({"fake": provider}))
         async with outrider.Orchestrator(
-            db=Path(tmp) / "bench.db",
+            Path(tmp) / "bench.db",
+            outrider.Settings(
+                max_running=TASKS, limits={"agent:bench": TASKS, "model:fake/bench": 50}
+            ),
             runners=[runner],
-            max_running=TASKS,
-            limits={"agent:bench": TASKS, "model:fake/bench": 50},
         ) as orch:
             start = time.perf_counter()
             tasks = [
-                await orch.submit(outrider.agent("bench", f"job {i}", workspace=tmp), session="b")
+                await orch.session("b").submit(outrider.agent("bench", f"job {i}", workspace=tmp))
                 for i in range(TASKS)
             ]
-            done = await orch.wait([t.id for t in tasks], session="b")
+            done = await orch.session("b").wait([t.id for t in tasks])
             wall = time.perf_counter() - start
     ok = sum(t.state == outrider.TaskState.SUCCEEDED for t in done)
     return wall, await fake.rate_limited(), ok

@@ -34,7 +34,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def w1(db: Path) -> dict[str, float]:
-    async with outrider.Orchestrator(db, max_running=64, limits={"handler:noop": 64}) as orch:
+    async with outrider.Orchestrator(
+        db, outrider.Settings(max_running=64, limits={"handler:noop": 64})
+    ) as orch:
 
         @orch.handler("noop")
         async def noop(ctx: outrider.RunContext) -> None:
@@ -47,16 +49,16 @@ async def w1(db: Path) -> dict[str, float]:
         async def submitter(count: int) -> None:
             for _ in range(count):
                 t0 = time.perf_counter()
-                task = await orch.submit(outrider.call("noop"), session="bench")
+                task = await orch.session("bench").submit(outrider.call("noop"))
                 latencies.append(time.perf_counter() - t0)
                 ids.append(task.id)
 
         async with anyio.create_task_group() as tg:
             for _ in range(16):
                 tg.start_soon(submitter, N1 // 16)
-        await orch.wait(ids, session="bench")
+        await orch.session("bench").wait(ids)
         wall = time.perf_counter() - start
-        done = await orch.list(session="bench", states=["succeeded"])
+        done = await orch.session("bench").list(states=["succeeded"])
         assert len(done) == len(ids)
     return {
         "tasks_per_s": len(ids) / wall,
@@ -67,7 +69,7 @@ async def w1(db: Path) -> dict[str, float]:
 
 async def w1_unloaded(db: Path) -> dict[str, float]:
     """Submit latency with the engine otherwise idle: one submitter, tasks queue behind a key."""
-    async with outrider.Orchestrator(db, limits={"hold": 1}) as orch:
+    async with outrider.Orchestrator(db, outrider.Settings(limits={"hold": 1})) as orch:
         release = anyio.Event()
 
         @orch.handler("hold")
@@ -77,7 +79,7 @@ async def w1_unloaded(db: Path) -> dict[str, float]:
         latencies: list[float] = []
         for _ in range(N1 // 10):
             t0 = time.perf_counter()
-            await orch.submit(outrider.call("hold"), session="bench", keys=["hold"])
+            await orch.session("bench").submit(outrider.call("hold"), keys=["hold"])
             latencies.append(time.perf_counter() - t0)
         release.set()
         await orch.cancel_session("bench")
@@ -102,7 +104,9 @@ async def agent() -> None:
 
 
 async def w2(db: Path) -> float:
-    async with outrider.Orchestrator(db, max_running=200, limits={"handler:agent": 100}) as orch:
+    async with outrider.Orchestrator(
+        db, outrider.Settings(max_running=200, limits={"handler:agent": 100})
+    ) as orch:
 
         @orch.handler("agent")
         async def simulated(ctx: outrider.RunContext) -> None:
@@ -110,8 +114,8 @@ async def w2(db: Path) -> float:
 
         start = time.perf_counter()
         items = [outrider.SubmitItem(spec=outrider.call("agent")) for _ in range(N2)]
-        tasks = await orch.submit_many(items, session="bench")
-        await orch.wait([t.id for t in tasks if isinstance(t, outrider.Task)], session="bench")
+        tasks = await orch.session("bench").submit_many(items)
+        await orch.session("bench").wait([t.id for t in tasks if isinstance(t, outrider.Task)])
         wall = time.perf_counter() - start
     return (N2 / 100 * 0.5) / wall
 
@@ -129,19 +133,21 @@ async def w2_baseline() -> float:
 
 
 async def w3(db: Path) -> float:
-    async with outrider.Orchestrator(db, max_running=1, limits={"hold": 1}) as orch:
+    async with outrider.Orchestrator(
+        db, outrider.Settings(max_running=1, limits={"hold": 1})
+    ) as orch:
         release = anyio.Event()
 
         @orch.handler("hold")
         async def hold(ctx: outrider.RunContext) -> None:
             await release.wait()
 
-        await orch.submit(outrider.call("hold"), session="bench", keys=["hold"])
+        await orch.session("bench").submit(outrider.call("hold"), keys=["hold"])
         tracemalloc.start()
         before = tracemalloc.take_snapshot()
         items = [outrider.SubmitItem(spec=outrider.call("hold"), keys=("hold",))
                  for _ in range(N3)]  # fmt: skip
-        await orch.submit_many(items, session="bench")
+        await orch.session("bench").submit_many(items)
         after = tracemalloc.take_snapshot()
         tracemalloc.stop()
         grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
@@ -170,8 +176,10 @@ async def w3_baseline() -> float:
 
 
 async def w4(db: Path) -> float:
-    async with outrider.Orchestrator(db, max_running=N4, limits={"shell": N4}) as orch:
-        tasks = [await orch.submit(outrider.shell("sleep 60"), session="bench") for _ in range(N4)]
+    async with outrider.Orchestrator(
+        db, outrider.Settings(max_running=N4, limits={"shell": N4})
+    ) as orch:
+        tasks = [await orch.session("bench").submit(outrider.shell("sleep 60")) for _ in range(N4)]
         me = psutil.Process()
         await wait_until(lambda: len(me.children(recursive=True)) >= N4, timeout=30)
         start = time.perf_counter()
@@ -180,7 +188,7 @@ async def w4(db: Path) -> float:
         elapsed = time.perf_counter() - start
         assert all(
             t.state is outrider.TaskState.CANCELLED
-            for t in await orch.wait([t.id for t in tasks], session="bench")
+            for t in await orch.session("bench").wait([t.id for t in tasks])
         )
     return elapsed * 1000
 

@@ -27,12 +27,14 @@ from outrider.runners import _procs
 SCRIPT = """
 import json, sys, anyio, outrider
 async def main(db, n, grace):
-    async with outrider.Orchestrator(db, max_running=n, limits={"shell": n}) as orch:
+    settings = outrider.Settings(max_running=n, limits={"shell": n})
+    async with outrider.Orchestrator(db, settings) as orch:
+        bench = orch.session("bench")
         for _ in range(n):
             spec = outrider.shell("trap '' TERM; echo up; sleep 600", grace_period=grace)
-            await orch.submit(spec, session="bench")
+            await bench.submit(spec)
         seen = set()
-        async for event in orch.events(session="bench"):
+        async for event in bench.events():
             if event.type == "task.output":
                 seen.add(event.task_id)
                 if len(seen) == n:
@@ -56,8 +58,8 @@ async def recover(db: Path) -> tuple[float, float]:
     start = time.perf_counter()
     async with outrider.Orchestrator(db) as orch:
         opened = time.perf_counter() - start
-        ids = [t.id for t in await orch.list(session="bench")]
-        await orch.wait(ids, session="bench")
+        ids = [t.id for t in await orch.session("bench").list()]
+        await orch.session("bench").wait(ids)
         return opened, time.perf_counter() - start
 
 

@@ -2,8 +2,9 @@
 
 ```python
 async with outrider.Orchestrator() as orch:
-    task = await orch.submit(outrider.shell("pytest -q"), session="me")
-    (done,) = await orch.wait([task.id], session="me")
+    me = orch.session("me")
+    task = await me.submit(outrider.shell("pytest -q"))
+    (done,) = await me.wait([task.id])
 ```
 """
 
@@ -19,6 +20,7 @@ from ._client import AsyncClient as AsyncClient
 from ._client import Client as Client
 from ._service._orchestrator import Orchestrator as Orchestrator
 from ._service._session import Session as Session
+from ._service._settings import Settings as Settings
 from ._types._api import SubmitOptions as SubmitOptions
 from ._types._api import Tasks as Tasks
 from ._types._errors import AuthError as AuthError
@@ -36,11 +38,21 @@ from ._types._errors import TaskFailed as TaskFailed
 from ._types._errors import TaskNotFound as TaskNotFound
 from ._types._errors import TaskTimedOut as TaskTimedOut
 from ._types._errors import UserError as UserError
+from ._types._events import ErrorSummary as ErrorSummary
+from ._types._events import Event as Event
+from ._types._events import EventData as EventData
+from ._types._events import EventType as EventType
+from ._types._events import GroupCompleted as GroupCompleted
+from ._types._events import GroupMember as GroupMember
+from ._types._events import TaskEnded as TaskEnded
+from ._types._events import TaskOutput as TaskOutput
+from ._types._events import TaskProgress as TaskProgress
+from ._types._events import TaskQueued as TaskQueued
+from ._types._events import TaskRetrying as TaskRetrying
+from ._types._events import TaskStarted as TaskStarted
 from ._types._task import AgentSpec as AgentSpec
 from ._types._task import CliAgentSpec as CliAgentSpec
 from ._types._task import ErrorInfo as ErrorInfo
-from ._types._task import Event as Event
-from ._types._task import EventType as EventType
 from ._types._task import HandlerSpec as HandlerSpec
 from ._types._task import KeyStatus as KeyStatus
 from ._types._task import Notice as Notice
@@ -62,20 +74,29 @@ from ._version import __version__ as __version__
 from .runners import RunContext as RunContext
 
 __all__ = (
+    "__version__",
+    "agent",
     "AgentDefinition",
     "AgentRunner",
     "AgentSpec",
     "AsyncClient",
     "AuthError",
+    "call",
+    "cli_agent",
     "CliAgentSpec",
     "Client",
     "Closed",
     "DaemonError",
     "ErrorInfo",
+    "ErrorSummary",
     "Event",
+    "EventData",
     "EventType",
+    "GroupCompleted",
+    "GroupMember",
     "HandlerSpec",
     "KeyStatus",
+    "load_agents",
     "NotAllowed",
     "Notice",
     "NoticeWait",
@@ -89,6 +110,8 @@ __all__ = (
     "RunContext",
     "RunnerError",
     "Session",
+    "Settings",
+    "shell",
     "ShellSpec",
     "Status",
     "StoreError",
@@ -98,19 +121,19 @@ __all__ = (
     "SubmitOptions",
     "Task",
     "TaskCancelled",
+    "TaskEnded",
     "TaskError",
     "TaskFailed",
     "TaskNotFound",
+    "TaskOutput",
+    "TaskProgress",
+    "TaskQueued",
+    "TaskRetrying",
+    "Tasks",
     "TaskSpec",
+    "TaskStarted",
     "TaskState",
     "TaskTimedOut",
-    "Tasks",
     "Usage",
     "UserError",
-    "__version__",
-    "agent",
-    "call",
-    "cli_agent",
-    "load_agents",
-    "shell",
 )

@@ -82,8 +82,8 @@ async def orch(tmp_path: Path, fake: FakeLLM) -> AsyncIterator[outrider.Orchestr
 
 
 async def _run(orch: outrider.Orchestrator, spec: outrider.AgentSpec) -> outrider.Task:
-    task = await orch.submit(spec, session=S)
-    (done,) = await orch.wait([task.id], session=S, timeout=30)
+    task = await orch.session(S).submit(spec)
+    (done,) = await orch.session(S).wait([task.id], timeout=30)
     assert done.state.terminal, done
     return done
 
@@ -112,10 +112,10 @@ async def test_tools_in_the_workspace_usage_cost_and_transcript(
     assert done.usage.output_tokens >= 500
     expected = (done.usage.input_tokens * 1.0 + done.usage.output_tokens * 2.0) / 1e6
     assert done.usage.cost == pytest.approx(expected)
-    log = await orch.tail(done.id, session=S, lines=100)
+    log = await orch.session(S).tail(done.id, lines=100)
     assert "→ write_file" in log
     assert "All done" in log
-    transcript = await orch.transcript(done.id, session=S)
+    transcript = await orch.session(S).transcript(done.id)
     assert isinstance(transcript, dict)
     kinds = [m["kind"] for m in transcript["messages"]]
     assert kinds.count("response") == 5
@@ -167,7 +167,7 @@ async def test_run_command_is_a_child_shell_task(
     (answer,) = fake.calls_for("careful")[-1].tool_results
     assert answer.startswith("[exit code 0]")
     assert "hello-from-shell" in answer
-    children = [t for t in await orch.list(session=S) if t.parent == done.id]
+    children = [t for t in await orch.session(S).list() if t.parent == done.id]
     assert len(children) == 1
     assert children[0].kind == "shell"
     assert children[0].state == outrider.TaskState.SUCCEEDED
@@ -185,7 +185,7 @@ async def test_delegation_runs_a_child_agent_and_depth_is_enforced(
     assert fake.calls_for("boss")[-1].tool_results == ["2 notes"]
     (refusal,) = fake.calls_for("helper")[-1].tool_results
     assert "delegation depth limit (1)" in refusal
-    children = [t for t in await orch.list(session=S) if t.parent == done.id]
+    children = [t for t in await orch.session(S).list() if t.parent == done.id]
     assert [c.kind for c in children] == ["agent"]
     assert children[0].spec.depth == 1  # type: ignore[union-attr]
 
@@ -195,10 +195,36 @@ async def test_a_waiting_parent_lends_its_slot(tmp_path: Path, fake: FakeLLM) ->
     runner = AgentRunner(agents, _providers(fake))
     fake.script("boss2", [Reply.tool("delegate", agent="helper", prompt="x"), Reply.say("done")])
     fake.script("helper2", [Reply.say("helped")])
-    async with outrider.Orchestrator(db=tmp_path / "o.db", runners=[runner], max_running=1) as o:
+    async with outrider.Orchestrator(
+        tmp_path / "o.db", outrider.Settings(max_running=1), runners=[runner]
+    ) as o:
         done = await _run(o, outrider.agent("boss2", "go", workspace=str(tmp_path)))
     assert done.state == outrider.TaskState.SUCCEEDED, done.error
     assert done.result == "done"
+
+
+async def test_named_keys_replace_the_agents_but_keep_the_model_and_provider_keys(
+    tmp_path: Path, fake: FakeLLM
+) -> None:
+    providers = _providers(fake, metered=ProviderConfig(base_url=fake.base_url, api_key="k",
+                                                        limit=1))  # fmt: skip
+    agents = {"one": _agent("one", "metered/one"), "two": _agent("two", "metered/two")}
+    fake.script("one", [Reply(text="first", latency=0.3)])
+    fake.script("two", [Reply.say("second")])
+    async with outrider.Orchestrator(
+        tmp_path / "o.db", runners=[AgentRunner(agents, providers)]
+    ) as o:
+        me = o.session(S)
+        first = await me.submit(outrider.agent("one", "go", workspace=str(tmp_path)), keys=["mine"])
+        second = await me.submit(outrider.agent("two", "go", workspace=str(tmp_path)))
+        assert first.keys == ("mine", "model:metered/one", "provider:metered")
+        assert second.keys == ("agent:two", "model:metered/two", "provider:metered")
+        assert o.status().keys["provider:metered"].limit == 1
+        done = await me.wait([first.id, second.id], timeout=30)
+    assert [t.result for t in done] == ["first", "second"]
+    assert done[1].started_at is not None
+    assert done[0].finished_at is not None
+    assert done[1].started_at >= done[0].finished_at  # one at a time on the provider
 
 
 async def test_budget_stop_keeps_the_transcript(
@@ -212,7 +238,7 @@ async def test_budget_stop_keeps_the_transcript(
     assert done.error is not None
     assert done.error.type == "budget"
     assert "Token budget exceeded" in done.error.message
-    transcript = await orch.transcript(done.id, session=S)
+    transcript = await orch.session(S).transcript(done.id)
     assert isinstance(transcript, dict)
     assert len(transcript["messages"]) >= 2
 
@@ -268,7 +294,7 @@ async def test_retry_after_dropped_stream_and_fallback(
     fell = await _run(orch, outrider.agent("shaky", "Fall back", workspace=str(workspace)))
     assert fell.state == outrider.TaskState.SUCCEEDED, fell.error
     assert fell.result == "from backup"
-    transcript = await orch.transcript(fell.id, session=S)
+    transcript = await orch.session(S).transcript(fell.id)
     assert isinstance(transcript, dict)
     attempts = transcript["attempts"]
     assert [a["model"] for a in attempts] == ["fake/shaky", "fake/backup"]
@@ -318,12 +344,12 @@ async def test_cancel_mid_stream_aborts_the_request(
 ) -> None:
     fake.script("worker", [Reply.say("word " * 200, chunk_delay=0.05)])
     aborted = fake.aborted
-    task = await orch.submit(outrider.agent("worker", "Talk", workspace=str(workspace)), session=S)
+    task = await orch.session(S).submit(outrider.agent("worker", "Talk", workspace=str(workspace)))
     with anyio.fail_after(20):
-        async for event in orch.events(session=S):
+        async for event in orch.session(S).events():
             if event.task_id == task.id and event.type == "task.output":
                 break
-    ended = await orch.cancel(task.id, session=S)
+    ended = await orch.session(S).cancel(task.id)
     assert ended.state == outrider.TaskState.CANCELLED
     await wait_until(lambda: fake.aborted > aborted, timeout=10)  # the server's own thread
 
@@ -340,16 +366,18 @@ async def test_an_interrupted_agent_resumes_its_conversation(
     agents = {"resumer": _agent("resumer", "fake/resumer", workspace=str(workspace))}
     db = tmp_path / "resume.db"
     runner = AgentRunner(agents, _providers(fake))
-    async with outrider.Orchestrator(db=db, runners=[runner], shutdown_grace=0.1) as first:
-        task = await first.submit(outrider.agent("resumer", "Write it."), session=S,
-                                  max_attempts=2)  # fmt: skip
+    async with outrider.Orchestrator(
+        db, outrider.Settings(shutdown_grace=0.1), runners=[runner]
+    ) as first:
+        spec = outrider.agent("resumer", "Write it.")
+        task = await first.session(S).submit(spec, max_attempts=2)
         await wait_until(lambda: len(fake.calls_for("resumer")) == 2, timeout=20)
     assert (workspace / "out.txt").read_text() == "one"
     runner = AgentRunner(agents, _providers(fake))
     async with outrider.Orchestrator(db=db, runners=[runner]) as second:
-        (done,) = await second.wait([task.id], session=S, timeout=30)
-        transcript = await second.transcript(task.id, session=S)
-        output = await second.tail(task.id, session=S, lines=100)
+        (done,) = await second.session(S).wait([task.id], timeout=30)
+        transcript = await second.session(S).transcript(task.id)
+        output = await second.session(S).tail(task.id, lines=100)
     assert done.state is outrider.TaskState.SUCCEEDED
     assert done.result == "done"
     calls = fake.calls_for("resumer")
@@ -380,7 +408,7 @@ async def test_the_documented_opencode_reviewer_can_neither_write_nor_run(
     runner = _runner(fake, discover=True)
     async with outrider.Orchestrator(db=tmp_path / "o.db", runners=[runner]) as o:
         done = await _run(o, outrider.agent("review", "Review", workspace=str(workspace)))
-        children = [t for t in await o.list(session=S) if t.parent == done.id]
+        children = [t for t in await o.session(S).list() if t.parent == done.id]
     assert done.state == outrider.TaskState.SUCCEEDED, done.error
     offered = {t["function"]["name"] for t in fake.calls_for("review")[0].body["tools"]}
     assert offered == {"read_file", "list_files", "grep", "delegate"}
@@ -433,7 +461,7 @@ async def test_commands_run_sandboxed_and_the_modes_say_so(
     for runner in modes:
         async with outrider.Orchestrator(db=tmp_path / "o.db", runners=[runner]) as o:
             done = await _run(o, outrider.agent("sh", "Peek", workspace=str(workspace)))
-            logs.append(await o.tail(done.id, session=S, lines=100))
+            logs.append(await o.session(S).tail(done.id, lines=100))
             answers.append(fake.calls_for("sh")[-1].last_user_text)
         if runner.sandbox == "required":
             assert done.error is not None
@@ -457,15 +485,15 @@ async def test_a_catastrophic_search_never_stalls_the_event_loop(
     )
     fake.script("grepper", [Reply.tool("grep", pattern="(a|a)+$"), Reply.say("searched")])
     async with outrider.Orchestrator(db=tmp_path / "o.db", runners=[runner]) as o:
-        task = await o.submit(outrider.agent("grepper", "Go", workspace=str(workspace)), session=S)
+        task = await o.session(S).submit(outrider.agent("grepper", "Go", workspace=str(workspace)))
         with anyio.fail_after(30):
-            async for event in o.events(session=S):
-                data = event.data.get("text") if event.type == "task.output" else None
+            async for event in o.session(S).events():
+                data = getattr(event.data, "text", None) if event.type == "task.output" else None
                 if event.task_id == task.id and isinstance(data, str) and "→ grep" in data:
                     break
-        await o.get(task.id, session=S)  # the loop answers while the search runs
+        await o.session(S).get(task.id)  # the loop answers while the search runs
         assert len(fake.calls_for("grepper")) == 1  # the search had not ended yet
-        (done,) = await o.wait([task.id], session=S, timeout=30)
+        (done,) = await o.session(S).wait([task.id], timeout=30)
     assert done.state == outrider.TaskState.SUCCEEDED, done.error
     (answer,) = fake.calls_for("grepper")[-1].tool_results
     assert "search stopped after 4 s" in answer

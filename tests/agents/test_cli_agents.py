@@ -49,18 +49,17 @@ echo '{json.dumps(doc)}'
 """,
     )
     async with outrider.Orchestrator(tmp_path / "s.db") as orch:
-        task = await orch.submit(
-            outrider.cli_agent("claude", "Fix the tests", agent="builder", model="sonnet"),
-            session="me",
+        task = await orch.session("me").submit(
+            outrider.cli_agent("claude", "Fix the tests", agent="builder", model="sonnet")
         )
         assert task.keys == ("agent:builder", "model:sonnet")
-        (done,) = await orch.wait([task.id], session="me", timeout=30)
+        (done,) = await orch.session("me").wait([task.id], timeout=30)
         assert done.state is TaskState.SUCCEEDED, done.error
         assert done.result == "Fixed 2 tests."
         assert done.usage is not None
         assert (done.usage.input_tokens, done.usage.output_tokens) == (900, 120)
         assert done.usage.cost == 0.0123
-        log = await orch.tail(task.id, session="me")
+        log = await orch.session("me").tail(task.id)
         assert "working on: Fix the tests" in log
         assert "model sonnet" in log
 
@@ -73,13 +72,13 @@ async def test_text_cli_and_failures(bin_dir: Path, tmp_path: Path) -> None:
     async with outrider.Orchestrator(
         tmp_path / "s.db", runners=[CliAgentRunner({"plain": plain})]
     ) as orch:
-        ok = await orch.submit(outrider.cli_agent("plain", "add docs"), session="me")
-        failed = await orch.submit(outrider.cli_agent("codex", "x"), session="me")
-        empty = await orch.submit(outrider.cli_agent("gemini", "x"), session="me")
-        missing = await orch.submit(outrider.cli_agent("aider", "x"), session="me")
-        unknown = await orch.submit(outrider.cli_agent("nope", "x"), session="me")
+        ok = await orch.session("me").submit(outrider.cli_agent("plain", "add docs"))
+        failed = await orch.session("me").submit(outrider.cli_agent("codex", "x"))
+        empty = await orch.session("me").submit(outrider.cli_agent("gemini", "x"))
+        missing = await orch.session("me").submit(outrider.cli_agent("aider", "x"))
+        unknown = await orch.session("me").submit(outrider.cli_agent("nope", "x"))
         ids = [ok.id, failed.id, empty.id, missing.id, unknown.id]
-        done = {t.id: t for t in await orch.wait(ids, session="me", timeout=30)}
+        done = {t.id: t for t in await orch.session("me").wait(ids, timeout=30)}
     assert done[ok.id].result == "step 1\nDone: add docs"
     assert done[failed.id].state is TaskState.FAILED
     assert done[failed.id].exit_code == 3
@@ -94,14 +93,14 @@ async def test_text_cli_and_failures(bin_dir: Path, tmp_path: Path) -> None:
 async def test_cancelling_a_cli_agent_stops_its_process(bin_dir: Path, tmp_path: Path) -> None:
     fake_cli(bin_dir, "claude", "echo started; exec sleep 60\n")
     async with outrider.Orchestrator(tmp_path / "s.db") as orch:
-        task = await orch.submit(outrider.cli_agent("claude", "long job"), session="me")
+        task = await orch.session("me").submit(outrider.cli_agent("claude", "long job"))
         await wait_until(lambda: _started(orch, task.id), timeout=30)
-        stopped = await orch.cancel(task.id, session="me")
+        stopped = await orch.session("me").cancel(task.id)
     assert stopped.state is TaskState.CANCELLED
 
 
 async def _started(orch: outrider.Orchestrator, task_id: str) -> bool:
-    return "started" in await orch.tail(task_id, session="me")
+    return "started" in await orch.session("me").tail(task_id)
 
 
 def test_parse_answer_formats() -> None:
@@ -206,9 +205,9 @@ async def test_structured_modes_give_the_final_answer_only(
     fake_cli(bin_dir, cli, _cli_script(stdout, f"{cli} v1.0 — a banner on stderr"))
     prompt = "--delete-everything and explain"  # looks like an option
     async with outrider.Orchestrator(tmp_path / "s.db") as orch:
-        task = await orch.submit(outrider.cli_agent(cli, prompt, model="m1"), session="me")
-        (done,) = await orch.wait([task.id], session="me", timeout=30)
-        log = await orch.tail(task.id, session="me", lines=200)
+        task = await orch.session("me").submit(outrider.cli_agent(cli, prompt, model="m1"))
+        (done,) = await orch.session("me").wait([task.id], timeout=30)
+        log = await orch.session("me").tail(task.id, lines=200)
     assert done.state is TaskState.SUCCEEDED, done.error
     assert done.result == answer
     assert done.usage is not None

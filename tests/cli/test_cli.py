@@ -263,7 +263,7 @@ def test_after_kill_9_nothing_run_started_survives_and_a_rerun_recovers(tmp_path
 
 async def _tasks_of(db: Path) -> list[Task]:
     async with Orchestrator(db) as orch:
-        return await orch.list(session="cli")
+        return await orch.session("cli").list()
 
 
 def test_an_orphan_that_left_its_session_and_environment_is_stopped_on_exit(

@@ -81,7 +81,7 @@ async def serving(orch: outrider.Orchestrator) -> AsyncIterator[str]:
 @pytest.fixture(params=["session", "http"])
 async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
     orch = outrider.Orchestrator(
-        tmp_path / "o.db", shutdown_grace=0.5, limits={"hold": 1}, max_queued=20
+        tmp_path / "o.db", outrider.Settings(shutdown_grace=0.5, limits={"hold": 1}, max_queued=20)
     )
     async with orch:
         gates = Gates(orch)

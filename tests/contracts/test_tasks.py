@@ -258,7 +258,7 @@ async def test_next_notices_answers_when_a_task_ends(world: World) -> None:
 
             tg.start_soon(wait)
             await world.gates.wait_started("slow")
-            while not world.orch._readers._waiters:
+            while not world.orch._core.readers._waiters:
                 await anyio.wait_all_tasks_blocked()
             world.gates.open("slow")
     (notice,) = found[0].notices
@@ -279,7 +279,7 @@ async def test_the_newest_waiter_wins(world: World) -> None:
                 results.append(await tasks.next_notices(timeout=60, reader="w"))
 
             tg.start_soon(first)
-            while not world.orch._readers._waiters:
+            while not world.orch._core.readers._waiters:
                 await anyio.wait_all_tasks_blocked()
             results.append(await tasks.next_notices(timeout=0, reader="w"))
     superseded, newest = sorted(results, key=lambda r: r.superseded, reverse=True)

@@ -8,11 +8,13 @@ import anyio
 import pytest
 
 from outrider._core._bus import EventBus
-from outrider._types._task import Event
+from outrider._types._events import Event, TaskQueued
+
+_QUEUED = TaskQueued(kind="shell", priority=5, keys=["shell"])
 
 
 def _event(seq: int, session: str) -> Event:
-    return Event(seq=seq, at=datetime.now(UTC), type="task.queued", session=session)
+    return Event(seq=seq, at=datetime.now(UTC), type="task.queued", session=session, data=_QUEUED)
 
 
 async def _drain(receive: anyio.abc.ObjectReceiveStream[Event]) -> list[int]:

@@ -24,5 +24,5 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def orch(db: Path) -> AsyncIterator[outrider.Orchestrator]:
-    async with outrider.Orchestrator(db, shutdown_grace=0.5) as orch:
+    async with outrider.Orchestrator(db, outrider.Settings(shutdown_grace=0.5)) as orch:
         yield orch

@@ -15,14 +15,14 @@ CHILD = (
 
 
 async def main(db: str) -> None:
-    async with outrider.Orchestrator(db, limits={"shell": 2}) as orch:
-        a = await orch.submit(outrider.shell(CHILD), session="s", label="a")
-        b = await orch.submit(outrider.shell(CHILD), session="s", label="b", max_attempts=2)
-        await orch.submit(outrider.shell("echo done"), session="s", label="c")
+    async with outrider.Orchestrator(db, outrider.Settings(limits={"shell": 2})) as orch:
+        a = await orch.session("s").submit(outrider.shell(CHILD), label="a")
+        b = await orch.session("s").submit(outrider.shell(CHILD), label="b", max_attempts=2)
+        await orch.session("s").submit(outrider.shell("echo done"), label="c")
         texts: dict[str, str] = {a.id: "", b.id: ""}
-        async for event in orch.events(session="s"):
+        async for event in orch.session("s").events():
             if event.type == "task.output" and event.task_id in texts:
-                texts[event.task_id] += str(event.data["text"])
+                texts[event.task_id] += str(event.data.text)
                 if all("\n" in t for t in texts.values()):
                     break
         pids = {task_id: text.split()[1] for task_id, text in texts.items()}

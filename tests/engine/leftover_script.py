@@ -17,16 +17,18 @@ import outrider
 
 async def main(db: str, spec: str) -> None:
     items = json.loads(spec)
-    async with outrider.Orchestrator(db, max_running=64, limits={"shell": 64}) as orch:
+    async with outrider.Orchestrator(
+        db, outrider.Settings(max_running=64, limits={"shell": 64})
+    ) as orch:
         ids = []
         for item in items:
             shell = outrider.shell(item["command"], grace_period=item.get("grace_period", 5.0))
-            task = await orch.submit(shell, session="s", max_attempts=item.get("max_attempts", 1))
+            task = await orch.session("s").submit(shell, max_attempts=item.get("max_attempts", 1))
             ids.append(task.id)
         texts = dict.fromkeys(ids, "")
-        async for event in orch.events(session="s"):
+        async for event in orch.session("s").events():
             if event.type == "task.output" and event.task_id in texts:
-                texts[event.task_id] += str(event.data["text"])
+                texts[event.task_id] += str(event.data.text)
                 if all("\n" in t for t in texts.values()):
                     break
         for task_id in ids:

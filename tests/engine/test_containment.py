@@ -103,13 +103,13 @@ async def test_a_retry_starts_only_once_what_the_crashed_attempt_left_is_gone(
         leader = os.getsid(int(bg))
         await wait_until(lambda: not psutil.pid_exists(leader), timeout=10)  # SIGPIPE, reaped
         assert not gone(int(bg))
-        async with outrider.Orchestrator(db, shutdown_grace=0.1) as orch:
+        async with outrider.Orchestrator(db, outrider.Settings(shutdown_grace=0.1)) as orch:
             with anyio.fail_after(20):
-                async for event in orch.events(session=S):
-                    if event.type == "task.started" and event.data["attempt"] == 2:
+                async for event in orch.session(S).events():
+                    if event.type == "task.started" and event.data.attempt == 2:
                         break
             assert gone(int(bg)), "the retry started beside the first attempt's process"
-            await orch.cancel(task_id, session=S)
+            await orch.session(S).cancel(task_id)
     assert survivors(tok) == []
 
 
@@ -123,8 +123,8 @@ async def test_an_attempt_whose_pid_was_never_recorded_is_found_by_its_marker(
         backend = SQLiteBackend(str(db))  # the crash came before the pid was stored
         assert backend.apply([[UpdateTask(task_id, {"pid": None, "pid_created": None})]]) == [[]]
         backend.close()
-        async with outrider.Orchestrator(db, shutdown_grace=0.1) as orch:
-            (task,) = await orch.wait([task_id], session=S, timeout=20)
+        async with outrider.Orchestrator(db, outrider.Settings(shutdown_grace=0.1)) as orch:
+            (task,) = await orch.session(S).wait([task_id], timeout=20)
     assert task.state is TaskState.FAILED
     assert task.error is not None
     assert task.error.type == "interrupted"
@@ -139,10 +139,10 @@ async def test_stubborn_leftovers_are_stopped_together_while_the_store_is_open(
     stubborn = {"command": f"trap '' TERM; echo up; sleep {tok}", "grace_period": 1.0}
     async with crash_after_start(db, [stubborn] * 6) as started:
         assert len(survivors(tok)) == 6
-        async with outrider.Orchestrator(db, shutdown_grace=0.1) as orch:
+        async with outrider.Orchestrator(db, outrider.Settings(shutdown_grace=0.1)) as orch:
             assert orch.status().recovering == 6  # open at once; leftovers stopped meanwhile
             assert orch.status().states[TaskState.RUNNING] == 6
-            tasks = await orch.wait([i for i, _ in started], session=S, timeout=20)
+            tasks = await orch.session(S).wait([i for i, _ in started], timeout=20)
             assert orch.status().recovering == 0
     assert {t.state for t in tasks} == {TaskState.FAILED}
     assert survivors(tok) == []
@@ -154,14 +154,16 @@ async def test_a_setsid_escapee_is_stopped_with_its_task(
 ) -> None:
     command = f"( setsid sleep {tok} & ); echo started; sleep 300"
     timeout = 1.0 if stop == "timeout" else None
-    async with outrider.Orchestrator(tmp_path / "db", shutdown_grace=0.1) as orch:
+    async with outrider.Orchestrator(
+        tmp_path / "db", outrider.Settings(shutdown_grace=0.1)
+    ) as orch:
         shell = outrider.shell(command, grace_period=0.5)
-        task = await orch.submit(shell, session=S, timeout=timeout)
+        task = await orch.session(S).submit(shell, timeout=timeout)
         await wait_until(lambda: len(survivors(tok)) == 1, timeout=10)
         if stop == "cancel":
-            done = await orch.cancel(task.id, session=S)
+            done = await orch.session(S).cancel(task.id)
         else:
-            (done,) = await orch.wait([task.id], session=S, timeout=20)
+            (done,) = await orch.session(S).wait([task.id], timeout=20)
         assert done.state is (TaskState.CANCELLED if stop == "cancel" else TaskState.TIMED_OUT)
         assert survivors(tok) == []
 
@@ -170,14 +172,12 @@ async def test_a_stop_that_lands_during_the_spawn_leaves_nothing(tmp_path: Path,
     command = f"sleep {tok} & sleep {tok} & wait"
     rng = random.Random(7)
     async with outrider.Orchestrator(
-        tmp_path / "db", limits={"shell": 60}, max_running=60, shutdown_grace=0.1
+        tmp_path / "db", outrider.Settings(limits={"shell": 60}, max_running=60, shutdown_grace=0.1)
     ) as orch:
-        ids = [
-            (await orch.submit(outrider.shell(command), session=S,
-                               timeout=rng.uniform(0.001, 0.03))).id
-            for _ in range(60)
-        ]  # fmt: skip
-        tasks = await orch.wait(ids, session=S, timeout=30)
+        me = orch.session(S)
+        spec = outrider.shell(command)
+        ids = [(await me.submit(spec, timeout=rng.uniform(0.001, 0.03))).id for _ in range(60)]
+        tasks = await me.wait(ids, timeout=30)
     assert all(t.state is TaskState.TIMED_OUT for t in tasks)
     assert survivors(tok) == []
 
@@ -185,13 +185,15 @@ async def test_a_stop_that_lands_during_the_spawn_leaves_nothing(tmp_path: Path,
 async def test_a_task_ends_when_its_main_process_exits(tmp_path: Path) -> None:
     """A background writer holding the output pipe is stopped; what it wrote is kept."""
     command = "yes flood & sleep 0.3; exit 0"
-    async with outrider.Orchestrator(tmp_path / "db", shutdown_grace=0.1) as orch:
-        task = await orch.submit(outrider.shell(command, grace_period=0.5), session=S)
-        (done,) = await orch.wait([task.id], session=S, timeout=20)
+    async with outrider.Orchestrator(
+        tmp_path / "db", outrider.Settings(shutdown_grace=0.1)
+    ) as orch:
+        task = await orch.session(S).submit(outrider.shell(command, grace_period=0.5))
+        (done,) = await orch.session(S).wait([task.id], timeout=20)
         assert done.state is TaskState.SUCCEEDED
         assert done.exit_code == 0
-        assert "flood\nflood\n" in await orch.tail(task.id, session=S, lines=3)
-        assert "bytes cut" in await orch.tail(task.id, session=S, lines=10**6)
+        assert "flood\nflood\n" in await orch.session(S).tail(task.id, lines=3)
+        assert "bytes cut" in await orch.session(S).tail(task.id, lines=10**6)
     assert not [p for p in psutil.Process().children(recursive=True) if p.name() == "yes"]
 
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import sqlite3
 import threading
@@ -12,6 +11,7 @@ import pytest
 
 import outrider
 from outrider import TaskState
+from outrider._types._events import GroupCompleted
 
 from .gates import Gates
 
@@ -26,7 +26,7 @@ S = "alice"
 async def until_running(orch: outrider.Orchestrator, task_id: str) -> None:
     """Wait for the durable `task.started` event of a task."""
     with anyio.fail_after(5):
-        async for event in orch.events(session=S):
+        async for event in orch.session(S).events():
             if event.task_id == task_id and event.type == "task.started":
                 return
 
@@ -41,7 +41,7 @@ async def open_and_cancel_while_storing(
     gates.opened[name].set()
     await anyio.wait_all_tasks_blocked()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(functools.partial(orch.cancel, task_id, session=S))
+        tg.start_soon(orch.session(S).cancel, task_id)
         await anyio.wait_all_tasks_blocked()  # the cancel waits for the write under way
         writer.release()
 
@@ -57,54 +57,54 @@ def refuse_starts(conn: sqlite3.Connection) -> None:
 
 async def test_dependencies_run_after_success(orch: outrider.Orchestrator) -> None:
     gates = Gates(orch)
-    build = await orch.submit(outrider.call("gate", name="build"), session=S)
-    test = await orch.submit(outrider.call("gate", name="test"), session=S, depends_on=[build.id])
-    waiting = await orch.get(test.id, session=S)
+    build = await orch.session(S).submit(outrider.call("gate", name="build"))
+    test = await orch.session(S).submit(outrider.call("gate", name="test"), depends_on=[build.id])
+    waiting = await orch.session(S).get(test.id)
     assert waiting.waiting_for == f"dependencies: {build.id}"
     await gates.wait_started("build")
     assert "test" not in gates.order
     gates.open("build", "test")
-    (done,) = await orch.wait([test.id], session=S, timeout=5)
+    (done,) = await orch.session(S).wait([test.id], timeout=5)
     assert done.state is TaskState.SUCCEEDED
     assert gates.order == ["build", "test"]
 
 
 async def test_dependent_is_cancelled_when_dependency_fails(orch: outrider.Orchestrator) -> None:
     gates = Gates(orch)
-    build = await orch.submit(outrider.call("gate", name="build", result="raise"), session=S)
-    test = await orch.submit(outrider.call("gate", name="test"), session=S, depends_on=[build.id])
-    deploy = await orch.submit(
-        outrider.call("gate", name="deploy"), session=S, depends_on=[test.id]
+    build = await orch.session(S).submit(outrider.call("gate", name="build", result="raise"))
+    test = await orch.session(S).submit(outrider.call("gate", name="test"), depends_on=[build.id])
+    deploy = await orch.session(S).submit(
+        outrider.call("gate", name="deploy"), depends_on=[test.id]
     )
     gates.open("build")
-    done = await orch.wait([build.id, test.id, deploy.id], session=S, timeout=5)
+    done = await orch.session(S).wait([build.id, test.id, deploy.id], timeout=5)
     assert [t.state for t in done] == [TaskState.FAILED, TaskState.CANCELLED, TaskState.CANCELLED]
     assert done[1].error is not None
     assert build.id in done[1].error.message
     assert done[2].error is not None
     assert test.id in done[2].error.message
-    late = await orch.submit(outrider.call("gate", name="late"), session=S, depends_on=[build.id])
+    late = await orch.session(S).submit(outrider.call("gate", name="late"), depends_on=[build.id])
     assert late.state is TaskState.CANCELLED
     assert gates.order == ["build"]
 
 
 async def test_cancel_queued_and_running_and_idempotent(db: Path) -> None:
-    async with outrider.Orchestrator(db, limits={"handler:gate": 1}) as orch:
+    async with outrider.Orchestrator(db, outrider.Settings(limits={"handler:gate": 1})) as orch:
         gates = Gates(orch)
-        running = await orch.submit(outrider.call("gate", name="r"), session=S)
-        queued = await orch.submit(outrider.call("gate", name="q"), session=S)
+        running = await orch.session(S).submit(outrider.call("gate", name="r"))
+        queued = await orch.session(S).submit(outrider.call("gate", name="q"))
         await gates.wait_started("r")
-        q = await orch.cancel(queued.id, session=S)
+        q = await orch.session(S).cancel(queued.id)
         assert q.state is TaskState.CANCELLED
-        r = await orch.cancel(running.id, session=S)
+        r = await orch.session(S).cancel(running.id)
         assert r.state is TaskState.CANCELLED
         assert gates.cancelled == ["r"]
-        again = await orch.cancel(running.id, session=S)
+        again = await orch.session(S).cancel(running.id)
         assert again.state is TaskState.CANCELLED
         assert again.finished_at == r.finished_at
         assert orch.status().keys["handler:gate"].running == 0
         types = [
-            e.type async for e in orch.events(session=S, follow=False) if e.task_id == running.id
+            e.type async for e in orch.session(S).events(follow=False) if e.task_id == running.id
         ]
         assert types == ["task.queued", "task.started", "task.cancelled"]
 
@@ -113,30 +113,30 @@ async def test_a_cancel_that_arrives_while_the_end_is_being_stored_changes_nothi
     orch: outrider.Orchestrator,
 ) -> None:
     gates = Gates(orch)
-    task = await orch.submit(outrider.call("gate", name="a"), session=S)
+    task = await orch.session(S).submit(outrider.call("gate", name="a"))
     await gates.wait_started("a")
     await open_and_cancel_while_storing(orch, gates, "a", task.id)
-    (done,) = await orch.wait([task.id], session=S, timeout=5)
+    (done,) = await orch.session(S).wait([task.id], timeout=5)
     assert done.state is TaskState.SUCCEEDED
     assert gates.cancelled == []
-    types = [e.type async for e in orch.events(session=S, follow=False) if e.task_id == task.id]
+    types = [e.type async for e in orch.session(S).events(follow=False) if e.task_id == task.id]
     assert types == ["task.queued", "task.started", "task.succeeded"]
 
 
 async def test_a_cancel_that_arrives_while_the_start_is_being_stored_ends_the_task_unrun(
     db: Path,
 ) -> None:
-    async with outrider.Orchestrator(db, limits={"handler:gate": 1}) as orch:
+    async with outrider.Orchestrator(db, outrider.Settings(limits={"handler:gate": 1})) as orch:
         gates = Gates(orch)
-        first = await orch.submit(outrider.call("gate", name="first"), session=S)
+        first = await orch.session(S).submit(outrider.call("gate", name="first"))
         await gates.wait_started("first")
-        second = await orch.submit(outrider.call("gate", name="second"), session=S)
+        second = await orch.session(S).submit(outrider.call("gate", name="second"))
         # `first` ends and hands its slot to `second`, whose start waits for the held writer.
         await open_and_cancel_while_storing(orch, gates, "first", second.id)
-        done = await orch.wait([first.id, second.id], session=S, timeout=5)
+        done = await orch.session(S).wait([first.id, second.id], timeout=5)
         assert [t.state for t in done] == [TaskState.SUCCEEDED, TaskState.CANCELLED]
         assert gates.order == ["first"]
-        types = [e.type async for e in orch.events(session=S, follow=False)
+        types = [e.type async for e in orch.session(S).events(follow=False)
                  if e.task_id == second.id]  # fmt: skip
         assert types == ["task.queued", "task.started", "task.cancelled"]
         assert orch.status().running == 0
@@ -144,40 +144,40 @@ async def test_a_cancel_that_arrives_while_the_start_is_being_stored_ends_the_ta
 
 async def test_cancelling_a_parent_cancels_its_children(orch: outrider.Orchestrator) -> None:
     gates = Gates(orch)
-    parent = await orch.submit(outrider.call("gate", name="parent"), session=S)
-    child = await orch.submit(outrider.call("gate", name="child"), session=S, parent=parent.id)
-    grandchild = await orch.submit(
-        outrider.call("gate", name="grandchild"), session=S, parent=child.id
+    parent = await orch.session(S).submit(outrider.call("gate", name="parent"))
+    child = await orch.session(S).submit(outrider.call("gate", name="child"), parent=parent.id)
+    grandchild = await orch.session(S).submit(
+        outrider.call("gate", name="grandchild"), parent=child.id
     )
     await gates.wait_started("parent", "child", "grandchild")
-    await orch.cancel(parent.id, session=S)
-    done = await orch.wait([parent.id, child.id, grandchild.id], session=S, timeout=5)
+    await orch.session(S).cancel(parent.id)
+    done = await orch.session(S).wait([parent.id, child.id, grandchild.id], timeout=5)
     assert {t.state for t in done} == {TaskState.CANCELLED}
     assert sorted(gates.cancelled) == ["child", "grandchild", "parent"]
 
 
 async def test_cancel_session(orch: outrider.Orchestrator) -> None:
     gates = Gates(orch)
-    mine = [await orch.submit(outrider.call("gate", name=f"m{i}"), session=S) for i in range(3)]
-    other = await orch.submit(outrider.call("gate", name="other"), session="bob")
+    mine = [await orch.session(S).submit(outrider.call("gate", name=f"m{i}")) for i in range(3)]
+    other = await orch.session("bob").submit(outrider.call("gate", name="other"))
     ended = await orch.cancel_session(S)
     assert {t.state for t in ended} == {TaskState.CANCELLED}
     assert {t.id for t in ended} == {t.id for t in mine}
-    assert (await orch.get(other.id, session="bob")).state is not TaskState.CANCELLED
+    assert (await orch.session("bob").get(other.id)).state is not TaskState.CANCELLED
     gates.open("other")
 
 
 async def test_timeout_stops_the_work(db: Path, clock: FakeClock) -> None:
     async with outrider.Orchestrator(db, clock=clock) as orch:
         gates = Gates(orch)
-        task = await orch.submit(outrider.call("gate", name="slow"), session=S, timeout=10)
+        task = await orch.session(S).submit(outrider.call("gate", name="slow"), timeout=10)
         await gates.wait_started("slow")
         await until_running(orch, task.id)
         clock.jump(9.5)
         await anyio.wait_all_tasks_blocked()
-        assert (await orch.get(task.id, session=S)).state is TaskState.RUNNING
+        assert (await orch.session(S).get(task.id)).state is TaskState.RUNNING
         clock.jump(0.5)
-        (done,) = await orch.wait([task.id], session=S, timeout=5)
+        (done,) = await orch.session(S).wait([task.id], timeout=5)
         assert done.state is TaskState.TIMED_OUT
         assert done.error is not None
         assert done.error.type == "timeout"
@@ -205,32 +205,34 @@ async def test_a_thread_that_outlives_its_timeout_keeps_its_slot_until_it_return
         inside -= 1
         return name
 
-    async with outrider.Orchestrator(db, limits={"handler:slow": 1}) as orch:
+    async with outrider.Orchestrator(db, outrider.Settings(limits={"handler:slow": 1})) as orch:
         orch.register_handler("slow", slow)
-        first = await orch.submit(outrider.call("slow", name="a"), session=S, timeout=0.2)
-        second = await orch.submit(outrider.call("slow", name="b"), session=S)
-        (timed_out,) = await orch.wait([first.id], session=S, timeout=10)
+        first = await orch.session(S).submit(outrider.call("slow", name="a"), timeout=0.2)
+        second = await orch.session(S).submit(outrider.call("slow", name="b"))
+        (timed_out,) = await orch.session(S).wait([first.id], timeout=10)
         assert timed_out.state is TaskState.TIMED_OUT
         assert timed_out.error is not None
         assert "abandoned" in timed_out.error.message
         await anyio.wait_all_tasks_blocked()
-        assert (await orch.get(second.id, session=S)).state is TaskState.QUEUED
+        assert (await orch.session(S).get(second.id)).state is TaskState.QUEUED
         assert orch.status().keys["handler:slow"].running == 1  # the abandoned thread's
         release.set()
-        (done,) = await orch.wait([second.id], session=S, timeout=10)
+        (done,) = await orch.session(S).wait([second.id], timeout=10)
         assert done.result == "b"
     assert most == 1
     assert bodies == ["a", "b"]
 
 
 async def test_ttl_expires_a_queued_task(db: Path, clock: FakeClock) -> None:
-    async with outrider.Orchestrator(db, clock=clock, limits={"handler:gate": 1}) as orch:
+    async with outrider.Orchestrator(
+        db, outrider.Settings(limits={"handler:gate": 1}), clock=clock
+    ) as orch:
         gates = Gates(orch)
-        await orch.submit(outrider.call("gate", name="busy"), session=S)
+        await orch.session(S).submit(outrider.call("gate", name="busy"))
         await gates.wait_started("busy")
-        waiting = await orch.submit(outrider.call("gate", name="late"), session=S, ttl=30)
+        waiting = await orch.session(S).submit(outrider.call("gate", name="late"), ttl=30)
         clock.jump(30)
-        (done,) = await orch.wait([waiting.id], session=S, timeout=5)
+        (done,) = await orch.session(S).wait([waiting.id], timeout=5)
         assert done.state is TaskState.TIMED_OUT
         assert done.error is not None
         assert done.error.type == "ttl"
@@ -249,14 +251,14 @@ async def test_stall_timeout(db: Path, clock: FakeClock) -> None:
             beat.set()
             await anyio.sleep_forever()
 
-        task = await orch.submit(outrider.call("chatty"), session=S, stall_timeout=5)
+        task = await orch.session(S).submit(outrider.call("chatty"), stall_timeout=5)
         with anyio.fail_after(5):
             await beat.wait()
         clock.jump(4)
         await anyio.wait_all_tasks_blocked()
-        assert (await orch.get(task.id, session=S)).state is TaskState.RUNNING
+        assert (await orch.session(S).get(task.id)).state is TaskState.RUNNING
         clock.jump(1)
-        (done,) = await orch.wait([task.id], session=S, timeout=5)
+        (done,) = await orch.session(S).wait([task.id], timeout=5)
         assert done.state is TaskState.TIMED_OUT
         assert done.error is not None
         assert done.error.type == "stall"
@@ -266,7 +268,7 @@ async def test_retries_with_backoff_record_each_attempt(db: Path, clock: FakeClo
     import random
 
     async with outrider.Orchestrator(
-        db, clock=clock, retry_backoff=2.0, rng=random.Random(1)
+        db, outrider.Settings(retry_backoff=2.0), clock=clock, rng=random.Random(1)
     ) as orch:
         calls: list[int] = []
 
@@ -277,24 +279,24 @@ async def test_retries_with_backoff_record_each_attempt(db: Path, clock: FakeClo
                 raise ConnectionError(f"attempt {ctx.attempt}")
             return "finally"
 
-        task = await orch.submit(outrider.call("flaky"), session=S, max_attempts=3)
+        task = await orch.session(S).submit(outrider.call("flaky"), max_attempts=3)
         retries: list[outrider.Event] = []
         with anyio.fail_after(5):
-            async for event in orch.events(session=S):
+            async for event in orch.session(S).events():
                 if event.type == "task.retrying":
                     retries.append(event)
-                    delay = event.data["delay"]
+                    delay = event.data.delay
                     assert isinstance(delay, float)
                     await anyio.wait_all_tasks_blocked()  # the backoff timer is armed
                     clock.jump(delay)
                 if event.type == "task.succeeded":
                     break
         assert calls == [1, 2, 3]
-        assert [e.data["attempt"] for e in retries] == [1, 2]
-        delays = [e.data["delay"] for e in retries]
+        assert [e.data.attempt for e in retries] == [1, 2]
+        delays = [e.data.delay for e in retries]
         assert 1.0 <= delays[0] <= 3.0
         assert 2.0 <= delays[1] <= 6.0
-        done = await orch.get(task.id, session=S)
+        done = await orch.session(S).get(task.id)
         assert done.state is TaskState.SUCCEEDED
         assert done.attempt == 3
 
@@ -303,25 +305,25 @@ async def test_group_completed_once_even_when_last_is_cancelled(
     orch: outrider.Orchestrator,
 ) -> None:
     gates = Gates(orch)
-    results = await orch.submit_many(
+    results = await orch.session(S).submit_many(
         [outrider.SubmitItem(spec=outrider.call("gate", name=n)) for n in ("a", "b", "c")],
-        session=S,
         group="g1",
     )
     ids = [r.id for r in results if isinstance(r, outrider.Task)]
     await gates.wait_started("a", "b", "c")
     gates.open("a")
     gates.opened["b"].set()  # succeeds
-    await orch.wait(ids[:2], session=S, timeout=5)
-    await orch.cancel(ids[2], session=S)
+    await orch.session(S).wait(ids[:2], timeout=5)
+    await orch.session(S).cancel(ids[2])
     summaries = [
-        e async for e in orch.events(session=S, follow=False) if e.type == "group.completed"
+        e async for e in orch.session(S).events(follow=False) if e.type == "group.completed"
     ]
     assert len(summaries) == 1
     data = summaries[0].data
-    assert data["total"] == 3
-    assert data["succeeded"] == 2
-    assert data["cancelled"] == 1
+    assert isinstance(data, GroupCompleted)
+    assert data.total == 3
+    assert data.succeeded == 2
+    assert data.cancelled == 1
     assert summaries[0].group == "g1"
 
 
@@ -330,13 +332,13 @@ async def test_events_are_resumable_by_seq(orch: outrider.Orchestrator) -> None:
     async def noop(ctx: outrider.RunContext) -> None:
         return None
 
-    task = await orch.submit(outrider.call("noop"), session=S)
-    await orch.wait([task.id], session=S, timeout=5)
-    everything = [e async for e in orch.events(session=S, follow=False)]
+    task = await orch.session(S).submit(outrider.call("noop"))
+    await orch.session(S).wait([task.id], timeout=5)
+    everything = [e async for e in orch.session(S).events(follow=False)]
     assert [e.type for e in everything] == ["task.queued", "task.started", "task.succeeded"]
     seqs = [e.seq for e in everything]
     assert seqs == sorted(seqs)
-    rest = [e async for e in orch.events(session=S, after=seqs[0], follow=False)]
+    rest = [e async for e in orch.session(S).events(after=seqs[0], follow=False)]
     assert rest == everything[1:]
 
 
@@ -349,7 +351,7 @@ async def test_live_events_follow_in_order(orch: outrider.Orchestrator) -> None:
     async with anyio.create_task_group() as tg:
 
         async def consume() -> None:
-            async for event in orch.events(session=S):
+            async for event in orch.session(S).events():
                 received.append(event)
                 if sum(e.type == "task.succeeded" for e in received) == 20:
                     tg.cancel_scope.cancel()
@@ -357,26 +359,28 @@ async def test_live_events_follow_in_order(orch: outrider.Orchestrator) -> None:
         tg.start_soon(consume)
         with anyio.fail_after(10):
             for _ in range(20):
-                await orch.submit(outrider.call("noop"), session=S)
+                await orch.session(S).submit(outrider.call("noop"))
     seqs = [e.seq for e in received]
     assert seqs == sorted(set(seqs))
     assert len(received) == 60
 
 
 async def test_handler_registered_after_restart_picks_up_queued_tasks(db: Path) -> None:
-    async with outrider.Orchestrator(db, limits={"handler:gate": 1}, shutdown_grace=0.01) as orch:
+    async with outrider.Orchestrator(
+        db, outrider.Settings(limits={"handler:gate": 1}, shutdown_grace=0.01)
+    ) as orch:
         gates = Gates(orch)
-        await orch.submit(outrider.call("gate", name="first"), session=S)
+        await orch.session(S).submit(outrider.call("gate", name="first"))
         await gates.wait_started("first")
-        queued = await orch.submit(outrider.call("gate", name="second"), session=S)
+        queued = await orch.session(S).submit(outrider.call("gate", name="second"))
     # `first` was interrupted at shutdown; `second` stays queued in the store.
     async with outrider.Orchestrator(db) as orch:
-        held = await orch.get(queued.id, session=S)
+        held = await orch.session(S).get(queued.id)
         assert held.state is TaskState.QUEUED
         assert held.waiting_for == "handler 'gate' to be registered"
         gates = Gates(orch)
         gates.open("second")
-        (done,) = await orch.wait([queued.id], session=S, timeout=5)
+        (done,) = await orch.session(S).wait([queued.id], timeout=5)
         assert done.state is TaskState.SUCCEEDED
 
 
@@ -388,33 +392,33 @@ async def test_second_orchestrator_on_the_same_db_is_refused(db: Path) -> None:
 
 
 async def test_retention_sweeps_finished_tasks_only(db: Path, clock: FakeClock) -> None:
-    async with outrider.Orchestrator(db, clock=clock, retention=100) as orch:
+    async with outrider.Orchestrator(db, outrider.Settings(retention=100), clock=clock) as orch:
         gates = Gates(orch)
-        old = await orch.submit(outrider.call("gate", name="old"), session=S)
+        old = await orch.session(S).submit(outrider.call("gate", name="old"))
         gates.open("old")
-        await orch.wait([old.id], session=S, timeout=5)
-        unfinished = await orch.submit(outrider.call("gate", name="long"), session=S)
+        await orch.session(S).wait([old.id], timeout=5)
+        unfinished = await orch.session(S).submit(outrider.call("gate", name="long"))
         await gates.wait_started("long")
         clock.jump(101)
         assert await orch.sweep() == 1
         with pytest.raises(outrider.TaskNotFound):
-            await orch.get(old.id, session=S)
-        assert (await orch.get(unfinished.id, session=S)).state is TaskState.RUNNING
+            await orch.session(S).get(old.id)
+        assert (await orch.session(S).get(unfinished.id)).state is TaskState.RUNNING
         gates.open("long")
 
 
 async def test_shutdown_interrupts_running_tasks(db: Path) -> None:
-    async with outrider.Orchestrator(db, shutdown_grace=0.01) as orch:
+    async with outrider.Orchestrator(db, outrider.Settings(shutdown_grace=0.01)) as orch:
         gates = Gates(orch)
-        once = await orch.submit(outrider.call("gate", name="once"), session=S)
-        twice = await orch.submit(outrider.call("gate", name="twice"), session=S, max_attempts=2)
+        once = await orch.session(S).submit(outrider.call("gate", name="once"))
+        twice = await orch.session(S).submit(outrider.call("gate", name="twice"), max_attempts=2)
         await gates.wait_started("once", "twice")
     async with outrider.Orchestrator(db) as orch:
-        done = await orch.get(once.id, session=S)
+        done = await orch.session(S).get(once.id)
         assert done.state is TaskState.FAILED
         assert done.error is not None
         assert done.error.type == "interrupted"
-        again = await orch.get(twice.id, session=S)
+        again = await orch.session(S).get(twice.id)
         assert again.state is TaskState.QUEUED
         assert again.attempt == 1
 
@@ -423,16 +427,16 @@ async def test_a_cancel_that_arrives_while_a_retry_is_being_stored_ends_the_task
     orch: outrider.Orchestrator,
 ) -> None:
     gates = Gates(orch)
-    task = await orch.submit(
-        outrider.call("gate", name="a", result="raise"), session=S, max_attempts=3
+    task = await orch.session(S).submit(
+        outrider.call("gate", name="a", result="raise"), max_attempts=3
     )
     await gates.wait_started("a")
     await open_and_cancel_while_storing(orch, gates, "a", task.id)
-    (done,) = await orch.wait([task.id], session=S, timeout=5)
+    (done,) = await orch.session(S).wait([task.id], timeout=5)
     assert done.state is TaskState.CANCELLED
     assert done.attempt == 1
     assert gates.order == ["a"]
-    types = [e.type async for e in orch.events(session=S, follow=False) if e.task_id == task.id]
+    types = [e.type async for e in orch.session(S).events(follow=False) if e.task_id == task.id]
     assert types == ["task.queued", "task.started", "task.retrying", "task.cancelled"]
 
 
@@ -456,12 +460,12 @@ async def test_a_start_the_store_refuses_leaves_the_task_queued_and_is_tried_aga
                 gates = Gates(orch)
                 refuse_starts(other)
                 gate = outrider.call("gate", name="r")
-                task = await orch.submit(gate, session=S, label="refused")
+                task = await orch.session(S).submit(gate, label="refused")
                 with anyio.fail_after(5):
                     await refused.wait()
-                second = await orch.submit(outrider.call("gate", name="second"), session=S)
+                second = await orch.session(S).submit(outrider.call("gate", name="second"))
                 await gates.wait_started("second")  # the refused start holds no slot
-                held = await orch.get(task.id, session=S)
+                held = await orch.session(S).get(task.id)
                 assert (held.state, held.attempt, held.started_at) == (TaskState.QUEUED, 0, None)
                 assert "refused by the test" in refusals[0]
                 assert len(refusals) == 1  # not tried again at once, over and over
@@ -470,7 +474,7 @@ async def test_a_start_the_store_refuses_leaves_the_task_queued_and_is_tried_aga
                 clock.jump(1)
                 await gates.wait_started("r")
                 gates.open("r", "second")
-                done = await orch.wait([task.id, second.id], session=S, timeout=5)
+                done = await orch.session(S).wait([task.id, second.id], timeout=5)
         finally:
             logging.getLogger("outrider").removeHandler(handler)
     assert [(t.state, t.attempt) for t in done] == [(TaskState.SUCCEEDED, 1)] * 2
@@ -480,18 +484,20 @@ async def test_a_task_cancelled_while_its_refused_start_is_stored_ends_unrun(
     db: Path, clock: FakeClock
 ) -> None:
     with contextlib.closing(sqlite3.connect(db)) as other:
-        async with outrider.Orchestrator(db, clock=clock, limits={"handler:gate": 1}) as orch:
+        async with outrider.Orchestrator(
+            db, outrider.Settings(limits={"handler:gate": 1}), clock=clock
+        ) as orch:
             gates = Gates(orch)
-            first = await orch.submit(outrider.call("gate", name="first"), session=S)
+            first = await orch.session(S).submit(outrider.call("gate", name="first"))
             await gates.wait_started("first")
             refuse_starts(other)
             gate = outrider.call("gate", name="second")
-            second = await orch.submit(gate, session=S, label="refused")
+            second = await orch.session(S).submit(gate, label="refused")
             # `first` ends and hands its slot to `second`, whose start is refused while the
             # cancel waits; the cancel returns without the clock moving (no retry pause).
             with anyio.fail_after(5):
                 await open_and_cancel_while_storing(orch, gates, "first", second.id)
-            done = await orch.wait([first.id, second.id], session=S, timeout=5)
+            done = await orch.session(S).wait([first.id, second.id], timeout=5)
     assert [t.state for t in done] == [TaskState.SUCCEEDED, TaskState.CANCELLED]
     assert (done[1].attempt, done[1].started_at) == (0, None)
     assert gates.order == ["first"]

@@ -18,21 +18,23 @@ S = "alice"
 
 
 async def test_process_isolation(db: Path) -> None:
-    async with outrider.Orchestrator(db, process_workers=2, shutdown_grace=0.1) as orch:
+    async with outrider.Orchestrator(
+        db, outrider.Settings(process_workers=2, shutdown_grace=0.1)
+    ) as orch:
         for fn in (proc_handlers.whoami, proc_handlers.async_whoami, proc_handlers.crash,
                    proc_handlers.fail, proc_handlers.block):  # fmt: skip
             orch.register_handler(fn.__name__, fn, isolation="process")
-        ok = await orch.submit(outrider.call("whoami", greeting="hi"), session=S)
-        crashed = await orch.submit(outrider.call("crash"), session=S)
-        failed = await orch.submit(outrider.call("fail"), session=S)
-        done = await orch.wait([ok.id, crashed.id, failed.id], session=S, timeout=30)
+        ok = await orch.session(S).submit(outrider.call("whoami", greeting="hi"))
+        crashed = await orch.session(S).submit(outrider.call("crash"))
+        failed = await orch.session(S).submit(outrider.call("fail"))
+        done = await orch.session(S).wait([ok.id, crashed.id, failed.id], timeout=30)
         assert [t.state for t in done] == [TaskState.SUCCEEDED, TaskState.FAILED, TaskState.FAILED]
         assert isinstance(done[0].result, dict)
         assert done[0].result["greeting"] == "hi"
         assert done[0].result["pid"] != os.getpid()
         assert done[0].progress is not None
         assert done[0].progress.message == "half"
-        assert "from the worker" in await orch.tail(ok.id, session=S)
+        assert "from the worker" in await orch.session(S).tail(ok.id)
         assert done[1].error is not None
         assert done[1].error.type == "WorkerCrashed"
         assert "exit code 3" in done[1].error.message
@@ -40,15 +42,15 @@ async def test_process_isolation(db: Path) -> None:
         assert done[2].error.type == "ValueError"
         assert done[2].error.detail is not None
         assert "bad value" in done[2].error.detail
-        again = await orch.submit(outrider.call("async_whoami"), session=S)
-        assert isinstance(await orch.result(again.id, session=S, timeout=30), int)
-        blocked = await orch.submit(outrider.call("block"), session=S)
+        again = await orch.session(S).submit(outrider.call("async_whoami"))
+        assert isinstance(await orch.session(S).result(again.id, timeout=30), int)
+        blocked = await orch.session(S).submit(outrider.call("block"))
         with anyio.fail_after(30):
-            async for event in orch.events(session=S):
+            async for event in orch.session(S).events():
                 if event.task_id == blocked.id and event.type == "task.output":
-                    pid = int(str(event.data["text"]).split()[0])
+                    pid = int(str(event.data.text).split()[0])
                     break
-        assert (await orch.cancel(blocked.id, session=S)).state is TaskState.CANCELLED
+        assert (await orch.session(S).cancel(blocked.id)).state is TaskState.CANCELLED
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     workers = [
         p for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
 
 import anyio
@@ -43,9 +44,20 @@ def test_the_guardian_stops_its_owners_processes_when_the_owner_dies() -> None:
             proc.wait()
 
 
+def _ready(env: dict[str, str]) -> subprocess.Popen[str]:
+    """A process with `env` that is running its own code (its environment is in place)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    return proc
+
+
 def test_a_variable_is_read_wherever_it_is_in_the_environment() -> None:
-    first = subprocess.Popen(["sleep", "60"], env={"OUTRIDER_TASK": "t.1", "A": "b"})
-    last = subprocess.Popen(["sleep", "60"], env={"A": "b", "OUTRIDER_TASK": "t.2"})
+    first = _ready({"OUTRIDER_TASK": "t.1", "A": "b"})
+    last = _ready({"A": "b", "OUTRIDER_TASK": "t.2"})
     try:
         assert _procs._environ_value(first.pid, "OUTRIDER_TASK") == "t.1"
         assert _procs._environ_value(last.pid, "OUTRIDER_TASK") == "t.2"
@@ -54,7 +66,7 @@ def test_a_variable_is_read_wherever_it_is_in_the_environment() -> None:
     finally:
         for proc in (first, last):
             proc.kill()
-            proc.wait()
+            proc.communicate()
 
 
 def test_a_stop_kills_after_the_grace_and_what_forked_meanwhile() -> None:

@@ -46,23 +46,23 @@ def test_busy_cpu_holds_and_says_why() -> None:
 
 async def test_shell_tasks_wait_while_memory_is_short_but_handlers_run(tmp_path: Path) -> None:
     async with outrider.Orchestrator(
-        tmp_path / "o.db", min_free_memory_mb=MORE_THAN_THE_MACHINE
+        tmp_path / "o.db", outrider.Settings(min_free_memory_mb=MORE_THAN_THE_MACHINE)
     ) as orch:
 
         @orch.handler("ping")
         async def ping(ctx: outrider.RunContext) -> str:
             return "pong"
 
-        shell = await orch.submit(outrider.shell("true"), session=S)
-        handler = await orch.submit(outrider.call("ping"), session=S)
-        (done,) = await orch.wait([handler.id], session=S, timeout=10)
+        shell = await orch.session(S).submit(outrider.shell("true"))
+        handler = await orch.session(S).submit(outrider.call("ping"))
+        (done,) = await orch.session(S).wait([handler.id], timeout=10)
         assert done.state is TaskState.SUCCEEDED
-        waiting = await orch.get(shell.id, session=S)
+        waiting = await orch.session(S).get(shell.id)
         assert waiting.state is TaskState.QUEUED
         assert waiting.waiting_for is not None
         assert "low memory" in waiting.waiting_for
         status = orch.status()
         assert status.held is not None
         assert "low memory" in status.held
-        cancelled = await orch.cancel(shell.id, session=S)
+        cancelled = await orch.session(S).cancel(shell.id)
         assert cancelled.state is TaskState.CANCELLED

@@ -26,9 +26,9 @@ async def first_output(orch: outrider.Orchestrator, task_id: str) -> str:
     """The task's first line of output, from its durable `task.output` events."""
     text = ""
     with anyio.fail_after(10):
-        async for event in orch.events(session=S):
+        async for event in orch.session(S).events():
             if event.task_id == task_id and event.type == "task.output":
-                text += str(event.data["text"])
+                text += str(event.data.text)
                 if "\n" in text:
                     return text.split("\n")[0]
     raise AssertionError("unreachable")
@@ -42,17 +42,17 @@ def gone(pid: int) -> bool:
 
 
 async def test_shell_success_and_tail(orch: outrider.Orchestrator) -> None:
-    task = await orch.submit(outrider.shell("echo hello; echo world >&2"), session=S)
-    (done,) = await orch.wait([task.id], session=S, timeout=10)
+    task = await orch.session(S).submit(outrider.shell("echo hello; echo world >&2"))
+    (done,) = await orch.session(S).wait([task.id], timeout=10)
     assert done.state is TaskState.SUCCEEDED
     assert done.exit_code == 0
     assert done.result == "hello\nworld\n"
-    assert await orch.tail(task.id, session=S, lines=1) == "world\n"
+    assert await orch.session(S).tail(task.id, lines=1) == "world\n"
 
 
 async def test_shell_failure_keeps_exit_code_and_last_lines(orch: outrider.Orchestrator) -> None:
-    task = await orch.submit(outrider.shell(py("print('oops'); raise SystemExit(3)")), session=S)
-    (done,) = await orch.wait([task.id], session=S, timeout=10)
+    task = await orch.session(S).submit(outrider.shell(py("print('oops'); raise SystemExit(3)")))
+    (done,) = await orch.session(S).wait([task.id], timeout=10)
     assert done.state is TaskState.FAILED
     assert done.exit_code == 3
     assert done.error is not None
@@ -61,9 +61,9 @@ async def test_shell_failure_keeps_exit_code_and_last_lines(orch: outrider.Orche
 
 
 async def test_missing_executable_and_cwd(orch: outrider.Orchestrator, tmp_path: Path) -> None:
-    missing = await orch.submit(outrider.shell(["/no/such/tool", "x"]), session=S)
-    bad_cwd = await orch.submit(outrider.shell("true", cwd=str(tmp_path / "nope")), session=S)
-    done = await orch.wait([missing.id, bad_cwd.id], session=S, timeout=10)
+    missing = await orch.session(S).submit(outrider.shell(["/no/such/tool", "x"]))
+    bad_cwd = await orch.session(S).submit(outrider.shell("true", cwd=str(tmp_path / "nope")))
+    done = await orch.session(S).wait([missing.id, bad_cwd.id], timeout=10)
     assert [t.state for t in done] == [TaskState.FAILED, TaskState.FAILED]
     assert done[0].error is not None
     assert "'/no/such/tool' was not found" in done[0].error.message
@@ -72,11 +72,10 @@ async def test_missing_executable_and_cwd(orch: outrider.Orchestrator, tmp_path:
 
 
 async def test_env_and_cwd(orch: outrider.Orchestrator, tmp_path: Path) -> None:
-    task = await orch.submit(
-        outrider.shell('echo "$GREETING from $(pwd)"', cwd=str(tmp_path), env={"GREETING": "hi"}),
-        session=S,
+    task = await orch.session(S).submit(
+        outrider.shell('echo "$GREETING from $(pwd)"', cwd=str(tmp_path), env={"GREETING": "hi"})
     )
-    (done,) = await orch.wait([task.id], session=S, timeout=10)
+    (done,) = await orch.session(S).wait([task.id], timeout=10)
     assert done.result == f"hi from {tmp_path}\n"
 
 
@@ -92,9 +91,9 @@ STUBBORN = (
 
 
 async def test_cancel_kills_a_stubborn_process_tree(orch: outrider.Orchestrator) -> None:
-    task = await orch.submit(outrider.shell(py(STUBBORN), grace_period=0.2), session=S)
+    task = await orch.session(S).submit(outrider.shell(py(STUBBORN), grace_period=0.2))
     _, pid, grandchild = (await first_output(orch, task.id)).split()
-    done = await orch.cancel(task.id, session=S)
+    done = await orch.session(S).cancel(task.id)
     assert done.state is TaskState.CANCELLED
     assert gone(int(pid))
     assert gone(int(grandchild))
@@ -103,9 +102,9 @@ async def test_cancel_kills_a_stubborn_process_tree(orch: outrider.Orchestrator)
 
 @pytest.mark.slow
 async def test_timeout_kills_the_process(orch: outrider.Orchestrator) -> None:
-    task = await orch.submit(outrider.shell(py(STUBBORN), grace_period=0.2), session=S, timeout=1.0)
+    task = await orch.session(S).submit(outrider.shell(py(STUBBORN), grace_period=0.2), timeout=1.0)
     _, pid, grandchild = (await first_output(orch, task.id)).split()
-    (done,) = await orch.wait([task.id], session=S, timeout=10)
+    (done,) = await orch.session(S).wait([task.id], timeout=10)
     assert done.state is TaskState.TIMED_OUT
     assert gone(int(pid))
     assert gone(int(grandchild))
@@ -113,10 +112,10 @@ async def test_timeout_kills_the_process(orch: outrider.Orchestrator) -> None:
 
 async def test_output_is_capped_with_head_and_tail(orch: outrider.Orchestrator) -> None:
     code = "import sys\nfor i in range(300000): sys.stdout.write(f'line {i:06d}\\n')"
-    task = await orch.submit(outrider.shell(py(code)), session=S)
-    (done,) = await orch.wait([task.id], session=S, timeout=30)
+    task = await orch.session(S).submit(outrider.shell(py(code)))
+    (done,) = await orch.session(S).wait([task.id], timeout=30)
     assert done.state is TaskState.SUCCEEDED
-    assert await orch.tail(task.id, session=S, lines=1) == "line 299999\n"
+    assert await orch.session(S).tail(task.id, lines=1) == "line 299999\n"
     assert done.result is not None
     assert str(done.result).endswith("line 299999\n")
 
@@ -141,23 +140,25 @@ async def test_kill_9_loses_nothing_and_leaves_no_process(tmp_path: Path) -> Non
     # The children outlive the killed engine: they are in sessions of their own.
     assert not gone(int(a_pid))
     assert not gone(int(b_pid))
-    async with outrider.Orchestrator(db, limits={"shell": 2}, shutdown_grace=0.1) as orch:
-        (a,) = await orch.wait([a_id], session="s", timeout=20)
+    async with outrider.Orchestrator(
+        db, outrider.Settings(limits={"shell": 2}, shutdown_grace=0.1)
+    ) as orch:
+        (a,) = await orch.session("s").wait([a_id], timeout=20)
         assert gone(int(a_pid))
         assert gone(int(b_pid))
         assert a.state is TaskState.FAILED
         assert a.error is not None
         assert a.error.type == "interrupted"
-        c = next(t for t in await orch.list(session="s") if t.label == "c")
-        (c_done,) = await orch.wait([c.id], session="s", timeout=10)
+        c = next(t for t in await orch.session("s").list() if t.label == "c")
+        (c_done,) = await orch.session("s").wait([c.id], timeout=10)
         assert c_done.state is TaskState.SUCCEEDED
         assert c_done.result == "done\n"
         await wait_until(lambda: _started_twice(orch, b_id), timeout=10)
-        b = await orch.cancel(b_id, session="s")
+        b = await orch.session("s").cancel(b_id)
         assert b.attempt == 2
         assert b.state is TaskState.CANCELLED
 
 
 async def _started_twice(orch: outrider.Orchestrator, task_id: str) -> bool:
-    task = await orch.get(task_id, session="s")
+    task = await orch.session("s").get(task_id)
     return task.attempt == 2 and task.state is TaskState.RUNNING

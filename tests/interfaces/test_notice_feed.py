@@ -24,8 +24,8 @@ async def test_the_feed_follows_folds_and_acknowledges_when_due(tmp_path: Path) 
 
         async def ended(*commands: str, group: str | None = None) -> outrider.Task:
             items = [{"spec": outrider.shell(c)} for c in commands]
-            tasks = await orch.submit_many(items, session=stored, group=group)
-            await orch.wait([t.id for t in tasks if isinstance(t, outrider.Task)], session=stored)
+            tasks = await orch.session(stored).submit_many(items, group=group)
+            await orch.session(stored).wait([t.id for t in tasks if isinstance(t, outrider.Task)])
             assert isinstance(tasks[-1], outrider.Task)
             return tasks[-1]
 
@@ -75,10 +75,10 @@ async def test_an_answer_carries_at_most_its_share_of_notices(tmp_path: Path) ->
 
         view = orch.session("many", owner="local")
         count = NOTICES_PER_ANSWER + 10
-        tasks = await orch.submit_many(
-            [{"spec": outrider.call("noop")}] * count, session="local/many"
+        tasks = await orch.session("local/many").submit_many(
+            [{"spec": outrider.call("noop")}] * count
         )
-        await orch.wait([t.id for t in tasks if isinstance(t, outrider.Task)], session="local/many")
+        await orch.session("local/many").wait([t.id for t in tasks if isinstance(t, outrider.Task)])
         feed = NoticeFeed()
         tg.start_soon(feed.follow, view)
         await wait_until(lambda: len(feed.pending()) == NOTICES_PER_ANSWER)

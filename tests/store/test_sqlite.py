@@ -22,14 +22,14 @@ from outrider._store._sqlite import (
     UpdateTask,
 )
 from outrider._types._errors import Closed, StoreError
-from outrider._types._task import ErrorInfo, Task, TaskState
+from outrider._types._events import TaskEnded, TaskProgress, TaskQueued, TaskStarted
+from outrider._types._task import ErrorInfo, Task, TaskState, Usage
 from outrider.testing import wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     import pytest
-    from pydantic import JsonValue
 
 
 def _task(n: int) -> Task:
@@ -37,6 +37,10 @@ def _task(n: int) -> Task:
         id=f"t_{n:018d}", session="s", spec=outrider.call("h", n=n), state=TaskState.QUEUED,
         priority=5, keys=("handler:h",), created_at=datetime.fromtimestamp(1_800_000_000, UTC),
     )  # fmt: skip
+
+
+def _queued(n: int = 0) -> TaskQueued:
+    return TaskQueued(kind="handler", label=f"n{n}", priority=5, keys=["handler:h"])
 
 
 def _open(path: Path) -> SQLiteBackend:
@@ -58,14 +62,15 @@ def _dump(backend: SQLiteBackend) -> list[list[tuple[object, ...]]]:
 def _lifecycle(task: Task, seq: int) -> list[Change]:
     tid, at = task.id, 1_800_000_001.0
     return [
-        [InsertTask(task, seq), AddEvent("task.queued", "s", at, tid, None, {"n": seq})],
+        [InsertTask(task, seq), AddEvent("task.queued", "s", at, tid, None, _queued(seq))],
         [UpdateTask(tid, {"state": TaskState.RUNNING, "attempt": 1}), StartAttempt(tid, 1, at)],
         [UpdateTask(tid, {"progress": None, "usage": None})],
         [
             UpdateTask(tid, {"state": TaskState.FAILED, "error": ErrorInfo(type="x", message="m"),
                              "result": {"a": [1, 2]}, "exit_code": 3}),
             EndAttempt(tid, 1, at + 1, "failed", ErrorInfo(type="x", message="m")),
-            AddEvent("task.failed", "s", at + 1, tid, "g", {"exit_code": 3}),
+            AddEvent("task.failed", "s", at + 1, tid, "g",
+                     TaskEnded(state=TaskState.FAILED, exit_code=3)),
         ],
         [SetNoticeCursor("s", seq)],
     ]  # fmt: skip
@@ -101,9 +106,12 @@ def test_a_bad_change_fails_alone_and_leaves_nothing_half_written(tmp_path: Path
     good, twin = _task(1), _task(2)
     results = backend.apply(
         [
-            [InsertTask(good, 1), AddEvent("task.queued", "s", 1.0, good.id)],
-            [AddEvent("task.started", "s", 2.0, "t_x"), UpdateTask("t_nobody", {"attempt": 1})],
-            [InsertTask(twin, 2), AddEvent("task.queued", "s", 3.0, twin.id)],
+            [InsertTask(good, 1), AddEvent("task.queued", "s", 1.0, good.id, None, _queued())],
+            [
+                AddEvent("task.started", "s", 2.0, "t_x", None, TaskStarted(attempt=1)),
+                UpdateTask("t_nobody", {"attempt": 1}),
+            ],
+            [InsertTask(twin, 2), AddEvent("task.queued", "s", 3.0, twin.id, None, _queued())],
             [InsertTask(good, 3)],  # the same id again
         ]
     )
@@ -122,17 +130,16 @@ def test_values_read_back_as_they_were_written(tmp_path: Path) -> None:
     """JSON columns (keys, dependencies, event data) keep text, numbers and nesting exactly."""
     backend = _open(tmp_path / "x.db")
     task = _task(1).model_copy(
-        update={"keys": ("handler:h", "modèle:ü"), "depends_on": ("t_a", "t_b"), "label": "größe"}
-    )
-    data: dict[str, JsonValue] = {
-        "ratio": 0.1, "big": 1e300, "small": -2.5e-300, "text": "é ✓ \"q\"\n",
-        "nested": {"a": [1, 2.5, None, True]}, "empty": [],
-    }  # fmt: skip
-    unstorable: dict[str, object] = {"when": object()}
+        update={"keys": ("handler:h", "modèle:ü"), "depends_on": ("t_a", "t_b"), "label": "größe",
+                "result": {"nested": {"a": [1, 2.5, None, True]}, "empty": [], "ratio": 0.1}}
+    )  # fmt: skip
+    usage = Usage(input_tokens=2**40, cost=-2.5e-300)
+    data = TaskProgress(completed=0.1, total=1e300, message='é ✓ "q"\n', usage=usage)
+    unstorable = TaskStarted.model_construct(attempt=object())  # type: ignore[arg-type]
     results = backend.apply(
         [
-            [InsertTask(task, 1), AddEvent("task.queued", "s", 1.0, task.id, None, data)],
-            [AddEvent("task.started", "s", 2.0, task.id, None, unstorable)],  # type: ignore[arg-type]
+            [InsertTask(task, 1), AddEvent("task.progress", "s", 1.0, task.id, None, data)],
+            [AddEvent("task.started", "s", 2.0, task.id, None, unstorable)],
         ]
     )
     assert isinstance(results[0], list)
@@ -145,17 +152,19 @@ def test_values_read_back_as_they_were_written(tmp_path: Path) -> None:
 
 def test_event_numbers_only_grow_even_after_a_sweep(tmp_path: Path) -> None:
     backend = _open(tmp_path / "x.db")
-    first = backend.apply([[AddEvent("task.queued", "s", 1.0, "t_a")] for _ in range(3)])
+    first = backend.apply(
+        [[AddEvent("task.queued", "s", 1.0, "t_a", None, _queued())] for _ in range(3)]
+    )
     backend.sweep(before=10.0)
     assert backend.events(session=None, after=0, limit=10) == []
-    (after,) = backend.apply([[AddEvent("task.queued", "s", 20.0, "t_b")]])
+    (after,) = backend.apply([[AddEvent("task.queued", "s", 20.0, "t_b", None, _queued())]])
     seqs = [e.seq for r in first if isinstance(r, list) for e in r]
     assert seqs == [1, 2, 3]
     assert isinstance(after, list)
     assert after[0].seq == 4
     backend.close()
     reopened = _open(tmp_path / "x.db")
-    (again,) = reopened.apply([[AddEvent("task.queued", "s", 21.0, "t_c")]])
+    (again,) = reopened.apply([[AddEvent("task.queued", "s", 21.0, "t_c", None, _queued())]])
     assert isinstance(again, list)
     assert again[0].seq == 5
     reopened.close()
@@ -174,8 +183,8 @@ async def test_the_wal_is_copied_into_the_database_off_the_write_path(
 
         before = db.stat().st_size
         items = [outrider.SubmitItem(spec=outrider.call("noop")) for _ in range(40)]
-        tasks = await orch.submit_many(items, session="s")
-        await orch.wait([t.id for t in tasks if isinstance(t, Task)], session="s")
+        tasks = await orch.session("s").submit_many(items)
+        await orch.session("s").wait([t.id for t in tasks if isinstance(t, Task)])
         # Commits never checkpoint; the store's own checkpointer grows the database file.
         await wait_until(lambda: db.stat().st_size > before, timeout=10)
 
@@ -199,7 +208,7 @@ async def test_a_commits_follow_up_runs_after_it_in_order_even_if_its_caller_is_
         duplicate = [InsertTask(first, 3)]  # fails alone: the id exists
         await store.commit_then([duplicate, [InsertTask(second, 2)]], note("no caller"), wait=False)
         assert "no caller" not in dict(seen)  # queued, not waited for
-        await store.commit([AddEvent("task.queued", "s", 1.0, first.id)])
+        await store.commit([AddEvent("task.queued", "s", 1.0, first.id, None, _queued())])
         assert seen == [("cancelled caller", [list]), ("no caller", [StoreError, list])]
         store.stop()
     await store.commit_then([[InsertTask(_task(4), 4)]], note("closed"), wait=False)

@@ -132,9 +132,9 @@ class AgentLoop:
                 "and output USD per million tokens) to outrider.toml, or drop `budget_cost`.",
                 type="config",
             )
-        tree = self.runner._trees.get(tree_id)
+        tree = self.runner.trees.get(tree_id)
         if tree is None:
-            tree = self.runner._trees[tree_id] = Tree(tokens, cost)
+            tree = self.runner.trees[tree_id] = Tree(tokens, cost)
         run = _Run(
             spec=spec, definition=definition, ctx=ctx,
             workspace=Workspace(
@@ -185,7 +185,7 @@ class AgentLoop:
             with anyio.CancelScope(shield=True):
                 await self._save(run, history)
                 if run.tree_id == ctx.task_id:
-                    self.runner._trees.pop(run.tree_id, None)
+                    self.runner.trees.pop(run.tree_id, None)
 
     @staticmethod
     async def _resume(run: _Run) -> list[ModelMessage]:
@@ -360,8 +360,6 @@ class AgentLoop:
         allowed = set(TOOL_NAMES if definition.tools is None else definition.tools)
         if definition.policy.read_only:
             allowed -= _WRITING
-        if self.runner._orchestrator is None:
-            allowed -= {"run_command", "delegate"}
         return allowed
 
     def _tools(self, run: _Run) -> list[Tool[None]]:
@@ -409,23 +407,10 @@ class AgentLoop:
 
     async def child(self, run: _Run, spec: AgentSpec | ShellSpec, label: str) -> str:
         """Run a child task of this run and wait for it; returns its answer for the model."""
-        orch = self.runner._orchestrator
-        assert orch is not None
-        ctx = run.ctx
         timeout = self.runner.command_timeout if isinstance(spec, ShellSpec) else None
-        task = await orch.submit(
-            spec, session=ctx.session, parent=ctx.task_id, priority=10, timeout=timeout,
-            label=label,
-        )  # fmt: skip
-        try:
-            async with ctx.waiting():
-                (done,) = await orch.wait([task.id], session=ctx.session)
-        except BaseException:  # this run is stopped: so is the child (cancel is idempotent)
-            with anyio.CancelScope(shield=True):
-                await orch.cancel(task.id, session=ctx.session)
-            raise
+        done = await run.ctx.spawn(spec, label=label, timeout=timeout)
         if isinstance(spec, ShellSpec):
-            tail = await orch.tail(done.id, session=ctx.session, lines=200)
+            tail = await run.ctx.tail(done.id, lines=200)
             code = done.exit_code
             state = "timed out" if done.state == TaskState.TIMED_OUT else f"exit code {code}"
             return _clip(f"[{state}]\n{tail}", _RESULT_CHARS)

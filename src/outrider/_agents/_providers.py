@@ -57,6 +57,9 @@ class ProviderConfig(BaseModel):
     """Tokens per minute allowed per model of this provider."""
     max_concurrency: int = Field(default=8, ge=1, le=1000)
     """The most calls in flight per model; throttling lowers it, success raises it back."""
+    limit: int | None = Field(default=None, ge=1, le=100_000)
+    """Agent tasks on this provider at once, over all its models: the `provider:NAME` key
+    every such task holds (default: none)."""
     timeout: float = Field(default=600.0, gt=0)
     """Seconds one HTTP call may take."""
     models: dict[str, RateLimit] = Field(default_factory=dict)
@@ -167,6 +170,15 @@ class Providers:
                 f"(add others as [providers.{provider}] in outrider.toml)."
             )
         return ModelRef(provider, model)
+
+    def limit_of(self, provider: str) -> int | None:
+        """The provider-wide task limit (`limit`), if one is set."""
+        config = self.providers.get(provider)
+        return None if config is None else config.limit
+
+    def limits(self) -> dict[str, int]:
+        """Every provider-wide task limit that is set, by provider."""
+        return {name: c.limit for name, c in self.providers.items() if c.limit is not None}
 
     def limiter(self, ref: ModelRef) -> ModelLimiter:
         """The one limiter of a model."""

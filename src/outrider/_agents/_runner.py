@@ -23,6 +23,7 @@ text, which is the task's result.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,10 +38,9 @@ from ._providers import ProviderError, Providers
 from ._sandbox import SandboxMode, SandboxStatus, probe
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import AsyncIterator, Mapping, Sequence
 
-    from .._service._orchestrator import Orchestrator
-    from ..runners._protocol import RunContext, RunOutcome
+    from ..runners._protocol import RunContext, RunnerHost, RunOutcome
     from ._definitions import AgentDefinition
 
 __all__ = ["TOOL_NAMES", "AgentRunner", "Tree"]
@@ -106,8 +106,9 @@ class AgentRunner:
         self.sandbox_hide = (data_dir(), config_dir(), *sandbox_hide)
         self.search_timeout = search_timeout
         self.bwrap = bwrap
-        self._trees: dict[str, Tree] = {}
-        self._orchestrator: Orchestrator | None = None
+        self.trees: dict[str, Tree] = {}
+        """What each running delegation tree has left, by its root task's id."""
+        self._host: RunnerHost | None = None
         self._limits: dict[str, int] = {}
 
     def _visible(self, workspace: str | None) -> AgentSet:
@@ -127,36 +128,48 @@ class AgentRunner:
         """Whether bubblewrap works here (probed once per process, in a worker thread)."""
         return await anyio.to_thread.run_sync(probe, self.bwrap)
 
-    def attach(self, orchestrator: Orchestrator) -> None:
-        """Called by the orchestrator that runs this runner's tasks (for child tasks)."""
-        self._orchestrator = orchestrator
+    @contextlib.asynccontextmanager
+    async def lifespan(self, host: RunnerHost) -> AsyncIterator[None]:
+        """Throttling sets the `model:` keys' limits on `host`; HTTP clients close at the end."""
+        self._host = host
         if self.providers.on_limit is None:
-            self.providers.on_limit = orchestrator.set_limit
+            self.providers.on_limit = host.set_limit
+        for name, limit in self.providers.limits().items():
+            host.set_limit(f"provider:{name}", limit)
+        try:
+            yield
+        finally:
+            await self.providers.aclose()
 
     def default_keys(self, spec: object) -> tuple[str, ...]:
-        """`agent:<name>` and, when the model resolves, `model:<provider/model>`."""
+        """`agent:<name>`."""
         assert isinstance(spec, AgentSpec)
-        keys = [f"agent:{spec.agent}"]
+        return (f"agent:{spec.agent}",)
+
+    def required_keys(self, spec: object) -> tuple[str, ...]:
+        """The keys a task holds whatever keys it names.
+
+        `model:<provider/model>` when the model resolves, and `provider:<name>` when its
+        provider has a `limit`.
+        """
+        assert isinstance(spec, AgentSpec)
         definition = self._visible(spec.workspace).agents.get(spec.agent)
         if definition is not None:
             self._apply_limit(definition)
         try:
             ref = self.providers.resolve(spec.model or (definition.model if definition else None))
         except ProviderError:
-            return tuple(keys)
-        keys.append(f"model:{ref.name}")
-        return tuple(keys)
+            return ()
+        if self.providers.limit_of(ref.provider) is None:
+            return (f"model:{ref.name}",)
+        return (f"model:{ref.name}", f"provider:{ref.provider}")
 
     def _apply_limit(self, definition: AgentDefinition) -> None:
         """A discovered agent's `limit` becomes its key's limit (once per change)."""
         key = f"agent:{definition.name}"
-        if self._orchestrator is not None and self._limits.get(key) != definition.limit:
+        if self._host is not None and self._limits.get(key) != definition.limit:
             self._limits[key] = definition.limit
-            self._orchestrator.set_limit(key, definition.limit)
-
-    async def aclose(self) -> None:
-        """Close the providers' HTTP clients (the orchestrator calls it when it closes)."""
-        await self.providers.aclose()
+            self._host.set_limit(key, definition.limit)
 
     async def run(self, spec: object, ctx: RunContext) -> RunOutcome:
         """Run the agent until it answers, a guard stops it, or its models all fail."""

@@ -64,7 +64,7 @@ def _row(table: Table, task: Task, last_line: str) -> None:
 
 
 async def _view(orch: outrider.Orchestrator, session: str, group: str) -> Group:
-    tasks = await orch.list(session=session, group=group)
+    tasks = await orch.session(session).list(group=group)
     status = orch.status()
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("task", "prio", "state", "elapsed", "progress", "output"):
@@ -72,7 +72,7 @@ async def _view(orch: outrider.Orchestrator, session: str, group: str) -> Group:
     for task in tasks:
         last = ""
         if task.state is TaskState.RUNNING:
-            last = (await orch.tail(task.id, session=session, lines=1)).strip()
+            last = (await orch.session(session).tail(task.id, lines=1)).strip()
         _row(table, task, last)
     keys = "  ".join(f"{k} {v.running}/{v.limit}" for k, v in status.keys.items())
     header = Text.assemble(
@@ -132,12 +132,11 @@ async def _submit_all(
 ) -> list[str]:
     ids: dict[str, str] = {}
     for item, (spec, timeout) in zip(batch.task, plan.specs, strict=True):
-        task = await orch.submit(
-            spec, session=session, priority=item.priority, keys=item.keys, timeout=timeout,
+        task = await orch.session(session).submit(
+            spec, priority=item.priority, keys=item.keys, timeout=timeout,
             ttl=item.ttl, max_attempts=item.max_attempts, label=item.label,
             description=item.description, group=group,
-            depends_on=[ids[d] for d in item.depends_on],
-        )  # fmt: skip
+            depends_on=[ids[d] for d in item.depends_on])  # fmt: skip
         ids[item.label] = task.id
     return list(ids.values())
 
@@ -150,10 +149,10 @@ async def _watch(
         while not done:
             live.update(await _view(orch, session, group))
             with anyio.move_on_after(_REFRESH):
-                await orch.wait(ids, session=session)
+                await orch.session(session).wait(ids)
                 done = True
         live.update(await _view(orch, session, group))
-    tasks = await orch.list(session=session, group=group)
+    tasks = await orch.session(session).list(group=group)
     console.print()
     console.print(_summary(tasks))
     return tasks
@@ -179,14 +178,15 @@ async def run_batch(
     """
     plan = plan or Plan.of(batch)
     own = {k: v for k, v in batch.limits.items() if k != "max_running"}
-    async with outrider.Orchestrator(
-        db, limits={**plan.limits, **own}, shutdown_grace=0.0, runners=plan.runners,
+    settings = outrider.Settings(
+        limits={**plan.limits, **own}, shutdown_grace=0.0,
         max_running=batch.limits.get("max_running", max_running),
-    ) as orch:  # fmt: skip
+    )  # fmt: skip
+    async with outrider.Orchestrator(db, settings, runners=plan.runners) as orch:
         try:
             ids = await _submit_all(orch, batch, plan, session=session, group=group)
             if as_json:
-                return await orch.wait(ids, session=session)
+                return await orch.session(session).wait(ids)
             return await _watch(orch, ids, session=session, group=group, console=console)
         except BaseException:
             with anyio.CancelScope(shield=True):

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from .._agents._transcript import render_transcript
 from .._types._errors import TaskNotFound
+from .._types._events import TaskEnded, TaskOutput
 from .._types._task import Notice, Task, TaskState
 from ._output import (
     JsonOpt,
@@ -36,7 +37,6 @@ __all__ = ["cancel", "logs", "notices", "ps", "show", "wait"]
 
 TaskIds = Annotated[list[str], typer.Argument(help="Task ids.", show_default=False)]
 _STATES = ", ".join(TaskState)
-_ENDED = {f"task.{state}" for state in TaskState if state.terminal}
 
 
 def _states(given: list[str] | None) -> list[TaskState] | None:
@@ -124,11 +124,11 @@ def logs(
         for event in daemon.events():
             if event.task_id != task_id:
                 continue
-            if event.type == "task.output":
-                sys.stdout.write(str(event.data.get("text", "")))
+            if isinstance(event.data, TaskOutput):
+                sys.stdout.write(event.data.text)
                 sys.stdout.flush()
-            elif event.type in _ENDED:
-                err.print(Text(f"{task_id} {event.type.removeprefix('task.')}", style="dim"))
+            elif isinstance(event.data, TaskEnded):
+                err.print(Text(f"{task_id} {event.data.state}", style="dim"))
                 return
 
 

@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from .._types._api import SubmitOptions
+    from .._types._events import Event
     from .._types._task import (
-        Event,
         KeyStatus,
         Notice,
         NoticeWait,

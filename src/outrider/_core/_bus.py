@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-    from outrider._types._task import Event
+    from outrider._types._events import Event
 
 __all__ = ["EventBus", "Subscription"]
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._marker import marker
+from .._types._events import GroupCompleted, TaskEnded
 from .._types._task import Notice, TaskState
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .._types._task import Event
+    from .._types._events import Event
 
 __all__ = ["MARKS", "fold_notices", "notice_of", "notices_block", "notices_from_events"]
 
@@ -30,28 +31,24 @@ MARKS = {
 }
 
 
-def _text(value: object, limit: int) -> str | None:
-    if not isinstance(value, str) or not value.strip():
+def _text(value: str | None, limit: int) -> str | None:
+    if not value or not value.strip():
         return None
     value = " ".join(value.split())
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
-def _task_notice(event: Event) -> Notice:
-    data = event.data
-    state = TaskState(str(data.get("state") or event.type.removeprefix("task.")))
-    label = _text(data.get("label"), 80)
-    description = _text(data.get("description"), 120)
-    exit_code = data.get("exit_code")
-    code = exit_code if isinstance(exit_code, int) else None
-    error = data.get("error")
-    message = _text(error.get("message"), 200) if isinstance(error, dict) else None
-    result = _text(data.get("result_preview"), 200)
-    preview = result if state is TaskState.SUCCEEDED else message
+def _task_notice(event: Event, ended: TaskEnded) -> Notice:
+    state = ended.state
+    label = _text(ended.label, 80)
+    description = _text(ended.description, 120)
+    message = _text(ended.error.message, 200) if ended.error is not None else None
+    preview = _text(ended.result_preview, 200) if state is TaskState.SUCCEEDED else message
     parts = [f"{event.task_id} {MARKS[state]}"]
     if label:
         parts.append(label)
     if state is not TaskState.SUCCEEDED:
+        code = ended.exit_code
         parts.append(f"({state}" + (f", exit {code})" if code is not None else ")"))
     line = " ".join(parts)
     if description:
@@ -60,29 +57,19 @@ def _task_notice(event: Event) -> Notice:
         line += f": {preview}"
     return Notice(
         seq=event.seq, kind="task", task_id=event.task_id, group=event.group, state=state,
-        label=label, description=description, exit_code=code, preview=preview, text=line,
+        label=label, description=description, exit_code=ended.exit_code, preview=preview,
+        text=line,
     )  # fmt: skip
 
 
-def _group_notice(event: Event) -> Notice:
-    data = event.data
-    counts = {
-        key: value
-        for key in ("total", *(str(s) for s in TaskState if s.terminal))
-        if isinstance(value := data.get(key), int)
-    }
-    ended = ", ".join(
-        f"{counts[str(s)]} {MARKS[s]}" for s in TaskState if s.terminal and counts.get(str(s))
-    )
-    line = f"group {event.group!r} finished: {counts.get('total', 0)} tasks ({ended or 'none'})"
-    members = data.get("tasks")
-    failed = [
-        t
-        for t in (members if isinstance(members, list) else [])
-        if isinstance(t, dict) and t.get("state") != "succeeded"
-    ]
+def _group_notice(event: Event, summary: GroupCompleted) -> Notice:
+    by_state = {s: getattr(summary, s.value) for s in TaskState if s.terminal}
+    counts = {"total": summary.total, **{str(s): n for s, n in by_state.items()}}
+    ended = ", ".join(f"{n} {MARKS[s]}" for s, n in by_state.items() if n)
+    line = f"group {event.group!r} finished: {summary.total} tasks ({ended or 'none'})"
+    failed = [t for t in summary.tasks if t.state is not TaskState.SUCCEEDED]
     if failed:
-        shown = ", ".join(f"{t.get('id')} {t.get('label') or ''}".strip() for t in failed[:5])
+        shown = ", ".join(f"{t.id} {t.label or ''}".strip() for t in failed[:5])
         more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
         line += f"; not succeeded: {shown}{more}"
     return Notice(seq=event.seq, kind="group", group=event.group, counts=counts, text=line)
@@ -90,7 +77,11 @@ def _group_notice(event: Event) -> Notice:
 
 def notice_of(event: Event) -> Notice:
     """The notice of one ending event (a task's or a group's)."""
-    return _group_notice(event) if event.type == "group.completed" else _task_notice(event)
+    data = event.data
+    if isinstance(data, GroupCompleted):
+        return _group_notice(event, data)
+    assert isinstance(data, TaskEnded), f"{event.type} makes no notice"
+    return _task_notice(event, data)
 
 
 def notices_from_events(events: Sequence[Event]) -> list[Notice]:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .._agents._providers import Price, ProviderConfig, Providers
 from .._paths import config_dir, data_dir
+from .._service._settings import Settings
 from .._types._errors import UserError
 from .._types._task import Int, Number, check_argument
 from ..runners._cli_agent import OutputFormat
@@ -81,28 +82,17 @@ class CliAgentConfig(BaseModel):
             )
 
 
-class Config(BaseModel):
-    """Every setting of `outrider serve` (see docs in README "Configuration")."""
+class Config(Settings):
+    """Every setting of `outrider serve`: the orchestrator's `Settings`, and the daemon's own."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    __init__ = BaseModel.__init__  # `load_config` words the errors itself, naming the file
     host: str = "127.0.0.1"
     port: Int = Field(default=8765, ge=0, le=65535)
     db: Path | None = None
     """The store (default: `outrider.db` in the data dir)."""
     token_file: Path | None = None
     """The local principal's token (default: `token` in the data dir; created if missing)."""
-    max_running: Int = Field(default=64, ge=1)
-    max_queued: Int = Field(default=10_000, ge=1)
-    default_limit: Int = Field(default=3, ge=1)
-    limits: dict[Annotated[str, Field(min_length=1)], Annotated[Int, Field(ge=1)]] = Field(
-        default_factory=dict
-    )
-    retention: Number = Field(default=7 * 86_400.0, gt=0)
-    default_timeout: Number | None = Field(default=None, gt=0)
-    default_ttl: Number | None = Field(default=None, gt=0)
-    shutdown_grace: Number = Field(default=10.0, ge=0)
-    min_free_memory_mb: Number | None = Field(default=None, ge=0)
-    max_cpu_percent: Number | None = Field(default=None, gt=0, le=100)
     mcp_wait: Number = Field(default=50.0, gt=0, le=3600)
     """The longest a blocking MCP tool call waits before answering "still running"."""
     mcp_tools: tuple[str, ...] = DEFAULT_MCP_TOOLS
@@ -265,7 +255,7 @@ def load_config(
     values.update(_env_overrides(dict(os.environ) if environ is None else environ))
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return Config.model_validate(values)
+        config: Config = Config.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
@@ -280,3 +270,4 @@ def load_config(
         raise UserError(message, field=field) from None
     except UserError as exc:
         raise UserError(f"{where}: {exc}", field=exc.field) from None
+    return config

@@ -129,15 +129,12 @@ async def serve(
     agents = load_agents()
     for problem in (*agents.warnings, *agents.errors):
         logger.warning("agents: %s", problem)
+    limits = {**config.limits, **agent_limits(agents.agents)}
     orch = Orchestrator(
-        config.db_path, max_running=config.max_running,
-        limits={**config.limits, **agent_limits(agents.agents)},
-        default_limit=config.default_limit, max_queued=config.max_queued,
-        retention=config.retention, shutdown_grace=config.shutdown_grace,
-        default_timeout=config.default_timeout, default_ttl=config.default_ttl,
-        min_free_memory_mb=config.min_free_memory_mb, max_cpu_percent=config.max_cpu_percent,
+        config.db_path,
+        config.model_copy(update={"limits": limits}),
         runners=runners(config, agents.agents),
-    )  # fmt: skip
+    )
     for name, fn in import_handlers(config.handlers).items():
         orch.register_handler(name, fn)
     stopping = anyio.Event()

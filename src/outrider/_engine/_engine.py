@@ -8,7 +8,7 @@ Invariants:
 - Write-ahead: every state change is committed to the store first, then memory is updated,
   then the committed events are published (by the store, in `seq` order). A crash between the
   steps loses nothing: the store is the truth and recovery starts from it.
-- Each unfinished task has one `_Live` record. A task ends exactly once, through `_end`, which
+- Each unfinished task has one `LiveTask` record. A task ends exactly once, through `_end`, which
   removes the record, releases its slot if it holds one, sets its `done` event, resolves the
   tasks that depend on it and, when it was the last unfinished task of its group, commits the
   `group.completed` summary.
@@ -38,10 +38,9 @@ import logging
 import threading
 import traceback
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -50,6 +49,7 @@ import anyio.to_thread
 import psutil
 
 from .._asynclib import pin_async_library
+from .._core import _lifecycle as lifecycle
 from .._core._queue import Entry, ReadyQueue
 from .._logging import format_duration, logger
 from .._store._logs import TaskLog, transcript_path, write_atomically
@@ -57,13 +57,17 @@ from .._store._sqlite import (
     AddEvent,
     AddGroupSummary,
     Change,
-    EndAttempt,
     InsertTask,
-    StartAttempt,
     UpdateTask,
+    rows_of,
 )
 from .._types._errors import Closed, StoreError, StoreUnavailable
-from .._types._task import ErrorInfo, Progress, Task, TaskState, Usage
+from .._types._events import (
+    GroupCompleted,
+    TaskOutput,
+    TaskProgress,
+)
+from .._types._task import ErrorInfo, Progress, Task, TaskSpec, TaskState, Usage
 from ..runners._procs import Leftovers, marker, stop_leftovers
 from ..runners._protocol import RunFailure, RunOutcome
 
@@ -80,7 +84,7 @@ if TYPE_CHECKING:
     from ..runners._protocol import Runner
     from ._resources import ResourceGate
 
-__all__ = ["Engine", "NewTask", "StopReason"]
+__all__ = ["Engine", "LiveTask", "NewTask", "StopReason"]
 
 StopReason = Literal["user", "parent", "dependency", "timeout", "ttl", "stall", "shutdown"]
 Callback = Callable[[Task], object]
@@ -119,7 +123,7 @@ class NewTask:
 
 
 @dataclass(eq=False, slots=True)
-class _Live:
+class LiveTask:
     task: Task
     seq: int
     runner: Runner
@@ -190,22 +194,20 @@ class _Live:
             self._settled.set()
 
 
-def _utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
+SubmitChild = Callable[[Task, TaskSpec, str | None, float | None], Awaitable[Task]]
+"""Stores a child of a running task: (parent, spec, label, timeout) -> the queued child."""
 
 
-def _preview(value: JsonValue, limit: int = 200) -> str | None:
-    if value is None:
-        return None
-    text = value if isinstance(value, str) else repr(value)
-    text = text.strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+async def _no_children(
+    parent: Task, spec: TaskSpec, label: str | None, timeout: float | None
+) -> Task:
+    raise RuntimeError("this engine starts no child tasks")
 
 
 class _Context:
     """The `RunContext` the engine gives a runner; safe to call from worker threads."""
 
-    def __init__(self, engine: Engine, live: _Live) -> None:
+    def __init__(self, engine: Engine, live: LiveTask) -> None:
         self._engine = engine
         self._live = live
         self._loop_thread = threading.get_ident()
@@ -252,12 +254,29 @@ class _Context:
         return self._live.task.session
 
     @asynccontextmanager
-    async def waiting(self) -> AsyncIterator[None]:
+    async def _waiting(self) -> AsyncIterator[None]:
         self._engine.lend_slot(self._live)
         try:
             yield
         finally:
             await self._engine.take_slot_back(self._live)
+
+    async def spawn(
+        self, spec: TaskSpec, /, *, label: str | None = None, timeout: float | None = None
+    ) -> Task:
+        engine = self._engine
+        child = await engine.submit_child(self._live.task, spec, label, timeout)
+        try:
+            async with self._waiting():
+                return await engine.ended(child.id)
+        except BaseException:  # this run is stopped: so is the child (cancel is idempotent)
+            with anyio.CancelScope(shield=True):
+                await engine.cancel(child.id, "parent", f"its parent {self.task_id} was stopped")
+            raise
+
+    async def tail(self, task_id: str, *, lines: int = 50) -> str:
+        log_dir = self._engine.store.log_dir
+        return await anyio.to_thread.run_sync(lambda: TaskLog.read(log_dir, task_id, lines=lines))
 
     async def save_transcript(self, data: bytes) -> None:
         path = transcript_path(self._engine.store.log_dir, self.task_id)
@@ -313,7 +332,7 @@ class Engine:
         self.resources = resources
         self.retry_backoff = retry_backoff
         self._rng = rng
-        self.live: dict[str, _Live] = {}
+        self.live: dict[str, LiveTask] = {}
         self.terminal_counts: Counter[TaskState] = Counter()
         self._children: dict[str, set[str]] = {}
         self._dependents: dict[str, set[str]] = {}
@@ -329,14 +348,15 @@ class Engine:
         self.running_count = 0
         """Tasks holding a slot (started and not yet released)."""
         self._idle = anyio.Event()
-        self._recovered: list[_Live] = []
-        self._leftovers: list[tuple[_Live, Leftovers]] = []
+        self._recovered: list[LiveTask] = []
+        self._leftovers: list[tuple[LiveTask, Leftovers]] = []
         self.recovering_count = 0
         """Tasks found running at start whose leftover processes are being stopped."""
         self._recovery_done = anyio.Event()
-        self._unstored: dict[str, tuple[_Live, Task, Change]] = {}
+        self._unstored: dict[str, tuple[LiveTask, Task, Change]] = {}
         """Ends the store refused, by task id; each is committed again until it is stored."""
         self.handler_available: Callable[[str], bool] = lambda name: True
+        self.submit_child: SubmitChild = _no_children
 
     # -- start-up and shutdown ------------------------------------------------------------
 
@@ -419,7 +439,7 @@ class Engine:
 
     # -- admission ------------------------------------------------------------------------
 
-    async def _recover(self, items: list[tuple[_Live, Leftovers]]) -> None:
+    async def _recover(self, items: list[tuple[LiveTask, Leftovers]]) -> None:
         """Stop what tasks found running at start left, all at once; then settle each.
 
         A task is retried (or fails `interrupted`) only once every process of its last attempt
@@ -462,19 +482,8 @@ class Engine:
             seq = self.next_seq()
             seqs.append(seq)
             task = item.task
-            changes.append(
-                [
-                    InsertTask(task, seq, item.spec_json),
-                    AddEvent(
-                        "task.queued",
-                        task.session,
-                        now,
-                        task.id,
-                        task.group,
-                        self._queued_data(task),
-                    ),
-                ]
-            )
+            changes.append([InsertTask(task, seq, item.spec_json),
+                            *rows_of(lifecycle.queued(task, at=now))])  # fmt: skip
 
         def queue(results: Results) -> None:
             debug = logger.isEnabledFor(logging.DEBUG)
@@ -490,19 +499,10 @@ class Engine:
         return [r if isinstance(r, Exception) else item.task
                 for item, r in zip(items, results, strict=True)]  # fmt: skip
 
-    @staticmethod
-    def _queued_data(task: Task) -> dict[str, JsonValue]:
-        return {
-            "kind": task.kind,
-            "label": task.label,
-            "priority": task.priority,
-            "keys": list(task.keys),
-        }
-
     def _register(
         self, task: Task, seq: int, on_progress: Callback | None, on_done: Callback | None
-    ) -> _Live:
-        live = _Live(
+    ) -> LiveTask:
+        live = LiveTask(
             task=task,
             seq=seq,
             runner=self.runners[task.kind],
@@ -520,7 +520,7 @@ class Engine:
             self._add_timer(live.ttl_deadline, task.id, "ttl")
         return live
 
-    def _link_deps(self, live: _Live) -> None:
+    def _link_deps(self, live: LiveTask) -> None:
         for dep in list(live.task.depends_on):
             dep_live = self.live.get(dep)
             if dep_live is None:
@@ -529,7 +529,7 @@ class Engine:
                 live.pending_deps.add(dep)
                 self._dependents.setdefault(dep, set()).add(live.task_id)
 
-    def _admit(self, live: _Live, *, delay: float | None = None) -> None:
+    def _admit(self, live: LiveTask, *, delay: float | None = None) -> None:
         """Put a task whose dependencies are met in the ready queue (or hold it)."""
         if live.pending_deps:
             return
@@ -658,45 +658,23 @@ class Engine:
         lives = [live for live in lives if not live.holds_slot]
         if not lives:
             return
-        changes: list[Change] = []
+        steps = [lifecycle.start(live.task, at=now_wall) for live in lives]
         for live in lives:
             live.holds_slot = True
             self.running_count += 1
-            task = live.task
-            attempt = task.attempt + 1
-            changes.append(
-                [
-                    UpdateTask(
-                        task.id,
-                        {
-                            "state": TaskState.RUNNING,
-                            "attempt": attempt,
-                            "started_at": _utc(now_wall),
-                            "ready_at": None,
-                            "progress": None,
-                        },
-                    ),
-                    StartAttempt(task.id, attempt, now_wall),
-                    AddEvent(
-                        "task.started",
-                        task.session,
-                        now_wall,
-                        task.id,
-                        task.group,
-                        {"attempt": attempt, "label": task.label},
-                    ),
-                ]
-            )
+        changes = [rows_of(step) for step in steps]
 
         def started(results: Results) -> None:
-            self._started(lives, results, now_wall)
+            self._started(lives, steps, results)
 
         await self.store.commit_then(changes, started, wait=False)
 
-    def _started(self, lives: list[_Live], results: Results, now_wall: float) -> None:
+    def _started(
+        self, lives: list[LiveTask], steps: list[lifecycle.Transition], results: Results
+    ) -> None:
         """Starts were committed (or could not be): run each task, or queue it again."""
         now = self.clock.now()
-        for live, result in zip(lives, results, strict=True):
+        for live, step, result in zip(lives, steps, results, strict=True):
             if isinstance(result, Exception):  # it stays queued in the store
                 self._release(live)
                 reason = live.stop_reason
@@ -709,10 +687,7 @@ class Engine:
                     if self._start_soon(self._end_stopped, live, reason) is None:
                         logger.error("%s: left as stored: the orchestrator stopped", live.task_id)
                 continue
-            live.task = live.task.model_copy(
-                update={"state": TaskState.RUNNING, "attempt": live.task.attempt + 1,
-                        "started_at": _utc(now_wall), "progress": None}
-            )  # fmt: skip
+            live.task = step.task
             live.last_activity = now
             if live.task.timeout is not None:
                 live.run_deadline = now + live.task.timeout
@@ -739,7 +714,7 @@ class Engine:
         except RuntimeError:
             return None
 
-    def _release(self, live: _Live) -> None:
+    def _release(self, live: LiveTask) -> None:
         if live.holds_slot and live.abandoned is not None and not live.abandoned.is_set():
             if not live.release_pending:  # its thread still runs: the slot is its until it ends
                 live.release_pending = True
@@ -757,13 +732,13 @@ class Engine:
             if not self.running_count:
                 self._idle.set()
 
-    async def _release_after(self, live: _Live, ended: anyio.Event) -> None:
+    async def _release_after(self, live: LiveTask, ended: anyio.Event) -> None:
         await ended.wait()
         logger.warning("%s: its abandoned thread ended; its slot is free", live.task_id)
         live.abandoned = None
         self._release(live)
 
-    def lend_slot(self, live: _Live) -> None:
+    def lend_slot(self, live: LiveTask) -> None:
         """A running task waits for tasks it started: give its queue slots to others."""
         live.waiters += 1
         if live.waiters == 1 and live.holds_slot and not live.slot_lent:
@@ -772,7 +747,7 @@ class Engine:
             self.queue.release(live.task_id)
             self.wake()
 
-    async def take_slot_back(self, live: _Live) -> None:
+    async def take_slot_back(self, live: LiveTask) -> None:
         """The last wait of a task ended: queue it for its slots, first in its priority.
 
         Cancellation: safe; a slot request left queued is withdrawn when the task ends.
@@ -795,7 +770,7 @@ class Engine:
         assert live.slot_back is not None
         await live.slot_back.wait()
 
-    def _resume(self, live: _Live) -> None:
+    def _resume(self, live: LiveTask) -> None:
         live.slot_lent = False
         live.resume_queued = False
         assert live.slot_back is not None
@@ -803,7 +778,7 @@ class Engine:
 
     # -- running --------------------------------------------------------------------------
 
-    async def _run(self, live: _Live) -> None:
+    async def _run(self, live: LiveTask) -> None:
         outcome: RunOutcome | None = None
         failure: Exception | None = None
         try:
@@ -830,7 +805,7 @@ class Engine:
                 live.log = None
 
     async def _settle(
-        self, live: _Live, outcome: RunOutcome | None, failure: Exception | None
+        self, live: LiveTask, outcome: RunOutcome | None, failure: Exception | None
     ) -> None:
         reason = live.stop_reason
         task = live.task
@@ -849,13 +824,13 @@ class Engine:
             await self._end(live, TaskState.SUCCEEDED, result=outcome.result,
                             exit_code=outcome.exit_code, wait=False)  # fmt: skip
 
-    async def _end_stopped(self, live: _Live, reason: StopReason) -> None:
+    async def _end_stopped(self, live: LiveTask, reason: StopReason) -> None:
         # Shielded: this may start in a task group already cancelled with its owner, and the
         # stopped task must still end (cancellers wait for it).
         with anyio.CancelScope(shield=True):
             await self._end_stopped_now(live, reason)
 
-    async def _end_stopped_now(self, live: _Live, reason: StopReason) -> None:
+    async def _end_stopped_now(self, live: LiveTask, reason: StopReason) -> None:
         message = live.stop_message or reason
         task = live.task
         if live.abandoned is not None and not live.abandoned.is_set():
@@ -891,13 +866,13 @@ class Engine:
         info = ErrorInfo(type=type(failure).__name__, message=str(failure), detail=detail)
         return info, None, False
 
-    async def _settle_recovered(self, live: _Live) -> None:
+    async def _settle_recovered(self, live: LiveTask) -> None:
         reason = live.stop_reason or "shutdown"
         if reason == "shutdown":
             live.stop_message = "the outrider process running it stopped"
         await self._end_stopped(live, reason)
 
-    def _stop(self, live: _Live, reason: StopReason, message: str) -> None:
+    def _stop(self, live: LiveTask, reason: StopReason, message: str) -> None:
         """Record why a task stops, then stop it (queued: at once; running: cancel its scope)."""
         if live.stop_reason is not None or live.ending:
             return
@@ -915,6 +890,15 @@ class Engine:
             self._held.get(spec.handler, set()).discard(live.task_id)
         assert self._tg is not None
         self._tg.start_soon(self._end_stopped, live, reason)
+
+    async def ended(self, task_id: str) -> Task:
+        """The record of a task once it ended (it must be unfinished or just ended)."""
+        live = self.live.get(task_id)
+        if live is not None:
+            await live.done.wait()
+            return live.task
+        (task,) = (await self.store.get_many([task_id])).values()
+        return task
 
     async def cancel(self, task_id: str, reason: StopReason, message: str) -> None:
         """Stop a task and the tasks it spawned; returns once they have ended."""
@@ -936,7 +920,7 @@ class Engine:
 
     # -- reports from runners -------------------------------------------------------------
 
-    def note_progress(self, live: _Live, value: Progress) -> None:
+    def note_progress(self, live: LiveTask, value: Progress) -> None:
         """A runner reported progress."""
         if live.task_id not in self.live:
             return
@@ -945,7 +929,7 @@ class Engine:
         live.progress_dirty = True
         self._schedule_flush(live)
 
-    def note_output(self, live: _Live, data: bytes) -> None:
+    def note_output(self, live: LiveTask, data: bytes) -> None:
         """A runner produced output."""
         if live.task_id not in self.live:
             return
@@ -964,40 +948,44 @@ class Engine:
         live.output_dirty = True
         self._schedule_flush(live)
 
-    def note_usage(self, live: _Live, usage: Usage) -> None:
+    def note_usage(self, live: LiveTask, usage: Usage) -> None:
         """A runner reported usage."""
         live.task = live.task.model_copy(update={"usage": usage})
         live.progress_dirty = True
         self._schedule_flush(live)
 
-    def _schedule_flush(self, live: _Live) -> None:
+    def _schedule_flush(self, live: LiveTask) -> None:
         if not live.flush_scheduled and self._tg is not None and live.task_id in self.live:
             live.flush_scheduled = True
             self._tg.start_soon(self._flush, live)
 
-    def _pending_reports(self, live: _Live, now_wall: float) -> Change:
+    def _pending_reports(self, live: LiveTask, now_wall: float) -> Change:
         task = live.task
         change: Change = []
         if live.progress_dirty:
             live.progress_dirty = False
             change.append(UpdateTask(task.id, {"progress": task.progress, "usage": task.usage}))
-            data: dict[str, JsonValue] = {}
-            if task.progress is not None:
-                data = task.progress.model_dump(mode="json")
-            if task.usage is not None:
-                data["usage"] = task.usage.model_dump(mode="json")
-            change.append(AddEvent("task.progress", task.session, now_wall, task.id, task.group,
-                                   data))  # fmt: skip
+            progress = task.progress
+            data = TaskProgress.model_construct(
+                completed=progress.completed if progress else None,
+                total=progress.total if progress else None,
+                message=progress.message if progress else None, usage=task.usage,
+            )  # fmt: skip
+            change.append(
+                AddEvent("task.progress", task.session, now_wall, task.id, task.group, data)
+            )
         if live.output_dirty:
             live.output_dirty = False
             text = live.output_tail.decode(errors="replace")
             live.output_tail.clear()
             total = live.log.total_bytes if live.log is not None else 0
-            change.append(AddEvent("task.output", task.session, now_wall, task.id, task.group,
-                                   {"text": text, "total_bytes": total}))  # fmt: skip
+            output = TaskOutput.model_construct(text=text, total_bytes=total)
+            change.append(
+                AddEvent("task.output", task.session, now_wall, task.id, task.group, output)
+            )
         return change
 
-    async def _flush(self, live: _Live) -> None:
+    async def _flush(self, live: LiveTask) -> None:
         try:
             next_at = live.last_flush + _FLUSH_INTERVAL
             if next_at > self.clock.now():
@@ -1022,27 +1010,20 @@ class Engine:
 
     # -- ending ---------------------------------------------------------------------------
 
-    async def _retry(self, live: _Live, error: ErrorInfo, *, delay: float | None = None) -> None:
+    async def _retry(self, live: LiveTask, error: ErrorInfo, *, delay: float | None = None) -> None:
         task = live.task
         if delay is None:
             base = self.retry_backoff * 2 ** (task.attempt - 1)
             delay = min(base, 300.0) * self._rng.uniform(0.5, 1.5)
         now_wall = self.clock.wall()
-        change: Change = self._pending_reports(live, now_wall)
-        change += [
-            UpdateTask(task.id, {"state": TaskState.QUEUED, "ready_at": now_wall + delay,
-                                 "pid": None, "error": error}),
-            EndAttempt(task.id, task.attempt, now_wall, "retrying", error),
-            AddEvent("task.retrying", task.session, now_wall, task.id, task.group,
-                     {"attempt": task.attempt, "max_attempts": task.max_attempts,
-                      "delay": round(delay, 3), "error": error.model_dump(mode="json")}),
-        ]  # fmt: skip
+        step = lifecycle.retry(task, error, delay=delay, at=now_wall)
+        change: Change = [*self._pending_reports(live, now_wall), *rows_of(step)]
         stopped_before = live.stop_reason is not None
         with anyio.CancelScope(shield=True):
             if not await self._commit_until_stored(task.id, change):
                 return  # the store closed: left `running` there, and recovered at the next start
         self._release(live)
-        live.task = task.model_copy(update={"state": TaskState.QUEUED, "error": error})
+        live.task = step.task
         live.run_deadline = None
         live.handle = None
         late = None if stopped_before else live.stop_reason
@@ -1073,7 +1054,7 @@ class Engine:
 
     async def _end(
         self,
-        live: _Live,
+        live: LiveTask,
         state: TaskState,
         *,
         result: JsonValue = None,
@@ -1087,44 +1068,22 @@ class Engine:
         nothing here needs a shield. `wait=False` returns once the end is queued for the
         writer (a run's own task has nothing left to do; waiters are woken by `_ended`).
         """
-        assert state.terminal
         task = live.task
         now_wall = self.clock.wall()
-        finished = _utc(now_wall)
-        change: Change = self._pending_reports(live, now_wall)
-        change.append(UpdateTask(task.id, {
-            "state": state, "finished_at": finished, "result": result, "error": error,
-            "exit_code": exit_code, "pid": None,
-        }))  # fmt: skip
-        if task.state is TaskState.RUNNING:
-            change.append(EndAttempt(task.id, task.attempt, now_wall, str(state), error))
-        data: dict[str, JsonValue] = {
-            "label": task.label,
-            "description": task.description,
-            "state": str(state),
-            "exit_code": exit_code,
-            "result_preview": _preview(result),
-            "error": None if error is None else error.model_dump(mode="json", exclude={"detail"}),
-        }
-        if task.started_at is not None:
-            data["elapsed"] = round(max(0.0, now_wall - task.started_at.timestamp()), 3)
-        change.append(
-            AddEvent(f"task.{state}", task.session, now_wall, task.id, task.group, data)  # type: ignore[arg-type]  # f"task.{state}" is a terminal EventType
+        step = lifecycle.end(
+            task, state, at=now_wall, result=result, error=error, exit_code=exit_code
         )
+        change: Change = [*self._pending_reports(live, now_wall), *rows_of(step)]
         if task.group is not None and self._group_done(task.session, task.group):
             # Its last task: the summary is stored with this end, or not at all.
             change.append(AddGroupSummary(task.session, task.group, now_wall))
         # The work is over: its slot goes to the next task while the end is committed.
         live.ending = True
         self._release(live)
-        ended = task.model_copy(update={
-            "state": state, "finished_at": finished, "result": result, "error": error,
-            "exit_code": exit_code,
-        })  # fmt: skip
-        await self._commit_end(live, ended, change, wait=wait)
+        await self._commit_end(live, step.task, change, wait=wait)
 
     async def _commit_end(
-        self, live: _Live, ended: Task, change: Change, *, wait: bool = True, delay: float = 0.0
+        self, live: LiveTask, ended: Task, change: Change, *, wait: bool = True, delay: float = 0.0
     ) -> None:
         if delay:
             await self.clock.sleep_until(self.clock.now() + delay)
@@ -1135,7 +1094,7 @@ class Engine:
         await self.store.commit_then([change], after, wait=wait)
 
     def _ended(
-        self, live: _Live, ended: Task, change: Change, stored: list[Committed] | Exception
+        self, live: LiveTask, ended: Task, change: Change, stored: list[Committed] | Exception
     ) -> None:
         """A task's end is committed (or could not be): memory and follow-ups, in that order.
 
@@ -1163,10 +1122,14 @@ class Engine:
         self._resolve_dependents(ended)
         for event in stored:
             if event.op.type == "group.completed":
-                logger.info("group %s completed: %s tasks", event.op.group, event.op.data["total"])
+                summary = event.op.data
+                assert isinstance(summary, GroupCompleted)
+                logger.info("group %s completed: %s tasks", summary.group, summary.total)
         live.finish()  # last: waiters see the task's end (and its group's summary) stored
 
-    def _end_not_stored(self, live: _Live, ended: Task, change: Change, error: Exception) -> None:
+    def _end_not_stored(
+        self, live: LiveTask, ended: Task, change: Change, error: Exception
+    ) -> None:
         live.end_tries += 1
         if live.end_error is None:
             logger.error("%s: its end (%s) could not be stored; trying again until it is: %s",
@@ -1240,7 +1203,7 @@ class Engine:
         """Delete tasks, events and logs older than `retention`; unfinished tasks stay."""
         ids = await self.store.sweep(self.clock.wall() - self.retention)
         if ids:
-            counts = await self.store.read(lambda b: b.state_counts())
+            counts = await self.store.state_counts()
             self.terminal_counts = Counter(
                 {TaskState(s): n for s, n in counts.items() if TaskState(s).terminal}
             )
@@ -1249,6 +1212,6 @@ class Engine:
             logger.info("swept %d finished tasks", len(ids))
         return len(ids)
 
-    def iter_live(self) -> Iterable[_Live]:
+    def iter_live(self) -> Iterable[LiveTask]:
         """The unfinished tasks."""
         return self.live.values()

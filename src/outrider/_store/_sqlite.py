@@ -20,24 +20,27 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, JsonValue
+from pydantic import BaseModel
 from pydantic_core import to_json
 
 from outrider._types._errors import StoreError, StoreUnavailable
-from outrider._types._task import (
-    TASK_SPEC_ADAPTER,
-    ErrorInfo,
+from outrider._types._events import (
+    NOTICE_TYPES,
+    PAYLOAD_OF,
     Event,
+    EventData,
     EventType,
-    Progress,
-    Task,
-    TaskState,
-    Usage,
+    GroupCompleted,
+    GroupMember,
+    TaskRetrying,
 )
+from outrider._types._task import TASK_SPEC_ADAPTER, ErrorInfo, Progress, Task, TaskState, Usage
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from importlib.resources.abc import Traversable
+
+    from outrider._core._lifecycle import Transition
 
 __all__ = [
     "AddEvent",
@@ -46,7 +49,6 @@ __all__ = [
     "Committed",
     "EndAttempt",
     "InsertTask",
-    "NOTICE_EVENT_TYPES",
     "Op",
     "SQLiteBackend",
     "SetNoticeCursor",
@@ -102,9 +104,9 @@ class AddEvent:
     type: EventType
     session: str
     at: float
-    task_id: str | None = None
-    group: str | None = None
-    data: dict[str, JsonValue] = field(default_factory=dict)
+    task_id: str | None
+    group: str | None
+    data: EventData
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,33 @@ Change = list[Op]
 """Ops applied atomically together."""
 
 
+def rows_of(step: Transition) -> Change:
+    """The ops that store one lifecycle step: its fields, its attempt's row, its event.
+
+    Entering `running` clears the backoff (`ready_at`) and starts the attempt; leaving it
+    clears the recorded process and ends the attempt (`retrying`, or the end state); a retry
+    is not ready before its delay.
+    """
+    task = step.task
+    fields = dict(step.update)
+    ops: Change = []
+    if step.starts_attempt:
+        fields["ready_at"] = None
+    if step.ends_attempt:
+        fields["pid"] = None
+    if isinstance(step.event, TaskRetrying):
+        fields["ready_at"] = step.at + step.event.delay
+    if fields:
+        ops.append(UpdateTask(task.id, fields))
+    if step.starts_attempt:
+        ops.append(StartAttempt(task.id, task.attempt, step.at))
+    elif step.ends_attempt:
+        how = "retrying" if isinstance(step.event, TaskRetrying) else str(task.state)
+        ops.append(EndAttempt(task.id, task.attempt, step.at, how, task.error))
+    ops.append(AddEvent(step.event_type, task.session, step.at, task.id, task.group, step.event))
+    return ops
+
+
 @dataclass(frozen=True, slots=True)
 class UnfinishedTask:
     """A task found queued or running when the store opens."""
@@ -143,11 +172,8 @@ class UnfinishedTask:
     ready_at: float | None
 
 
-NOTICE_EVENT_TYPES = (
-    "task.succeeded", "task.failed", "task.cancelled", "task.timed_out", "group.completed",
-)  # fmt: skip
 """The events that make a completion notice."""
-_NOTICE_TYPES_SQL = ", ".join("?" * len(NOTICE_EVENT_TYPES))
+_NOTICE_TYPES_SQL = ", ".join("?" * len(NOTICE_TYPES))
 
 _TASK_COLUMNS = (
     "task_id, session, grp, parent, label, description, spec, priority, keys, depends_on, "
@@ -326,7 +352,7 @@ def _event_from_row(row: Sequence[object]) -> Event:
         session=session,
         task_id=task_id,
         group=grp,
-        data=json.loads(str(data)),
+        data=PAYLOAD_OF[str(type_)].model_validate_json(str(data)),
     )
 
 
@@ -351,7 +377,6 @@ class Committed:
 
 _GROUP_LISTED = 200
 """A group summary lists this many of its tasks (all are counted)."""
-_TERMINAL = tuple(str(s) for s in TaskState if s.terminal)
 
 
 def _group_summary(cur: sqlite3.Cursor, op: AddGroupSummary) -> AddEvent:
@@ -363,15 +388,17 @@ def _group_summary(cur: sqlite3.Cursor, op: AddGroupSummary) -> AddEvent:
         f"SELECT task_id, label, state, exit_code {where} ORDER BY seq LIMIT {_GROUP_LISTED}",
         (op.session, op.group),
     ).fetchall()
-    data: dict[str, JsonValue] = {
-        "group": op.group,
-        "total": sum(counts.values()),
-        **{state: counts.get(state, 0) for state in _TERMINAL},
-        "tasks": [
-            {"id": task_id, "label": label, "state": state, "exit_code": exit_code}
+    data = GroupCompleted.model_construct(
+        group=op.group,
+        total=sum(counts.values()),
+        **{s.value: counts.get(s.value, 0) for s in TaskState if s.terminal},
+        tasks=[
+            GroupMember.model_construct(
+                id=task_id, label=label, state=TaskState(state), exit_code=exit_code
+            )
             for task_id, label, state, exit_code in listed
         ],
-    }
+    )
     return AddEvent("group.completed", op.session, op.at, None, op.group, data)
 
 
@@ -438,7 +465,10 @@ class _BatchRows:
                 self.owners.append(index)
             case AddGroupSummary():
                 self.summaries.append((len(self.events), op))
-                self.events.append(AddEvent("group.completed", op.session, op.at))
+                placeholder = GroupCompleted.model_construct(group=op.group, total=0)
+                self.events.append(
+                    AddEvent("group.completed", op.session, op.at, None, op.group, placeholder)
+                )
                 self.event_data.append("{}")
                 self.owners.append(index)
             case SetNoticeCursor(session=session, seq=seq):
@@ -715,7 +745,7 @@ class SQLiteBackend:
             rows = self._conn.execute(
                 f"{columns} WHERE session = ? AND type IN ({_NOTICE_TYPES_SQL}) AND seq > ? "
                 "ORDER BY seq LIMIT ?",
-                (session, *NOTICE_EVENT_TYPES, after, limit),
+                (session, *NOTICE_TYPES, after, limit),
             )
         elif session is None:
             rows = self._conn.execute(
@@ -765,7 +795,3 @@ class SQLiteBackend:
         """The highest task `seq` so far (0 if none)."""
         (value,) = self._conn.execute("SELECT coalesce(max(seq), 0) FROM tasks").fetchone()
         return int(value)
-
-    def group_members(self, session: str, group: str) -> list[Task]:
-        """Every task of a group, in submission order."""
-        return self.query(session=session, group=group)

@@ -46,9 +46,12 @@ from outrider._types._errors import Closed, StoreError, StoreUnavailable
 from ._sqlite import Change, Committed, SQLiteBackend
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from anyio.abc import TaskStatus
+
+    from outrider._types._events import Event
+    from outrider._types._task import Task
 
 
 __all__ = ["Store"]
@@ -325,12 +328,56 @@ class Store:
         self._publish(results)
         return results
 
-    async def read(self, fn: Callable[[SQLiteBackend], T]) -> T:
+    async def _read(self, fn: Callable[[SQLiteBackend], T]) -> T:
         """Run `fn` with the reader connection in a worker thread."""
         reader = self._reader
         if reader is None:
             raise Closed("The store is closed; open an `Orchestrator` to read it.")
         return await anyio.to_thread.run_sync(fn, reader, limiter=self._read_limiter)
+
+    async def get(self, task_id: str) -> Task | None:
+        """One task, or None."""
+        return await self._read(lambda b: b.get(task_id))
+
+    async def get_many(self, task_ids: Iterable[str]) -> dict[str, Task]:
+        """Several tasks by id; unknown ids are left out."""
+        ids = list(task_ids)
+        return await self._read(lambda b: b.get_many(ids))
+
+    async def query(
+        self,
+        *,
+        session: str | None,
+        states: Sequence[str] | None = None,
+        group: str | None = None,
+        limit: int | None = None,
+    ) -> list[Task]:
+        """Tasks in submission order, filtered (the newest `limit`)."""
+        return await self._read(
+            lambda b: b.query(session=session, states=states, group=group, limit=limit)
+        )
+
+    async def events(
+        self, *, session: str | None, after: int, limit: int, prefix: bool, notices: bool
+    ) -> list[Event]:
+        """Events with `seq > after`, oldest first (see `SQLiteBackend.events`)."""
+        return await self._read(
+            lambda b: b.events(
+                session=session, after=after, limit=limit, prefix=prefix, notices=notices
+            )
+        )
+
+    async def notice_events(self, session: str, limit: int) -> list[Event]:
+        """The session's ending events not yet acknowledged, oldest first."""
+        return await self._read(lambda b: b.notice_events(session, limit))
+
+    async def notice_cursor(self, session: str) -> int:
+        """The highest acknowledged notice `seq` of the session (0 if none)."""
+        return await self._read(lambda b: b.notice_cursor(session))
+
+    async def state_counts(self) -> dict[str, int]:
+        """Number of tasks per state."""
+        return await self._read(lambda b: b.state_counts())
 
     async def sweep(self, before: float) -> list[str]:
         """Delete what finished before `before` (UTC epoch); returns the deleted task ids."""

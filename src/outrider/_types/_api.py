@@ -36,16 +36,8 @@ if TYPE_CHECKING:
     from pydantic import JsonValue
     from typing_extensions import Unpack
 
-    from ._task import (
-        Event,
-        KeyStatus,
-        Notice,
-        NoticeWait,
-        Status,
-        SubmitError,
-        Task,
-        TaskSpec,
-    )
+    from ._events import Event
+    from ._task import KeyStatus, Notice, NoticeWait, Status, SubmitError, Task, TaskSpec
 
 __all__ = [
     "ReturnWhen",

@@ -210,6 +210,8 @@ def user_error(
         for p in where_from
         if p not in _LOCATION_PARTS and not (isinstance(p, int) and p < 0)
     ]
+    if "[key]" in parts:  # a mapping's key is bad: the mapping is the field
+        parts = parts[: max(0, parts.index("[key]") - 1)]
     loc = ".".join(parts)
     field = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or None)
     if field is None and where_from:  # the whole body (or header, query) is to blame

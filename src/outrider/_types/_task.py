@@ -27,8 +27,6 @@ __all__ = [
     "AgentSpec",
     "CliAgentSpec",
     "ErrorInfo",
-    "Event",
-    "EventType",
     "HandlerSpec",
     "KeyStatus",
     "Notice",
@@ -383,33 +381,6 @@ class Task(BaseModel):
             return None
         end = self.finished_at or datetime.now(self.started_at.tzinfo)
         return max(0.0, (end - self.started_at).total_seconds())
-
-
-EventType: TypeAlias = Literal[
-    "task.queued",
-    "task.started",
-    "task.progress",
-    "task.output",
-    "task.retrying",
-    "task.succeeded",
-    "task.failed",
-    "task.cancelled",
-    "task.timed_out",
-    "group.completed",
-]
-
-
-class Event(BaseModel):
-    """One stored event; `seq` grows by one per event across the whole store."""
-
-    model_config = _FROZEN
-    seq: int
-    type: EventType
-    session: str
-    task_id: str | None = None
-    group: str | None = None
-    at: datetime
-    data: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class KeyStatus(BaseModel):

@@ -11,16 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
-from .._types._task import (
-    Event,
-    KeyStatus,
-    Notice,
-    NoticeWait,
-    Status,
-    SubmitError,
-    SubmitItem,
-    Task,
-)
+from .._types._events import Event
+from .._types._task import KeyStatus, Notice, NoticeWait, Status, SubmitError, SubmitItem, Task
 from ._bodies import (
     BatchResult,
     Health,

@@ -14,6 +14,7 @@ captured (up to 1 MiB) for parsing. A missing executable fails the task at once,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -26,8 +27,9 @@ from ._shell import ShellRunner
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
+    from contextlib import AbstractAsyncContextManager
 
-    from ._protocol import RunContext
+    from ._protocol import RunContext, RunnerHost
 
 __all__ = ["BUILTIN_TEMPLATES", "OUTPUT_FORMATS", "CliAgentRunner", "CliTemplate", "parse_answer"]
 
@@ -284,12 +286,18 @@ class CliAgentRunner:
         self._shell = shell or ShellRunner()
 
     def default_keys(self, spec: object) -> tuple[str, ...]:
-        """`agent:<name>` (or `cli:<cli>`), and `model:<model>` when one is named."""
+        """`agent:<name>` (or `cli:<cli>`)."""
         assert isinstance(spec, CliAgentSpec)
-        keys = [f"agent:{spec.agent}" if spec.agent else f"cli:{spec.cli}"]
-        if spec.model:
-            keys.append(f"model:{spec.model}")
-        return tuple(keys)
+        return (f"agent:{spec.agent}" if spec.agent else f"cli:{spec.cli}",)
+
+    def required_keys(self, spec: object) -> tuple[str, ...]:
+        """`model:<model>` when one is named (the model's own limits)."""
+        assert isinstance(spec, CliAgentSpec)
+        return (f"model:{spec.model}",) if spec.model else ()
+
+    def lifespan(self, host: RunnerHost) -> AbstractAsyncContextManager[None]:
+        """Nothing to set up: each CLI runs as its task's process."""
+        return contextlib.nullcontext()
 
     async def run(self, spec: object, ctx: RunContext) -> RunOutcome:
         """Run the CLI; its answer is the result (usage too, when it reports it)."""

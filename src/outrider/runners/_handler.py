@@ -27,14 +27,13 @@ import anyio.to_thread
 
 from outrider._types._task import HandlerSpec
 
-from ._protocol import RunContext, RunFailure, RunOutcome
+from ._pool import WorkerPool
+from ._protocol import RunContext, RunFailure, RunnerHost, RunOutcome
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
 
     from pydantic import JsonValue
-
-    from ._pool import WorkerPool
 
 __all__ = ["Handler", "HandlerRunner", "Isolation"]
 
@@ -97,14 +96,34 @@ class HandlerRunner:
     kind = "handler"
     uses_processes = False
 
-    def __init__(self, handlers: Mapping[str, Handler], pool: Callable[[], WorkerPool]) -> None:
+    def __init__(self, handlers: Mapping[str, Handler], *, workers: int | None = None) -> None:
         self._handlers = handlers
-        self._pool = pool
+        self._workers = workers
+        self._pool: WorkerPool | None = None
+
+    def _worker_pool(self) -> WorkerPool:
+        """The pool of `isolation="process"` handlers, started on first use."""
+        if self._pool is None:
+            self._pool = WorkerPool(max_workers=self._workers)
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, host: RunnerHost) -> AsyncIterator[None]:
+        """Close the worker processes, if any started, once every run has ended."""
+        try:
+            yield
+        finally:
+            if self._pool is not None:
+                await self._pool.aclose()
 
     def default_keys(self, spec: object) -> tuple[str, ...]:
         """One key per handler: `handler:<name>`."""
         assert isinstance(spec, HandlerSpec)
         return (f"handler:{spec.handler}",)
+
+    def required_keys(self, spec: object) -> tuple[str, ...]:
+        """None: a handler names no outside limit."""
+        return ()
 
     async def run(self, spec: object, ctx: RunContext) -> RunOutcome:
         """Call the handler with `ctx` and the spec's params."""
@@ -117,7 +136,8 @@ class HandlerRunner:
                 type="RunnerError",
             )
         if handler.isolation == "process":
-            result = await self._pool().run(handler.fn, spec.params, ctx, handler=spec.handler)
+            pool = self._worker_pool()
+            result = await pool.run(handler.fn, spec.params, ctx, handler=spec.handler)
             return RunOutcome(result=result)
         try:
             if inspect.iscoroutinefunction(handler.fn):

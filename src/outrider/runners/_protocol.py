@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     import anyio
     from pydantic import JsonValue
 
-    from outrider._types._task import Usage
+    from outrider._types._task import Task, TaskSpec, Usage
 
-__all__ = ["RunContext", "RunFailure", "RunOutcome", "Runner"]
+__all__ = ["RunContext", "RunFailure", "RunOutcome", "Runner", "RunnerHost"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +108,25 @@ class RunContext(Protocol):
         """The session the task belongs to (tasks it starts belong to it too)."""
         ...
 
-    def waiting(self) -> AbstractAsyncContextManager[None]:
-        """Around a wait for tasks this one started: its concurrency slots go to others meanwhile.
+    async def spawn(
+        self, spec: TaskSpec, /, *, label: str | None = None, timeout: float | None = None
+    ) -> Task:
+        """Run a child task and return its record once it ended.
 
-        On exit the task queues for its slots again, ahead of its priority's other tasks, and
-        continues once it has them. Nested and concurrent uses are fine.
+        The child is in this task's session, has it as `parent`, and starts first in its
+        priority. While it runs, this task's concurrency slots go to others; it takes them back
+        (ahead of its priority's other tasks) before this returns.
+
+        Raises:
+            UserError: The spec was refused (its message says why).
+
+        Cancellation: if this task is stopped, the child is cancelled with it (shielded)
+        before the cancellation propagates.
         """
+        ...
+
+    async def tail(self, task_id: str, *, lines: int = 50) -> str:
+        """The last `lines` lines of the output of a task this one spawned."""
         ...
 
     async def save_transcript(self, data: bytes) -> None:
@@ -139,6 +152,14 @@ class RunContext(Protocol):
         ...
 
 
+class RunnerHost(Protocol):
+    """What a runner may ask of the orchestrator that runs it (see `Runner.lifespan`)."""
+
+    def set_limit(self, key: str, limit: int) -> None:
+        """Change a concurrency key's limit (a model's, as its provider throttles)."""
+        ...
+
+
 class Runner(Protocol):
     """Runs the tasks of one kind."""
 
@@ -153,7 +174,23 @@ class Runner(Protocol):
         ...
 
     def default_keys(self, spec: object) -> tuple[str, ...]:
-        """The concurrency keys of a task that names none."""
+        """The concurrency keys of a task that names none (its kind's: `shell`, `agent:x`)."""
+        ...
+
+    def required_keys(self, spec: object) -> tuple[str, ...]:
+        """Keys a task holds whatever keys it names.
+
+        They stand for limits outside outrider (a model's rate, a provider's), which only the
+        runner can tell from the spec.
+        """
+        ...
+
+    def lifespan(self, host: RunnerHost) -> AbstractAsyncContextManager[None]:
+        """Entered by the orchestrator when it opens, left when it closes (after every run).
+
+        A runner keeps `host` to act on the orchestrator, and releases what it holds (HTTP
+        clients, worker processes) on the way out.
+        """
         ...
 
     async def run(self, spec: object, ctx: RunContext) -> RunOutcome:

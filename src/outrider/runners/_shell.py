@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 from typing import TYPE_CHECKING
@@ -28,11 +29,12 @@ import anyio.lowlevel
 
 from .._types._task import ShellSpec
 from ._procs import marker, task_environment
-from ._protocol import RunContext, RunFailure, RunOutcome
+from ._protocol import RunContext, RunFailure, RunnerHost, RunOutcome
 from ._tracked import TaskProcess
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from contextlib import AbstractAsyncContextManager
 
     from anyio.abc import ByteReceiveStream
 
@@ -79,6 +81,14 @@ class ShellRunner:
     def default_keys(self, spec: object) -> tuple[str, ...]:
         """Every shell task holds the key `shell` unless it names its own."""
         return ("shell",)
+
+    def required_keys(self, spec: object) -> tuple[str, ...]:
+        """None: a command names no outside limit."""
+        return ()
+
+    def lifespan(self, host: RunnerHost) -> AbstractAsyncContextManager[None]:
+        """Nothing to set up: each task's processes are its own."""
+        return contextlib.nullcontext()
 
     async def run(self, spec: object, ctx: RunContext) -> RunOutcome:
         """Run the command; see the module docstring for output and stopping."""

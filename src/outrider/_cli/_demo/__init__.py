@@ -85,8 +85,8 @@ def demo_agent(console: Console) -> None:
         async with Orchestrator(db=":memory:", runners=[runner]) as orch:
             spec = agent("demo-reader", "Describe what calc/ does in two sentences.",
                          workspace=str(workspace))  # fmt: skip
-            task = await orch.submit(spec, session="demo")
-            (done,) = await orch.wait([task.id], session="demo")
+            task = await orch.session("demo").submit(spec)
+            (done,) = await orch.session("demo").wait([task.id])
         console.print(f"\n[bold]Sub-agent[/] on {config.default_model}: {done.state.value}")
         console.print(str(done.result if done.error is None else done.error.message))
         if done.usage is not None:

@@ -1,0 +1,126 @@
+"""`Core`: the parts of one orchestrator its sessions act on, and the reads they share.
+
+The Orchestrator composes it (store, engine, event bus, clock, runners, handlers, settings);
+each `Session` holds it. Reads go to the store (the truth) and are decorated with what only
+memory knows: a queued task's place in line and what it waits for. Event streams read the
+store from a `seq`, then follow the bus; a subscriber that falls behind is resynced from the
+store, so no event is lost or repeated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .._types._errors import TaskNotFound
+from .._types._events import NOTICE_TYPES
+from .._types._task import TaskState
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+
+    from .._core._bus import EventBus
+    from .._core._clock import Clock
+    from .._engine._engine import Engine
+    from .._store._store import Store
+    from .._types._events import Event
+    from .._types._task import Task
+    from ..runners._handler import Handler
+    from ..runners._protocol import Runner
+    from ._readers import Readers
+    from ._settings import Settings
+
+__all__ = ["Core"]
+
+_PAGE = 500
+"""Events read from the store at a time."""
+
+
+@dataclass(eq=False, slots=True)
+class Core:
+    """What the sessions of one orchestrator act on."""
+
+    store: Store
+    engine: Engine
+    bus: EventBus
+    clock: Clock
+    runners: Mapping[str, Runner]
+    handlers: Mapping[str, Handler]
+    settings: Settings
+    check_open: Callable[[str], None]
+    """Raises `Closed` (naming the action) unless the orchestrator is open."""
+    readers: Readers
+    """Who reads each session's notices, and where each reader is (`_readers`)."""
+
+    async def visible(self, task_ids: Iterable[str], session: str) -> dict[str, Task]:
+        """The tasks of `session` among `task_ids` (others are left out, like unknown ones)."""
+        found = await self.store.get_many(task_ids)
+        return {i: t for i, t in found.items() if t.session == session}
+
+    async def get(self, task_id: str, session: str) -> Task:
+        """One task of `session`, decorated.
+
+        Raises:
+            TaskNotFound: No such task in `session` (the same for another session's id).
+        """
+        task = await self.store.get(task_id)
+        if task is None or task.session != session:
+            raise TaskNotFound(task_id)
+        return self.decorate([task])[0]
+
+    def decorate(self, tasks: list[Task], *, new: bool = False) -> list[Task]:
+        """Queued tasks with their `position` and `waiting_for`.
+
+        `new`: the tasks were just submitted, the last of their priority (a single one is
+        placed without looking at the rest of the queue).
+        """
+        engine = self.engine
+        queued = {t.id for t in tasks if t.state is TaskState.QUEUED and t.id in engine.live}
+        if not queued:
+            return tasks
+        positions: Mapping[str, int | None]
+        if new and len(queued) == 1:
+            (only,) = queued
+            positions = {only: engine.queue.position_of_newest(only)}
+        else:
+            positions = engine.queue.positions(queued)
+        now = self.clock.now()
+        return [
+            t.model_copy(update={"position": positions.get(t.id),
+                                 "waiting_for": engine.waiting_for(t.id, now)})
+            if t.id in queued
+            else t
+            for t in tasks
+        ]  # fmt: skip
+
+    async def events(
+        self, session: str, after: int, *, follow: bool, prefix: bool, notices: bool = False
+    ) -> AsyncIterator[Event]:
+        """The events of `session` (`prefix`: of every session starting so) from `seq > after`.
+
+        `notices`: only the ending events, the ones that make completion notices.
+        """
+        last = after
+        while True:
+            sub = self.bus.subscribe(session, prefix=prefix)
+            try:
+                while True:
+                    batch = await self.store.events(
+                        session=session, after=last, limit=_PAGE, prefix=prefix, notices=notices
+                    )
+                    for event in batch:
+                        yield event
+                        last = event.seq
+                    if len(batch) < _PAGE:
+                        break
+                if not follow:
+                    return
+                async for event in sub.receive:
+                    if event.seq <= last or (notices and event.type not in NOTICE_TYPES):
+                        continue
+                    yield event
+                    last = event.seq
+                if not sub.lagged:
+                    return
+            finally:
+                sub.close()
