@@ -65,6 +65,13 @@ def _no_daemon(url: str, exc: Exception) -> DaemonError:
     )
 
 
+def _json_or_none(response: httpx.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
 def _raise_for(response: httpx.Response, op: ops.Op[Any] | None = None) -> None:
     if response.is_success:
         return
@@ -161,7 +168,7 @@ class AsyncClient:
         nonce = challenge()
         params = {"challenge": nonce, "token_id": token_id(self._token)}
         response = await self._http.get(self._url + "/health", params=params, timeout=self._timeout)
-        check_proof(response, url=self._url, token=self._token, nonce=nonce)
+        check_proof(_json_or_none(response), url=self._url, token=self._token, nonce=nonce)
         self._proven = self._url
 
     async def _call(self, op: ops.Op[T]) -> T:

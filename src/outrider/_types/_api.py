@@ -27,6 +27,7 @@ from ._errors import (
     UserError,
     user_error,
 )
+from ._names import check_session_name
 from ._task import SubmitItem, TaskState
 
 if TYPE_CHECKING:
@@ -231,15 +232,6 @@ class Tasks(Protocol):
         the same owner, each event naming its session.
         """
         ...
-
-
-def check_session_name(name: str, *, field: str = "session") -> str:
-    """`name` if it is a valid session (or reader) name, else a UserError naming the rule."""
-    if not (0 < len(name) <= 64) or not all(c.isalnum() or c in "._:-" for c in name):
-        raise UserError(
-            f"Invalid {field} name {name!r}: use 1-64 letters, digits and . _ : -.", field=field
-        )
-    return name
 
 
 Sessions = Callable[[str, str], Tasks]

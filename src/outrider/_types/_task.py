@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Literal, TypeAlias
 
 from pydantic import (
@@ -21,6 +20,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from ._state import TERMINAL_STATES, TaskState
 
 __all__ = [
     "TERMINAL_STATES",
@@ -50,32 +51,6 @@ __all__ = [
 MAX_PAYLOAD_BYTES = 1024 * 1024
 """The largest spec (as JSON) a task may carry."""
 
-
-class TaskState(StrEnum):
-    """Where a task is in its life; the values are stored verbatim."""
-
-    QUEUED = "queued"
-    """Waiting to start: for a slot, its dependencies, resources, or a retry's backoff."""
-    RUNNING = "running"
-    """Started and not yet ended."""
-    SUCCEEDED = "succeeded"
-    """Ended with a result."""
-    FAILED = "failed"
-    """Ended with an error (including `interrupted` by a crash or shutdown)."""
-    CANCELLED = "cancelled"
-    """Ended because it was cancelled, or because a task it depends on did not succeed."""
-    TIMED_OUT = "timed_out"
-    """Ended because its `timeout`, `ttl` or `stall_timeout` expired."""
-
-    @property
-    def terminal(self) -> bool:
-        """Whether the state is final."""
-        return self in TERMINAL_STATES
-
-
-TERMINAL_STATES = frozenset(
-    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMED_OUT}
-)
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 MAX_SECONDS = 10 * 365 * 86_400.0
