@@ -139,9 +139,14 @@ def test_next_and_ack_for_the_plugin(daemon: Daemon) -> None:
     assert hook(daemon, "ack", "--session", "opencode-p1").returncode == 2
 
 
-def test_no_bridge_no_delivery(daemon: Daemon) -> None:
+def test_no_bridge_no_delivery(daemon: Daemon, tmp_path: Path) -> None:
     quiet = hook(daemon, "stop", stdin="{}")
     assert (quiet.returncode, quiet.stdout) == (0, "")
+    gone = Daemon(url="http://127.0.0.1:9", token="x", home=tmp_path / "none", pid=0)
+    for event in ("claude-prompt", "claude-start"):  # no daemon: the turn goes on, quietly
+        done = hook(gone, event, stdin=json.dumps({"session_id": "q"}))
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert hook(gone, "next", "--session", "q", "--timeout", "0").returncode == 1
 
 
 class Bridge:

@@ -199,5 +199,9 @@ def main(argv: Sequence[str]) -> int:
             return 0
         return _deliver_now(client, reader, given.event)
     except OutriderError as exc:
-        print(f"outrider: {exc}", file=sys.stderr)
-        return 1 if given.event in ("next", "ack") else 0
+        if given.event in ("next", "ack"):
+            print(f"outrider: {exc}", file=sys.stderr)
+            return 1
+        if not isinstance(exc, DaemonError):  # no daemon: nothing this window could get now
+            print(f"outrider: {exc}", file=sys.stderr)
+        return 0
