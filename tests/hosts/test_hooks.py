@@ -7,6 +7,7 @@ window wins, so a host that starts one per turn is never woken twice or in a loo
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -223,3 +224,17 @@ def test_bridge_answers_without_a_daemon_and_the_daemon_outlives_its_host(
             if psutil.pid_exists(pid):
                 psutil.Process(pid).terminate()
                 psutil.Process(pid).wait(60)
+
+
+def test_doctor_sees_the_daemon_and_the_installed_hosts(daemon: Daemon, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    env = {**daemon.env, "HOME": str(tmp_path / "home")}
+    run = functools.partial(subprocess.run, cwd=project, env=env, capture_output=True, text=True,
+                            timeout=60, check=False)  # fmt: skip
+    before = run([*OUTRIDER, "doctor"]).stdout
+    assert "daemon: running" in before
+    assert "fix: outrider install claude" in before
+    run([*OUTRIDER, "install", "claude"])
+    after = run([*OUTRIDER, "doctor"]).stdout
+    assert "hosts: outrider is installed in claude (project)" in after

@@ -66,6 +66,40 @@ def _agents(project: Path) -> bool:
     return not found.errors
 
 
+def _daemon() -> bool:
+    from .._client._light import LightClient
+    from .._paths import token_file
+    from .._types._errors import OutriderError
+
+    token = token_file()
+    if token.exists() and token.stat().st_mode & 0o077:
+        _line(False, "token", f"{token} is readable by others", f"chmod 600 {token}")
+    try:
+        health = LightClient("doctor").call("GET", "/health")
+    except OutriderError as exc:
+        _line(False, "daemon", str(exc).rstrip("."), "`outrider serve` (a host's bridge starts "
+              "one on its first call)")  # fmt: skip
+        return False
+    _line(True, "daemon", f"running, version {health.get('version', '?')}")
+    return True
+
+
+def _hosts(project: Path, home: Path) -> None:
+    from ._install import HOSTS, plan
+
+    found = []
+    for host in HOSTS:
+        for scope in ("project", "user"):
+            edits = plan(host, exe="outrider", root=project, home=home, scope=scope)
+            if all(edit.path.is_file() and "outrider" in edit.path.read_text() for edit in edits):
+                found.append(f"{host} ({scope})")
+    if found:
+        _line(True, "hosts", "outrider is installed in " + ", ".join(found))
+    else:
+        _line(False, "hosts", "no agent host here or in your home has outrider",
+              "outrider install claude (or opencode, codex, gemini, cursor)")  # fmt: skip
+
+
 def run_checks(config: Path | None) -> int:
     """Print each check with its fix; 0 if nothing needs fixing, else 1."""
     try:
@@ -73,7 +107,9 @@ def run_checks(config: Path | None) -> int:
     except UserError as exc:
         _line(False, "config", str(exc), "fix the setting it names")
         return 1
+    running = _daemon()
+    _hosts(Path.cwd(), Path.home())
     sandboxed = _sandbox(settings.sandbox)
     _providers(dict(os.environ))  # a missing key only matters for that provider's models
     agents_ok = _agents(Path.cwd())
-    return 0 if sandboxed and agents_ok else 1
+    return 0 if sandboxed and agents_ok and running else 1
