@@ -350,7 +350,7 @@ def main(session: str | None, tools: str | None, config: Path | None) -> int:
     client = LightClient(name, autostart=True, on_start=started)
     bridge = Bridge(client, manifest, offered, reader=reader, cwd=os.getcwd(),
                     out=sys.stdout.buffer)  # fmt: skip
-    threading.Thread(target=_warm_up, args=(client,), daemon=True).start()
+    threading.Thread(target=_warm_up, args=(client, reader), daemon=True).start()
     try:
         bridge.serve(sys.stdin.buffer)
     finally:
@@ -359,9 +359,14 @@ def main(session: str | None, tools: str | None, config: Path | None) -> int:
     return 0
 
 
-def _warm_up(client: LightClient) -> None:
-    """Find (or start) the daemon now, so the first call does not wait for it."""
+def _warm_up(client: LightClient, reader: str) -> None:
+    """Find (or start) the daemon now, so the first call does not wait for it.
+
+    Reading the notices as this window's reader makes the daemon start the window's delivery
+    cursor now: what ends from here on reaches this window even if another window of the same
+    session acknowledges it first.
+    """
     try:
-        client.call("GET", "/health")
+        client.call("GET", "/v1/notices", params={"limit": 1, "reader": reader})
     except OutriderError as exc:
         print(f"outrider: {exc}", file=sys.stderr, flush=True)
