@@ -53,7 +53,7 @@ def served(
     opencode_bin: Path, tmp_path: Path
 ) -> Iterator[tuple[subprocess.Popen[str], str, FakeLLM, Path, Path]]:
     fake = FakeLLM()
-    fake.responder = respond
+    fake.responder = lambda call: respond(call)  # the module's, read at each call
     home, data, project = tmp_path / "home", tmp_path / "outrider", tmp_path / "project"
     for path in (home, project):
         path.mkdir()
