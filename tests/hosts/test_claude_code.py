@@ -8,6 +8,7 @@ receives: the tool answers, the notices, and the turn a finished task wakes it f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-pytestmark = [pytest.mark.hosts, pytest.mark.slow]
+pytestmark = [pytest.mark.hosts, pytest.mark.slow, pytest.mark.timeout(300)]
 
 TOOL = "mcp__outrider__"
 TASK_ID = re.compile(r"\bt_[0-9a-z]{18}\b")
@@ -65,7 +66,7 @@ def respond(call: Call) -> Reply:
             (f"{TOOL}delegate_task", {"description": f"job {n}", "command": f"echo job-{n}"})
             for n in (1, 2, 3)
         ])  # fmt: skip
-    if "delegate long" in said:
+    if "delegate long" in said and "cancel" not in said:
         return Reply.tool(f"{TOOL}delegate_task", description="long", command="sleep 300")
     if "cancel long" in said:
         earlier = "\n".join(_text(m) for m in messages)
@@ -109,7 +110,8 @@ class Window:
 
     def close(self) -> None:
         if self.process.stdin is not None:
-            self.process.stdin.close()
+            with contextlib.suppress(BrokenPipeError):
+                self.process.stdin.close()
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -197,6 +199,15 @@ def test_claude_code_delegates_is_woken_once_and_windows_are_isolated(
         sleepers = [p for p in psutil.Process(daemon_pid).children(recursive=True)
                     if "sleep" in " ".join(p.cmdline())]  # fmt: skip
         assert sleepers == []  # cancelling left no process
+
+        window_a.turn("window-A: delegate long")
+        psutil.Process(daemon_pid).kill()  # kill -9 of the daemon, its task mid-run
+        psutil.Process(daemon_pid).wait(30)
+        window_a.turn("window-A: list them")
+        told = [m for m in _conversation(fake, "window-A") if _is_tool_result(m)
+                and "No daemon was running, so one was started" in _text(m)]  # fmt: skip
+        assert len(told) == 2  # at the first call, and after the kill: the model is told
+        daemon_pid = json.loads((folder.parent / "outrider" / "daemon.json").read_text())["pid"]
     finally:
         window_a.close()
         if window_b is not None:

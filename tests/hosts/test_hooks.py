@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -85,7 +86,12 @@ def test_rewake_hook_wakes_once_and_the_newest_waiter_wins(daemon: Daemon) -> No
         waiters.append(process)
     try:
         # Whichever registered first is superseded by the other and wakes nobody.
-        done = psutil.wait_procs([psutil.Process(p.pid) for p in waiters], timeout=30)[0]
+        watched = [psutil.Process(p.pid) for p in waiters]
+        deadline = time.monotonic() + 30
+        done: list[psutil.Process] = []
+        while not done:  # the first to end (wait_procs alone waits for all of them)
+            assert time.monotonic() < deadline, "neither waiter gave way to the other"
+            done = psutil.wait_procs(watched, timeout=0.2)[0]
         assert len(done) == 1
         (older,) = [p for p in waiters if p.pid == done[0].pid]
         assert older.wait() == 0  # type: ignore[union-attr]
