@@ -197,23 +197,35 @@ def test_bridge_answers_without_a_daemon_and_the_daemon_outlives_its_host(
     env = {**os.environ, "OUTRIDER_HOME": str(tmp_path / "home"), "OUTRIDER_PORT": "0"}
     env.pop("OUTRIDER_URL", None)
     project = tmp_path / "project"
-    project.mkdir()
-    bridge = Bridge(env, project)
+    (project / ".claude" / "agents").mkdir(parents=True)
+    (project / ".claude" / "agents" / "helper.md").write_text(
+        "---\nname: helper\ndescription: helps\n---\nHelp.\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     pids: list[int] = []
+    starter = Bridge(env, elsewhere)  # a first host, in another directory, starts the daemon
+    hello = {"name": "test", "version": "1"}
+    init = starter.ask(
+        "initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": hello}
+    )
+    assert init["result"]["serverInfo"]["name"] == "outrider"
+    names = {t["name"] for t in starter.ask("tools/list")["result"]["tools"]}
+    assert {"delegate_task", "wait_tasks", "get_task_result"} <= names
+    assert "No daemon was running, so one was started" in starter.call("list_tasks")
+    starter.kill_group()  # that host ends its MCP server's whole group: the daemon lives on
+    bridge = Bridge(env, project)
     try:
-        hello = {"name": "test", "version": "1"}
-        init = bridge.ask(
-            "initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": hello}
-        )
-        assert init["result"]["serverInfo"]["name"] == "outrider"
-        names = {t["name"] for t in bridge.ask("tools/list")["result"]["tools"]}
-        assert {"delegate_task", "wait_tasks", "get_task_result"} <= names
+        bridge.ask("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}})
         text = bridge.call("delegate_task", description="where", command="pwd")
-        assert "No daemon was running, so one was started" in text
         task_id = re.findall(r"\bt_[0-9a-z]{18}\b", text)[0]
         done = bridge.call("get_task_result", task_id=task_id, wait=30)
-        assert str(project) in done  # run in the host's directory
+        assert str(project) in done  # run in this host's directory, not the daemon's
         pids.append(json.loads((tmp_path / "home" / "daemon.json").read_text())["pid"])
+        unknown = bridge.ask("tools/call", {"name": "delegate_task", "arguments": {
+            "description": "x", "agent": "nope", "prompt": "go"}})["result"]  # fmt: skip
+        assert unknown["isError"]
+        assert "helper" in unknown["content"][0]["text"]  # the agents of the host's project
         psutil.Process(pids[0]).kill()  # kill -9 of the daemon the bridge started
         psutil.Process(pids[0]).wait(30)
         again = bridge.call("list_tasks")

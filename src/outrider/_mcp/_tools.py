@@ -125,10 +125,17 @@ def _submit_item(
     if not work.command or not work.command.strip():
         raise _Answer("Give `command` (shell work) or `agent` and `prompt` (agent work).")
     return SubmitItem(
-        spec=ShellSpec(command=work.command, cwd=work.cwd), priority=work.priority,
+        spec=ShellSpec(command=work.command, cwd=_where(work.cwd, cwd)), priority=work.priority,
         timeout=work.timeout, label=work.label or _label(work.command),
         description=work.description or work.prompt, group=group,
     )  # fmt: skip
+
+
+def _where(given: str | None, host: str | None) -> str | None:
+    """Where work runs: its `cwd` (a relative one within the host's directory), else the host's."""
+    if given is None or host is None:
+        return given or host
+    return str(Path(host, given))
 
 
 def _agent_item(
@@ -136,7 +143,7 @@ def _agent_item(
 ) -> SubmitItem:
     assert work.agent is not None
     try:
-        spec, agent = agent_spec(agents, work.agent, work.prompt, cwd=work.cwd or cwd)
+        spec, agent = agent_spec(agents, work.agent, work.prompt, cwd=_where(work.cwd, cwd))
     except UserError as exc:
         hint = " Use `command` for shell work." if exc.field == "agent" else ""
         raise _Answer(f"{exc}{hint}") from None
@@ -243,7 +250,7 @@ class Tools:
         if not isinstance(self._agents, AgentCatalog):
             agents = self._agents
         elif work.agent is not None:
-            where = work.cwd or caller.cwd
+            where = _where(work.cwd, caller.cwd)
             load = self._agents.load
             agents = (await anyio.to_thread.run_sync(load, Path(where) if where else None)).agents
         return _submit_item(work, agents=agents, group=group, cwd=caller.cwd)
