@@ -1,6 +1,11 @@
-"""Daemon benchmark: submit latency over HTTP and over MCP (stdio), and SSE delivery.
+"""Daemon benchmark: submit latency over HTTP and over MCP (stdio), SSE delivery, host start.
 
 Run: uv run python bench/serve.py  [--quick]
+
+Host start is measured as a host does it: `outrider mcp` started as a process, its first
+`initialize` and `tools/list` answered (with the daemon running, and with none); a tool call
+through a started bridge; a finished task reaching a waiting `wait_tasks` answer; `outrider
+--help` and `outrider submit`, beside `python -c pass` in the same run as the baseline.
 
 Starts a real `outrider serve` on a free loopback port in a temporary data dir. Submitted tasks
 go to a key held by one long task, so they queue without running and the latency measured is the
@@ -12,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -71,6 +77,101 @@ async def mcp_calls(home: Path) -> list[float]:
     return out
 
 
+N_START = 10 if QUICK else 30
+OUTRIDER = [sys.executable, "-m", "outrider._cli"]
+
+
+class RawBridge:
+    """`outrider mcp` spoken to as a host does: JSON-RPC lines on its stdin and stdout."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [*OUTRIDER, "mcp"], env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.ids = 0
+
+    def ask(self, method: str, params: dict[str, object]) -> dict[str, object]:
+        self.ids += 1
+        line = {"jsonrpc": "2.0", "id": self.ids, "method": method, "params": params}
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(json.dumps(line).encode() + b"\n")
+        self.process.stdin.flush()
+        while True:
+            answer = json.loads(self.process.stdout.readline())
+            if answer.get("id") == self.ids:
+                return answer  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.close()
+        self.process.wait(30)
+        self.process.stdout.close()
+
+
+HELLO = {"protocolVersion": "2025-06-18", "capabilities": {},
+         "clientInfo": {"name": "bench", "version": "1"}}  # fmt: skip
+
+
+def bridge_start(env: dict[str, str]) -> tuple[float, float]:
+    """Seconds from starting the bridge to its `initialize` answer, and to `tools/list`'s."""
+    start = time.perf_counter()
+    bridge = RawBridge(env)
+    bridge.ask("initialize", HELLO)
+    hello = time.perf_counter() - start
+    bridge.ask("tools/list", {})
+    listed = time.perf_counter() - start
+    bridge.close()
+    return hello, listed
+
+
+def host_start(env: dict[str, str]) -> dict[str, list[float]]:
+    """The start-up measures, with the daemon of `env` running (and one without any)."""
+    out: dict[str, list[float]] = {k: [] for k in (
+        "init", "list", "init-nodaemon", "list-nodaemon", "call", "wake", "help", "submit",
+        "python")}  # fmt: skip
+    for _ in range(N_START):
+        hello, listed = bridge_start(env)
+        out["init"].append(hello)
+        out["list"].append(listed)
+        empty = tempfile.mkdtemp(prefix="outrider-bench-none-")
+        lonely = {**env, "OUTRIDER_HOME": empty, "OUTRIDER_URL": "http://127.0.0.1:9"}
+        hello, listed = bridge_start(lonely)  # no daemon (and none started: a fixed URL)
+        out["init-nodaemon"].append(hello)
+        out["list-nodaemon"].append(listed)
+        commands = {
+            "help": [*OUTRIDER, "--help"], "python": [sys.executable, "-c", "pass"],
+            "submit": [*OUTRIDER, "submit", "--key", "held", "--", "true"],
+        }  # fmt: skip
+        for key, argv in commands.items():
+            start = time.perf_counter()
+            subprocess.run(argv, env=env, capture_output=True, check=True)
+            out[key].append(time.perf_counter() - start)
+    bridge = RawBridge(env)
+    bridge.ask("initialize", HELLO)
+    bridge.ask("tools/call", {"name": "list_tasks", "arguments": {}})
+    for _ in range(N_START * 3):
+        start = time.perf_counter()
+        bridge.ask(
+            "tools/call", {"name": "list_tasks", "arguments": {"status": "queued", "limit": 1}}
+        )
+        out["call"].append(time.perf_counter() - start)
+    for _ in range(N_START):
+        given = bridge.ask("tools/call", {"name": "delegate_task", "arguments": {
+            "description": "wake", "command": "sleep 0.2"}})  # fmt: skip
+        task_id = given["result"]["structuredContent"]["task"]["id"]  # type: ignore[index]
+        waited = bridge.ask(
+            "tools/call", {"name": "wait_tasks", "arguments": {"task_ids": [task_id]}}
+        )
+        got = datetime.now(UTC)
+        ended = waited["result"]["structuredContent"]["tasks"][0]["finished_at"]  # type: ignore[index]
+        out["wake"].append((got - datetime.fromisoformat(ended)).total_seconds())
+    bridge.close()
+    return out
+
+
 def sse_delivery(url: str, token: str) -> tuple[list[float], float]:
     """Completion-to-delivery latency of `task.succeeded`, and events/s for a burst."""
     client = outrider.Client(url, token=token, session="bench-sse")
@@ -117,6 +218,7 @@ def main() -> None:
         http = http_submit(url, token)
         mcp = anyio.run(mcp_calls, home)
         sse, rate = sse_delivery(url, token)
+        starts = host_start({**os.environ, "OUTRIDER_URL": url, "OUTRIDER_TOKEN": token})
     finally:
         with outrider.Client(url, token=token) as client:
             client.shutdown()
@@ -133,6 +235,23 @@ def main() -> None:
         met = "yes" if p99 <= target else "no"
         goal = f"p99 ≤ {target * 1000:.0f} ms"
         table.add_row(name, f"{p50 * 1000:.1f} ms", f"{p99 * 1000:.1f} ms", goal, met)
+    for name, key, target in (
+        ("bridge start → initialize answered, daemon running", "init", 0.300),
+        ("bridge start → tools/list answered, daemon running", "list", 0.300),
+        ("bridge start → tools/list answered, no daemon", "list-nodaemon", 0.500),
+        ("tool call through a started bridge (list_tasks)", "call", 0.020),
+        ("task end → waiting wait_tasks answered (p50 target)", "wake", 0.005),
+        ("`outrider --help`", "help", 0.200),
+        ("`outrider submit -- true`", "submit", 0.200),
+        ("baseline: `python -c pass`", "python", 0.0),
+    ):
+        values = starts[key]
+        p50, p99 = pct(values, 50), pct(values, 99)
+        judged = p50 if key == "wake" else p99
+        met = "" if not target else "yes" if judged <= target else "no"
+        goal = "" if not target else f"{'p50' if key == 'wake' else 'p99'} ≤ {target * 1000:.0f} ms"
+        table.add_row(f"{name} ({len(values)})", f"{p50 * 1000:.1f} ms", f"{p99 * 1000:.1f} ms",
+                      goal, met)  # fmt: skip
     burst = f"SSE events delivered per second (burst of {N_SSE} tasks)"
     table.add_row(burst, f"{rate:,.0f}/s", "", "", "")
     Console().print(table)

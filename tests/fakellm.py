@@ -88,8 +88,13 @@ class Call:
 
     @property
     def last_user_text(self) -> str:
-        """The text of the newest user/tool message (to see tool results)."""
+        """The text of the newest user/tool message (to see tool results).
+
+        A `system` message after it is passed over: Claude Code sends its environment last.
+        """
         for msg in reversed(self.body.get("messages", [])):
+            if msg.get("role") == "system":
+                continue
             content = msg.get("content")
             if isinstance(content, str):
                 return content

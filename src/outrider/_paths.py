@@ -13,6 +13,7 @@ from pathlib import Path
 
 __all__ = [
     "config_dir",
+    "find_config_file",
     "daemon_file",
     "data_dir",
     "open_private",
@@ -80,3 +81,13 @@ def token_file() -> Path:
 def daemon_file() -> Path:
     """Where a running daemon records its URL and pid."""
     return data_dir() / "daemon.json"
+
+
+def find_config_file(explicit: Path | None = None) -> Path | None:
+    """The config file in effect: `explicit`, else `./outrider.toml`, else the user's."""
+    if explicit is not None:
+        return explicit
+    for candidate in (Path.cwd() / "outrider.toml", config_dir() / "outrider.toml"):
+        if candidate.is_file():
+            return candidate
+    return None

@@ -294,3 +294,67 @@ async def test_a_limited_list_is_the_newest_tasks_in_submission_order(world: Wor
     assert [t.id for t in await tasks.list(states=["queued"], limit=3)] == made[1:]
     await tasks.cancel_all()
     world.gates.open("h")
+
+
+async def test_each_reader_of_a_shared_session_receives_every_notice(world: World) -> None:
+    tasks = await world.tasks()
+    assert await tasks.notices(reader="window-a") == []  # both readers start here
+    assert await tasks.notices(reader="window-b") == []
+    task = await tasks.submit(shell("true"))
+    await tasks.wait([task.id])
+    (seen_by_a,) = await tasks.notices(reader="window-a")
+    await tasks.ack_notices(seen_by_a.seq, reader="window-a")
+    assert await tasks.notices() == []  # acknowledged: it reached a model
+    assert await tasks.notices(reader="window-a") == []  # never again to window A
+    (seen_by_b,) = await tasks.notices(reader="window-b")  # window B still receives it
+    assert seen_by_b.task_id == task.id
+    assert await tasks.notices(reader="window-c") == []  # a new reader starts at the acknowledged
+
+
+async def test_next_notices_answers_when_a_task_ends(world: World) -> None:
+    tasks = await world.tasks()
+    empty = await tasks.next_notices(timeout=0, reader="w")
+    assert (empty.notices, empty.superseded) == ([], False)
+    task = await tasks.submit(gate("slow"))
+    found: list[outrider.NoticeWait] = []
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+
+            async def wait() -> None:
+                found.append(await tasks.next_notices(timeout=30, reader="w"))
+
+            tg.start_soon(wait)
+            await world.gates.wait_started("slow")
+            while not world.orch._core.readers._waiters:
+                await anyio.wait_all_tasks_blocked()
+            world.gates.open("slow")
+    (notice,) = found[0].notices
+    assert notice.task_id == task.id
+    assert found[0].text.startswith("[outrider] 1 task finished:")
+    assert f"⟦outrider seq={notice.seq}⟧" in found[0].text
+    again = await tasks.next_notices(timeout=0, reader="w")
+    assert again.notices == found[0].notices  # waiting acknowledges nothing
+
+
+async def test_the_newest_waiter_wins(world: World) -> None:
+    tasks = await world.tasks()
+    results: list[outrider.NoticeWait] = []
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+
+            async def first() -> None:
+                results.append(await tasks.next_notices(timeout=60, reader="w"))
+
+            tg.start_soon(first)
+            while not world.orch._core.readers._waiters:
+                await anyio.wait_all_tasks_blocked()
+            results.append(await tasks.next_notices(timeout=0, reader="w"))
+    superseded, newest = sorted(results, key=lambda r: r.superseded, reverse=True)
+    assert superseded.superseded
+    assert not newest.superseded
+
+
+async def test_a_bad_reader_name_is_refused(world: World) -> None:
+    tasks = await world.tasks()
+    with pytest.raises(outrider.UserError, match="reader"):
+        await tasks.notices(reader="no spaces")

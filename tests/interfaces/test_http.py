@@ -78,7 +78,7 @@ def _all_unknown(http: httpx.Client, mine_id: str, unknown: httpx.Response) -> N
     ("method", "path", "body", "field"),
     [
         ("POST", "/v1/tasks", {}, "spec"),
-        ("POST", "/v1/tasks", {"spec": {"kind": "shell", "command": ""}}, "spec.shell.command"),
+        ("POST", "/v1/tasks", {"spec": {"kind": "shell", "command": ""}}, "spec.command"),
         ("POST", "/v1/tasks", {"spec": {"kind": "shell", "command": "x"}, "priority": 11},
          "priority"),
         ("POST", "/v1/tasks", {"spec": {"kind": "nope"}}, "spec"),
@@ -103,11 +103,11 @@ def _all_unknown(http: httpx.Client, mine_id: str, unknown: httpx.Response) -> N
         ("POST", "/v1/tasks", {"spec": {"kind": "shell", "command": "x"}, "timeout": "5"},
          "timeout"),
         ("POST", "/v1/notices/ack", {"up_to": "5"}, "up_to"),
-        ("POST", "/v1/tasks", {"spec": {"kind": "shell", "command": []}}, "spec.shell.command"),
+        ("POST", "/v1/tasks", {"spec": {"kind": "shell", "command": []}}, "spec.command"),
         ("POST", "/v1/tasks", {"spec": {"kind": "shell", "command": "x" * 400_000}},
-         "spec.shell.command"),  # over the system's limit for one argument
+         "spec.command"),  # over the system's limit for one argument
         ("POST", "/v1/tasks", {"spec": {"kind": "shell", "command": "x\u0000y"}},
-         "spec.shell.command"),
+         "spec.command"),
     ],
 )  # fmt: skip
 def test_bad_input_is_400_naming_the_field(

@@ -401,3 +401,52 @@ async def test_the_bridge_keeps_delivering_notices_after_its_daemon_restarts(
         if record.exists():  # the daemon the bridge started
             pid = json.loads(record.read_text())["pid"]
             stop(Daemon(url="", token=daemon.token, home=tmp_path, pid=pid))
+
+
+async def test_http_without_a_session_is_refused_never_shared(daemon: Daemon) -> None:
+    # A current-protocol client has no MCP session: it must name an outrider session, else
+    # every such connection would share one.
+    async with http(daemon) as client:
+        refused = await client.call_tool("delegate_task", {"description": "x", "command": "true"})
+        assert refused.is_error
+        assert "X-Outrider-Session: NAME" in text(refused)
+    with daemon.client("mcp") as rest:
+        assert rest.list() == []
+
+
+async def test_two_windows_sharing_a_session_name_each_receive_every_notice(
+    daemon: Daemon,
+) -> None:
+    async with (
+        stdio(daemon, "--session", "shared") as one,
+        stdio(daemon, "--session", "shared") as two,
+    ):
+        delegated = await call(one, "delegate_task", description="both", command="true")
+        task_id = delegated.structured_content["task"]["id"]
+        await call(one, "wait_tasks", task_ids=[task_id])
+        for window in (one, two):
+            carried: list[dict[str, Any]] = []
+            while not carried:  # the wait's own answer may have carried it to window one
+                answer = await call(window, "list_tasks", status="queued")
+                carried = answer.structured_content.get("notices", [])
+                if window is one:
+                    break
+            assert window is one or [n["task_id"] for n in carried] == [task_id]
+
+
+async def test_what_the_model_reads_is_plain_and_names_real_tools(daemon: Daemon) -> None:
+    async with http(daemon, "words") as client:
+        bad = await client.call_tool("delegate_task", {"description": "x", "priority": "high"})
+        assert bad.is_error
+        said = text(bad)
+        assert said.startswith("Invalid argument")
+        assert "`priority`" in said
+        assert "e.g." in said
+        assert "pydantic" not in said
+        assert "Traceback" not in said
+        missing = await client.call_tool("get_task_result", {"task_id": "t_nope"})
+        assert missing.is_error
+        assert "list_tasks shows" in text(missing)
+        assert missing.structured_content["answer"] == text(missing)
+        ok = await call(client, "list_tasks")
+        assert ok.structured_content["answer"] == text(ok)

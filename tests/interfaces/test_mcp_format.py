@@ -7,7 +7,8 @@ from typing import Any
 
 import outrider
 from outrider import ErrorInfo, Notice, Task, TaskState, Usage
-from outrider._mcp._format import notices_block, task_detail, task_line, tasks_table
+from outrider._core._notices import notices_block
+from outrider._mcp._format import task_detail, task_line, tasks_table
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -65,4 +66,6 @@ def test_notices_are_counted_by_kind() -> None:
     assert notices_block([one]).startswith("[outrider] 1 task finished:\n- t_1 ✓ build")
     block = notices_block([one, one, batch, batch])
     assert block.startswith("[outrider] 2 tasks finished, 2 batches finished:")
-    assert block.endswith("(get_task_result ID for details)")
+    assert block.endswith("(get_task_result with a task id for details)")
+    assert "- t_1 ✓ build ⟦outrider seq=1⟧\n" in block
+    assert notices_block([]) == ""

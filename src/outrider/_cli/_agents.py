@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from .._agents._definitions import AgentSet, load_agents
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .._agents._definitions import AgentSet
 
 __all__ = ["agents_app"]
 
@@ -18,12 +18,18 @@ agents_app = typer.Typer(
     invoke_without_command=True, no_args_is_help=False, rich_markup_mode=None,
     help="List the sub-agents (from .outrider/agents, .opencode/agent(s), .claude/agents).",
 )  # fmt: skip
-_out = Console(highlight=False)
-_err = Console(stderr=True, highlight=False)
 ProjectOpt = Annotated[Path | None, typer.Option("--project", help="Project dir (default: here).")]
 
 
+def _consoles() -> tuple[Console, Console]:
+    """Stdout and stderr, for rich output (imported when a command prints)."""
+    from rich.console import Console
+
+    return Console(highlight=False), Console(stderr=True, highlight=False)
+
+
 def _problems(found: AgentSet) -> None:
+    _, _err = _consoles()
     for warning in found.warnings:
         _err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     for error in found.errors:
@@ -35,6 +41,11 @@ def agents(ctx: typer.Context, project: ProjectOpt = None) -> None:
     """List the sub-agents: name, model, limit, tools, source file."""
     if ctx.invoked_subcommand is not None:
         return
+    from rich.table import Table
+
+    from .._agents._definitions import load_agents
+
+    _out, _err = _consoles()
     found = load_agents(project)
     _problems(found)
     for name in found.disabled:
@@ -61,6 +72,11 @@ def show(
     name: Annotated[str, typer.Argument(help="The agent's name.")], project: ProjectOpt = None
 ) -> None:
     """Show one agent's settings and system prompt."""
+    from rich.markup import escape
+
+    from .._agents._definitions import load_agents
+
+    _out, _err = _consoles()
     found = load_agents(project)
     _problems(found)
     agent = found.agents.get(name)

@@ -13,10 +13,8 @@ from typing import Annotated
 
 import typer
 
-from .._agents._definitions import load_agents
-from .._daemon._config import find_config_file, import_handlers, load_config
 from .._types._errors import UserError
-from ._output import ConfigOpt, err, fail, out, warn
+from ._options import ConfigOpt, fail, warn
 
 __all__ = ["config_app"]
 
@@ -31,6 +29,10 @@ def check(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead.")] = False,
 ) -> None:
     """Validate the config the daemon would use and print its effective settings."""
+    from .._agents._definitions import load_agents
+    from .._daemon._config import find_config_file, import_handlers, load_config
+    from ._output import err, out
+
     try:
         settings = load_config(config)
         import_handlers(settings.handlers)

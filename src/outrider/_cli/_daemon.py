@@ -1,4 +1,4 @@
-"""The daemon's commands: `serve` and `mcp` run it or bridge to it; `status`, `limit`, `stop`.
+"""The daemon's commands: `serve` and `mcp` run it or bridge to it; the rest ask it.
 
 Client commands start the daemon in the background when it is not running (and say so on
 stderr); `stop` never starts one. Only the daemon's owner (the local token) may change limits
@@ -7,21 +7,19 @@ or stop it; another principal gets the refusal and exit 2.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import sys
-from pathlib import Path  # typer reads the annotations at run time
-from typing import Annotated
+from pathlib import Path  # noqa: TC003  # typer reads the annotations at run time
+from typing import TYPE_CHECKING, Annotated
 
-import anyio
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from .._client import AsyncClient, Client
 from .._types._errors import OutriderError, UserError
-from ._output import ConfigOpt, JsonOpt, SessionOpt, answering, client, err, fail, out, print_json
+from ._options import ConfigOpt, JsonOpt, SessionOpt, fail
+
+if TYPE_CHECKING:
+    from .._client import Client
 
 __all__ = [
     "dashboard",
@@ -63,6 +61,8 @@ def serve(
     ready_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Run the daemon: one orchestrator behind HTTP, SSE and MCP, until SIGTERM or `stop`."""
+    import anyio
+
     from .._daemon._config import load_config
     from .._daemon._serve import serve as run_serve
 
@@ -97,55 +97,28 @@ def serve(
 def mcp(
     session: Annotated[
         str | None,
-        typer.Option(help="Session name; notices survive reconnects under it (default: new)."),
+        typer.Option(
+            help="Session name (default: the host window's own, else one per bridge process)."
+        ),
     ] = None,
     tools: Annotated[
         str | None, typer.Option(help="Comma-separated tools to offer (default from config).")
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Serve MCP over stdio for an agent host, backed by the daemon (started if needed)."""
-    from .._agents._definitions import AgentCatalog
-    from .._daemon._config import load_config
-    from .._ids import new_task_id
-    from .._mcp._server import build_server
-    from .._mcp._tools import NoticeFeed
-    from .._types._api import check_session_name
+    """Serve MCP over stdio for an agent host, relayed to the daemon (started if needed)."""
+    from .._hosts._bridge import main as bridge
 
-    try:
-        settings = load_config(config, mcp_tools=tools.split(",") if tools else None)
-        name = check_session_name(session) if session else f"mcp-{new_task_id()[2:14].lower()}"
-    except UserError as exc:
-        fail(str(exc))
-
-    async def main() -> None:
-        def said(url: str) -> None:
-            print(f"outrider: started the daemon at {url}", file=sys.stderr)
-
-        async with AsyncClient(session=name, autostart=True, on_autostart=said) as bridge:
-
-            async def resolve(_: object) -> AsyncClient:
-                return bridge
-
-            feed = NoticeFeed()
-            server, _ = build_server(
-                resolve, tools=settings.mcp_tools, max_wait=settings.mcp_wait,
-                agents=AgentCatalog(), feed=feed, cwd=str(Path.cwd()),
-            )  # fmt: skip
-            try:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(feed.follow, bridge)
-                    await server.run_stdio_async()
-                    tg.cancel_scope.cancel()
-            finally:
-                with anyio.CancelScope(shield=True), contextlib.suppress(OutriderError):
-                    await feed.flush(bridge, now=True)
-
-    anyio.run(main)
+    raise typer.Exit(bridge(session, tools, config))
 
 
 def status(session: SessionOpt = "default", json_output: JsonOpt = False) -> None:
     """The daemon's load: tasks per state, and per key running/limit/queued."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from ._output import answering, client, out
+
     with client(session) as daemon, answering():
         snapshot = daemon.status()
     if json_output:
@@ -179,6 +152,8 @@ def limit(
     json_output: JsonOpt = False,
 ) -> None:
     """Change a key's limit on the running daemon until it restarts (the daemon's owner only)."""
+    from ._output import answering, client, out, print_json
+
     with client(session) as daemon, answering():
         load = daemon.set_limit(key, value)
     if json_output:
@@ -192,6 +167,8 @@ def limit(
 
 def open_dashboard(daemon: Client, *, show: bool) -> str:
     """A one-time login link to the dashboard, opened in a browser if `show`."""
+    from ._output import answering, err
+
     with answering():
         url = daemon.dashboard_login()
     if show:
@@ -209,12 +186,17 @@ def dashboard(
     session: SessionOpt = "default",
 ) -> None:
     """Print a one-time login link to the web dashboard (it works once, for 5 minutes)."""
+    from ._output import client
+
     with client(session) as daemon:
         print(open_dashboard(daemon, show=open_browser))
 
 
 def stop() -> None:
     """Stop the daemon gracefully (running tasks get the shutdown grace period)."""
+    from .._client import Client
+    from ._output import answering, err
+
     daemon = Client()
     try:
         daemon.health()

@@ -1,5 +1,8 @@
 """What the client commands print, and how they end.
 
+Imported inside the commands that print tasks: rich and the client are not loaded for
+`--help` or a plain `submit`.
+
 Invariants:
 - Text that comes from a task or a caller (labels, messages, output) is never read as rich
   markup: a `[[task]]` in a label or an error prints as it is.
@@ -13,8 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from pydantic import BaseModel
@@ -28,58 +30,29 @@ from .._core._notices import MARKS
 from .._logging import format_duration
 from .._types._errors import OutriderError, exit_code_of
 from .._types._task import Task, TaskState
+from ._options import EXIT_INTERRUPTED, fail
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
 __all__ = [
-    "EXIT_INTERRUPTED",
-    "ConfigOpt",
-    "JsonOpt",
-    "SessionOpt",
     "answering",
     "client",
     "err",
-    "error",
     "exit_for",
-    "fail",
     "out",
     "print_detail",
     "print_json",
     "state_text",
     "tasks_table",
-    "warn",
 ]
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
-EXIT_INTERRUPTED = 130
-SessionOpt = Annotated[
-    str,
-    typer.Option(envvar="OUTRIDER_SESSION", help="Session to act in (env OUTRIDER_SESSION)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-ConfigOpt = Annotated[Path | None, typer.Option(help="Config file (default: outrider.toml).")]
 _COLOURS = {
     TaskState.SUCCEEDED: "green", TaskState.FAILED: "red", TaskState.CANCELLED: "yellow",
     TaskState.TIMED_OUT: "red", TaskState.RUNNING: "cyan", TaskState.QUEUED: "dim",
 }  # fmt: skip
-
-
-def error(message: str) -> None:
-    """Print `error: message` on stderr."""
-    err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
-
-
-def warn(message: str) -> None:
-    """Print `warning: message` on stderr."""
-    err.print(Text.assemble(("warning:", "yellow"), " ", message), soft_wrap=True)
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print `error: message` on stderr and end the command with `code`."""
-    error(message)
-    raise typer.Exit(code)
 
 
 @contextlib.contextmanager

@@ -8,42 +8,31 @@ What `submit` runs, from its words:
   `.outrider/agents/`, …), delegated as the MCP `delegate_task` tool does it;
 - with `--handler NAME`, a call of that registered handler with `--params`.
 
-Nothing is sent before every option is valid; a bad one ends the command with exit 2.
+Nothing is stored unless every option is valid; a bad one ends the command with exit 2. A
+shell command without `--wait` goes to the daemon as plain JSON (`_client._light`): the daemon
+validates it, and the command loads neither the models nor the HTTP stack.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 
-from .._types._errors import UserError, user_error
-from .._types._task import AgentSpec, HandlerSpec, ShellSpec, TaskSpec
-from ._output import (
-    JsonOpt,
-    SessionOpt,
-    answering,
-    client,
-    exit_for,
-    fail,
-    print_detail,
-    print_json,
-    warn,
-)
+from .._types._errors import UserError
+from ._fast import env_of, post_task, shell_spec
+from ._options import JsonOpt, SessionOpt, fail, warn
 
 if TYPE_CHECKING:
     from pydantic import JsonValue
 
     from .._client import Client
-    from .._types._task import Task
+    from .._types._task import Task, TaskSpec
 
 __all__ = ["retry", "submit"]
 
-_ENV_ITEM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
 
 Words = Annotated[
     list[str] | None,
@@ -94,13 +83,10 @@ WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for it and print its
 
 
 def _env(items: list[str] | None) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for item in items or ():
-        match = _ENV_ITEM.match(item)
-        if match is None:
-            fail(f"Invalid `--env` {item!r}: give NAME=VALUE with a variable name, e.g. CI=1.")
-        env[match[1]] = match[2]
-    return env
+    try:
+        return env_of(items)
+    except UserError as exc:
+        fail(str(exc))
 
 
 def _params(params: str | None) -> dict[str, JsonValue]:
@@ -118,6 +104,7 @@ def _agent_spec(
 ) -> tuple[TaskSpec, float | None]:
     from .._agents._definitions import load_agents
     from .._agents._delegation import agent_spec
+    from .._types._task import AgentSpec
 
     found = load_agents()
     try:
@@ -133,34 +120,38 @@ def _agent_spec(
     return spec, agent.timeout
 
 
-def _spec(
-    words: list[str], *, agent: str | None, model: str | None, handler: str | None,
-    params: str | None, cwd: Path | None, env: dict[str, str],
-) -> tuple[TaskSpec, float | None]:  # fmt: skip
-    """What to run, and its default timeout (an agent's own)."""
+def _check(agent: str | None, model: str | None, handler: str | None, params: str | None) -> None:
     if agent is not None and handler is not None:
         fail("Give --agent or --handler, not both.")
     if model is not None and agent is None:
         fail("`--model` is for agent tasks: give --agent NAME too.")
     if params is not None and handler is None:
         fail("`--params` are a handler's: give --handler NAME too.")
-    where = str((cwd or Path.cwd()).resolve())
-    if agent is not None:
-        if not words:
-            fail(f'Give the prompt: `outrider submit --agent {agent} "Fix the tests"`.')
-        return _agent_spec(agent, " ".join(words), cwd=where, model=model, env=env)
-    if handler is not None:
-        if words or env or cwd:
-            fail("A --handler call takes only --params (no command, --env or --cwd).")
+
+
+def _spec(
+    words: list[str], *, agent: str | None, handler: str | None, model: str | None,
+    params: str | None, where: str, env: dict[str, str],
+) -> tuple[TaskSpec, float | None]:  # fmt: skip
+    """What to run for an agent or a handler, and its default timeout (an agent's own)."""
+    from pydantic import ValidationError
+
+    from .._types._errors import user_error
+    from .._types._task import HandlerSpec
+
+    try:
+        if agent is not None:
+            return _agent_spec(agent, " ".join(words), cwd=where, model=model, env=env)
+        assert handler is not None
         return HandlerSpec(handler=handler, params=_params(params)), None
-    if not words:
-        fail("Give the command to run, e.g. `outrider submit -- make test`.")
-    command = words[0] if len(words) == 1 else list(words)
-    return ShellSpec(command=command, cwd=where, env=env), None
+    except ValidationError as exc:
+        fail(str(user_error(exc.errors(), prefix="spec.")))
 
 
 def _finish(daemon: Client, task: Task, *, wait: bool, json_output: bool) -> None:
     """Print the new task's id, or wait for it, print it and exit 0 or 1."""
+    from ._output import exit_for, print_detail, print_json
+
     output = None
     if wait:
         (task,) = daemon.wait([task.id])
@@ -186,20 +177,41 @@ def submit(
     session: SessionOpt = "default", json_output: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Submit a shell command, an agent's prompt or a handler call; prints the task id."""
-    try:
-        spec, own_timeout = _spec(
-            words or [], agent=agent, model=model, handler=handler, params=params, cwd=cwd,
-            env=_env(env),
+    _check(agent, model, handler, params)
+    variables = _env(env)
+    where = str((cwd or Path.cwd()).resolve())
+    options = {
+        "label": label, "description": description, "priority": priority, "timeout": timeout,
+        "ttl": ttl, "stall_timeout": stall_timeout, "max_attempts": max_attempts, "keys": key,
+        "depends_on": depends_on, "group": group,
+    }  # fmt: skip
+    if agent is None and handler is None:
+        try:
+            spec = shell_spec(words or [], where=where, env=variables)
+        except UserError as exc:
+            fail(str(exc))
+        if not wait:
+            body = {"spec": spec, **{k: v for k, v in options.items() if v is not None}}
+            raise typer.Exit(post_task(body, session=session, json_output=json_output))
+        from .._types._task import ShellSpec
+
+        task_spec: TaskSpec = ShellSpec.model_validate(spec)
+        own_timeout = None
+    elif agent is not None and not words:
+        fail(f'Give the prompt: `outrider submit --agent {agent} "Fix the tests"`.')
+    elif handler is not None and (words or env or cwd):
+        fail("A --handler call takes only --params (no command, --env or --cwd).")
+    else:
+        task_spec, own_timeout = _spec(
+            words or [], agent=agent, handler=handler, model=model, params=params, where=where,
+            env=variables,
         )  # fmt: skip
-    except ValidationError as exc:
-        fail(str(user_error(exc.errors(), prefix="spec.")))
+    from ._output import answering, client
+
+    if options["timeout"] is None:
+        options["timeout"] = own_timeout
     with client(session) as daemon, answering():
-        task = daemon.submit(
-            spec, label=label, description=description, priority=priority,
-            timeout=own_timeout if timeout is None else timeout, ttl=ttl,
-            stall_timeout=stall_timeout, max_attempts=max_attempts, keys=key,
-            depends_on=depends_on, group=group,
-        )  # fmt: skip
+        task = daemon.submit(task_spec, **options)  # type: ignore[arg-type]  # the options' types
         _finish(daemon, task, wait=wait, json_output=json_output)
 
 
@@ -210,5 +222,7 @@ def retry(
     json_output: JsonOpt = False,
 ) -> None:
     """Run an ended task again as a new task (same work and options); prints the new id."""
+    from ._output import answering, client
+
     with client(session) as daemon, answering():
         _finish(daemon, daemon.retry(task_id), wait=wait, json_output=json_output)

@@ -8,30 +8,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.text import Text
 
-from .._agents._transcript import render_transcript
 from .._types._errors import TaskNotFound
-from .._types._events import TaskEnded, TaskOutput
-from .._types._task import Notice, Task, TaskState
-from ._output import (
-    JsonOpt,
-    SessionOpt,
-    answering,
-    client,
-    err,
-    error,
-    exit_for,
-    fail,
-    out,
-    print_detail,
-    print_json,
-    state_text,
-    tasks_table,
-)
+from .._types._state import TaskState
+from ._options import JsonOpt, SessionOpt, error, fail
+
+if TYPE_CHECKING:
+    from .._types._task import Notice, Task
 
 __all__ = ["cancel", "logs", "notices", "ps", "show", "wait"]
 
@@ -67,6 +53,8 @@ def ps(
     json_output: JsonOpt = False,
 ) -> None:
     """List the session's tasks: unfinished ones, every one with --all, or by --state."""
+    from ._output import answering, client, err, out, print_json, tasks_table
+
     if all_tasks and state:
         fail("Give --all or --state, not both.")
     states = state or (None if all_tasks else [TaskState.QUEUED, TaskState.RUNNING])
@@ -91,6 +79,9 @@ def show(
     ] = False,
 ) -> None:
     """Show one task: state, timings, result or error, and the end of its output."""
+    from .._agents._transcript import render_transcript
+    from ._output import answering, client, print_detail
+
     with client(session) as daemon, answering():
         task = daemon.get(task_id)
         output = daemon.tail(task_id, lines=20) if task.state is not TaskState.SUCCEEDED else None
@@ -116,6 +107,11 @@ def logs(
     session: SessionOpt = "default",
 ) -> None:
     """Print the end of a task's output; with -f, follow it until the task ends."""
+    from rich.text import Text
+
+    from .._types._events import TaskEnded, TaskOutput
+    from ._output import answering, client, err
+
     with client(session) as daemon, answering():
         task = daemon.get(task_id)
         if not follow or task.state.terminal:
@@ -140,6 +136,8 @@ def wait(
     json_output: JsonOpt = False,
 ) -> None:
     """Wait for tasks to finish; exit 0 if all succeeded, 1 otherwise."""
+    from ._output import answering, client, exit_for, out, print_json, tasks_table
+
     with client(session) as daemon, answering():
         tasks = daemon.wait(task_ids, timeout=timeout, return_when="any" if any_ else "all")
     if json_output:
@@ -152,6 +150,10 @@ def wait(
 
 
 def _cancelled(task: Task) -> None:
+    from rich.text import Text
+
+    from ._output import out, state_text
+
     out.print(Text.assemble(task.id, " ", state_text(task)))
 
 
@@ -165,6 +167,8 @@ def cancel(
     session: SessionOpt = "default",
 ) -> None:
     """Cancel tasks (their process trees are stopped); idempotent. Exit 1 if an id is unknown."""
+    from ._output import answering, client, err
+
     if all_tasks == bool(task_ids):
         fail("Give task ids, or --all for every unfinished task of the session.")
     with client(session) as daemon, answering():
@@ -186,6 +190,8 @@ def cancel(
 
 
 def _show_notice(notice: Notice, *, json_output: bool) -> None:
+    from ._output import out
+
     if json_output:
         print(notice.model_dump_json(), flush=True)
     else:
@@ -203,6 +209,8 @@ def notices(
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
 ) -> None:
     """Print the session's completion notices not yet acknowledged, oldest first."""
+    from ._output import answering, client, err
+
     with client(session) as daemon, answering():
         if follow:
             for notice in daemon.follow_notices():

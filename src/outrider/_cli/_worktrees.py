@@ -16,7 +16,8 @@ import typer
 from rich.table import Table
 
 from .._types._worktrees import MERGE_HOWS
-from ._output import JsonOpt, SessionOpt, answering, client, err, error, out, print_json
+from ._options import JsonOpt, SessionOpt, error
+from ._output import answering, client, err, out, print_json
 
 if TYPE_CHECKING:
     from .._types._worktrees import MergeHow, Worktree

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .._types._task import (
         KeyStatus,
         Notice,
+        NoticeWait,
         SessionSummary,
         Status,
         SubmitError,
@@ -64,6 +65,13 @@ def _no_daemon(url: str, exc: Exception) -> DaemonError:
         f"No outrider daemon at {url} ({exc}); start one with `outrider serve`, or let the CLI "
         "start it."
     )
+
+
+def _json_or_none(response: httpx.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _raise_for(
@@ -164,7 +172,7 @@ class AsyncClient:
         nonce = challenge()
         params = {"challenge": nonce, "token_id": token_id(self._token)}
         response = await self._http.get(self._url + "/health", params=params, timeout=self._timeout)
-        check_proof(response, url=self._url, token=self._token, nonce=nonce)
+        check_proof(_json_or_none(response), url=self._url, token=self._token, nonce=nonce)
         self._proven = self._url
 
     async def _call(self, op: ops.Op[T]) -> T:
@@ -310,13 +318,24 @@ class AsyncClient:
         """Change a key's concurrency limit (the daemon's owner only)."""
         return await self._call(ops.set_limit(key, limit))
 
-    async def notices(self, *, limit: int = 100) -> builtins.list[Notice]:
-        """Unacknowledged completion notices of the session."""
-        return await self._call(ops.notices(limit=limit))
+    async def notices(
+        self, *, limit: int = 100, reader: str | None = None
+    ) -> builtins.list[Notice]:
+        """Unacknowledged completion notices of the session (or not yet `reader`'s)."""
+        return await self._call(ops.notices(limit=limit, reader=reader))
 
-    async def ack_notices(self, up_to: int) -> None:
+    async def ack_notices(self, up_to: int, *, reader: str | None = None) -> None:
         """Acknowledge the session's notices with `seq <= up_to`."""
-        await self._call(ops.ack_notices(up_to))
+        await self._call(ops.ack_notices(up_to, reader=reader))
+
+    async def next_notices(self, *, timeout: float, reader: str | None = None) -> NoticeWait:
+        """The next notices, waiting up to `timeout` s; see `outrider.Tasks.next_notices`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            found = await self._call(ops.next_notices(timeout=min(left, MAX_WAIT), reader=reader))
+            if found.notices or found.superseded or time.monotonic() >= deadline:
+                return found
 
     async def dashboard_login(self) -> str:
         """A one-time link that logs this token's principal in to the dashboard (`/ui`)."""

@@ -7,6 +7,15 @@ The token: `token` given, else `$OUTRIDER_TOKEN`, else the token file in the dat
 A client sends its token only to a daemon that proved it holds it (`outrider._proof`,
 `check_proof`). Clients starting the daemon at the same time take turns under a file lock: the
 first starts it, the others find it running and use it.
+
+A daemon started here is fully detached from the client that started it: a shell in a session
+of its own starts it in the background and exits, so the daemon is in its own session and
+process group, is nobody's child here, and has no stdio of the client's (its output goes to
+`daemon.log`). A host that stops the whole process tree or group of its MCP server does not
+reach it.
+
+This module uses the standard library only: the fast commands (`outrider mcp`, hooks,
+`submit`) import it without the HTTP stack.
 """
 
 from __future__ import annotations
@@ -18,12 +27,9 @@ import os
 import select
 import subprocess
 import sys
-import threading
 import time
 from typing import TYPE_CHECKING, TypeVar
-
-import anyio.to_thread
-import httpx
+from urllib.parse import urlsplit
 
 from .._paths import daemon_file, data_dir, open_private, private_dir, token_file
 from .._proof import valid
@@ -89,6 +95,8 @@ def find_token(token: str | None) -> str | None:
 
 async def arun_blocking(fn: Callable[[], T]) -> T:
     """Run a blocking function in a worker thread (the async client's way)."""
+    import anyio.to_thread  # the async client's only: the fast commands never import anyio
+
     return await anyio.to_thread.run_sync(fn)
 
 
@@ -97,24 +105,26 @@ def run_blocking(fn: Callable[[], T]) -> T:
     return fn()
 
 
-def check_proof(response: httpx.Response, *, url: str, token: str, nonce: str) -> None:
+def check_proof(doc: object, *, url: str, token: str, nonce: str) -> None:
     """Accept the daemon at `url` only if it proved it holds `token` (then it may be sent).
+
+    Args:
+        doc: The JSON body of its `/health` answer to the challenge (None if it was not JSON).
+        url: Its base URL.
+        token: The token the client would send.
+        nonce: The challenge sent.
 
     Raises:
         AuthError: It is a daemon, and it does not know the token.
         DaemonError: It did not prove it is the daemon holding the token.
     """
-    try:
-        doc = response.json()
-    except ValueError:
-        doc = None
     answer = doc.get("proof", "absent") if isinstance(doc, dict) else "absent"
     if answer is None:
         raise AuthError(
             f"The daemon at {url} does not know this token (it was not sent); use the token "
             "from its data dir (`OUTRIDER_TOKEN` or the `token` file)."
         )
-    parsed = httpx.URL(url)
+    parsed = urlsplit(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     if not valid(answer, token, nonce, port):
         raise DaemonError(
@@ -178,32 +188,39 @@ def start_or_find(wait: float = 20.0) -> tuple[str, bool]:
 def _spawn_daemon(log_path: Path, wait: float) -> str:
     log = open_private(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     read_fd, write_fd = os.pipe()
+    serve = [sys.executable, "-m", "outrider._cli", "serve", "--ready-fd", str(write_fd)]
     try:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "outrider._cli", "serve", "--ready-fd", str(write_fd)],
+        # A shell in a new session starts the daemon in the background and exits at once:
+        # the daemon is then nobody's child here (see the module docstring).
+        launcher = subprocess.Popen(
+            ["/bin/sh", "-c", '"$@" &', "outrider-start", *serve],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_fd,),
             start_new_session=True, close_fds=True,
         )  # fmt: skip
+        launcher.wait()
     finally:
         os.close(log)
         os.close(write_fd)
-    # The daemon outlives this call; a waiter thread reaps it should it exit while we live.
-    threading.Thread(target=process.wait, name="outrider-daemon-reaper", daemon=True).start()
     try:
-        line = b""
-        deadline = time.monotonic() + wait
-        while not line.endswith(b"\n"):
-            remaining = deadline - time.monotonic()
-            ready, _, _ = select.select([read_fd], [], [], max(0.0, remaining))
-            if not ready:
-                raise DaemonError(f"The daemon did not get ready in {wait:.0f}s; see {log_path}.")
-            chunk = os.read(read_fd, 4096)
-            if not chunk:
-                tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-                raise DaemonError(
-                    "The daemon failed to start: " + (" | ".join(tail) or f"see {log_path}")
-                )
-            line += chunk
+        return _read_ready(read_fd, log_path, wait)
     finally:
         os.close(read_fd)
+
+
+def _read_ready(read_fd: int, log_path: Path, wait: float) -> str:
+    """The URL the daemon writes on its ready pipe once it listens."""
+    line = b""
+    deadline = time.monotonic() + wait
+    while not line.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        ready, _, _ = select.select([read_fd], [], [], max(0.0, remaining))
+        if not ready:
+            raise DaemonError(f"The daemon did not get ready in {wait:.0f}s; see {log_path}.")
+        chunk = os.read(read_fd, 4096)
+        if not chunk:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+            raise DaemonError(
+                "The daemon failed to start: " + (" | ".join(tail) or f"see {log_path}")
+            )
+        line += chunk
     return line.decode().strip()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .._marker import marker
 from .._types._events import GroupCompleted, TaskEnded, TaskOverlap
 from .._types._task import Notice, TaskState
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
     from .._types._events import Event
 
-__all__ = ["MARKS", "fold_notices", "notice_of", "notices_from_events"]
+__all__ = ["MARKS", "fold_notices", "notice_of", "notices_block", "notices_from_events"]
 
 MARKS = {
     TaskState.SUCCEEDED: "✓",
@@ -109,3 +110,25 @@ def fold_notices(notices: Sequence[Notice]) -> list[Notice]:
     """Pending notices as they read best: a group's summary replaces its tasks' notices."""
     summarised = {n.group for n in notices if n.kind == "group"}
     return [n for n in notices if n.kind == "group" or n.group not in summarised]
+
+
+def notices_block(notices: Sequence[Notice]) -> str:
+    """The notices as a model reads them: a head line, one line each with its marker, a hint.
+
+    Every channel (a tool answer, a woken turn, context added to a prompt) shows this text, so
+    the model reads the same words in every host.
+    """
+    if not notices:
+        return ""
+    count = sum(1 for n in notices if n.kind == "task")
+    groups = sum(1 for n in notices if n.kind == "group")
+    overlaps = len(notices) - count - groups
+    head = []
+    if count:
+        head.append(f"{count} task{'s' if count != 1 else ''} finished")
+    if groups:
+        head.append(f"{groups} batch{'es' if groups != 1 else ''} finished")
+    if overlaps:
+        head.append(f"{overlaps} overlap warning{'s' if overlaps != 1 else ''}")
+    body = "\n".join(f"- {n.text} {marker(n.seq)}" for n in notices)
+    return f"[outrider] {', '.join(head)}:\n{body}\n(get_task_result with a task id for details)"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .._agents._providers import Price, ProviderConfig, Providers
-from .._paths import config_dir, data_dir
+from .._paths import data_dir, find_config_file
 from .._service._settings import Settings
 from .._types._errors import UserError
 from .._types._task import Int, Number, check_argument
@@ -184,16 +184,6 @@ def import_handlers(handlers: Mapping[str, str]) -> dict[str, Callable[..., obje
             ) from None
         found[name] = fn
     return found
-
-
-def find_config_file(explicit: Path | None = None) -> Path | None:
-    """The config file in effect, if any."""
-    if explicit is not None:
-        return explicit
-    for candidate in (Path.cwd() / "outrider.toml", config_dir() / "outrider.toml"):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def _number(raw: str) -> object:

@@ -28,7 +28,7 @@ from .._mcp._server import build_server, daemon_resolver
 from .._paths import daemon_file, data_dir, open_private, private_dir
 from .._service._orchestrator import Orchestrator
 from .._types._errors import UserError
-from ._config import import_handlers
+from ._config import MCP_TOOLS, import_handlers
 from ._runners import agent_limits, runners
 
 if TYPE_CHECKING:
@@ -144,8 +144,8 @@ async def serve(
 
     async with orch:
         mcp, _ = build_server(
-            daemon_resolver(sessions), tools=config.mcp_tools, max_wait=config.mcp_wait,
-            agents=AgentCatalog(),
+            daemon_resolver(sessions), tools=MCP_TOOLS, listed=config.mcp_tools,
+            max_wait=config.mcp_wait, agents=AgentCatalog(),
         )  # fmt: skip
         mcp_routes = mcp.streamable_http_app(streamable_http_path="/mcp", host=config.host).routes
         app = create_app(

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .._types._api import Tasks, check_session_name, options_of
 from .._types._errors import Closed, NotAllowed, OutriderError, http_status_of, user_error
 from .._types._events import EventType  # noqa: TC001  # FastAPI reads the annotation at run time
-from .._types._task import MAX_SEQ, KeyStatus, Status, SubmitItem, Task, TaskState
+from .._types._task import MAX_SEQ, KeyStatus, NoticeWait, Status, SubmitItem, Task, TaskState
 from .._types._worktrees import MergeResult, Worktree  # noqa: TC001  # FastAPI reads them
 from .._version import __version__
 from .._wire._bodies import (
@@ -42,6 +42,7 @@ from .._wire._bodies import (
     MergeBody,
     NoticeList,
     Output,
+    Reader,
     SessionList,
     TaskList,
     Transcript,
@@ -331,16 +332,52 @@ async def set_limit(tasks: TasksDep, key: str, body: LimitBody) -> KeyStatus:
     return await tasks.set_limit(key, body.limit)
 
 
+ReaderQuery = Annotated[
+    Reader | None, Query(description="A host window reading the session (its own cursor).")
+]
+
+
 @router.get("/v1/notices", tags=["notices"])
-async def notices(tasks: TasksDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> NoticeList:
-    """The session's unacknowledged completion notices (reading does not acknowledge)."""
-    return NoticeList(notices=await tasks.notices(limit=limit))
+async def notices(
+    tasks: TasksDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    reader: ReaderQuery = None,
+) -> NoticeList:
+    """The session's unacknowledged completion notices (reading does not acknowledge).
+
+    With `reader`: the notices that reader has not received yet (each reader of a shared
+    session receives every notice).
+    """
+    return NoticeList(notices=await tasks.notices(limit=limit, reader=reader))
 
 
 @router.post("/v1/notices/ack", status_code=204, tags=["notices"])
 async def ack_notices(tasks: TasksDep, body: AckBody) -> None:
-    """Acknowledge the session's notices with `seq <= up_to`."""
-    await tasks.ack_notices(body.up_to)
+    """Acknowledge the session's notices with `seq <= up_to` (once they reached a model)."""
+    await tasks.ack_notices(body.up_to, reader=body.reader)
+
+
+@router.get("/v1/notices/next", tags=["notices"])
+async def next_notices(
+    request: Request,
+    tasks: TasksDep,
+    timeout: Annotated[
+        float, Query(ge=0, le=MAX_WAIT, allow_inf_nan=False, description="Seconds to wait.")
+    ],
+    reader: ReaderQuery = None,
+) -> NoticeWait:
+    """Long-poll: the next notices (as `GET /v1/notices`), within `timeout` seconds.
+
+    Answers at once if there are notices. The newest waiter wins: a second wait for the same
+    reader (or session) ends this one at once with `superseded: true`. Nothing is acknowledged.
+    """
+    found: list[NoticeWait] = []
+
+    async def wait() -> None:
+        found.append(await tasks.next_notices(timeout=timeout, reader=reader))
+
+    await _held(request, wait, timeout + 1)
+    return found[0] if found else NoticeWait(notices=[])
 
 
 def _start_seq(after: int | None, last_event_id: str | None) -> int:

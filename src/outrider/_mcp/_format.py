@@ -12,9 +12,9 @@ from .._types._task import TaskState
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .._types._task import Notice, Task
+    from .._types._task import Task
 
-__all__ = ["notices_block", "task_detail", "task_line", "tasks_table"]
+__all__ = ["task_detail", "task_line", "tasks_table"]
 
 
 def _clip(text: str | None, limit: int) -> str:
@@ -69,19 +69,3 @@ def task_detail(task: Task, *, output: str | None, full: bool) -> str:
     if task.usage is not None and (task.usage.input_tokens or task.usage.output_tokens):
         lines.append(f"tokens: {task.usage.input_tokens} in, {task.usage.output_tokens} out")
     return "\n".join(lines)
-
-
-def notices_block(notices: Sequence[Notice]) -> str:
-    """The appended lines announcing finished work."""
-    count = sum(1 for n in notices if n.kind == "task")
-    groups = sum(1 for n in notices if n.kind == "group")
-    overlaps = len(notices) - count - groups
-    head = []
-    if count:
-        head.append(f"{count} task{'s' if count != 1 else ''} finished")
-    if groups:
-        head.append(f"{groups} batch{'es' if groups != 1 else ''} finished")
-    if overlaps:
-        head.append(f"{overlaps} overlap warning{'s' if overlaps != 1 else ''}")
-    body = "\n".join(f"- {n.text}" for n in notices)
-    return f"[outrider] {', '.join(head)}:\n{body}\n(get_task_result ID for details)"

@@ -1,20 +1,23 @@
-"""The MCP tools, written once over `Tasks` (a `Session` in the daemon, the client over stdio).
+"""The MCP tools, written once over `Tasks` (the daemon's sessions; hosts reach them at `/mcp`).
 
 Conventions every tool follows:
 - Work is queued, never refused at a limit; the answer says "queued, position N".
 - Blocking waits last at most `max_wait` seconds (default 50, below opencode's 60 s tool
-  timeout and Claude Code's 2 min), then answer "still running — call again", never an error.
-- Every answer ends with the caller's unacknowledged completion notices; returning them
-  acknowledges them. While a tool waits, each finished task is a progress notification (when
-  the host sent a progress token) and a logging notification.
-- Text is short; `structuredContent` carries the same facts for clients that read it.
+  timeout and Claude Code's 2 min), then answer "still running — call … again", never an error.
+- Every answer ends with the notices its reader (the host window) has not received; an answer
+  that carried them acknowledges them (they reached the model) before it is sent. While a tool
+  waits, each finished task is a progress notification (when the host sent a progress token).
+- What the model reads is the same in every host: the text content, and `structuredContent`
+  whose `answer` field is that same text (Claude Code shows the model only the structured
+  content), beside the facts as fields (`task`, `tasks`, `notices`, …).
+- An error is one answer with `isError`: a sentence saying what is wrong and how to fix it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -27,12 +30,12 @@ from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 from .._agents._definitions import AgentCatalog
 from .._agents._delegation import agent_spec
 from .._agents._transcript import render_transcript
-from .._core._notices import fold_notices
+from .._core._notices import notices_block
 from .._ids import new_task_id
-from .._types._errors import OutriderError, UserError, user_error
+from .._types._errors import OutriderError, TaskNotFound, UserError, user_error
 from .._types._task import Notice, ShellSpec, SubmitItem, Task, TaskState
 from .._types._worktrees import MergeHow  # noqa: TC001  # the MCP SDK reads tool annotations
-from ._format import notices_block, task_detail, task_line, tasks_table
+from ._format import task_detail, task_line, tasks_table
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -42,7 +45,7 @@ if TYPE_CHECKING:
     from .._agents._definitions import AgentDefinition
     from .._types._api import Tasks
 
-__all__ = ["NOTICES_PER_ANSWER", "TOOL_DESCRIPTIONS", "NoticeFeed", "Tools"]
+__all__ = ["NOTICES_PER_ANSWER", "READ_ONLY", "TOOL_DESCRIPTIONS", "Caller", "Tools"]
 
 _DELEGATE = """Hand work to a background worker and keep going; returns a task id at once.
 
@@ -102,8 +105,6 @@ _REFRESH_AFTER = 0.5
 """Seconds after which a call reads the notices again before answering."""
 NOTICES_PER_ANSWER = 50
 """The most notices one answer carries; the rest come with the next ones."""
-_FOLLOW_RETRY = 1.0
-"""Seconds between attempts to reopen the bridge's notice stream."""
 
 
 class WorkItem(BaseModel):
@@ -135,10 +136,17 @@ def _submit_item(
     if not work.command or not work.command.strip():
         raise _Answer("Give `command` (shell work) or `agent` and `prompt` (agent work).")
     return SubmitItem(
-        spec=ShellSpec(command=work.command, cwd=work.cwd), priority=work.priority,
+        spec=ShellSpec(command=work.command, cwd=_where(work.cwd, cwd)), priority=work.priority,
         timeout=work.timeout, label=work.label or _label(work.command),
         description=work.description or work.prompt, group=group,
     )  # fmt: skip
+
+
+def _where(given: str | None, host: str | None) -> str | None:
+    """Where work runs: its `cwd` (a relative one within the host's directory), else the host's."""
+    if given is None or host is None:
+        return given or host
+    return str(Path(host, given))
 
 
 def _agent_item(
@@ -146,7 +154,7 @@ def _agent_item(
 ) -> SubmitItem:
     assert work.agent is not None
     try:
-        spec, agent = agent_spec(agents, work.agent, work.prompt, cwd=work.cwd or cwd)
+        spec, agent = agent_spec(agents, work.agent, work.prompt, cwd=_where(work.cwd, cwd))
     except UserError as exc:
         hint = " Use `command` for shell work." if exc.field == "agent" else ""
         raise _Answer(f"{exc}{hint}") from None
@@ -162,6 +170,10 @@ def _label(command: str) -> str:
     return first if len(first) <= 40 else first[:39] + "…"
 
 
+READ_ONLY = {
+    "get_task_result", "list_tasks", "wait_tasks", "check_background", "list_background",
+    "agents_status", "agents_wait",
+}  # fmt: skip
 Description = Annotated[str, Field(description="What the work is for; comes back with its result.")]
 Command = Annotated[str | None, Field(description="Shell command (shell work).")]
 Agent = Annotated[str | None, Field(description="Sub-agent name (agent work).")]
@@ -210,133 +222,64 @@ def _task_data(task: Task) -> dict[str, Any]:
     )
 
 
-class NoticeFeed:
-    """The stdio bridge's notices: one session's, followed from the daemon as they happen.
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who calls a tool: their session, the window reading its notices, and their directory."""
 
-    Instead of reading the notices with every call, the bridge keeps a stream open
-    (`follow_notices`) and an answer carries what arrived. What an answer carried is never
-    shown again by this bridge; it is acknowledged beside a later call's work at most once per
-    `ack_every` seconds, and by `flush` on the way out. If the bridge dies before, those notices
-    are delivered again (at least once).
-    """
-
-    def __init__(self, *, ack_every: float = 1.0) -> None:
-        self._ack_every = ack_every
-        self._pending: list[Notice] = []
-        self._last = 0
-        """The highest notice seq received."""
-        self._answered = 0
-        """The highest notice seq an answer carried."""
-        self._acked = 0
-        """The highest notice seq acknowledged to the daemon."""
-        self._acked_at = -math.inf
-
-    async def follow(self, backend: Tasks) -> None:
-        """Receive the session's notices until cancelled (reconnecting after a failure)."""
-        while True:
-            with contextlib.suppress(OutriderError):
-                async for notice in backend.follow_notices(after=self._last):
-                    self._last = max(self._last, notice.seq)
-                    if notice.seq > self._answered:
-                        self._pending.append(notice)
-            await anyio.sleep(_FOLLOW_RETRY)  # the daemon went away or restarts
-
-    def pending(self) -> list[Notice]:
-        """What the next answer should carry (the oldest `NOTICES_PER_ANSWER`)."""
-        return fold_notices(self._pending[:NOTICES_PER_ANSWER])
-
-    def carried(self, notices: Sequence[Notice]) -> None:
-        """An answer carried `notices`: never show them (or anything before) again."""
-        if notices:
-            self._answered = max(self._answered, max(n.seq for n in notices))
-            self._pending = [n for n in self._pending if n.seq > self._answered]
-
-    def acknowledged(self, up_to: int) -> None:
-        """The caller acknowledged the notices up to `up_to` itself."""
-        self.carried([n for n in self._pending if n.seq <= up_to])
-        self._answered = self._acked = max(self._answered, up_to)
-
-    async def flush(self, backend: Tasks, *, now: bool = False) -> None:
-        """Acknowledge what answers carried: at once if `now`, else if one is due."""
-        up_to = self._answered
-        due = anyio.current_time() - self._acked_at >= self._ack_every
-        if up_to > self._acked and (now or due):
-            self._acked_at = anyio.current_time()
-            await backend.ack_notices(up_to)
-            self._acked = max(self._acked, up_to)
+    tasks: Tasks
+    reader: str | None = None
+    """The host window reading the session's notices (None: the session's own cursor)."""
+    cwd: str | None = None
+    """The host's project directory: where work runs unless it names a `cwd` (None: the
+    daemon's)."""
 
 
 class Tools:
     """Registers outrider's tools on an MCP server.
 
     Args:
-        resolve: The caller's backend (session) for a request.
+        resolve: Who calls, from a request (`Caller`); raises `UserError` to refuse it.
         max_wait: The longest a tool call blocks, in seconds.
         agents: The sub-agents `delegate_task` may name: fixed, or a catalog read from the
-            directory the work is delegated from (its `cwd`, else `cwd` here) at each call.
-        cwd: The directory work is delegated from when it names none (the host's, for the
-            stdio bridge; None: the daemon's).
-        feed: For one session over a remote backend (the stdio bridge): the notices come from
-            this feed (run `feed.follow`) instead of a read with each call. Without a feed,
-            each call reads the session's notices beside its work and acknowledges what its
-            answer carried before answering.
+            directory the work is delegated from (its `cwd`, else the caller's) at each call.
     """
 
     def __init__(
         self,
-        resolve: Callable[[Context], Awaitable[Tasks]],
+        resolve: Callable[[Context], Awaitable[Caller]],
         *,
         max_wait: float = 50.0,
         agents: Mapping[str, AgentDefinition] | AgentCatalog | None = None,
-        feed: NoticeFeed | None = None,
-        cwd: str | None = None,
     ) -> None:
         self._resolve = resolve
         self._max_wait = max_wait
         self._agents = agents if isinstance(agents, AgentCatalog) else dict(agents or {})
-        self._feed = feed
-        self._cwd = cwd
 
-    async def _item(self, work: WorkItem, group: str | None) -> SubmitItem:
+    async def _item(self, caller: Caller, work: WorkItem, group: str | None) -> SubmitItem:
         """The submit item of `work`, its agent looked up where the work is delegated from."""
         agents: Mapping[str, AgentDefinition] = {}
         if not isinstance(self._agents, AgentCatalog):
             agents = self._agents
         elif work.agent is not None:
-            where = work.cwd or self._cwd
+            where = _where(work.cwd, caller.cwd)
             load = self._agents.load
             agents = (await anyio.to_thread.run_sync(load, Path(where) if where else None)).agents
-        return _submit_item(work, agents=agents, group=group, cwd=self._cwd)
+        return _submit_item(work, agents=agents, group=group, cwd=caller.cwd)
 
     def register(self, server: MCPServer[Any], names: Sequence[str]) -> None:
         """Add the tools in `names` to `server`."""
         read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
         for name in names:
-            fn = getattr(self, name)
-            annotations = (
-                read_only
-                if name
-                in {
-                    "get_task_result",
-                    "list_tasks",
-                    "wait_tasks",
-                    "check_background",
-                    "list_background",
-                    "agents_status",
-                    "agents_wait",
-                }
-                else None
-            )
             server.add_tool(
-                fn, name=name, description=TOOL_DESCRIPTIONS[name], annotations=annotations,
-                structured_output=False,
+                getattr(self, name), name=name, description=TOOL_DESCRIPTIONS[name],
+                annotations=read_only if name in READ_ONLY else None, structured_output=False,
             )  # fmt: skip
 
     # -- answering ----------------------------------------------------------------------
 
     async def _answer(
         self,
-        backend: Tasks,
+        caller: Caller,
         text: str,
         data: dict[str, Any],
         pending: list[Notice],
@@ -348,47 +291,44 @@ class Tools:
         if fresh:
             text += "\n\n" + notices_block(fresh)
             data["notices"] = [n.model_dump(mode="json") for n in fresh]
-        result = CallToolResult(
-            content=[TextContent(type="text", text=text)], structured_content=data, is_error=error
+        if pending:  # the answer carries them to the model: acknowledged before it is sent
+            up_to = max(n.seq for n in pending)
+            with contextlib.suppress(OutriderError):  # not acknowledged: delivered again
+                await caller.tasks.ack_notices(up_to, reader=caller.reader)
+        return CallToolResult(
+            content=[TextContent(type="text", text=text)],
+            structured_content={"answer": text, **data},
+            is_error=error,
         )
-        if self._feed is not None:
-            self._feed.carried(pending)
-        elif pending:
-            await backend.ack_notices(pending[-1].seq)
-        return result
 
     async def _run(
-        self, ctx: Context, body: Callable[[Tasks], Awaitable[tuple[str, dict[str, Any]]]]
+        self, ctx: Context, body: Callable[[Caller], Awaitable[tuple[str, dict[str, Any]]]]
     ) -> CallToolResult:
-        backend = await self._resolve(ctx)
-        feed = self._feed
+        try:
+            caller = await self._resolve(ctx)
+        except UserError as exc:
+            return error_answer(str(exc))
         pending: list[Notice] = []
 
         async def fetch() -> None:
-            # Best effort: the work's own answer says what is wrong if the daemon is not there.
+            # Best effort: the work's own answer says what is wrong if the store is not there.
             with contextlib.suppress(OutriderError):
-                pending[:] = await backend.notices(limit=NOTICES_PER_ANSWER)
-
-        async def send_acks() -> None:
-            assert feed is not None
-            with contextlib.suppress(OutriderError):  # sent again with a later call
-                await feed.flush(backend)
+                pending[:] = await caller.tasks.notices(
+                    limit=NOTICES_PER_ANSWER, reader=caller.reader
+                )
 
         started = anyio.current_time()
         error = False
-        # Beside the work: the bridge's due acknowledgement, or the read of the notices (a
-        # call that took a while reads them again so it carries what finished meanwhile).
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(fetch if feed is None else send_acks)
+        async with anyio.create_task_group() as tg:  # the notices are read beside the work
+            tg.start_soon(fetch)
             try:
-                text, data = await body(backend)
+                text, data = await body(caller)
             except (_Answer, OutriderError) as exc:
-                text, data, error = str(exc), {"error": str(exc)}, True
-        if feed is not None:
-            pending = feed.pending()
-        elif anyio.current_time() - started > _REFRESH_AFTER:
-            await fetch()
-        return await self._answer(backend, text, data, pending, error=error)
+                text, error = _refusal(exc), True
+                data = {"error": text}
+        if anyio.current_time() - started > _REFRESH_AFTER:
+            await fetch()  # a call that took a while carries what finished meanwhile
+        return await self._answer(caller, text, data, pending, error=error)
 
     def _cap(self, seconds: float | None) -> float:
         return self._max_wait if seconds is None else max(0.0, min(seconds, self._max_wait))
@@ -396,7 +336,7 @@ class Tools:
     async def _wait(
         self,
         ctx: Context,
-        backend: Tasks,
+        tasks: Tasks,
         task_ids: Sequence[str],
         *,
         mode: Literal["all", "any"],
@@ -404,19 +344,18 @@ class Tools:
     ) -> list[Task]:
         """Wait like `Tasks.wait`, telling the host about each task that ends meanwhile."""
         ids = list(dict.fromkeys(task_ids))
-        tasks = await backend.wait(ids, timeout=0)
-        pending = {t.id for t in tasks if not t.state.terminal}
+        pending = {t.id for t in await tasks.wait(ids, timeout=0) if not t.state.terminal}
         done = len(ids) - len(pending)
         if pending and timeout > 0:
             await ctx.report_progress(done, len(ids), f"waiting for {len(pending)} task(s)")
         with anyio.move_on_after(timeout):
             while pending and not (mode == "any" and done):
-                for task in await backend.wait(sorted(pending), return_when="any"):
+                for task in await tasks.wait(sorted(pending), return_when="any"):
                     if task.state.terminal and task.id in pending:
                         pending.discard(task.id)
                         done += 1
                         await _notify(ctx, task, done, len(ids))
-        return await backend.wait(ids, timeout=0)
+        return await tasks.wait(ids, timeout=0)
 
     # -- tools --------------------------------------------------------------------------
 
@@ -438,8 +377,9 @@ class Tools:
             cwd=cwd, timeout=timeout, priority=priority,
         )  # fmt: skip
 
-        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
-            item = await self._item(work, None)
+        async def body(caller: Caller) -> tuple[str, dict[str, Any]]:
+            backend = caller.tasks
+            item = await self._item(caller, work, None)
             (stored,) = await backend.submit_many([item])
             if not isinstance(stored, Task):
                 raise _Answer(stored.message)
@@ -455,7 +395,8 @@ class Tools:
     async def get_task_result(
         self, ctx: Context, task_id: str, wait: WaitSeconds = 0, full: Full = False
     ) -> CallToolResult:
-        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
+        async def body(caller: Caller) -> tuple[str, dict[str, Any]]:
+            backend = caller.tasks
             (task,) = await self._wait(ctx, backend, [task_id], mode="all", timeout=self._cap(wait))
             return await _result_text(backend, task, full=full)
 
@@ -464,7 +405,8 @@ class Tools:
     async def list_tasks(
         self, ctx: Context, status: StatusFilter = "all", limit: Limit = 50
     ) -> CallToolResult:
-        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
+        async def body(caller: Caller) -> tuple[str, dict[str, Any]]:
+            backend = caller.tasks
             tasks = await backend.list(states=_states(status))
             shown = tasks[-limit:]
             text = tasks_table(shown)
@@ -475,14 +417,16 @@ class Tools:
         return await self._run(ctx, body)
 
     async def cancel_task(self, ctx: Context, task_id: str) -> CallToolResult:
-        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
+        async def body(caller: Caller) -> tuple[str, dict[str, Any]]:
+            backend = caller.tasks
             task = await backend.cancel(task_id)
             return task_line(task), {"task": _task_data(task)}
 
         return await self._run(ctx, body)
 
     async def retry_task(self, ctx: Context, task_id: str) -> CallToolResult:
-        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
+        async def body(caller: Caller) -> tuple[str, dict[str, Any]]:
+            backend = caller.tasks
             task = await backend.retry(task_id)
             return f"{_queued_text(task)}\n(retry of {task_id})", {"task": _task_data(task)}
 
@@ -491,7 +435,8 @@ class Tools:
     async def merge_task(
         self, ctx: Context, task_id: str, how: MergeHow = "apply"
     ) -> CallToolResult:
-        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
+        async def body(caller: Caller) -> tuple[str, dict[str, Any]]:
+            backend = caller.tasks
             done = await backend.merge_task(task_id, how=how)
             if not done.merged and done.how != "patch":
                 raise _Answer(done.message)
@@ -500,7 +445,8 @@ class Tools:
         return await self._run(ctx, body)
 
     async def discard_task(self, ctx: Context, task_id: str) -> CallToolResult:
-        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
+        async def body(caller: Caller) -> tuple[str, dict[str, Any]]:
+            backend = caller.tasks
             worktree = await backend.discard_task(task_id)
             text = f"Discarded {worktree.branch}; its changes stay in {worktree.patch}."
             return text, {"worktree": worktree.model_dump(mode="json")}
@@ -510,7 +456,8 @@ class Tools:
     async def wait_tasks(
         self, ctx: Context, task_ids: TaskIds, mode: Mode = "all", timeout: WaitSeconds = 50
     ) -> CallToolResult:
-        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
+        async def body(caller: Caller) -> tuple[str, dict[str, Any]]:
+            backend = caller.tasks
             tasks = await self._wait(ctx, backend, task_ids, mode=mode, timeout=self._cap(timeout))
             running = [t.id for t in tasks if not t.state.terminal]
             text = tasks_table(tasks)
@@ -536,7 +483,8 @@ class Tools:
     async def check_background(
         self, ctx: Context, task_id: str, lines: Lines = 20
     ) -> CallToolResult:
-        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
+        async def body(caller: Caller) -> tuple[str, dict[str, Any]]:
+            backend = caller.tasks
             task = await backend.get(task_id)
             output = await backend.tail(task_id, lines=lines)
             text = task_line(task) + ("\n" + output.rstrip() if output.strip() else "")
@@ -553,14 +501,15 @@ class Tools:
     async def agents_start(
         self, ctx: Context, tasks: WorkItems, group: Group = None
     ) -> CallToolResult:
-        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
+        async def body(caller: Caller) -> tuple[str, dict[str, Any]]:
+            backend = caller.tasks
             batch = group or f"batch-{new_task_id()[2:12].lower()}"
             items: list[SubmitItem] = []
             refused: dict[int, str] = {}
             for index, raw in enumerate(tasks):
                 try:
                     work = WorkItem.model_validate(raw)
-                    items.append(await self._item(work, batch))
+                    items.append(await self._item(caller, work, batch))
                 except ValidationError as exc:
                     refused[index] = str(user_error(exc.errors()))
                 except _Answer as exc:
@@ -589,7 +538,8 @@ class Tools:
             return await self.list_tasks(ctx, status="active")
         ids = task_ids
 
-        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
+        async def body(caller: Caller) -> tuple[str, dict[str, Any]]:
+            backend = caller.tasks
             found = await backend.wait(ids, timeout=0)
             return tasks_table(found), {"tasks": [_task_data(t) for t in found]}
 
@@ -601,13 +551,28 @@ class Tools:
         return await self.wait_tasks(ctx, task_ids, mode=mode, timeout=timeout)
 
     async def ack_notices(self, ctx: Context, up_to: Annotated[int, Field(ge=0)]) -> CallToolResult:
-        async def body(backend: Tasks) -> tuple[str, dict[str, Any]]:
-            await backend.ack_notices(up_to)
-            if self._feed is not None:
-                self._feed.acknowledged(up_to)
+        async def body(caller: Caller) -> tuple[str, dict[str, Any]]:
+            backend = caller.tasks
+            await backend.ack_notices(up_to, reader=caller.reader)
             return f"acknowledged notices up to {up_to}", {"up_to": up_to}
 
         return await self._run(ctx, body)
+
+
+def error_answer(message: str) -> CallToolResult:
+    """An error answer for the model: the message as text and as `structuredContent.answer`."""
+    return CallToolResult(
+        content=[TextContent(type="text", text=message)],
+        structured_content={"answer": message, "error": message},
+        is_error=True,
+    )
+
+
+def _refusal(exc: Exception) -> str:
+    """What the model reads when a tool's work was refused, with the tool that helps."""
+    if isinstance(exc, TaskNotFound):
+        return f"No task {exc.task_id!r} in this session; list_tasks shows its tasks' ids."
+    return str(exc)
 
 
 def _ended_ids(data: dict[str, Any]) -> set[str]:

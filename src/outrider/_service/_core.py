@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .._worktrees._manager import Worktrees
     from ..runners._handler import Handler
     from ..runners._protocol import Runner
+    from ._readers import Readers
     from ._settings import Settings
 
 __all__ = ["Core"]
@@ -50,6 +51,8 @@ class Core:
     check_open: Callable[[str], None]
     """Raises `Closed` (naming the action) unless the orchestrator is open."""
     worktrees: Worktrees
+    readers: Readers
+    """Who reads each session's notices, and where each reader is (`_readers`)."""
 
     async def visible(self, task_ids: Iterable[str], session: str) -> dict[str, Task]:
         """The tasks of `session` among `task_ids` (others are left out, like unknown ones)."""

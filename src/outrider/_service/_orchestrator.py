@@ -38,6 +38,7 @@ from ..runners._handler import Handler, HandlerRunner, Isolation
 from ..runners._protocol import WritingRunner
 from ..runners._shell import ShellRunner
 from ._core import Core
+from ._readers import Readers
 from ._session import Session
 from ._settings import Settings
 from ._submit import submit_items
@@ -145,7 +146,7 @@ class Orchestrator:
         self._core = Core(
             store=self._store, engine=self._engine, bus=self._bus, clock=self._clock,
             runners=self._runners, handlers=self._handlers, settings=settings,
-            check_open=self._check_open, worktrees=self._worktrees,
+            check_open=self._check_open, worktrees=self._worktrees, readers=Readers(),
         )  # fmt: skip
         self._state = _State.NEW
         self._sweeper = anyio.CancelScope()

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Literal, final, get_args
 import anyio
 import anyio.to_thread
 
-from .._core._notices import notice_of, notices_from_events
+from .._core._notices import notice_of, notices_block, notices_from_events
 from .._store._logs import TaskLog, transcript_path
 from .._store._sqlite import SetNoticeCursor
-from .._types._api import submit_error, submit_item, task_outcome
+from .._types._api import check_session_name, submit_error, submit_item, task_outcome
 from .._types._errors import NotAllowed, StoreUnavailable, TaskNotFound, UserError
 from .._types._events import EventType
-from .._types._task import MAX_SEQ, SubmitError, SubmitItem, Task, TaskState
+from .._types._task import MAX_SEQ, NoticeWait, SubmitError, SubmitItem, Task, TaskState
 from .._types._worktrees import MERGE_HOWS
 from ._submit import parse_items, submit_items
 
@@ -320,25 +320,67 @@ class Session:
 
     # -- notices and events ---------------------------------------------------------------
 
-    async def notices(self, *, limit: int = 100) -> builtins.list[Notice]:
-        """The completion notices not yet acknowledged, oldest first.
+    async def notices(
+        self, *, limit: int = 100, reader: str | None = None
+    ) -> builtins.list[Notice]:
+        """The completion notices not yet acknowledged (or not yet received by `reader`).
 
         Reading does not acknowledge: pass the last notice's `seq` to `ack_notices` once the
-        notices reached their reader. Unacknowledged notices survive restarts.
+        notices reached their reader. Unacknowledged notices survive restarts. With `reader`,
+        the notices after that reader's cursor (see `_readers`).
         """
         self._core.check_open("read notices")
         if limit < 1:
             raise UserError(f"`limit` must be at least 1, not {limit!r}.", field="limit")
-        return notices_from_events(await self._core.store.notice_events(self._stored, limit))
+        store = self._core.store
+        if reader is None:
+            return notices_from_events(await store.notice_events(self._stored, limit))
+        after = await self._reader_cursor(check_session_name(reader, field="reader"))
+        events = await store.events(
+            session=self._stored, after=after, limit=limit, prefix=False, notices=True
+        )
+        return notices_from_events(events)
 
-    async def ack_notices(self, up_to: int) -> None:
-        """Acknowledge the notices with `seq <= up_to` (at most the last one issued)."""
+    async def ack_notices(self, up_to: int, *, reader: str | None = None) -> None:
+        """Acknowledge the notices with `seq <= up_to` (also as received by `reader`)."""
         self._core.check_open("acknowledge notices")
         if not 0 <= up_to <= MAX_SEQ:
             raise UserError(
                 f"`up_to` must be a seq (0 to {MAX_SEQ}), not {up_to!r}.", field="up_to"
             )
+        if reader is not None:
+            check_session_name(reader, field="reader")
         await self._core.store.commit([SetNoticeCursor(self._stored, up_to)])
+        if reader is not None:
+            stored = await self._core.store.notice_cursor(self._stored)  # capped by the store
+            self._core.readers.advance(self._stored, reader, min(up_to, stored))
+
+    async def next_notices(self, *, timeout: float, reader: str | None = None) -> NoticeWait:
+        """The next notices for `reader`, waiting up to `timeout` s; see `Tasks.next_notices`."""
+        key = "" if reader is None else check_session_name(reader, field="reader")
+        with self._core.readers.waiting(self._stored, key) as superseded:
+            found = await self.notices(reader=reader)
+            if not found and timeout > 0:
+                with anyio.move_on_after(timeout):
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(_cancel_when, superseded, tg.cancel_scope)
+                        after = 0 if reader is None else await self._reader_cursor(reader)
+                        async for _ in self.follow_notices(after=after):
+                            break
+                        tg.cancel_scope.cancel()
+                if superseded.is_set():
+                    return NoticeWait(notices=[], superseded=True)
+                found = await self.notices(reader=reader)
+        return NoticeWait(notices=found, text=notices_block(found), superseded=superseded.is_set())
+
+    async def _reader_cursor(self, reader: str) -> int:
+        """Where `reader` is: the session's acknowledgement cursor when first seen."""
+        readers = self._core.readers
+        cursor = readers.cursor(self._stored, reader)
+        if cursor is None:
+            cursor = await self._core.store.notice_cursor(self._stored)
+            readers.advance(self._stored, reader, cursor)
+        return cursor
 
     async def follow_notices(self, *, after: int = 0) -> AsyncIterator[Notice]:
         """The unacknowledged notices, then each new one as it happens (from `seq > after`).
@@ -423,4 +465,9 @@ async def _until_done(pending: Iterable[LiveTask], ids: Sequence[str], mode: str
 
 async def _first_done(done: anyio.Event, scope: anyio.CancelScope) -> None:
     await done.wait()
+    scope.cancel()
+
+
+async def _cancel_when(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
     scope.cancel()

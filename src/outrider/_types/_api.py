@@ -27,6 +27,7 @@ from ._errors import (
     UserError,
     user_error,
 )
+from ._names import check_session_name
 from ._task import SubmitItem, TaskState
 
 if TYPE_CHECKING:
@@ -37,7 +38,16 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ._events import Event
-    from ._task import KeyStatus, Notice, SessionSummary, Status, SubmitError, Task, TaskSpec
+    from ._task import (
+        KeyStatus,
+        Notice,
+        NoticeWait,
+        SessionSummary,
+        Status,
+        SubmitError,
+        Task,
+        TaskSpec,
+    )
     from ._worktrees import MergeHow, MergeResult, Worktree
 
 __all__ = [
@@ -220,12 +230,38 @@ class Tasks(Protocol):
         """
         ...
 
-    async def notices(self, *, limit: int = 100) -> builtins.list[Notice]:
-        """The session's completion notices not yet acknowledged, oldest first."""
+    async def notices(
+        self, *, limit: int = 100, reader: str | None = None
+    ) -> builtins.list[Notice]:
+        """The session's completion notices not yet acknowledged, oldest first.
+
+        With `reader` (one host window reading the session), the notices that reader has not
+        received yet instead, acknowledged by another reader or not: two windows sharing a
+        session each receive every notice. A new reader starts at the acknowledged ones.
+
+        Raises:
+            UserError: An invalid reader name.
+        """
         ...
 
-    async def ack_notices(self, up_to: int) -> None:
-        """Acknowledge the notices with `seq <= up_to` (at most the last one issued)."""
+    async def ack_notices(self, up_to: int, *, reader: str | None = None) -> None:
+        """Acknowledge the notices with `seq <= up_to` (at most the last one issued).
+
+        Call it once the notices reached a model. With `reader`, they also count as received
+        by that reader.
+        """
+        ...
+
+    async def next_notices(self, *, timeout: float, reader: str | None = None) -> NoticeWait:
+        """The notices `notices(reader=…)` would return, waiting up to `timeout` s for one.
+
+        A long poll for what wakes an idle host: it answers as soon as there is a notice.
+        Newest waiter wins: a call for the same reader (or, without one, the same session)
+        ends the one waiting at once with `superseded`, so a host never has two waiters.
+        Nothing is acknowledged.
+
+        Cancellation: a cancelled wait leaves nothing behind.
+        """
         ...
 
     def follow_notices(self, *, after: int = 0) -> AsyncIterator[Notice]:
@@ -257,16 +293,6 @@ class Tasks(Protocol):
         session is listed while it holds tasks.
         """
         ...
-
-
-def check_session_name(name: str) -> str:
-    """`name` if it is a valid session name, else a UserError naming the rule."""
-    if not (0 < len(name) <= 64) or not all(c.isalnum() or c in "._:-" for c in name):
-        raise UserError(
-            f"Invalid session name {name!r}: use 1-64 letters, digits and . _ : -.",
-            field="session",
-        )
-    return name
 
 
 Sessions = Callable[[str, str], Tasks]

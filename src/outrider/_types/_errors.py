@@ -191,6 +191,7 @@ def error_from_wire(
 
 
 _LOCATION_PARTS: Final = frozenset({"body", "query", "header", "path"})
+_SPEC_KINDS: Final = frozenset({"shell", "handler", "cli_agent", "agent"})
 
 
 def user_error(
@@ -207,11 +208,13 @@ def user_error(
     first = errors[0] if errors else {"loc": (), "msg": "invalid input"}
     raw_loc = first.get("loc")
     where_from = raw_loc if isinstance(raw_loc, tuple | list) else ()
-    parts = [
-        str(p)
-        for p in where_from
-        if p not in _LOCATION_PARTS and not (isinstance(p, int) and p < 0)
-    ]
+    parts: list[str] = []
+    for p in where_from:
+        if p in _LOCATION_PARTS or (isinstance(p, int) and p < 0):
+            continue
+        if parts[-1:] == ["spec"] and p in _SPEC_KINDS:
+            continue  # the tag pydantic puts in a union's path: `spec.command`, as written
+        parts.append(str(p))
     if "[key]" in parts:  # a mapping's key is bad: the mapping is the field
         parts = parts[: max(0, parts.index("[key]") - 1)]
     loc = ".".join(parts)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Literal, TypeAlias
 
 from pydantic import (
@@ -22,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from ._state import TERMINAL_STATES, TaskState
 from ._worktrees import Isolation
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "HandlerSpec",
     "KeyStatus",
     "Notice",
+    "NoticeWait",
     "Progress",
     "SessionSummary",
     "ShellSpec",
@@ -52,32 +53,6 @@ __all__ = [
 MAX_PAYLOAD_BYTES = 1024 * 1024
 """The largest spec (as JSON) a task may carry."""
 
-
-class TaskState(StrEnum):
-    """Where a task is in its life; the values are stored verbatim."""
-
-    QUEUED = "queued"
-    """Waiting to start: for a slot, its dependencies, resources, or a retry's backoff."""
-    RUNNING = "running"
-    """Started and not yet ended."""
-    SUCCEEDED = "succeeded"
-    """Ended with a result."""
-    FAILED = "failed"
-    """Ended with an error (including `interrupted` by a crash or shutdown)."""
-    CANCELLED = "cancelled"
-    """Ended because it was cancelled, or because a task it depends on did not succeed."""
-    TIMED_OUT = "timed_out"
-    """Ended because its `timeout`, `ttl` or `stall_timeout` expired."""
-
-    @property
-    def terminal(self) -> bool:
-        """Whether the state is final."""
-        return self in TERMINAL_STATES
-
-
-TERMINAL_STATES = frozenset(
-    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMED_OUT}
-)
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 MAX_SECONDS = 10 * 365 * 86_400.0
@@ -471,6 +446,20 @@ class Notice(BaseModel):
     """Tasks per end state, and `total` (groups only)."""
     text: str
     """One line for a human or a model to read."""
+
+
+class NoticeWait(BaseModel):
+    """What a wait for notices found (`Tasks.next_notices`).
+
+    `notices` is empty when the wait timed out or another waiter of the same reader took over
+    (`superseded`). `text` is the notices as a model reads them (`notices_block`), each line
+    ending with its marker `⟦outrider seq=N⟧`: every host shows the same words.
+    """
+
+    model_config = _FROZEN
+    notices: list[Notice]
+    text: str = ""
+    superseded: bool = False
 
 
 class TaskOptions(BaseModel):

@@ -23,6 +23,7 @@ __all__ = [
     "LimitBody",
     "MergeBody",
     "NoticeList",
+    "Reader",
     "Output",
     "SessionList",
     "TaskList",
@@ -108,10 +109,15 @@ class NoticeList(BaseModel):
     notices: list[Notice]
 
 
+Reader = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+"""A notice reader's name (one host window): the rules of a session name."""
+
+
 class AckBody(BaseModel):
-    """Acknowledge every notice with `seq <= up_to`."""
+    """Acknowledge every notice with `seq <= up_to` (also as received by `reader`)."""
 
     up_to: Int = Field(ge=0, le=MAX_SEQ)
+    reader: Reader | None = None
 
 
 class LimitBody(BaseModel):

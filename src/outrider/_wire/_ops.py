@@ -15,6 +15,7 @@ from .._types._events import Event
 from .._types._task import (
     KeyStatus,
     Notice,
+    NoticeWait,
     SessionSummary,
     Status,
     SubmitError,
@@ -55,6 +56,7 @@ __all__ = [
     "list_tasks",
     "merge_task",
     "prune_worktrees",
+    "next_notices",
     "notices",
     "retry",
     "sessions",
@@ -239,15 +241,21 @@ def set_limit(key: str, limit: int) -> Op[KeyStatus]:
               json={"limit": limit})  # fmt: skip
 
 
-def notices(*, limit: int) -> Op[list[Notice]]:
-    """`GET /v1/notices`: the unacknowledged completion notices."""
+def notices(*, limit: int, reader: str | None) -> Op[list[Notice]]:
+    """`GET /v1/notices`: the unacknowledged completion notices (or a reader's)."""
     return Op("GET", "/v1/notices", lambda data: NoticeList.model_validate(data).notices,
-              params={"limit": limit})  # fmt: skip
+              params=_present({"limit": limit, "reader": reader}))  # fmt: skip
 
 
-def ack_notices(up_to: int) -> Op[None]:
+def ack_notices(up_to: int, *, reader: str | None) -> Op[None]:
     """`POST /v1/notices/ack`: acknowledge notices up to a seq."""
-    return Op("POST", "/v1/notices/ack", _none, json={"up_to": up_to})
+    return Op("POST", "/v1/notices/ack", _none, json=_present({"up_to": up_to, "reader": reader}))
+
+
+def next_notices(*, timeout: float, reader: str | None) -> Op[NoticeWait]:
+    """`GET /v1/notices/next`: long-poll for the next notices (the newest waiter wins)."""
+    return Op("GET", "/v1/notices/next", NoticeWait.model_validate,
+              params=_present({"timeout": timeout, "reader": reader}), hold=timeout)  # fmt: skip
 
 
 def dashboard_login() -> Op[DashboardLogin]:

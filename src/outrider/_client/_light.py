@@ -1,0 +1,210 @@
+"""A small blocking HTTP client of the local daemon, on the standard library only.
+
+For the commands that must start fast (the stdio MCP bridge, the host hooks, `submit`): it
+imports neither httpx nor pydantic nor anyio, and it reads and writes JSON as plain values
+(the daemon validates every body). It finds the daemon and its token as `AsyncClient` does
+(`_local`), sends the token only once the daemon proved it holds it, and, with `autostart`,
+starts the daemon when none answers and sends the request again — every time the daemon is
+gone, not only the first.
+
+Thread safety: one `LightClient` may be used from several threads; each call opens its own
+connection unless it passes one (`connect`), so calls never wait for each other.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit
+
+from .._proof import challenge, token_id
+from .._types._errors import DaemonError, OutriderError, error_from_wire
+from ._local import check_proof, find_token, find_url, start_or_find
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+__all__ = ["LightClient", "Reply"]
+
+_REFUSED = (ConnectionRefusedError, FileNotFoundError, socket.gaierror)
+"""Errors that mean no daemon listens (nothing was sent)."""
+
+
+@dataclass
+class Reply:
+    """A daemon's answer: its status, headers and body (read whole, or left to stream)."""
+
+    status: int
+    headers: Mapping[str, str]
+    response: http.client.HTTPResponse
+    connection: http.client.HTTPConnection
+
+    def json(self) -> Any:
+        """The whole body as JSON (None if empty); closes the connection's use."""
+        body = self.response.read()
+        return json.loads(body) if body else None
+
+    def close(self) -> None:
+        """Drop the connection (abandons a response still streaming)."""
+        self.connection.close()
+
+
+class LightClient:
+    """One session of the local daemon, as plain JSON.
+
+    Args:
+        session: The session every call acts in (`X-Outrider-Session`).
+        autostart: Start the daemon when none answers (not with an explicit URL).
+        on_start: Called with the URL of each daemon this client started.
+        timeout: Seconds to connect and for each read of an answer.
+    """
+
+    def __init__(
+        self,
+        session: str,
+        *,
+        autostart: bool = False,
+        on_start: Callable[[str], None] | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.session = session
+        self.url = find_url(None)
+        self._token = find_token(None)
+        self._autostart = autostart and "OUTRIDER_URL" not in os.environ
+        self._on_start = on_start
+        self._timeout = timeout
+        self._proven: str | None = None
+        self._lock = threading.Lock()
+        self._starts = 0
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        *,
+        params: Mapping[str, object] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Send one request and return its JSON answer.
+
+        Raises:
+            OutriderError: The daemon answered an error (the exception it stands for), or
+                there is no daemon (`DaemonError`).
+        """
+        reply = self.send(method, path, body, params=params, headers=headers, timeout=timeout)
+        try:
+            found = reply.json()
+        finally:
+            reply.close()
+        if reply.status >= 400:
+            raise _error_of(reply.status, found)
+        return found
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        *,
+        params: Mapping[str, object] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
+        """Send one request; the answer is left to read (JSON or a stream).
+
+        A refused connection (no daemon) starts one if allowed and sends again.
+
+        Raises:
+            DaemonError: No daemon answers (and none could be started).
+        """
+        target = path + ("?" + urlencode(params, doseq=True) if params else "")
+        payload = None if body is None else json.dumps(body).encode()
+        for attempt in (1, 2):
+            starts = self._starts
+            try:
+                return self._send(method, target, payload, headers or {}, timeout)
+            except _REFUSED as exc:
+                if attempt == 2 or not self._start(starts):
+                    raise DaemonError(
+                        f"No outrider daemon at {self.url} ({exc.strerror or exc}); start one "
+                        "with `outrider serve`."
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def _connect(self, timeout: float | None) -> http.client.HTTPConnection:
+        parts = urlsplit(self.url)
+        return http.client.HTTPConnection(
+            parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout or self._timeout
+        )
+
+    def _send(
+        self,
+        method: str,
+        target: str,
+        payload: bytes | None,
+        extra: Mapping[str, str],
+        timeout: float | None,
+    ) -> Reply:
+        connection = self._connect(timeout)
+        try:
+            self._prove(connection)
+            headers = {"X-Outrider-Session": self.session, **extra}
+            if self._token:
+                headers["Authorization"] = f"Bearer {self._token}"
+            if payload is not None:
+                headers["Content-Type"] = "application/json"
+            connection.request(method, target, body=payload, headers=headers)
+            response = connection.getresponse()
+        except BaseException:
+            connection.close()
+            raise
+        return Reply(response.status, dict(response.headers.items()), response, connection)
+
+    def _prove(self, connection: http.client.HTTPConnection) -> None:
+        """Have the daemon prove it holds the token before it is sent (once per URL)."""
+        if self._token is None or self._proven == self.url:
+            return
+        nonce = challenge()
+        query = urlencode({"challenge": nonce, "token_id": token_id(self._token)})
+        connection.request("GET", f"/health?{query}")
+        response = connection.getresponse()
+        body = response.read()
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        check_proof(doc, url=self.url, token=self._token, nonce=nonce)
+        self._proven = self.url
+
+    def _start(self, seen: int) -> bool:
+        """Start the daemon if allowed; threads that failed meanwhile use the same one."""
+        with self._lock:
+            if self._starts != seen:
+                return True
+            if not self._autostart:
+                return False
+            self.url, started = start_or_find()
+            self._token = find_token(None)
+            self._starts += 1
+        if started and self._on_start is not None:
+            self._on_start(self.url)
+        return True
+
+
+def _error_of(status: int, body: object) -> OutriderError:
+    """The exception an error answer stands for."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return DaemonError(f"HTTP {status}: {str(body)[:300]}")
+    field = error.get("field")
+    return error_from_wire(
+        status, str(error.get("type")), str(error.get("message")),
+        field=field if isinstance(field, str) else None,
+    )  # fmt: skip
