@@ -1,13 +1,20 @@
-"""Telling anyio once, per task, that outrider runs on asyncio."""
+"""Small async helpers: pinning the async library, waiting for a signal to stop."""
 
 from __future__ import annotations
+
+import signal
+
+import anyio
 
 try:
     import sniffio
 except ImportError:  # pragma: no cover - then anyio finds its library cheaply by itself
     sniffio = None  # type: ignore[assignment]  # checked before use
 
-__all__ = ["pin_async_library"]
+__all__ = ["STOP_SIGNALS", "next_stop_signal", "pin_async_library"]
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Ctrl-C, a polite kill, a closed terminal: each asks a command or the daemon to stop."""
 
 
 def pin_async_library() -> None:
@@ -20,3 +27,11 @@ def pin_async_library() -> None:
     """
     if sniffio is not None:
         sniffio.current_async_library_cvar.set(sniffio.current_async_library())
+
+
+async def next_stop_signal() -> signal.Signals:
+    """Wait for the next of `STOP_SIGNALS`; while waiting, they do not end the process."""
+    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        async for signum in signals:
+            return signal.Signals(signum)
+    raise AssertionError("a signal receiver never ends")  # pragma: no cover

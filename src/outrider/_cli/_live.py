@@ -10,7 +10,6 @@ Cancellation: SIGINT or SIGTERM stops every task of the batch, records it, and e
 from __future__ import annotations
 
 import json
-import signal
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from rich.text import Text
 import outrider
 from outrider import OutriderError, Task, TaskState
 
+from .._asynclib import next_stop_signal
 from .._ids import new_task_id
 from .._logging import format_duration
 from ..runners._procs import contain_this_process, stop_orphans
@@ -217,12 +217,8 @@ def run_with_signals(fn: Callable[[], Awaitable[T]]) -> T | None:
         async with anyio.create_task_group() as tg:
 
             async def watch() -> None:
-                with anyio.open_signal_receiver(
-                    signal.SIGINT, signal.SIGTERM, signal.SIGHUP
-                ) as signals:
-                    async for _ in signals:
-                        tg.cancel_scope.cancel()
-                        return
+                await next_stop_signal()
+                tg.cancel_scope.cancel()
 
             async def work() -> None:
                 outcome.append(await fn())

@@ -13,7 +13,6 @@ import contextlib
 import ipaddress
 import json
 import os
-import signal
 import socket
 from typing import TYPE_CHECKING
 
@@ -21,6 +20,7 @@ import anyio
 import uvicorn
 
 from .._agents._definitions import AgentCatalog, load_agents
+from .._asynclib import next_stop_signal
 from .._http._app import AuthMiddleware, create_app
 from .._http._auth import LOCAL, Tokens
 from .._logging import logger
@@ -33,6 +33,8 @@ from ._runners import agent_limits, runners
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
+
+    from fastapi import FastAPI
 
     from .._types._api import Tasks
     from ._config import Config
@@ -101,17 +103,8 @@ def _daemon_record(url: str) -> Iterator[None]:
                 path.unlink()
 
 
-async def serve(
-    config: Config,
-    *,
-    allow_remote: bool = False,
-    on_ready: Callable[[str], None] | None = None,
-) -> None:
-    """Run the daemon until SIGINT/SIGTERM or a shutdown request.
-
-    Raises:
-        UserError: A non-loopback host without `allow_remote`, a port in use, a bad handler.
-    """
+def _check_can_serve(config: Config, *, allow_remote: bool) -> None:
+    """Refuse a non-loopback host unless allowed, and a data dir that cannot be used."""
     if not _is_loopback(config.host) and not allow_remote:
         raise UserError(
             f"Refusing to listen on {config.host!r}, which is not loopback: pass "
@@ -125,7 +118,10 @@ async def serve(
             f"Cannot use the data dir {data_dir()}: {exc.strerror}; make it writable (and "
             "yours), or set OUTRIDER_HOME to one that is."
         ) from None
-    tokens = Tokens.from_config(config)
+
+
+def _orchestrator(config: Config) -> Orchestrator:
+    """The daemon's orchestrator: the config's limits and handlers, and the agents found here."""
     agents = load_agents()
     for problem in (*agents.warnings, *agents.errors):
         logger.warning("agents: %s", problem)
@@ -137,22 +133,46 @@ async def serve(
     )
     for name, fn in import_handlers(config.handlers).items():
         orch.register_handler(name, fn)
-    stopping = anyio.Event()
+    return orch
+
+
+def _app(orch: Orchestrator, config: Config, tokens: Tokens, stopping: anyio.Event) -> FastAPI:
+    """HTTP and MCP over the orchestrator's sessions; the principal comes from the token."""
 
     def sessions(principal: str, name: str) -> Tasks:
         return orch.session(name, owner=principal, admin=principal == LOCAL)
 
+    mcp, _ = build_server(
+        daemon_resolver(sessions), tools=MCP_TOOLS, listed=config.mcp_tools,
+        max_wait=config.mcp_wait, agents=AgentCatalog(),
+    )  # fmt: skip
+    # The MCP routes first: they make the session manager the app's lifespan runs.
+    mcp_routes = mcp.streamable_http_app(streamable_http_path="/mcp", host=config.host).routes
+    app = create_app(
+        sessions, status=orch.status, stopping=stopping, request_stop=stopping.set,
+        lifespan=mcp.session_manager.run, tokens=tokens,
+    )  # fmt: skip
+    app.router.routes.extend(mcp_routes)
+    return app
+
+
+async def serve(
+    config: Config,
+    *,
+    allow_remote: bool = False,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Run the daemon until SIGINT/SIGTERM/SIGHUP or a shutdown request.
+
+    Raises:
+        UserError: A non-loopback host without `allow_remote`, a port in use, a bad handler.
+    """
+    _check_can_serve(config, allow_remote=allow_remote)
+    tokens = Tokens.from_config(config)
+    orch = _orchestrator(config)
+    stopping = anyio.Event()
     async with orch:
-        mcp, _ = build_server(
-            daemon_resolver(sessions), tools=MCP_TOOLS, listed=config.mcp_tools,
-            max_wait=config.mcp_wait, agents=AgentCatalog(),
-        )  # fmt: skip
-        mcp_routes = mcp.streamable_http_app(streamable_http_path="/mcp", host=config.host).routes
-        app = create_app(
-            sessions, status=orch.status, stopping=stopping, request_stop=stopping.set,
-            lifespan=mcp.session_manager.run, tokens=tokens,
-        )  # fmt: skip
-        app.router.routes.extend(mcp_routes)
+        app = _app(orch, config, tokens, stopping)
         sock = _bind(config.host, config.port)
         host, port = sock.getsockname()[:2]
         url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
@@ -165,20 +185,16 @@ async def serve(
         with _daemon_record(url):
             async with anyio.create_task_group() as tg:
 
-                async def watch() -> None:
-                    with anyio.open_signal_receiver(
-                        signal.SIGINT, signal.SIGTERM, signal.SIGHUP
-                    ) as signals:
-                        async for signum in signals:
-                            logger.info("received %s: stopping", signal.Signals(signum).name)
-                            stopping.set()
-                            return
-
                 async def stop_when_asked() -> None:
                     await stopping.wait()
                     server.should_exit = True
 
-                tg.start_soon(watch)
+                async def stop_on_signal() -> None:
+                    received = await next_stop_signal()
+                    logger.info("received %s: stopping", received.name)
+                    stopping.set()
+
+                tg.start_soon(stop_on_signal)
                 tg.start_soon(stop_when_asked)
                 logger.info("serving on %s (store %s)", url, config.db_path)
                 if on_ready is not None:
