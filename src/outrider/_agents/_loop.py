@@ -457,9 +457,7 @@ def _make_tools(run: _Run, loop: AgentLoop) -> dict[str, Callable[..., Any]]:
             path: The file, relative to the workspace.
             content: The whole new content.
         """
-        if (refusal := await _claim(run, path)) is not None:
-            return refusal
-        return await _guard(lambda: ws.write(path, content))
+        return await _claim(run, path) or await _guard(lambda: ws.write(path, content))
 
     async def edit_file(path: str, old: str, new: str) -> str:
         """Replace one exact occurrence of `old` by `new` in a file.
@@ -469,9 +467,7 @@ def _make_tools(run: _Run, loop: AgentLoop) -> dict[str, Callable[..., Any]]:
             old: The exact text to replace; it must occur exactly once.
             new: The replacement.
         """
-        if (refusal := await _claim(run, path)) is not None:
-            return refusal
-        return await _guard(lambda: ws.edit(path, old, new))
+        return await _claim(run, path) or await _guard(lambda: ws.edit(path, old, new))
 
     async def run_command(command: str) -> str:
         """Run a shell command in the workspace; answers its exit code and output's end.
