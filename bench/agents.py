@@ -1,6 +1,10 @@
 """Agent benchmark: many agents on one rate-limited model, with and without outrider's limits.
 
-Run: uv run python bench/agents.py  [--quick]  [--sandbox]
+Run: uv run python bench/agents.py  [--quick]  [--sandbox | --tools]
+
+`--tools` measures only what an agent run spends on its tools: the prebuilt tools it gets
+(a lookup) against building the same seven tools for the run (their schemas parsed from their
+signatures and docstrings, as each run once did), 200 runs each.
 
 `--sandbox` measures only what the sandbox adds to each `run_command`: the same command run
 N times as `/bin/sh -c` and inside bubblewrap (with the policy check and the masks a run
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
 
 QUICK = "--quick" in sys.argv
 SANDBOX_ONLY = "--sandbox" in sys.argv
+TOOLS_ONLY = "--tools" in sys.argv
 SANDBOX_RUNS = 100 if QUICK else 300
 FAKE_SERVER = Path(__file__).resolve().parents[1] / "tests" / "fakellm.py"
 TASKS = 40 if QUICK else 200
@@ -185,7 +190,29 @@ async def sandbox_costs() -> None:
     print(f"sandbox cost per command (median): {added * 1000:.1f} ms")
 
 
+def tool_costs(runs: int = 200) -> None:
+    """Per run: the prebuilt tools against building them (the same-run baseline)."""
+    from pydantic_ai import Tool
+
+    from outrider._agents._tools import TOOLS
+
+    functions = [tool.function for tool in TOOLS.values()]
+    allowed = set(TOOLS) - {"delegate"}
+    start = time.perf_counter()
+    for _ in range(runs):
+        [tool for name, tool in TOOLS.items() if name in allowed]
+    prebuilt = (time.perf_counter() - start) / runs
+    start = time.perf_counter()
+    for _ in range(runs):
+        [Tool(fn, takes_ctx=True) for fn in functions]
+    built = (time.perf_counter() - start) / runs
+    print(f"tools per run: prebuilt {prebuilt * 1e6:.1f} us, built per run {built * 1e3:.2f} ms")
+
+
 async def main() -> None:
+    if TOOLS_ONLY:
+        tool_costs()
+        return
     if SANDBOX_ONLY:
         await sandbox_costs()
         return

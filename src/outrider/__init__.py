@@ -58,6 +58,7 @@ from ._types._task import HandlerSpec as HandlerSpec
 from ._types._task import KeyStatus as KeyStatus
 from ._types._task import Notice as Notice
 from ._types._task import Progress as Progress
+from ._types._task import SessionSummary as SessionSummary
 from ._types._task import ShellSpec as ShellSpec
 from ._types._task import Status as Status
 from ._types._task import SubmitError as SubmitError
@@ -116,6 +117,7 @@ __all__ = (
     "RunContext",
     "RunnerError",
     "Session",
+    "SessionSummary",
     "Settings",
     "shell",
     "ShellSpec",

@@ -123,6 +123,24 @@ async def test_tools_in_the_workspace_usage_cost_and_transcript(
     assert transcript["attempts"] == [{"model": "fake/worker", "error": None}]
 
 
+async def test_runs_side_by_side_share_the_tools_but_each_sees_its_own_workspace(
+    orch: outrider.Orchestrator, fake: FakeLLM, tmp_path: Path
+) -> None:
+    roots = {}
+    for name in ("worker", "helper"):
+        roots[name] = tmp_path / name
+        roots[name].mkdir()
+        (roots[name] / "notes.txt").write_text(f"the notes of {name}\n")
+        fake.script(name, [Reply.tool("read_file", path="notes.txt"), Reply.say("read")])
+    session = orch.session(S)
+    tasks = [await session.submit(outrider.agent(n, "Read", workspace=str(r)))
+             for n, r in roots.items()]  # fmt: skip
+    done = await session.wait([t.id for t in tasks], timeout=30)
+    assert [d.state for d in done] == [outrider.TaskState.SUCCEEDED] * 2
+    for name in roots:
+        assert fake.calls_for(name)[-1].tool_results == [f"the notes of {name}\n"]
+
+
 async def test_paths_outside_the_workspace_and_denied_by_policy_are_refused(
     orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path
 ) -> None:
@@ -241,6 +259,8 @@ async def test_budget_stop_keeps_the_transcript(
     transcript = await orch.session(S).transcript(done.id)
     assert isinstance(transcript, dict)
     assert len(transcript["messages"]) >= 2
+    assert transcript["budget"] == {"tokens": 150, "cost": None}  # what it (its tree) may spend
+    assert transcript["tree"] == done.id
 
 
 async def test_loop_detector_max_turns_and_empty_output(
@@ -550,3 +570,31 @@ async def test_an_empty_answer_costs_no_second_call(
     )  # fmt: skip
     assert len(fake.calls_for("helper")) == before + 1
     fake.scripts["helper"].clear()
+
+
+async def test_a_provider_takes_as_many_calls_at_once_as_its_concurrency_allows(
+    fake: FakeLLM,
+) -> None:
+    """No connection pool caps the calls in flight below the model's own concurrency."""
+    calls = 120  # above httpx's default pool of 100 connections
+    providers = Providers(
+        {"fake": ProviderConfig(base_url=fake.base_url, api_key="k", max_concurrency=200)}
+    )
+    fake.script("wide", [Reply.say("ok", latency=3.0) for _ in range(calls)])
+    client = providers._client(providers.resolve("fake/wide"))
+    body = {"model": "wide", "messages": [{"role": "user", "content": "hi"}]}
+    fake.max_in_flight = 0
+
+    async def call() -> None:
+        await client.post(f"{fake.base_url}/chat/completions", json=body)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for _ in range(calls):
+                tg.start_soon(call)
+            await wait_until(lambda: fake.max_in_flight >= calls, timeout=10)
+            tg.cancel_scope.cancel()
+    finally:
+        fake.scripts.pop("wide", None)
+        await providers.aclose()
+    assert fake.max_in_flight >= calls  # (a call of an earlier test may still be in flight)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outrider._agents._budget import BudgetExceeded, BudgetGuard, Tree
+from outrider._agents._budget import DEFAULT_OUTPUT_CAP, BudgetExceeded, BudgetGuard, Tree
 from outrider._agents._providers import Price
 
 STEPS = st.lists(
@@ -50,3 +50,12 @@ def test_a_cost_budget_caps_the_output_at_what_the_dollars_buy() -> None:
     guard.after(100, 450)
     with pytest.raises(BudgetExceeded, match="Cost budget exceeded"):
         guard.before(400, None)
+
+
+def test_parallel_children_of_a_roomy_tree_each_get_a_request() -> None:
+    tree = Tree(50_000, None)
+    first, second = (BudgetGuard(tree, None, None, None) for _ in range(2))
+    cap = first.before(4_000, None)  # in flight: its reservation must leave room for a sibling
+    assert cap == DEFAULT_OUTPUT_CAP
+    assert second.before(4_000, None) == DEFAULT_OUTPUT_CAP
+    assert BudgetGuard(Tree(2_000, None), None, None, None).before(4_000, None) == 1_000

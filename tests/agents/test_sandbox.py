@@ -169,6 +169,21 @@ def test_probe_reports_a_bubblewrap_that_cannot_create_namespaces(tmp_path: Path
     assert "kernel.unprivileged_userns_clone=1" in status.fix
 
 
+def test_a_data_dir_in_tmp_and_its_files_masked_together_still_run(
+    layout: dict[str, Path],
+) -> None:
+    # The daemon hides its data dir and the token file in it; both under /tmp (tests, a
+    # throwaway OUTRIDER_HOME), the token's mask once failed inside the masked, read-only dir.
+    ws, data = layout["ws"], layout["data"]
+    out = _run(f"cat notes.txt; cat {data}/token; echo ran", ws, [data, data / "token"])
+    assert "visible" in out
+    assert "ran" in out
+    assert "the-daemon-token" not in out
+    inside = _run("cat secrets/key; echo ran", ws, [ws / "secrets", ws / "secrets" / "key"])
+    assert "ran" in inside
+    assert "denied-inside" not in inside
+
+
 @pytest.fixture
 def outside_tmp() -> Iterator[Path]:
     """A folder outside /tmp (the sandbox empties /tmp, which would hide what is tested)."""

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import httpx
 import psutil
 import pytest
 from typer.testing import CliRunner
@@ -187,11 +188,36 @@ def test_run_on_a_store_held_by_another_process_is_one_line(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
-def test_demo_runs_offline(tmp_path: Path) -> None:
-    done = outrider("demo", "--db", str(tmp_path / "demo.db"), cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "package" in done.stdout
-    assert "succeeded" in done.stdout
+def test_demo_runs_offline_in_the_daemon_and_ends_with_the_dashboard(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src"),
+           "OUTRIDER_HOME": str(tmp_path), "OUTRIDER_PORT": "0"}  # fmt: skip
+    env.pop("OUTRIDER_URL", None)
+    env.pop("OUTRIDER_TOKEN", None)
+    try:
+        done = subprocess.run(
+            [PY, "-m", "outrider._cli", "demo"], capture_output=True, text=True, cwd=tmp_path,
+            env=env, timeout=180, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        out = " ".join(done.stdout.split())
+        assert "package" in out
+        assert "✗" not in out
+        assert "The agent team (scripted model) succeeded" in out
+        assert "- demo-reader: The file has 13 lines and defines add, mean." in out
+        assert "- demo-tester: The command ended with exit code 0; it printed:" in out
+        assert "at the scripted model's made-up price, over 3 agents and 20 tasks" in out
+        (url,) = [w for w in out.split() if "/ui/login?code=" in w]
+        with httpx.Client() as browser:
+            first = browser.get(url)
+            assert first.status_code == 200
+            assert "outrider_ui" in first.cookies
+            assert browser.get(url).status_code == 401  # it works once
+            page = browser.get(url.split("/ui/")[0] + "/ui/s/demo/tree")
+            assert page.status_code == 200
+            assert "team review (scripted model)" in page.text
+            assert "demo-tester$ ls calc checks" in page.text
+    finally:
+        subprocess.run([PY, "-m", "outrider._cli", "stop"], env=env, timeout=60, check=False)
 
 
 def start_run(tmp_path: Path, body: str, *args: str) -> subprocess.Popen[str]:

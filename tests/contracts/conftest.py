@@ -21,8 +21,7 @@ from outrider._daemon._serve import _bind, _Server
 from outrider._http._app import AuthMiddleware, create_app
 from outrider._http._auth import LOCAL, Tokens
 from outrider.runners._cli_agent import CliAgentRunner, CliTemplate
-
-from ..engine.gates import Gates
+from outrider.testing import ScriptedHandler
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -37,7 +36,7 @@ class World:
 
     kind: str
     orch: outrider.Orchestrator
-    gates: Gates
+    gates: ScriptedHandler
     url: str | None = None
     stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
@@ -88,7 +87,7 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     sh = CliAgentRunner({"sh": CliTemplate(("/bin/sh", "-c", "{prompt}"))})
     orch = outrider.Orchestrator(tmp_path / "o.db", settings, runners=[sh])
     async with orch:
-        gates = Gates(orch)
+        gates = ScriptedHandler(orch)
         if request.param == "session":
             yield World("session", orch, gates)
             return

@@ -227,3 +227,70 @@ async def test_events_resume_by_seq(world: World) -> None:
     rest = [e async for e in tasks.events(after=last, follow=False)]
     assert [e.type for e in rest] == types[types.index("task.started") + 1 :]
     assert {e.session for e in rest} == {"s"}
+
+
+async def test_events_of_one_task_and_of_some_types(world: World) -> None:
+    tasks = await world.tasks()
+    other = await world.tasks("other")
+    gated = await tasks.submit(gate("a"), label="gated")
+    await world.gates.wait_started("a")
+    quick = await tasks.submit(shell("echo hi"), label="quick")
+    await tasks.wait([quick.id])
+    world.gates.open("a")
+    await tasks.wait([gated.id])
+    mine = [e async for e in tasks.events(follow=False, task_id=gated.id)]
+    assert [e.type for e in mine] == ["task.queued", "task.started", "task.succeeded"]
+    assert {e.task_id for e in mine} == {gated.id}
+    ends = [e async for e in tasks.events(follow=False, types=["task.succeeded"])]
+    assert [e.task_id for e in ends] == [quick.id, gated.id]
+    with anyio.fail_after(10):  # followed, the stored part is filtered the same way
+        follow = tasks.events(after=mine[0].seq, task_id=gated.id, types=["task.succeeded"])
+        assert (await anext(aiter(follow))).seq == mine[-1].seq
+    with pytest.raises(TaskNotFound):
+        async for _ in other.events(task_id=gated.id):
+            pass  # pragma: no cover
+    with pytest.raises(UserError) as caught:
+        async for _ in tasks.events(types=["task.exploded"]):
+            pass  # pragma: no cover
+    assert (caught.value.field or "").startswith("type")  # `types`, or the query's `type.0`
+    assert "task.exploded" in str(caught.value)
+
+
+async def test_sessions_count_tasks_and_unseen_failures_per_session(world: World) -> None:
+    first = await world.tasks("first")
+    second = await world.tasks("second")
+    strangers = await world.tasks("first", principal="alice")
+    await strangers.wait([(await strangers.submit(shell("exit 3"))).id])
+    ok = await first.submit(shell("true"))
+    bad = await first.submit(shell("exit 1"))
+    held = await second.submit(gate("held"), label="held")
+    await world.gates.wait_started("held")
+    await first.wait([ok.id, bad.id])
+    summaries = await first.sessions()
+    assert [s.session for s in summaries] == ["first", "second"]
+    one, two = summaries
+    assert (one.states[TaskState.SUCCEEDED], one.states[TaskState.FAILED]) == (1, 1)
+    assert one.unseen_failures == 1
+    assert two.states[TaskState.RUNNING] == 1
+    assert two.unseen_failures == 0
+    last = [e async for e in first.events(follow=False)][-1]
+    assert one.last_seq == last.seq
+    assert one.last_at is not None
+    await first.ack_notices(one.last_seq)
+    assert [s.unseen_failures for s in await second.sessions()] == [0, 0]
+    (theirs,) = await strangers.sessions()
+    assert (theirs.session, theirs.unseen_failures) == ("first", 1)
+    world.gates.open("held")
+    await second.wait([held.id])
+
+
+async def test_a_limited_list_is_the_newest_tasks_in_submission_order(world: World) -> None:
+    tasks = await world.tasks()
+    holder = await tasks.submit(gate("h"), keys=["hold"])
+    await world.gates.wait_started("h")
+    made = [(await tasks.submit(shell("true"), label=f"n{i}", keys=["hold"])).id for i in range(4)]
+    assert [t.id for t in await tasks.list(limit=2)] == made[2:]
+    assert [t.id for t in await tasks.list(limit=10)] == [holder.id, *made]
+    assert [t.id for t in await tasks.list(states=["queued"], limit=3)] == made[1:]
+    await tasks.cancel_all()
+    world.gates.open("h")

@@ -8,8 +8,7 @@ import sniffio
 
 import outrider
 from outrider import TaskState
-
-from .gates import Gates
+from outrider.testing import ScriptedHandler
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -77,7 +76,7 @@ async def test_handler_exception_fails_with_type_and_traceback(
 
 async def test_priority_then_fifo_under_a_limit(db: Path) -> None:
     async with outrider.Orchestrator(db, outrider.Settings(limits={"handler:gate": 1})) as orch:
-        gates = Gates(orch)
+        gates = ScriptedHandler(orch)
         first = await orch.session(S).submit(outrider.call("gate", name="first"))
         await gates.wait_started("first")
         low = await orch.session(S).submit(outrider.call("gate", name="low"), priority=1)
@@ -96,7 +95,7 @@ async def test_priority_then_fifo_under_a_limit(db: Path) -> None:
 
 async def test_full_key_does_not_block_other_keys(db: Path) -> None:
     async with outrider.Orchestrator(db, outrider.Settings(limits={"a": 1})) as orch:
-        gates = Gates(orch)
+        gates = ScriptedHandler(orch)
         await orch.session(S).submit(outrider.call("gate", name="a1"), keys=["a"])
         await gates.wait_started("a1")
         a2 = await orch.session(S).submit(outrider.call("gate", name="a2"), keys=["a"], priority=10)
@@ -113,7 +112,7 @@ async def test_global_cap(db: Path) -> None:
     async with outrider.Orchestrator(
         db, outrider.Settings(max_running=2, default_limit=10)
     ) as orch:
-        gates = Gates(orch)
+        gates = ScriptedHandler(orch)
         tasks = [
             await orch.session(S).submit(outrider.call("gate", name=f"g{i}")) for i in range(3)
         ]
@@ -157,7 +156,7 @@ async def test_queue_bound_rejects_and_stores_nothing(db: Path) -> None:
     async with outrider.Orchestrator(
         db, outrider.Settings(max_queued=2, limits={"handler:gate": 1})
     ) as orch:
-        gates = Gates(orch)
+        gates = ScriptedHandler(orch)
         await orch.session(S).submit(outrider.call("gate", name="r"))
         await gates.wait_started("r")
         await orch.session(S).submit(outrider.call("gate", name="q1"))

@@ -184,7 +184,8 @@ async def test_a_stop_that_lands_during_the_spawn_leaves_nothing(tmp_path: Path,
 
 async def test_a_task_ends_when_its_main_process_exits(tmp_path: Path) -> None:
     """A background writer holding the output pipe is stopped; what it wrote is kept."""
-    command = "yes flood & sleep 0.3; exit 0"
+    # 12 MB first, so the 10 MiB cap is passed however slowly `yes` runs on a busy machine.
+    command = "yes flood | head -c 12000000; yes flood & sleep 0.3; exit 0"
     async with outrider.Orchestrator(
         tmp_path / "db", outrider.Settings(shutdown_grace=0.1)
     ) as orch:

@@ -12,8 +12,7 @@ import pytest
 import outrider
 from outrider import TaskState
 from outrider._types._events import GroupCompleted
-
-from .gates import Gates
+from outrider.testing import ScriptedHandler
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -32,7 +31,7 @@ async def until_running(orch: outrider.Orchestrator, task_id: str) -> None:
 
 
 async def open_and_cancel_while_storing(
-    orch: outrider.Orchestrator, gates: Gates, name: str, task_id: str
+    orch: outrider.Orchestrator, gates: ScriptedHandler, name: str, task_id: str
 ) -> None:
     """Let gate `name` finish its run, and cancel the task while what follows is being stored."""
     # Hold the store's writer (white box) so the write after the run stays in flight.
@@ -56,7 +55,7 @@ def refuse_starts(conn: sqlite3.Connection) -> None:
 
 
 async def test_dependencies_run_after_success(orch: outrider.Orchestrator) -> None:
-    gates = Gates(orch)
+    gates = ScriptedHandler(orch)
     build = await orch.session(S).submit(outrider.call("gate", name="build"))
     test = await orch.session(S).submit(outrider.call("gate", name="test"), depends_on=[build.id])
     waiting = await orch.session(S).get(test.id)
@@ -70,7 +69,7 @@ async def test_dependencies_run_after_success(orch: outrider.Orchestrator) -> No
 
 
 async def test_dependent_is_cancelled_when_dependency_fails(orch: outrider.Orchestrator) -> None:
-    gates = Gates(orch)
+    gates = ScriptedHandler(orch)
     build = await orch.session(S).submit(outrider.call("gate", name="build", result="raise"))
     test = await orch.session(S).submit(outrider.call("gate", name="test"), depends_on=[build.id])
     deploy = await orch.session(S).submit(
@@ -90,7 +89,7 @@ async def test_dependent_is_cancelled_when_dependency_fails(orch: outrider.Orche
 
 async def test_cancel_queued_and_running_and_idempotent(db: Path) -> None:
     async with outrider.Orchestrator(db, outrider.Settings(limits={"handler:gate": 1})) as orch:
-        gates = Gates(orch)
+        gates = ScriptedHandler(orch)
         running = await orch.session(S).submit(outrider.call("gate", name="r"))
         queued = await orch.session(S).submit(outrider.call("gate", name="q"))
         await gates.wait_started("r")
@@ -112,7 +111,7 @@ async def test_cancel_queued_and_running_and_idempotent(db: Path) -> None:
 async def test_a_cancel_that_arrives_while_the_end_is_being_stored_changes_nothing(
     orch: outrider.Orchestrator,
 ) -> None:
-    gates = Gates(orch)
+    gates = ScriptedHandler(orch)
     task = await orch.session(S).submit(outrider.call("gate", name="a"))
     await gates.wait_started("a")
     await open_and_cancel_while_storing(orch, gates, "a", task.id)
@@ -127,7 +126,7 @@ async def test_a_cancel_that_arrives_while_the_start_is_being_stored_ends_the_ta
     db: Path,
 ) -> None:
     async with outrider.Orchestrator(db, outrider.Settings(limits={"handler:gate": 1})) as orch:
-        gates = Gates(orch)
+        gates = ScriptedHandler(orch)
         first = await orch.session(S).submit(outrider.call("gate", name="first"))
         await gates.wait_started("first")
         second = await orch.session(S).submit(outrider.call("gate", name="second"))
@@ -143,7 +142,7 @@ async def test_a_cancel_that_arrives_while_the_start_is_being_stored_ends_the_ta
 
 
 async def test_cancelling_a_parent_cancels_its_children(orch: outrider.Orchestrator) -> None:
-    gates = Gates(orch)
+    gates = ScriptedHandler(orch)
     parent = await orch.session(S).submit(outrider.call("gate", name="parent"))
     child = await orch.session(S).submit(outrider.call("gate", name="child"), parent=parent.id)
     grandchild = await orch.session(S).submit(
@@ -157,7 +156,7 @@ async def test_cancelling_a_parent_cancels_its_children(orch: outrider.Orchestra
 
 
 async def test_cancel_session(orch: outrider.Orchestrator) -> None:
-    gates = Gates(orch)
+    gates = ScriptedHandler(orch)
     mine = [await orch.session(S).submit(outrider.call("gate", name=f"m{i}")) for i in range(3)]
     other = await orch.session("bob").submit(outrider.call("gate", name="other"))
     ended = await orch.cancel_session(S)
@@ -169,7 +168,7 @@ async def test_cancel_session(orch: outrider.Orchestrator) -> None:
 
 async def test_timeout_stops_the_work(db: Path, clock: FakeClock) -> None:
     async with outrider.Orchestrator(db, clock=clock) as orch:
-        gates = Gates(orch)
+        gates = ScriptedHandler(orch)
         task = await orch.session(S).submit(outrider.call("gate", name="slow"), timeout=10)
         await gates.wait_started("slow")
         await until_running(orch, task.id)
@@ -227,7 +226,7 @@ async def test_ttl_expires_a_queued_task(db: Path, clock: FakeClock) -> None:
     async with outrider.Orchestrator(
         db, outrider.Settings(limits={"handler:gate": 1}), clock=clock
     ) as orch:
-        gates = Gates(orch)
+        gates = ScriptedHandler(orch)
         await orch.session(S).submit(outrider.call("gate", name="busy"))
         await gates.wait_started("busy")
         waiting = await orch.session(S).submit(outrider.call("gate", name="late"), ttl=30)
@@ -304,7 +303,7 @@ async def test_retries_with_backoff_record_each_attempt(db: Path, clock: FakeClo
 async def test_group_completed_once_even_when_last_is_cancelled(
     orch: outrider.Orchestrator,
 ) -> None:
-    gates = Gates(orch)
+    gates = ScriptedHandler(orch)
     results = await orch.session(S).submit_many(
         [outrider.SubmitItem(spec=outrider.call("gate", name=n)) for n in ("a", "b", "c")],
         group="g1",
@@ -369,7 +368,7 @@ async def test_handler_registered_after_restart_picks_up_queued_tasks(db: Path) 
     async with outrider.Orchestrator(
         db, outrider.Settings(limits={"handler:gate": 1}, shutdown_grace=0.01)
     ) as orch:
-        gates = Gates(orch)
+        gates = ScriptedHandler(orch)
         await orch.session(S).submit(outrider.call("gate", name="first"))
         await gates.wait_started("first")
         queued = await orch.session(S).submit(outrider.call("gate", name="second"))
@@ -378,7 +377,7 @@ async def test_handler_registered_after_restart_picks_up_queued_tasks(db: Path) 
         held = await orch.session(S).get(queued.id)
         assert held.state is TaskState.QUEUED
         assert held.waiting_for == "handler 'gate' to be registered"
-        gates = Gates(orch)
+        gates = ScriptedHandler(orch)
         gates.open("second")
         (done,) = await orch.session(S).wait([queued.id], timeout=5)
         assert done.state is TaskState.SUCCEEDED
@@ -393,7 +392,7 @@ async def test_second_orchestrator_on_the_same_db_is_refused(db: Path) -> None:
 
 async def test_retention_sweeps_finished_tasks_only(db: Path, clock: FakeClock) -> None:
     async with outrider.Orchestrator(db, outrider.Settings(retention=100), clock=clock) as orch:
-        gates = Gates(orch)
+        gates = ScriptedHandler(orch)
         old = await orch.session(S).submit(outrider.call("gate", name="old"))
         gates.open("old")
         await orch.session(S).wait([old.id], timeout=5)
@@ -409,7 +408,7 @@ async def test_retention_sweeps_finished_tasks_only(db: Path, clock: FakeClock) 
 
 async def test_shutdown_interrupts_running_tasks(db: Path) -> None:
     async with outrider.Orchestrator(db, outrider.Settings(shutdown_grace=0.01)) as orch:
-        gates = Gates(orch)
+        gates = ScriptedHandler(orch)
         once = await orch.session(S).submit(outrider.call("gate", name="once"))
         twice = await orch.session(S).submit(outrider.call("gate", name="twice"), max_attempts=2)
         await gates.wait_started("once", "twice")
@@ -426,7 +425,7 @@ async def test_shutdown_interrupts_running_tasks(db: Path) -> None:
 async def test_a_cancel_that_arrives_while_a_retry_is_being_stored_ends_the_task(
     orch: outrider.Orchestrator,
 ) -> None:
-    gates = Gates(orch)
+    gates = ScriptedHandler(orch)
     task = await orch.session(S).submit(
         outrider.call("gate", name="a", result="raise"), max_attempts=3
     )
@@ -457,7 +456,7 @@ async def test_a_start_the_store_refuses_leaves_the_task_queued_and_is_tried_aga
     with contextlib.closing(sqlite3.connect(db)) as other:
         try:
             async with outrider.Orchestrator(db, clock=clock) as orch:
-                gates = Gates(orch)
+                gates = ScriptedHandler(orch)
                 refuse_starts(other)
                 gate = outrider.call("gate", name="r")
                 task = await orch.session(S).submit(gate, label="refused")
@@ -487,7 +486,7 @@ async def test_a_task_cancelled_while_its_refused_start_is_stored_ends_unrun(
         async with outrider.Orchestrator(
             db, outrider.Settings(limits={"handler:gate": 1}), clock=clock
         ) as orch:
-            gates = Gates(orch)
+            gates = ScriptedHandler(orch)
             first = await orch.session(S).submit(outrider.call("gate", name="first"))
             await gates.wait_started("first")
             refuse_starts(other)

@@ -52,10 +52,10 @@ class Daemon:
         return {**os.environ, "OUTRIDER_HOME": str(self.home), "OUTRIDER_URL": self.url}
 
 
-def launch(home: Path) -> Daemon:
-    """Start a real `outrider serve` on a free loopback port, as the CLI does."""
+def launch(home: Path, port: int = 0) -> Daemon:
+    """Start a real `outrider serve` on `port` (0: a free one) of 127.0.0.1, as the CLI does."""
     saved = {k: os.environ.get(k) for k in ("OUTRIDER_HOME", "OUTRIDER_PORT", "OUTRIDER_URL")}
-    os.environ.update(OUTRIDER_HOME=str(home), OUTRIDER_PORT="0")
+    os.environ.update(OUTRIDER_HOME=str(home), OUTRIDER_PORT=str(port))
     os.environ.pop("OUTRIDER_URL", None)
     try:
         url = start_daemon()

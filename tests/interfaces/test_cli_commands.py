@@ -10,6 +10,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -257,3 +258,21 @@ def test_notices_follow_prints_each_new_one_and_acknowledges_it(daemon: Daemon) 
     finally:
         process.kill()
     assert process.returncode == 130
+
+
+def test_dashboard_prints_a_login_link_that_works_once(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    done = cli(daemon, "dashboard")
+    assert done.exit_code == 0, done.output
+    (url,) = done.stdout.split()
+    assert url.startswith(f"{daemon.url}/ui/login?code=")
+    with httpx.Client() as browser:
+        assert browser.get(url).status_code == 200
+        assert browser.get(url).status_code == 401
+    opened: list[str] = []
+    monkeypatch.setattr("webbrowser.open", lambda link: opened.append(link) or False)
+    shown = cli(daemon, "dashboard", "--open")
+    assert shown.exit_code == 0, shown.output
+    assert opened == [shown.stdout.strip()] != [url]  # a new link each time
+    assert "no browser found here: open the link yourself" in shown.stderr

@@ -73,3 +73,25 @@ def test_a_damaged_meta_file_falls_back_to_what_is_on_disk(tmp_path: Path) -> No
     log = TaskLog(tmp_path, "t_3")
     assert log.total_bytes == 5  # what is on disk
     log.close()
+
+
+def test_writes_count_what_they_wrote_instead_of_asking_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import Path as RealPath
+
+    real_stat = RealPath.stat
+    asked: list[str] = []
+
+    def counting_stat(self: RealPath, **kwargs: bool) -> object:
+        asked.append(self.name)
+        return real_stat(self, **kwargs)
+
+    log = TaskLog(tmp_path, "t_1", cap_bytes=CAP)
+    monkeypatch.setattr(RealPath, "stat", counting_stat)
+    for _ in range(50):  # through the head and around both tail files, many times
+        log.write(b"abc\n")
+    log.close()
+    monkeypatch.undo()
+    assert asked == []
+    assert TaskLog.read(tmp_path, "t_1").endswith("abc\n")

@@ -214,3 +214,50 @@ async def test_a_commits_follow_up_runs_after_it_in_order_even_if_its_caller_is_
     await store.commit_then([[InsertTask(_task(4), 4)]], note("closed"), wait=False)
     await store.aclose()
     assert seen[2:] == [("closed", [Closed])]  # told, though nothing was stored
+
+
+def _finished(n: int, at: float) -> Task:
+    return _task(n).model_copy(
+        update={"state": TaskState.SUCCEEDED, "finished_at": datetime.fromtimestamp(at, UTC)}
+    )
+
+
+def test_a_sweep_deletes_in_batches_and_keeps_what_is_unfinished_or_recent(tmp_path: Path) -> None:
+    backend = _open(tmp_path / "x.db")
+    old = [_finished(n, 5.0) for n in range(5)]
+    kept = [_task(10), _finished(11, 50.0)]
+    backend.apply([[InsertTask(t, n + 1)] for n, t in enumerate([*old, *kept])])
+    backend.apply(
+        [[AddEvent("task.queued", "s", 1.0, t.id, None, _queued())] for t in [*old, *kept]]
+    )
+    batches: list[list[str]] = []
+    more = True
+    while more:
+        ids, more = backend.sweep(before=10.0, batch=2)
+        batches.append(ids)
+    assert [len(b) for b in batches] == [2, 2, 1, 0]  # the last batch finds the events done
+    assert sorted(i for b in batches for i in b) == [t.id for t in old]
+    assert set(backend.get_many(t.id for t in [*old, *kept])) == {t.id for t in kept}
+    assert {e.task_id for e in backend.events(session=None, after=0, limit=50)} == {kept[0].id}
+    backend.close()
+
+
+async def test_the_store_sweeps_every_batch_letting_commits_in_between(tmp_path: Path) -> None:
+    store = _store.Store(str(tmp_path / "x.db"))
+    await store.open()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(store.run)
+        await store.commit_many([[InsertTask(_finished(n, 5.0), n + 1)] for n in range(450)])
+        calls: list[int] = []
+        sweep_batch = store.backend.sweep
+
+        def counted(before: float) -> tuple[list[str], bool]:
+            calls.append(1)
+            return sweep_batch(before)
+
+        store.backend.sweep = counted  # type: ignore[method-assign]
+        deleted = await store.sweep(10.0)
+        assert len(deleted) == 450
+        assert len(calls) == 5  # 4 x 100, then 50: the writer may take the lock between them
+        store.stop()
+    await store.aclose()

@@ -10,8 +10,10 @@ tree's (`Tree`): children spend from what the tree has left. Before each request
 - a request whose estimated input alone exceeds what is left of either budget is not sent
   (`BudgetExceeded`, the task ends `failed` with type `budget`);
 - otherwise its `max_tokens` is capped at what is left after that input (for a cost budget,
-  at what the remaining dollars buy at the model's output price), and the estimate plus the cap
-  are reserved on the tree, so parallel children cannot together overspend it;
+  at what the remaining dollars buy at the model's output price) and, when the caller sets
+  none, at `DEFAULT_OUTPUT_CAP`; the estimate plus the cap are reserved on the tree, so
+  parallel children cannot together overspend it, and one child's request leaves room for
+  its siblings;
 - when the answer is in, the reservation is replaced by what the provider reports.
 
 So spending stays within the budget up to the error of the input estimate; it never exceeds it
@@ -28,7 +30,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._providers import Price
 
-__all__ = ["BudgetExceeded", "BudgetGuard", "Tree"]
+__all__ = ["DEFAULT_OUTPUT_CAP", "BudgetExceeded", "BudgetGuard", "Tree"]
+
+DEFAULT_OUTPUT_CAP = 8_192
+"""The output tokens a request under a budget asks for when its caller sets no `max_tokens`:
+reserving all that is left instead would leave nothing to a sibling running in parallel."""
 
 
 class BudgetExceeded(Exception):
@@ -109,14 +115,14 @@ class BudgetGuard:
             self._chars = chars
             return max_tokens
         estimate = self.estimate(chars)
-        cap = max_tokens
+        cap = DEFAULT_OUTPUT_CAP if max_tokens is None else max_tokens
         if tokens is not None:
             if estimate >= tokens:
                 raise BudgetExceeded(
                     f"Token budget exceeded: the next request's input is about {estimate} "
                     f"tokens and only {max(tokens, 0)} are left; it was not sent."
                 )
-            cap = tokens - estimate if cap is None else min(cap, tokens - estimate)
+            cap = min(cap, tokens - estimate)
         if cost is not None and self.price is not None:
             left = cost - _cost(self.price, estimate, 0)
             out_price = self.price.output
@@ -128,8 +134,7 @@ class BudgetGuard:
                     "left; it was not sent."
                 )
             if affordable is not None:
-                cap = affordable if cap is None else min(cap, affordable)
-        assert cap is not None
+                cap = min(cap, affordable)
         reserved = (estimate + cap, _cost(self.price, estimate, cap))
         self.tree.take(*reserved)
         self._reserved, self._chars = reserved, chars

@@ -8,7 +8,6 @@ run does.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,22 +35,23 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.usage import RunUsage, UsageLimits
 
+from .._text import clip
 from .._types._task import AgentSpec, ShellSpec, TaskState, Usage
-from ..runners._protocol import GuardedContext, RunFailure, RunOutcome
+from ..runners._protocol import RunFailure, RunOutcome
 from ._budget import BudgetExceeded, BudgetGuard, Tree
 from ._metered import BudgetedModel
 from ._providers import ModelRef, ProviderError, Providers
+from ._run import AgentRun
 from ._runner import TOOL_NAMES
 from ._sandbox import SandboxStatus, bwrap_argv
-from ._workspace import ToolRefused, Workspace
+from ._tools import TOOLS
+from ._workspace import Workspace
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from pydantic_ai.models import Model
 
     from ..runners._protocol import RunContext
-    from ._definitions import AgentDefinition, AgentSet
+    from ._definitions import AgentDefinition
     from ._runner import AgentRunner
 
 __all__ = ["AgentLoop"]
@@ -68,39 +68,13 @@ class _Stop(Exception):
         self.kind = kind
 
 
-@dataclass
-class _Run:
-    """One task's run: what its tools and reports share."""
-
-    spec: AgentSpec
-    definition: AgentDefinition
-    ctx: RunContext
-    workspace: Workspace
-    tree: Tree
-    tree_id: str
-    max_turns: int
-    budget_tokens: int | None
-    budget_cost: float | None
-    guard: BudgetGuard
-    known: AgentSet
-    sandbox: SandboxStatus | None
-    """How its commands are sandboxed; None: they are not."""
-    usage: Usage = field(default_factory=lambda: Usage(cost=0.0))
-    turn: int = 0
-    last_call: tuple[str, str] | None = None
-    repeats: int = 0
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    resumed: bool = False
-    """It continues an interrupted attempt's conversation (noted in its attempt record)."""
-
-
 class AgentLoop:
     """Runs one agent task for an `AgentRunner` (whose settings and trees it uses)."""
 
     def __init__(self, runner: AgentRunner) -> None:
         self.runner = runner
 
-    async def _start(self, spec: AgentSpec, ctx: RunContext) -> tuple[_Run, list[ModelRef]]:
+    async def _start(self, spec: AgentSpec, ctx: RunContext) -> tuple[AgentRun, list[ModelRef]]:
         known = await self.runner.visible(spec.workspace)
         definition = known.agents.get(spec.agent)
         if definition is None:
@@ -135,7 +109,7 @@ class AgentLoop:
         tree = self.runner.trees.get(tree_id)
         if tree is None:
             tree = self.runner.trees[tree_id] = Tree(tokens, cost)
-        run = _Run(
+        run = AgentRun(
             spec=spec, definition=definition, ctx=ctx,
             workspace=Workspace(
                 root, definition.policy, search_timeout=self.runner.search_timeout,
@@ -145,7 +119,7 @@ class AgentLoop:
             max_turns=definition.max_turns or self.runner.default_max_turns,
             budget_tokens=tokens, budget_cost=cost,
             guard=BudgetGuard(tree, tokens, cost, price), known=known,
-            sandbox=await self._sandbox(definition, ctx),
+            sandbox=await self._sandbox(definition, ctx), loop=self,
         )  # fmt: skip
         return run, refs
 
@@ -188,7 +162,7 @@ class AgentLoop:
                     self.runner.trees.pop(run.tree_id, None)
 
     @staticmethod
-    async def _resume(run: _Run) -> list[ModelMessage]:
+    async def _resume(run: AgentRun) -> list[ModelMessage]:
         """The conversation the interrupted attempt stored, ready to continue (or none)."""
         raw = await run.ctx.load_transcript()
         try:
@@ -204,7 +178,7 @@ class AgentLoop:
         return history
 
     async def _run_models(
-        self, run: _Run, refs: list[ModelRef], history: list[ModelMessage]
+        self, run: AgentRun, refs: list[ModelRef], history: list[ModelMessage]
     ) -> RunOutcome:
         index, drops = 0, 0
         while True:
@@ -250,7 +224,7 @@ class AgentLoop:
             return RunOutcome(result=answer)
 
     async def _attempt(
-        self, run: _Run, ref: ModelRef, model: Model, history: list[ModelMessage]
+        self, run: AgentRun, ref: ModelRef, model: Model, history: list[ModelMessage]
     ) -> str:
         definition = run.definition
         settings: dict[str, Any] = {}
@@ -262,6 +236,7 @@ class AgentLoop:
             BudgetedModel(model, run.guard),
             instructions=definition.prompt or None,
             tools=self._tools(run),
+            deps_type=AgentRun,
             model_settings=settings or None,  # type: ignore[arg-type]
             name=definition.name,
         )
@@ -275,6 +250,7 @@ class AgentLoop:
             message_history=list(history),
             usage_limits=UsageLimits(request_limit=run.max_turns),
             usage=usage_before,
+            deps=run,
         ) as agent_run:
             try:
                 async for node in agent_run:
@@ -303,7 +279,7 @@ class AgentLoop:
         assert result is not None
         return str(result.output)
 
-    def _account(self, run: _Run, ref: ModelRef, total: RunUsage) -> None:
+    def _account(self, run: AgentRun, ref: ModelRef, total: RunUsage) -> None:
         """Record usage after a model turn, charge the tree, and apply the budgets."""
         before = run.usage
         tokens_in = total.input_tokens - before.input_tokens
@@ -328,11 +304,11 @@ class AgentLoop:
         if reason := run.tree.exhausted():
             raise _Stop(f"Stopped: {reason}.", "budget")
 
-    def _show_tool(self, run: _Run, event: object) -> None:
+    def _show_tool(self, run: AgentRun, event: object) -> None:
         if isinstance(event, FunctionToolCallEvent):
             part = event.part
             args = part.args_as_json_str()
-            run.ctx.output(f"\n→ {part.tool_name} {_clip(args, 300)}\n")
+            run.ctx.output(f"\n→ {part.tool_name} {clip(args, 300)}\n")
             run.ctx.progress(run.turn, run.max_turns, f"turn {run.turn}: {part.tool_name}")
             call = (part.tool_name, args)
             run.repeats = run.repeats + 1 if call == run.last_call else 1
@@ -346,11 +322,15 @@ class AgentLoop:
         elif isinstance(event, FunctionToolResultEvent):
             content = getattr(event.part, "content", "")
             first = str(content).strip().splitlines()[:1]
-            run.ctx.output(f"← {_clip(first[0], 200) if first else '(empty)'}\n")
+            run.ctx.output(f"← {clip(first[0], 200) if first else '(empty)'}\n")
 
-    async def _save(self, run: _Run, history: list[ModelMessage]) -> None:
+    async def _save(self, run: AgentRun, history: list[ModelMessage]) -> None:
         messages = json.loads(ModelMessagesTypeAdapter.dump_json(history))
-        doc = {"agent": run.definition.name, "attempts": run.attempts, "messages": messages}
+        doc = {
+            "agent": run.definition.name, "attempts": run.attempts, "messages": messages,
+            "tree": run.tree_id,
+            "budget": {"tokens": run.budget_tokens, "cost": run.budget_cost},
+        }  # fmt: skip
         await run.ctx.save_transcript(json.dumps(doc).encode())
 
     # -- tools ---------------------------------------------------------------------------
@@ -362,12 +342,11 @@ class AgentLoop:
             allowed -= _WRITING
         return allowed
 
-    def _tools(self, run: _Run) -> list[Tool[None]]:
+    def _tools(self, run: AgentRun) -> list[Tool[AgentRun]]:
         allowed = self._allowed(run.definition)
-        made = _make_tools(run, self)
-        return [Tool(fn, takes_ctx=False) for name, fn in made.items() if name in allowed]
+        return [tool for name, tool in TOOLS.items() if name in allowed]
 
-    def delegation_refusal(self, run: _Run, agent: str) -> str | None:
+    def delegation_refusal(self, run: AgentRun, agent: str) -> str | None:
         """Why `run` may not delegate to `agent` now, for the model; None if it may."""
         settings = self.runner
         only = run.definition.delegates
@@ -389,7 +368,7 @@ class AgentLoop:
             return f"refused: {reason}"
         return None
 
-    def command_argv(self, run: _Run, command: str) -> list[str]:
+    def command_argv(self, run: AgentRun, command: str) -> list[str]:
         """The argv that runs `command` for `run`, sandboxed when it can be; blocking.
 
         Raises:
@@ -405,7 +384,7 @@ class AgentLoop:
             network=ws.policy.network,
         )  # fmt: skip
 
-    async def child(self, run: _Run, spec: AgentSpec | ShellSpec, label: str) -> str:
+    async def child(self, run: AgentRun, spec: AgentSpec | ShellSpec, label: str) -> str:
         """Run a child task of this run and wait for it; returns its answer for the model."""
         timeout = self.runner.command_timeout if isinstance(spec, ShellSpec) else None
         done = await run.ctx.spawn(spec, label=label, timeout=timeout)
@@ -413,128 +392,11 @@ class AgentLoop:
             tail = await run.ctx.tail(done.id, lines=200)
             code = done.exit_code
             state = "timed out" if done.state == TaskState.TIMED_OUT else f"exit code {code}"
-            return _clip(f"[{state}]\n{tail}", _RESULT_CHARS)
+            return clip(f"[{state}]\n{tail}", _RESULT_CHARS)
         if done.state == TaskState.SUCCEEDED:
-            return _clip(str(done.result), _RESULT_CHARS)
+            return clip(str(done.result), _RESULT_CHARS)
         message = done.error.message if done.error else done.state.value
         return f"The sub-agent {spec.agent!r} ended {done.state.value}: {message}"
-
-
-def _make_tools(run: _Run, loop: AgentLoop) -> dict[str, Callable[..., Any]]:
-    ws = run.workspace
-
-    async def read_file(path: str, offset: int = 0, limit: int | None = None) -> str:
-        """Read a text file in the workspace.
-
-        Args:
-            path: The file, relative to the workspace.
-            offset: The first line to return (0-based).
-            limit: How many lines to return (default: all).
-        """
-        return await _guard(lambda: ws.read(path, offset, limit))
-
-    async def list_files(pattern: str = "**/*") -> str:
-        """List files and directories in the workspace matching a glob (directories end in /).
-
-        Args:
-            pattern: A glob relative to the workspace, like `**/*.py` or `src/*`.
-        """
-        return await _guard(lambda: ws.list(pattern))
-
-    async def grep(pattern: str, glob: str = "**/*") -> str:
-        """Search file contents with a regular expression; answers `file:line: text`.
-
-        Args:
-            pattern: A Python regular expression.
-            glob: Which files to search, as a glob relative to the workspace.
-        """
-        return await _guard(lambda: ws.grep(pattern, glob))
-
-    async def write_file(path: str, content: str) -> str:
-        """Create or replace a file in the workspace.
-
-        Args:
-            path: The file, relative to the workspace.
-            content: The whole new content.
-        """
-        return await _claim(run, path) or await _guard(lambda: ws.write(path, content))
-
-    async def edit_file(path: str, old: str, new: str) -> str:
-        """Replace one exact occurrence of `old` by `new` in a file.
-
-        Args:
-            path: The file, relative to the workspace.
-            old: The exact text to replace; it must occur exactly once.
-            new: The replacement.
-        """
-        return await _claim(run, path) or await _guard(lambda: ws.edit(path, old, new))
-
-    async def run_command(command: str) -> str:
-        """Run a shell command in the workspace; answers its exit code and output's end.
-
-        Args:
-            command: The command line, run by /bin/sh.
-        """
-        try:
-            argv = await anyio.to_thread.run_sync(loop.command_argv, run, command)
-        except ToolRefused as exc:
-            return str(exc)
-        spec = ShellSpec(command=argv, cwd=str(ws.root))
-        return await loop.child(run, spec, f"{run.definition.name}$ {_clip(command, 40)}")
-
-    async def delegate(agent: str, prompt: str) -> str:
-        """Hand a sub-task to another sub-agent and wait for its answer.
-
-        Several delegate calls in one turn run in parallel.
-
-        Args:
-            agent: The sub-agent's name.
-            prompt: Everything it needs to know to do the sub-task.
-        """
-        if refusal := loop.delegation_refusal(run, agent):
-            return refusal
-        depth = run.spec.depth + 1
-        spec = AgentSpec(
-            agent=agent, prompt=prompt, workspace=str(ws.root), depth=depth, tree=run.tree_id,
-            budget_tokens=run.tree.tokens_left, budget_cost=run.tree.cost_left,
-        )  # fmt: skip
-        run.tree.live += 1
-        try:
-            return await loop.child(run, spec, f"{agent} ← {run.definition.name}")
-        finally:
-            run.tree.live -= 1
-
-    return {
-        "read_file": read_file, "list_files": list_files, "grep": grep,
-        "write_file": write_file, "edit_file": edit_file, "run_command": run_command,
-        "delegate": delegate,
-    }  # fmt: skip
-
-
-def _answer(fn: Callable[[], str]) -> str:
-    try:
-        return fn()
-    except ToolRefused as exc:
-        return str(exc)
-    except OSError as exc:
-        return f"error: {exc.strerror or exc}"
-
-
-async def _claim(run: _Run, path: str) -> str | None:
-    """Where the task writes in place beside others: a lease on `path`, or why not."""
-    ctx = run.ctx
-    if not isinstance(ctx, GuardedContext):
-        return None
-    try:
-        real = await anyio.to_thread.run_sync(lambda: run.workspace.path(path, write=True))
-    except ToolRefused:
-        return None  # the write itself says why
-    return await ctx.path_guard.claim(str(real))
-
-
-async def _guard(fn: Callable[[], str]) -> str:
-    """Run a file tool in a worker thread: its I/O never blocks the event loop."""
-    return await anyio.to_thread.run_sync(_answer, fn)
 
 
 def _empty(message: ModelMessage) -> bool:
@@ -546,7 +408,7 @@ def _empty(message: ModelMessage) -> bool:
     return not has_call and not any(isinstance(p, TextPart) and p.content.strip() for p in parts)
 
 
-def _show_text(run: _Run, event: object) -> None:
+def _show_text(run: AgentRun, event: object) -> None:
     if isinstance(event, PartStartEvent) and isinstance(event.part, TextPart):
         if event.part.content:
             run.ctx.output(event.part.content)
@@ -585,7 +447,3 @@ def _root_cause(exc: BaseException) -> str:
     while seen.__cause__ is not None:
         seen = seen.__cause__
     return str(seen) or type(seen).__name__
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

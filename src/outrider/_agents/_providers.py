@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILTIN_PROVIDERS",
+    "SCRIPTED_PRICE",
     "MODEL_ALIASES",
     "ModelRef",
     "Price",
@@ -42,8 +43,9 @@ class ProviderConfig(BaseModel):
     """One model provider (`[providers.NAME]` in config)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    api: Literal["openai", "anthropic"] = "openai"
-    """The wire protocol: OpenAI Chat Completions (and compatibles) or Anthropic Messages."""
+    api: Literal["openai", "anthropic", "scripted"] = "openai"
+    """The wire protocol: OpenAI Chat Completions (and compatibles) or Anthropic Messages;
+    `scripted` is the built-in scripted model (no network; `outrider._agents._scripted`)."""
     base_url: str | None = None
     api_key_env: str | None = None
     """The environment variable holding the key."""
@@ -83,8 +85,13 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
         base_url="https://openrouter.ai/api/v1", api_key_env="OPENROUTER_API_KEY"
     ),
     "ollama": ProviderConfig(base_url="http://127.0.0.1:11434/v1", needs_key=False),
+    "scripted": ProviderConfig(api="scripted", needs_key=False),
 }
 """Providers known without config; `[providers.NAME]` adds or replaces them."""
+
+SCRIPTED_PRICE = Price(input=3.0, output=15.0)
+"""What the scripted models' tokens are priced at, so that the demo shows a cost: a made-up
+price (a mid-range model's), not money anyone spends."""
 
 MODEL_ALIASES: dict[str, str] = {
     "sonnet": "anthropic/claude-sonnet-4-5",
@@ -96,6 +103,22 @@ MODEL_ALIASES: dict[str, str] = {
 
 class ProviderError(Exception):
     """A model name or provider setting that cannot work; the message says what to fix."""
+
+
+_SCRIPTS = ("lead", "reader", "tester")
+"""The scripts of the built-in `scripted` provider (`_scripted.SCRIPTS`, which needs
+pydantic-ai, imported only when a scripted model runs)."""
+
+
+def _scripted(ref: ModelRef) -> Model:
+    from ._scripted import scripted_model
+
+    if ref.model not in _SCRIPTS:
+        raise ProviderError(
+            f"Unknown script {ref.model!r} of the built-in scripted model; use "
+            f"{', '.join('scripted/' + s for s in _SCRIPTS)}."
+        )
+    return scripted_model(ref.model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +158,8 @@ class Providers:
         on_limit: Callable[[str, int], None] | None = None,
     ) -> None:
         self.providers = {**BUILTIN_PROVIDERS, **(providers or {})}
-        self.prices = dict(prices or {})
+        self.prices = {f"scripted/{name}": SCRIPTED_PRICE for name in _SCRIPTS}
+        self.prices.update(prices or {})
         self.aliases = {**MODEL_ALIASES, **(aliases or {})}
         self.default_model = default_model
         self._environ = environ
@@ -223,8 +247,11 @@ class Providers:
         client = self._clients.get(ref.provider)
         if client is None:
             config = self.providers[ref.provider]
+            # The limiter bounds the calls in flight (`max_concurrency` per model); a pool
+            # capped below it (httpx's default is 100) would queue calls it has let through.
+            pool = httpx2.Limits(max_connections=None, max_keepalive_connections=100)
             transport = LimitedTransport(
-                httpx2.AsyncHTTPTransport(),
+                httpx2.AsyncHTTPTransport(limits=pool),
                 lambda model: self.limiter(ModelRef(ref.provider, model)),
             )
             client = httpx2.AsyncClient(transport=transport, timeout=config.timeout)
@@ -238,6 +265,8 @@ class Providers:
             ProviderError: The provider has no key or no base URL.
         """
         config = self.providers[ref.provider]
+        if config.api == "scripted":
+            return _scripted(ref)
         key = self._key(ref)
         if not config.base_url:
             raise ProviderError(f"Provider {ref.provider!r} has no base_url; set it in config.")

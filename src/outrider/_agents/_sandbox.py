@@ -98,20 +98,32 @@ _USERNS_FIX = (
 )
 
 
+_PRIVATE = ("/tmp", "/var/tmp")
+"""Folders each sandbox gets empty and of its own."""
+
+
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or path.is_relative_to(folder)
 
 
 def _masks(paths: Iterable[Path], workspace: Path) -> list[str]:
-    """The bwrap arguments that hide each existing path (a folder or a file)."""
+    """The bwrap arguments that hide each existing path (a folder or a file).
+
+    A path inside a folder already hidden is left alone (its mask could not be mounted in the
+    read-only empty folder), and so is one in the private `/tmp` or `/var/tmp` outside the
+    workspace, which the sandbox does not show anyway.
+    """
     args: list[str] = []
     seen: set[Path] = set()
+    found: list[Path] = []
     for raw in paths:
         try:
-            path = raw.expanduser().resolve(strict=True)
+            found.append(raw.expanduser().resolve(strict=True))
         except OSError:
             continue
-        if path in seen or path == workspace:
+    for path in sorted(found, key=lambda p: len(p.parts)):  # folders before what they hold
+        private = any(_inside(path, Path(t)) for t in _PRIVATE) and not _inside(path, workspace)
+        if private or any(_inside(path, s) for s in seen) or path == workspace:
             continue  # the workspace itself cannot be hidden from its own command
         seen.add(path)
         if _inside(workspace, path):

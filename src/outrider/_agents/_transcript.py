@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .._text import clip
+
 __all__ = ["render_transcript"]
 
 _ROLES = {"user-prompt": "user", "system-prompt": "system", "text": "assistant"}
@@ -12,9 +14,7 @@ _ROLES = {"user-prompt": "user", "system-prompt": "system", "text": "assistant"}
 
 def _clip(text: str, limit: int | None) -> str:
     text = text.strip()
-    if limit is None or len(text) <= limit:
-        return text
-    return text[: limit - 1] + "…"
+    return text if limit is None else clip(text, limit)
 
 
 def _part_line(part: dict[str, Any], clip: int | None) -> str | None:

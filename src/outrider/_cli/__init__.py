@@ -2,7 +2,7 @@
 
 Commands by module: `_run` (`run` a batch file, the offline `demo`), `_submit` (`submit`,
 `retry`), `_tasks` (`ps`, `show`, `logs`, `wait`, `cancel`, `notices`), `_daemon` (`serve`,
-`mcp`, `status`, `limit`, `stop`), `_config` (`config check`), `_doctor` (`doctor`) and
+`mcp`, `status`, `limit`, `stop`, `dashboard`), `_config` (`config check`), `_doctor` (`doctor`) and
 `_agents` (`agents`); what they print and their exit codes are in `_output`.
 
 Help texts are plain text (`rich_markup_mode=None`): a `[[task]]` in a help is shown as written.
@@ -50,7 +50,8 @@ def _main(
 for _command in (
     _run.run, _run.demo, _submit.submit, _submit.retry, _tasks.ps, _tasks.show, _tasks.logs,
     _tasks.wait, _tasks.cancel, _tasks.notices, _daemon.serve, _daemon.mcp, _daemon.status,
-    _daemon.limit, _daemon.stop, _worktrees.worktrees, _worktrees.merge, _worktrees.discard,
+    _daemon.limit, _daemon.stop, _daemon.dashboard,
+    _worktrees.worktrees, _worktrees.merge, _worktrees.discard,
 ):  # fmt: skip
     app.command()(_command)
 app.add_typer(agents_app, name="agents")

@@ -22,12 +22,13 @@ which is also where agent tasks work by default.
 
 from __future__ import annotations
 
-import tomllib
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .._agents._delegation import agent_spec
+from .._daemon._config import read_toml
+from .._text import clip
 from .._types._errors import UserError
 from .._types._task import AgentSpec, Int, Number, ShellSpec, SubmitItem, TaskSpec
 
@@ -174,16 +175,9 @@ def load_batch(path: Path) -> Batch:
         BatchError: The file is missing, not TOML, or a field is invalid.
     """
     try:
-        data = tomllib.loads(path.read_bytes().decode())
-    except OSError as exc:
-        raise BatchError(f"Cannot read {str(path)!r}: {exc.strerror}.") from None
-    except UnicodeDecodeError as exc:
-        raise BatchError(
-            f"{path}: byte {exc.object[exc.start]:#04x} at position {exc.start} is not UTF-8; "
-            "save the file as UTF-8."
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise BatchError(f"{path}: not valid TOML: {exc}.") from None
+        data = read_toml(path, "the batch file")
+    except UserError as exc:
+        raise BatchError(str(exc)) from None
     try:
         batch = Batch.model_validate(data)
     except ValidationError as exc:
@@ -204,9 +198,5 @@ def _problem(exc: ValidationError, prefix: str = "") -> str:
     where = prefix + ".".join(str(p) for p in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     got = first.get("input")
-    shown = "" if isinstance(got, dict | list) or got is None else f" (got {_clip(repr(got))})"
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {clip(repr(got), 80)})"
     return f"{where.rstrip('.') or 'file'}: {message}{shown}."
-
-
-def _clip(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

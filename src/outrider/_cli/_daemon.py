@@ -23,7 +23,16 @@ from .._client import AsyncClient, Client
 from .._types._errors import OutriderError, UserError
 from ._output import ConfigOpt, JsonOpt, SessionOpt, answering, client, err, fail, out, print_json
 
-__all__ = ["limit", "mcp", "serve", "settle_collector", "status", "stop"]
+__all__ = [
+    "dashboard",
+    "limit",
+    "mcp",
+    "open_dashboard",
+    "serve",
+    "settle_collector",
+    "status",
+    "stop",
+]
 
 
 def settle_collector() -> None:
@@ -179,6 +188,29 @@ def limit(
             f"{key}: running {load.running}, limit {load.limit}, queued {load.queued}",
             markup=False,
         )
+
+
+def open_dashboard(daemon: Client, *, show: bool) -> str:
+    """A one-time login link to the dashboard, opened in a browser if `show`."""
+    with answering():
+        url = daemon.dashboard_login()
+    if show:
+        import webbrowser
+
+        if not webbrowser.open(url):
+            err.print("no browser found here: open the link yourself")
+    return url
+
+
+def dashboard(
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the link in the default browser.")
+    ] = False,
+    session: SessionOpt = "default",
+) -> None:
+    """Print a one-time login link to the web dashboard (it works once, for 5 minutes)."""
+    with client(session) as daemon:
+        print(open_dashboard(daemon, show=open_browser))
 
 
 def stop() -> None:

@@ -47,7 +47,9 @@ def _providers(environ: dict[str, str]) -> bool:
     ok = True
     for name, provider in BUILTIN_PROVIDERS.items():
         env = provider.api_key_env
-        if env is None:
+        if provider.api == "scripted":
+            _line(True, f"provider {name}", "built in: scripted answers, no model is called")
+        elif env is None:
             _line(True, f"provider {name}", f"needs no key ({provider.base_url})")
         elif environ.get(env):
             _line(True, f"provider {name}", f"key in ${env}")

@@ -35,9 +35,10 @@ from ._output import EXIT_INTERRUPTED, fail, state_text, warn
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+    from .._types._api import Tasks
     from ..runners import Runner
 
-__all__ = ["Plan", "demo", "run", "run_batch"]
+__all__ = ["Plan", "demo", "run", "run_batch", "watch"]
 
 T = TypeVar("T")
 _REFRESH = 0.25
@@ -63,16 +64,15 @@ def _row(table: Table, task: Task, last_line: str) -> None:
     )  # fmt: skip
 
 
-async def _view(orch: outrider.Orchestrator, session: str, group: str) -> Group:
-    tasks = await orch.session(session).list(group=group)
-    status = orch.status()
+async def _view(tasks: Tasks, shown: Sequence[Task]) -> Group:
+    status = await tasks.status()
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("task", "prio", "state", "elapsed", "progress", "output"):
         table.add_column(column)
-    for task in tasks:
+    for task in shown:
         last = ""
         if task.state is TaskState.RUNNING:
-            last = (await orch.session(session).tail(task.id, lines=1)).strip()
+            last = (await tasks.tail(task.id, lines=1)).strip()
         _row(table, task, last)
     keys = "  ".join(f"{k} {v.running}/{v.limit}" for k, v in status.keys.items())
     header = Text.assemble(
@@ -141,21 +141,26 @@ async def _submit_all(
     return list(ids.values())
 
 
-async def _watch(
-    orch: outrider.Orchestrator, ids: list[str], *, session: str, group: str, console: Console
+async def watch(
+    tasks: Tasks,
+    ids: Sequence[str],
+    shown: Callable[[], Awaitable[list[Task]]],
+    *,
+    console: Console,
 ) -> list[Task]:
+    """Draw `shown()` live until the tasks `ids` ended, then a summary; returns `shown()`."""
     with Live(console=console, refresh_per_second=8, transient=False) as live:
         done = False
         while not done:
-            live.update(await _view(orch, session, group))
+            live.update(await _view(tasks, await shown()))
             with anyio.move_on_after(_REFRESH):
-                await orch.session(session).wait(ids)
+                await tasks.wait(ids)
                 done = True
-        live.update(await _view(orch, session, group))
-    tasks = await orch.session(session).list(group=group)
+        live.update(await _view(tasks, await shown()))
+    found = await shown()
     console.print()
-    console.print(_summary(tasks))
-    return tasks
+    console.print(_summary(found))
+    return found
 
 
 async def run_batch(
@@ -187,7 +192,8 @@ async def run_batch(
             ids = await _submit_all(orch, batch, plan, session=session, group=group)
             if as_json:
                 return await orch.session(session).wait(ids)
-            return await _watch(orch, ids, session=session, group=group, console=console)
+            mine = orch.session(session)
+            return await watch(mine, ids, lambda: mine.list(group=group), console=console)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await orch.cancel_session(session)
@@ -291,21 +297,82 @@ def run(
 
 
 def demo(
-    db: Annotated[Path | None, typer.Option(help="Store file (default: a fresh one).")] = None,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the dashboard in the default browser at the end.")
+    ] = False,
 ) -> None:
-    """Lint, test and build a bundled sample project at once, then a prioritised burst."""
-    from ._demo import demo_agent, demo_batch
+    """A sample project's checks, a prioritised burst and a scripted agent team, in the daemon.
 
+    Everything runs offline (the agents on the built-in scripted model); it ends with a
+    one-time link to the dashboard, which shows the same run.
+    """
     console = Console()
     console.print(
-        "[bold]outrider demo[/]: lint, test and build a sample project at the same time, "
-        "package it when all three succeed, and a burst of 12 tasks at priorities 1-9 on a "
-        "key limited to 2.\n"
+        "[bold]outrider demo[/], in the daemon (session `demo`): lint, test and build a sample "
+        "project at the same time and package it when all three succeed; a burst of 12 tasks at "
+        "priorities 1-9 on a key limited to 2; and a team of sub-agents on the built-in "
+        "[bold]scripted model[/] (no provider, no key, a made-up price): a lead delegates a "
+        "reader and a tester in parallel.\n"
     )
+    outcome = _run_with_signals(lambda: _demo(console))
+    if outcome is None:
+        console.print("[yellow]interrupted: the demo's tasks were cancelled[/]")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if isinstance(outcome, OutriderError):
+        fail(str(outcome))
+    tasks, url = outcome
+    _demo_end(console, tasks, url, show=open_browser)
+    raise typer.Exit(0 if all(t.state is TaskState.SUCCEEDED for t in tasks) else 1)
+
+
+async def _demo(console: Console) -> tuple[list[Task], str] | OutriderError:
+    from .._client import AsyncClient
+    from ._demo import SESSION, prepare, submit_demo, this_run
+
+    def said(url: str) -> None:
+        console.print(f"[dim]started the outrider daemon at {url}[/]")
+
+    cwd = prepare()
     try:
-        _execute(demo_batch(), db=db, session="demo", as_json=False)
-    except typer.Exit as done:
-        if done.exit_code == 0:
-            demo_agent(console)
-            console.print("\nNext: describe your own jobs in a TOML file and `outrider run FILE`.")
-        raise
+        async with AsyncClient(session=SESSION, autostart=True, on_autostart=said) as tasks:
+            top = await submit_demo(tasks, cwd, f"demo-{new_task_id()[2:12].lower()}")
+            roots = {t.id for t in top}
+
+            async def shown() -> list[Task]:
+                return this_run(await tasks.list(limit=500), roots)
+
+            try:
+                found = await watch(tasks, sorted(roots), shown, console=console)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    for task_id in roots:
+                        await tasks.cancel(task_id)  # and the tasks it started
+                raise
+            return found, await tasks.dashboard_login()
+    except OutriderError as exc:
+        return exc
+
+
+def _demo_end(console: Console, tasks: list[Task], url: str, *, show: bool) -> None:
+    lead = next((t for t in tasks if t.kind == "agent" and t.parent is None), None)
+    if lead is not None:
+        answer = lead.result if lead.error is None else lead.error.message
+        console.print(f"\n[bold]The agent team[/] (scripted model) {lead.state.value}:")
+        console.print(Text(str(answer)))
+        used = [t.usage for t in tasks if t.usage is not None]
+        tokens = sum(u.input_tokens + u.output_tokens for u in used)
+        cost = sum(u.cost or 0.0 for u in used)
+        console.print(
+            f"{tokens} tokens, ${cost:.4f} at the scripted model's made-up price, over "
+            f"{sum(t.kind == 'agent' for t in tasks)} agents and {len(tasks)} tasks."
+        )
+    console.print(
+        f"\n[bold]Dashboard[/]: {url}\n(the link works once, for 5 minutes; "
+        "`outrider dashboard --open` gives a new one)",
+        soft_wrap=True,
+    )
+    if show:
+        import webbrowser
+
+        webbrowser.open(url)
+    console.print("\nNext: describe your own jobs in a TOML file and `outrider run FILE`.")

@@ -38,7 +38,16 @@ if TYPE_CHECKING:
 
     from .._types._api import SubmitOptions
     from .._types._events import Event
-    from .._types._task import KeyStatus, Notice, Status, SubmitError, SubmitItem, Task, TaskSpec
+    from .._types._task import (
+        KeyStatus,
+        Notice,
+        SessionSummary,
+        Status,
+        SubmitError,
+        SubmitItem,
+        Task,
+        TaskSpec,
+    )
     from .._types._worktrees import MergeHow, MergeResult, Worktree
     from .._wire._bodies import Health
 
@@ -57,7 +66,9 @@ def _no_daemon(url: str, exc: Exception) -> DaemonError:
     )
 
 
-def _raise_for(response: httpx.Response, op: ops.Op[Any] | None = None) -> None:
+def _raise_for(
+    response: httpx.Response, op: ops.Op[Any] | None = None, *, task_id: str | None = None
+) -> None:
     if response.is_success:
         return
     try:
@@ -66,7 +77,7 @@ def _raise_for(response: httpx.Response, op: ops.Op[Any] | None = None) -> None:
     except (ValueError, KeyError, TypeError):
         kind, message, field = "HTTPError", response.text[:300], None
     raise error_from_wire(
-        response.status_code, kind, message, field=field, task_id=op.task_id if op else None
+        response.status_code, kind, message, field=field, task_id=op.task_id if op else task_id
     )
 
 
@@ -307,6 +318,10 @@ class AsyncClient:
         """Acknowledge the session's notices with `seq <= up_to`."""
         await self._call(ops.ack_notices(up_to))
 
+    async def dashboard_login(self) -> str:
+        """A one-time link that logs this token's principal in to the dashboard (`/ui`)."""
+        return (await self._call(ops.dashboard_login())).url
+
     async def shutdown(self) -> None:
         """Ask the daemon to stop gracefully (its owner only)."""
         await self._call(ops.shutdown())
@@ -314,15 +329,30 @@ class AsyncClient:
     # -- streams --------------------------------------------------------------------------
 
     def events(
-        self, *, after: int = 0, follow: bool = True, all_sessions: bool = False
+        self,
+        *,
+        after: int = 0,
+        follow: bool = True,
+        all_sessions: bool = False,
+        task_id: str | None = None,
+        types: Iterable[str] | None = None,
     ) -> AsyncIterator[Event]:
         """The session's event stream from `seq > after`, following live (reconnects).
 
         `follow=False`: end after the events stored so far. `all_sessions`: the stream of
-        every session of this token's principal instead.
+        every session of this token's principal instead. `task_id`, `types`: only that
+        task's events, only events of these types.
         """
-        params = {"all_sessions": all_sessions, "follow": follow}
-        return self._follow(ops.EVENTS, after, params)
+        params: dict[str, Any] = {"all_sessions": all_sessions, "follow": follow}
+        if task_id is not None:
+            params["task_id"] = task_id
+        if types is not None:
+            params["type"] = list(types)
+        return self._follow(ops.EVENTS, after, params, task_id=task_id)
+
+    async def sessions(self) -> builtins.list[SessionSummary]:
+        """Every session of this token's principal, with its tasks per state."""
+        return await self._call(ops.sessions())
 
     def follow_notices(self, *, after: int = 0) -> AsyncIterator[Notice]:
         """The session's unacknowledged notices, then each new one (reconnects).
@@ -332,7 +362,7 @@ class AsyncClient:
         return self._follow(ops.NOTICE_STREAM, after, {})
 
     async def _follow(
-        self, stream: ops.Stream[M], after: int, params: dict[str, Any]
+        self, stream: ops.Stream[M], after: int, params: dict[str, Any], task_id: str | None = None
     ) -> AsyncIterator[M]:
         last = after
         while True:
@@ -344,7 +374,7 @@ class AsyncClient:
                 ) as response:  # fmt: skip
                     if not response.is_success:
                         await response.aread()
-                        _raise_for(response)
+                        _raise_for(response, task_id=task_id)
                     decoder = SSEDecoder()
                     async for line in response.aiter_lines():
                         if (data := decoder.feed(line)) is not None:

@@ -31,7 +31,16 @@ if TYPE_CHECKING:
 
     from .._types._api import SubmitOptions
     from .._types._events import Event
-    from .._types._task import KeyStatus, Notice, Status, SubmitError, SubmitItem, Task, TaskSpec
+    from .._types._task import (
+        KeyStatus,
+        Notice,
+        SessionSummary,
+        Status,
+        SubmitError,
+        SubmitItem,
+        Task,
+        TaskSpec,
+    )
     from .._types._worktrees import MergeHow, MergeResult, Worktree
     from .._wire._bodies import Health
 
@@ -50,7 +59,9 @@ def _no_daemon(url: str, exc: Exception) -> DaemonError:
     )
 
 
-def _raise_for(response: httpx.Response, op: ops.Op[Any] | None = None) -> None:
+def _raise_for(
+    response: httpx.Response, op: ops.Op[Any] | None = None, *, task_id: str | None = None
+) -> None:
     if response.is_success:
         return
     try:
@@ -59,7 +70,7 @@ def _raise_for(response: httpx.Response, op: ops.Op[Any] | None = None) -> None:
     except (ValueError, KeyError, TypeError):
         kind, message, field = "HTTPError", response.text[:300], None
     raise error_from_wire(
-        response.status_code, kind, message, field=field, task_id=op.task_id if op else None
+        response.status_code, kind, message, field=field, task_id=op.task_id if op else task_id
     )
 
 
@@ -300,6 +311,10 @@ class Client:
         """Acknowledge the session's notices with `seq <= up_to`."""
         self._call(ops.ack_notices(up_to))
 
+    def dashboard_login(self) -> str:
+        """A one-time link that logs this token's principal in to the dashboard (`/ui`)."""
+        return (self._call(ops.dashboard_login())).url
+
     def shutdown(self) -> None:
         """Ask the daemon to stop gracefully (its owner only)."""
         self._call(ops.shutdown())
@@ -307,15 +322,30 @@ class Client:
     # -- streams --------------------------------------------------------------------------
 
     def events(
-        self, *, after: int = 0, follow: bool = True, all_sessions: bool = False
+        self,
+        *,
+        after: int = 0,
+        follow: bool = True,
+        all_sessions: bool = False,
+        task_id: str | None = None,
+        types: Iterable[str] | None = None,
     ) -> Iterator[Event]:
         """The session's event stream from `seq > after`, following live (reconnects).
 
         `follow=False`: end after the events stored so far. `all_sessions`: the stream of
-        every session of this token's principal instead.
+        every session of this token's principal instead. `task_id`, `types`: only that
+        task's events, only events of these types.
         """
-        params = {"all_sessions": all_sessions, "follow": follow}
-        return self._follow(ops.EVENTS, after, params)
+        params: dict[str, Any] = {"all_sessions": all_sessions, "follow": follow}
+        if task_id is not None:
+            params["task_id"] = task_id
+        if types is not None:
+            params["type"] = list(types)
+        return self._follow(ops.EVENTS, after, params, task_id=task_id)
+
+    def sessions(self) -> builtins.list[SessionSummary]:
+        """Every session of this token's principal, with its tasks per state."""
+        return self._call(ops.sessions())
 
     def follow_notices(self, *, after: int = 0) -> Iterator[Notice]:
         """The session's unacknowledged notices, then each new one (reconnects).
@@ -324,7 +354,9 @@ class Client:
         """
         return self._follow(ops.NOTICE_STREAM, after, {})
 
-    def _follow(self, stream: ops.Stream[M], after: int, params: dict[str, Any]) -> Iterator[M]:
+    def _follow(
+        self, stream: ops.Stream[M], after: int, params: dict[str, Any], task_id: str | None = None
+    ) -> Iterator[M]:
         last = after
         while True:
             try:
@@ -335,7 +367,7 @@ class Client:
                 ) as response:  # fmt: skip
                     if not response.is_success:
                         response.read()
-                        _raise_for(response)
+                        _raise_for(response, task_id=task_id)
                     decoder = SSEDecoder()
                     for line in response.iter_lines():
                         if (data := decoder.feed(line)) is not None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from .._text import clip
 from .._types._events import (
     ENDED_TYPE,
     ErrorSummary,
@@ -81,8 +82,7 @@ def preview(value: JsonValue, limit: int = _PREVIEW_CHARS) -> str | None:
     if value is None:
         return None
     text = value if isinstance(value, str) else repr(value)
-    text = text.strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return clip(text.strip(), limit)
 
 
 def queued(task: Task, *, at: float) -> Transition:

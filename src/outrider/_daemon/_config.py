@@ -229,6 +229,26 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, object]:
     return out
 
 
+def read_toml(file: Path, what: str) -> dict[str, object]:
+    """The table a TOML file holds.
+
+    Raises:
+        UserError: The file cannot be read, is not UTF-8 or not TOML; one line naming `what`
+            and `file` and the fix.
+    """
+    try:
+        return tomllib.loads(file.read_bytes().decode())
+    except OSError as exc:
+        raise UserError(f"Cannot read {what} {file}: {exc.strerror}.") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{file}: byte {exc.object[exc.start]:#04x} at position {exc.start} is not "
+            "UTF-8; save the file as UTF-8."
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{file}: not valid TOML: {exc}.") from None
+
+
 def load_config(
     path: Path | None = None, *, environ: dict[str, str] | None = None, **overrides: object
 ) -> Config:
@@ -243,17 +263,7 @@ def load_config(
     where = "defaults"
     if file is not None:
         where = str(file)
-        try:
-            values = tomllib.loads(file.read_bytes().decode())
-        except OSError as exc:
-            raise UserError(f"Cannot read the config file {file}: {exc.strerror}.") from None
-        except UnicodeDecodeError as exc:
-            raise UserError(
-                f"{file}: byte {exc.object[exc.start]:#04x} at position {exc.start} is not "
-                "UTF-8; save the file as UTF-8."
-            ) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise UserError(f"{file}: not valid TOML: {exc}.") from None
+        values = read_toml(file, "the config file")
     values.update(_env_overrides(dict(os.environ) if environ is None else environ))
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:

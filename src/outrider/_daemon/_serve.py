@@ -155,8 +155,8 @@ async def serve(
         app.router.routes.extend(mcp_routes)
         sock = _bind(config.host, config.port)
         host, port = sock.getsockname()[:2]
-        app.state.port = port
         url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        app.state.host, app.state.port, app.state.url = host, port, url
         http_config = uvicorn.Config(
             AuthMiddleware(app, tokens=tokens), log_level="warning", lifespan="on",
             timeout_graceful_shutdown=3, access_log=False,

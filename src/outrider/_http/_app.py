@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._types._api import Tasks, check_session_name, options_of
 from .._types._errors import Closed, NotAllowed, OutriderError, http_status_of, user_error
+from .._types._events import EventType  # noqa: TC001  # FastAPI reads the annotation at run time
 from .._types._task import MAX_SEQ, KeyStatus, Status, SubmitItem, Task, TaskState
 from .._types._worktrees import MergeResult, Worktree  # noqa: TC001  # FastAPI reads them
 from .._version import __version__
@@ -41,6 +42,7 @@ from .._wire._bodies import (
     MergeBody,
     NoticeList,
     Output,
+    SessionList,
     TaskList,
     Transcript,
     WaitBody,
@@ -48,6 +50,7 @@ from .._wire._bodies import (
     WorktreeList,
 )
 from ._auth import LOCAL
+from ._dashboard import install as install_dashboard
 from ._guard import guarded
 
 if TYPE_CHECKING:
@@ -61,7 +64,9 @@ if TYPE_CHECKING:
 __all__ = ["SESSION_HEADER", "AuthMiddleware", "create_app"]
 
 SESSION_HEADER = "X-Outrider-Session"
-_PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+_PUBLIC_PATHS = frozenset(
+    {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/favicon.ico"}
+)
 _RETRY_AFTER = {429: "5", 503: "5"}
 _SEQ = re.compile(r"[0-9]{1,19}")
 _CLOSED = "The daemon is shutting down; retry once it restarts."
@@ -86,6 +91,9 @@ class AuthMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in _PUBLIC_PATHS:
             await self.app(scope, receive, send)
+            return
+        if scope["path"] == "/ui" or scope["path"].startswith("/ui/"):
+            await guarded(self.app, scope, receive, send)  # the dashboard's own login (cookie)
             return
         headers = dict(scope["headers"])
         auth = headers.get(b"authorization", b"").decode("latin-1")
@@ -353,21 +361,34 @@ async def events(
     after: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     all_sessions: Annotated[bool, Query()] = False,
     follow: Annotated[bool, Query()] = True,
+    task_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    type: Annotated[list[EventType] | None, Query()] = None,  # the query parameter's name
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
     """Server-Sent Events of the session's durable event stream (`id` is the event seq).
 
     Resume with `Last-Event-ID` (or `after`): no event is lost or repeated. `follow=false`
     ends the stream after the events stored so far. `all_sessions=true` streams every session
-    of the token's principal instead (each event names its session).
+    of the token's principal instead (each event names its session). `task_id` keeps one
+    task's events (404 for an unknown or foreign task), `type` (repeatable) those types.
     """
     start = _start_seq(after, last_event_id)
+    if task_id is not None:
+        await tasks.get(task_id)  # a 404 before the stream starts
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
-        async for event in tasks.events(after=start, follow=follow, all_sessions=all_sessions):
+        async for event in tasks.events(
+            after=start, follow=follow, all_sessions=all_sessions, task_id=task_id, types=type
+        ):
             yield ServerSentEvent(data=event.model_dump_json(), event=event.type, id=str(event.seq))
 
     return EventSourceResponse(stream(), ping=15, shutdown_event=request.app.state.stopping)
+
+
+@router.get("/v1/sessions", tags=["tasks"])
+async def sessions(tasks: TasksDep) -> SessionList:
+    """Every session of the token's principal, with its tasks per state and unseen failures."""
+    return SessionList(sessions=await tasks.sessions())
 
 
 @router.get("/v1/notices/stream", tags=["notices"], response_class=EventSourceResponse)
@@ -412,7 +433,8 @@ def create_app(
 ) -> FastAPI:
     """The ASGI app over `sessions(principal, name)` (wrap it in `AuthMiddleware`).
 
-    Set `app.state.port` once the socket is bound (the health proof names it).
+    Set `app.state.port` once the socket is bound (the health proof and the dashboard's Host
+    check name it), and `app.state.host` and `app.state.url` to the daemon's address.
 
     Args:
         sessions: A principal's session by name.
@@ -448,4 +470,5 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)
     app.include_router(router)
+    install_dashboard(app)
     return app

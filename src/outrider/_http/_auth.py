@@ -97,6 +97,16 @@ class Tokens:
                 return proof(token, nonce, port)
         return None
 
+    def mac(self, principal: str, message: bytes) -> bytes | None:
+        """HMAC-SHA256 of `message` keyed by `principal`'s token (None: no such principal).
+
+        What it signs stays valid exactly as long as the principal's token does.
+        """
+        for token, name in self._items:
+            if name == principal:
+                return hmac.new(token, message, "sha256").digest()
+        return None
+
     def principal(self, token: str | None) -> str | None:
         """The principal `token` belongs to, or None."""
         if not token:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from .._core._notices import MARKS
 from .._logging import format_duration
+from .._text import clip
 from .._types._task import TaskState
 
 if TYPE_CHECKING:
@@ -19,8 +20,7 @@ __all__ = ["notices_block", "task_detail", "task_line", "tasks_table"]
 def _clip(text: str | None, limit: int) -> str:
     if not text:
         return ""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return clip(" ".join(text.split()), limit)
 
 
 def task_line(task: Task) -> str:

@@ -162,14 +162,6 @@ def _label(command: str) -> str:
     return first if len(first) <= 40 else first[:39] + "…"
 
 
-_TASK_FIELDS = {
-    "id", "state", "label", "description", "exit_code", "position", "waiting_for",
-    "created_at", "started_at", "finished_at",
-}  # fmt: skip
-_READ_ONLY = {
-    "get_task_result", "list_tasks", "wait_tasks", "check_background", "list_background",
-    "agents_status", "agents_wait",
-}  # fmt: skip
 Description = Annotated[str, Field(description="What the work is for; comes back with its result.")]
 Command = Annotated[str | None, Field(description="Shell command (shell work).")]
 Agent = Annotated[str | None, Field(description="Sub-agent name (agent work).")]

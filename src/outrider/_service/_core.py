@@ -93,20 +93,31 @@ class Core:
         ]  # fmt: skip
 
     async def events(
-        self, session: str, after: int, *, follow: bool, prefix: bool, notices: bool = False
+        self,
+        session: str,
+        after: int,
+        *,
+        follow: bool,
+        prefix: bool,
+        notices: bool = False,
+        task_id: str | None = None,
+        types: frozenset[str] | None = None,
     ) -> AsyncIterator[Event]:
         """The events of `session` (`prefix`: of every session starting so) from `seq > after`.
 
-        `notices`: only the ending events, the ones that make completion notices.
+        `notices`: only the ending events, the ones that make completion notices. `task_id`:
+        only that task's events (its session is not checked here); `types`: only these types.
         """
         last = after
+        wanted = None if types is None else sorted(types)
         while True:
             sub = self.bus.subscribe(session, prefix=prefix)
             try:
                 while True:
                     batch = await self.store.events(
-                        session=session, after=last, limit=_PAGE, prefix=prefix, notices=notices
-                    )
+                        session=session, after=last, limit=_PAGE, prefix=prefix,
+                        notices=notices, task_id=task_id, types=wanted,
+                    )  # fmt: skip
                     for event in batch:
                         yield event
                         last = event.seq
@@ -115,7 +126,7 @@ class Core:
                 if not follow:
                     return
                 async for event in sub.receive:
-                    if event.seq <= last or (notices and event.type not in NOTICE_TYPES):
+                    if event.seq <= last or not _wants(event, notices, task_id, types):
                         continue
                     yield event
                     last = event.seq
@@ -123,3 +134,12 @@ class Core:
                     return
             finally:
                 sub.close()
+
+
+def _wants(event: Event, notices: bool, task_id: str | None, types: frozenset[str] | None) -> bool:
+    """Whether a live event passes a reader's filter."""
+    if notices and event.type not in NOTICE_TYPES:
+        return False
+    if task_id is not None and event.task_id != task_id:
+        return False
+    return types is None or event.type in types

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal, final
+from typing import TYPE_CHECKING, Literal, final, get_args
 
 import anyio
 import anyio.to_thread
@@ -20,6 +20,7 @@ from .._store._logs import TaskLog, transcript_path
 from .._store._sqlite import SetNoticeCursor
 from .._types._api import submit_error, submit_item, task_outcome
 from .._types._errors import NotAllowed, StoreUnavailable, TaskNotFound, UserError
+from .._types._events import EventType
 from .._types._task import MAX_SEQ, SubmitError, SubmitItem, Task, TaskState
 from .._types._worktrees import MERGE_HOWS
 from ._submit import parse_items, submit_items
@@ -31,10 +32,10 @@ if TYPE_CHECKING:
     from pydantic import JsonValue
     from typing_extensions import Unpack
 
-    from .._engine._engine import LiveTask
+    from .._engine._live import LiveTask
     from .._types._api import SubmitOptions
     from .._types._events import Event
-    from .._types._task import KeyStatus, Notice, Status, TaskSpec
+    from .._types._task import KeyStatus, Notice, SessionSummary, Status, TaskSpec
     from .._types._worktrees import MergeHow, MergeResult, Worktree
     from ._core import Core
     from ._orchestrator import Orchestrator
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 __all__ = ["Session"]
 
 Callback = Callable[[Task], object]
+
+_EVENT_TYPES = frozenset(get_args(EventType))
 
 
 @final
@@ -267,7 +270,9 @@ class Session:
 
     async def tail(self, task_id: str, *, lines: int = 50) -> str:
         """The last `lines` lines of the task's output (also while it runs)."""
-        await self.get(task_id)
+        live = self._core.engine.live.get(task_id)
+        if live is None or live.task.session != self._stored:
+            await self.get(task_id)  # an unfinished task is known in memory
         log_dir = self._core.store.log_dir
         return await anyio.to_thread.run_sync(lambda: TaskLog.read(log_dir, task_id, lines=lines))
 
@@ -350,24 +355,57 @@ class Session:
             yield notice_of(event)
 
     async def events(
-        self, *, after: int = 0, follow: bool = True, all_sessions: bool = False
+        self,
+        *,
+        after: int = 0,
+        follow: bool = True,
+        all_sessions: bool = False,
+        task_id: str | None = None,
+        types: Iterable[str] | None = None,
     ) -> AsyncIterator[Event]:
         """The session's durable event stream from `seq > after`, then live (if `follow`).
 
         `all_sessions`: every session of the same owner, each event naming its session.
+        `task_id`: only that task's events; `types`: only events of these types.
+
+        Raises:
+            TaskNotFound: `task_id` is not a task of this session.
+            UserError: `types` names an unknown event type.
         """
         self._core.check_open("read events")
-        if not all_sessions:
-            async for event in self._core.events(self._stored, after, follow=follow, prefix=False):
-                yield (
-                    event
-                    if self._stored == self._name
-                    else event.model_copy(update={"session": self._name})
-                )
-            return
+        wanted = None if types is None else _event_types(types)
+        if task_id is not None:
+            await self.get(task_id)  # another session's task is not found
         prefix = self._stored[: len(self._stored) - len(self._name)]
-        async for event in self._core.events(prefix, after, follow=follow, prefix=True):
-            yield event.model_copy(update={"session": event.session[len(prefix) :]})
+        async for event in self._core.events(
+            prefix if all_sessions else self._stored, after, follow=follow,
+            prefix=all_sessions, task_id=task_id, types=wanted,
+        ):  # fmt: skip
+            if prefix:
+                event = event.model_copy(update={"session": event.session[len(prefix) :]})
+            yield event
+
+    async def sessions(self) -> builtins.list[SessionSummary]:
+        """Every session of this one's owner, with its tasks per state; see `Tasks.sessions`."""
+        self._core.check_open("list sessions")
+        owner = self._stored[: len(self._stored) - len(self._name) - 1] or None
+        summaries = await self._core.store.session_summaries(owner)
+        if owner is None:
+            return summaries
+        cut = len(owner) + 1
+        return [s.model_copy(update={"session": s.session[cut:]}) for s in summaries]
+
+
+def _event_types(types: Iterable[str]) -> frozenset[str]:
+    """The event types asked for, checked against the known ones."""
+    wanted = frozenset(types)
+    if unknown := sorted(wanted - _EVENT_TYPES):
+        raise UserError(
+            f"Invalid `types`: {unknown!r} are no event types; use "
+            f"{', '.join(sorted(_EVENT_TYPES))}.",
+            field="types",
+        )
+    return wanted
 
 
 async def _until_done(pending: Iterable[LiveTask], ids: Sequence[str], mode: str) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from .._engine._engine import NewTask
+from .._engine._live import NewTask
 from .._ids import new_task_id
 from .._types._errors import QueueFull, user_error
 from .._types._task import MAX_PAYLOAD_BYTES, SubmitError, SubmitItem, Task, TaskState

@@ -42,6 +42,8 @@ class TaskLog:
         self._current: int = meta.get("current", 0)
         self._fd: int | None = None
         self._fd_path: Path | None = None
+        self._sizes: dict[Path, int] = {}
+        """What this writer knows each file holds: read once, then counted as it writes."""
         # The meta file is written once output reaches the tail; before that the head is all.
         on_disk = self._size(self._head) + self._size(self._tail_path(0))
         self.total_bytes: int = max(meta.get("total", 0), on_disk + self._size(self._tail_path(1)))
@@ -64,14 +66,29 @@ class TaskLog:
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
             self._fd = open_private(path, flags)
             self._fd_path = path
+            if truncate:
+                self._sizes[path] = 0
         assert self._fd is not None
         return self._fd
 
     def _size(self, path: Path) -> int:
-        try:
-            return path.stat().st_size
-        except FileNotFoundError:
-            return 0
+        size = self._sizes.get(path)
+        if size is None:
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            self._sizes[path] = size
+        return size
+
+    def _append(self, path: Path, data: memoryview) -> None:
+        fd = self._open(path)
+        size = self._size(path)
+        while data:  # a regular file takes less than asked only when the disk fills
+            written = os.write(fd, data)
+            size += written
+            self._sizes[path] = size
+            data = data[written:]
 
     def write(self, data: bytes) -> None:
         """Append `data`, keeping within the cap."""
@@ -81,7 +98,7 @@ class TaskLog:
         view = memoryview(data)
         head_room = self._head_cap - self._size(self._head)
         if head_room > 0:
-            os.write(self._open(self._head), view[:head_room])
+            self._append(self._head, view[:head_room])
             view = view[head_room:]
         if not view:
             return
@@ -92,7 +109,7 @@ class TaskLog:
                 self._current = 1 - self._current
                 self._open(self._tail_path(self._current), truncate=True)
                 continue
-            os.write(self._open(path), view[:room])
+            self._append(path, view[:room])
             view = view[room:]
         _write(self._meta, json.dumps({"total": self.total_bytes, "current": self._current}))
 

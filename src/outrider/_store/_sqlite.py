@@ -34,7 +34,15 @@ from outrider._types._events import (
     GroupMember,
     TaskRetrying,
 )
-from outrider._types._task import TASK_SPEC_ADAPTER, ErrorInfo, Progress, Task, TaskState, Usage
+from outrider._types._task import (
+    TASK_SPEC_ADAPTER,
+    ErrorInfo,
+    Progress,
+    SessionSummary,
+    Task,
+    TaskState,
+    Usage,
+)
 from outrider._types._worktrees import Worktree
 
 if TYPE_CHECKING:
@@ -190,6 +198,8 @@ class UnfinishedTask:
 
 
 """The events that make a completion notice."""
+_SWEEP_BATCH = 100
+"""Tasks (and events) one sweep transaction deletes at most: a few ms, so commits interleave."""
 _NOTICE_TYPES_SQL = ", ".join("?" * len(NOTICE_TYPES))
 
 _TASK_COLUMNS = (
@@ -682,34 +692,37 @@ class SQLiteBackend:
         assert cur.lastrowid is not None
         return Committed(cur.lastrowid, op)
 
-    def sweep(self, before: float) -> list[str]:
-        """Delete tasks that finished before `before`, their attempts and old events.
+    def sweep(self, before: float, *, batch: int = _SWEEP_BATCH) -> tuple[list[str], bool]:
+        """One short transaction of a sweep: old finished tasks and old events, `batch` at most.
+
+        Deletes up to `batch` tasks that finished before `before` with their attempts, and up to
+        `batch` events older than `before` that belong to no unfinished task.
 
         Returns:
-            The ids of the deleted tasks (their logs are the caller's to remove).
+            The ids of the deleted tasks (their logs are the caller's to remove), and whether
+            there may be more to delete.
         """
         cur = self._conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
-            ids = [
-                r[0]
-                for r in cur.execute(
-                    "SELECT task_id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?",
-                    (before,),
-                )
-            ]
+            ids = [r[0] for r in cur.execute(
+                "SELECT task_id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ? "
+                "LIMIT ?", (before, batch),
+            )]  # fmt: skip
             cur.executemany("DELETE FROM attempts WHERE task_id = ?", [(i,) for i in ids])
             cur.executemany("DELETE FROM tasks WHERE task_id = ?", [(i,) for i in ids])
             cur.execute(
-                "DELETE FROM events WHERE at < ? AND (task_id IS NULL OR task_id NOT IN "
-                "(SELECT task_id FROM tasks WHERE finished_at IS NULL))",
-                (before,),
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE at < ? AND "
+                "(task_id IS NULL OR task_id NOT IN (SELECT task_id FROM tasks "
+                "WHERE finished_at IS NULL)) LIMIT ?)",
+                (before, batch),
             )
+            events = cur.rowcount
             cur.execute("COMMIT")
         except sqlite3.Error as exc:
             self._conn.rollback()
             raise StoreError(f"Sweeping the store {self.path!r} failed: {exc}.") from exc
-        return ids
+        return ids, len(ids) == batch or events == batch
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -742,7 +755,7 @@ class SQLiteBackend:
         group: str | None = None,
         limit: int | None = None,
     ) -> list[Task]:
-        """Tasks in submission order, filtered."""
+        """Tasks in submission order, filtered; with `limit`, the newest `limit` of them."""
         where: list[str] = []
         params: list[object] = []
         if session is not None:
@@ -757,11 +770,12 @@ class SQLiteBackend:
         sql = f"SELECT {_TASK_COLUMNS} FROM tasks"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [_task_from_row(row) for row in self._conn.execute(sql, params)]
+        if limit is None:
+            rows = self._conn.execute(sql + " ORDER BY seq", params).fetchall()
+        else:
+            newest = self._conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit))
+            rows = newest.fetchall()[::-1]
+        return [_task_from_row(row) for row in rows]
 
     def events(
         self,
@@ -771,35 +785,81 @@ class SQLiteBackend:
         limit: int,
         prefix: bool = False,
         notices: bool = False,
+        task_id: str | None = None,
+        types: Sequence[str] | None = None,
     ) -> list[Event]:
         """Events with `seq > after`, oldest first (`prefix`: of every session starting so).
 
         `notices`: only the session's ending events, the ones that make completion notices.
+        `task_id`: only that task's events; `types`: only events of these types.
         """
-        columns = "SELECT seq, at, type, session, task_id, grp, data FROM events"
+        where = ["seq > ?"]
+        params: list[object] = [after]
         if notices:
             assert session is not None, "notices are read for one session"
             assert not prefix, "notices are read for one session"
-            rows = self._conn.execute(
-                f"{columns} WHERE session = ? AND type IN ({_NOTICE_TYPES_SQL}) AND seq > ? "
-                "ORDER BY seq LIMIT ?",
-                (session, *NOTICE_TYPES, after, limit),
-            )
-        elif session is None:
-            rows = self._conn.execute(
-                f"{columns} WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
-            )
-        elif prefix:
-            rows = self._conn.execute(
-                f"{columns} WHERE seq > ? AND substr(session, 1, ?) = ? ORDER BY seq LIMIT ?",
-                (after, len(session), session, limit),
-            )
-        else:
-            rows = self._conn.execute(
-                f"{columns} WHERE session = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (session, after, limit),
-            )
+            where.append(f"type IN ({_NOTICE_TYPES_SQL})")
+            params.extend(NOTICE_TYPES)
+        if session is not None and prefix:
+            where.append("substr(session, 1, ?) = ?")
+            params += [len(session), session]
+        elif session is not None:
+            where.append("session = ?")
+            params.append(session)
+        if task_id is not None:
+            where.append("task_id = ?")
+            params.append(task_id)
+        if types is not None:
+            where.append(f"type IN ({', '.join('?' * len(types))})")
+            params.extend(types)
+        rows = self._conn.execute(
+            "SELECT seq, at, type, session, task_id, grp, data FROM events "
+            f"WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
+            (*params, limit),
+        )
         return [_event_from_row(row) for row in rows]
+
+    def session_summaries(self, owner: str | None) -> list[SessionSummary]:
+        """The sessions of `owner` (stored as `owner/name`; None: the names without a `/`).
+
+        Each with its tasks per state, its failures not yet acknowledged, its newest event's
+        seq and when a task of it last changed; ordered by name.
+        """
+        params: tuple[str, ...] = ()
+        if owner is None:
+            where = "instr(session, '/') = 0"
+        else:  # a range on the name, so the session index is used
+            low = f"{owner}/"
+            where, params = "session >= ? AND session < ?", (low, f"{owner}0")
+        states: dict[str, dict[TaskState, int]] = {}
+        last_at: dict[str, float] = {}
+        for session, state, count, at in self._conn.execute(
+            "SELECT session, state, count(*), max(max(created_at, coalesce(started_at, 0), "
+            f"coalesce(finished_at, 0))) FROM tasks WHERE {where} GROUP BY session, state",
+            params,
+        ):
+            states.setdefault(session, dict.fromkeys(TaskState, 0))[TaskState(state)] = count
+            last_at[session] = max(at, last_at.get(session, at))
+        failures = dict(
+            self._conn.execute(
+                f"SELECT session, count(*) FROM events e WHERE {where} "
+                f"AND type IN ({_NOTICE_TYPES_SQL}) AND type IN ('task.failed', "
+                "'task.timed_out') AND seq > coalesce((SELECT c.seq FROM notice_cursors c "
+                "WHERE c.session = e.session), 0) GROUP BY session",
+                (*params, *NOTICE_TYPES),
+            )
+        )
+        last_seq = "SELECT coalesce(max(seq), 0) FROM events WHERE session = ?"
+        return [
+            SessionSummary(
+                session=name,
+                states=counts,
+                unseen_failures=failures.get(name, 0),
+                last_seq=self._conn.execute(last_seq, (name,)).fetchone()[0],
+                last_at=_dt(last_at[name]),
+            )
+            for name, counts in sorted(states.items())
+        ]
 
     def notice_events(self, session: str, limit: int) -> list[Event]:
         """The session's ending events (tasks and groups) not yet acknowledged, oldest first."""

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskStatus
 
     from outrider._types._events import Event
-    from outrider._types._task import Task
+    from outrider._types._task import SessionSummary, Task
     from outrider._types._worktrees import Worktree
 
 
@@ -359,14 +359,32 @@ class Store:
         )
 
     async def events(
-        self, *, session: str | None, after: int, limit: int, prefix: bool, notices: bool
+        self,
+        *,
+        session: str | None,
+        after: int,
+        limit: int,
+        prefix: bool,
+        notices: bool,
+        task_id: str | None = None,
+        types: Sequence[str] | None = None,
     ) -> list[Event]:
         """Events with `seq > after`, oldest first (see `SQLiteBackend.events`)."""
         return await self._read(
             lambda b: b.events(
-                session=session, after=after, limit=limit, prefix=prefix, notices=notices
+                session=session,
+                after=after,
+                limit=limit,
+                prefix=prefix,
+                notices=notices,
+                task_id=task_id,
+                types=types,
             )
         )
+
+    async def session_summaries(self, owner: str | None) -> list[SessionSummary]:
+        """The sessions of `owner` with their tasks per state (see `SQLiteBackend`)."""
+        return await self._read(lambda b: b.session_summaries(owner))
 
     async def notice_events(self, session: str, limit: int) -> list[Event]:
         """The session's ending events not yet acknowledged, oldest first."""
@@ -391,10 +409,19 @@ class Store:
         return await self._read(lambda b: b.state_counts())
 
     async def sweep(self, before: float) -> list[str]:
-        """Delete what finished before `before` (UTC epoch); returns the deleted task ids."""
-        return await anyio.to_thread.run_sync(
-            self.backend.sweep, before, limiter=self._write_limiter
-        )
+        """Delete what finished before `before` (UTC epoch); returns the deleted task ids.
+
+        In short transactions, the writer's commits between them: a sweep of many tasks
+        never holds a submit back for more than one batch.
+        """
+        deleted: list[str] = []
+        more = True
+        while more:
+            ids, more = await anyio.to_thread.run_sync(
+                self.backend.sweep, before, limiter=self._write_limiter
+            )
+            deleted += ids
+        return deleted
 
     def stop(self) -> None:
         """Let `run` return once what is queued is committed."""
@@ -419,7 +446,3 @@ class Store:
         if self._lock_file is not None:
             os.close(self._lock_file)
             self._lock_file = None
-
-    def apply_now(self, changes: Sequence[Change]) -> Results:
-        """Apply changes synchronously (start-up only, before `run`)."""
-        return self.backend.apply(changes)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ._events import Event
-    from ._task import KeyStatus, Notice, Status, SubmitError, Task, TaskSpec
+    from ._task import KeyStatus, Notice, SessionSummary, Status, SubmitError, Task, TaskSpec
     from ._worktrees import MergeHow, MergeResult, Worktree
 
 __all__ = [
@@ -233,12 +233,28 @@ class Tasks(Protocol):
         ...
 
     def events(
-        self, *, after: int = 0, follow: bool = True, all_sessions: bool = False
+        self,
+        *,
+        after: int = 0,
+        follow: bool = True,
+        all_sessions: bool = False,
+        task_id: str | None = None,
+        types: Iterable[str] | None = None,
     ) -> AsyncIterator[Event]:
         """The durable event stream from `seq > after`, then live; resumable by `seq`.
 
         `follow=False`: end after the events stored so far. `all_sessions`: every session of
-        the same owner, each event naming its session.
+        the same owner, each event naming its session. `task_id`: only that task's events (an
+        unknown task, or another session's, raises `TaskNotFound`). `types`: only events of
+        these types (an unknown type raises `UserError`).
+        """
+        ...
+
+    async def sessions(self) -> builtins.list[SessionSummary]:
+        """Every session of the same owner, by name, with its tasks per state.
+
+        Each also tells its unseen failures, its newest event's `seq` and its last change; a
+        session is listed while it holds tasks.
         """
         ...
 

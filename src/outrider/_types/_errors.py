@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
+from .._text import clip
+
 if TYPE_CHECKING:
     from ._task import Task
 
@@ -220,10 +222,8 @@ def user_error(
     if field == "body" and first.get("type") == "missing":
         message = "it is empty; send a JSON object"
     got = first.get("input")
-    shown = "" if got is None or isinstance(got, Mapping | list) else f" (got {_clip(repr(got))})"
+    shown = (
+        "" if got is None or isinstance(got, Mapping | list) else f" (got {clip(repr(got), 200)})"
+    )
     where = f"`{field}`" if field else subject
     return UserError(f"Invalid {where}: {message}{shown}.", field=field)
-
-
-def _clip(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

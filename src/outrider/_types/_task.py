@@ -33,6 +33,7 @@ __all__ = [
     "KeyStatus",
     "Notice",
     "Progress",
+    "SessionSummary",
     "ShellSpec",
     "Status",
     "SubmitError",
@@ -427,6 +428,22 @@ class Status(BaseModel):
     """Tasks found running at start whose leftover processes are still being stopped."""
     store_error: str | None = None
     """Why the store cannot write, while it cannot (a full or read-only disk)."""
+
+
+class SessionSummary(BaseModel):
+    """One session of an owner at a glance (`Tasks.sessions`)."""
+
+    model_config = _FROZEN
+    session: str
+    states: dict[TaskState, int]
+    """Its tasks per state (every state, zeros included)."""
+    unseen_failures: int = 0
+    """Tasks that failed or timed out whose completion notices are not acknowledged."""
+    last_seq: int = 0
+    """The `seq` of its newest event (0: none): a reader of its events that starts after it
+    sees only what happens next."""
+    last_at: datetime | None = None
+    """When a task of it was last submitted, started or ended."""
 
 
 class Notice(BaseModel):

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, JsonValue
 
-from .._types._task import MAX_SEQ, Int, Notice, Number, SubmitError, Task
+from .._types._task import MAX_SEQ, Int, Notice, Number, SessionSummary, SubmitError, Task
 from .._types._worktrees import MergeHow, Worktree
 from .._version import __version__
 
@@ -16,6 +16,7 @@ __all__ = [
     "BatchBody",
     "BatchItemResult",
     "BatchResult",
+    "DashboardLogin",
     "ErrorBody",
     "ErrorDetail",
     "Health",
@@ -23,6 +24,7 @@ __all__ = [
     "MergeBody",
     "NoticeList",
     "Output",
+    "SessionList",
     "TaskList",
     "Transcript",
     "WaitBody",
@@ -94,6 +96,12 @@ class Transcript(BaseModel):
     transcript: JsonValue
 
 
+class SessionList(BaseModel):
+    """Every session of the token's principal, by name."""
+
+    sessions: list[SessionSummary]
+
+
 class NoticeList(BaseModel):
     """Unacknowledged completion notices, oldest first."""
 
@@ -110,6 +118,15 @@ class LimitBody(BaseModel):
     """A key's new concurrency limit."""
 
     limit: Int = Field(ge=1, le=100_000)
+
+
+class DashboardLogin(BaseModel):
+    """A one-time link to the dashboard, for the token's principal."""
+
+    url: str
+    """Open it in a browser; it works once."""
+    expires_in: float
+    """Seconds it stays valid if unused."""
 
 
 class MergeBody(BaseModel):

@@ -12,13 +12,23 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 from .._types._events import Event
-from .._types._task import KeyStatus, Notice, Status, SubmitError, SubmitItem, Task
+from .._types._task import (
+    KeyStatus,
+    Notice,
+    SessionSummary,
+    Status,
+    SubmitError,
+    SubmitItem,
+    Task,
+)
 from .._types._worktrees import MergeResult, Worktree
 from ._bodies import (
     BatchResult,
+    DashboardLogin,
     Health,
     NoticeList,
     Output,
+    SessionList,
     TaskList,
     Transcript,
     WaitResult,
@@ -38,6 +48,7 @@ __all__ = [
     "ack_notices",
     "cancel",
     "cancel_all",
+    "dashboard_login",
     "get",
     "health",
     "discard_task",
@@ -46,6 +57,7 @@ __all__ = [
     "prune_worktrees",
     "notices",
     "retry",
+    "sessions",
     "set_limit",
     "shutdown",
     "status",
@@ -216,6 +228,11 @@ def status() -> Op[Status]:
     return Op("GET", "/v1/status", Status.model_validate)
 
 
+def sessions() -> Op[list[SessionSummary]]:
+    """`GET /v1/sessions`: every session of the principal, with its tasks per state."""
+    return Op("GET", "/v1/sessions", lambda data: SessionList.model_validate(data).sessions)
+
+
 def set_limit(key: str, limit: int) -> Op[KeyStatus]:
     """`PUT /v1/limits/{key}`: change a key's limit; answers the key's load."""
     return Op("PUT", f"/v1/limits/{quote(key, safe='')}", KeyStatus.model_validate,
@@ -231,6 +248,11 @@ def notices(*, limit: int) -> Op[list[Notice]]:
 def ack_notices(up_to: int) -> Op[None]:
     """`POST /v1/notices/ack`: acknowledge notices up to a seq."""
     return Op("POST", "/v1/notices/ack", _none, json={"up_to": up_to})
+
+
+def dashboard_login() -> Op[DashboardLogin]:
+    """`POST /v1/dashboard/login`: a one-time login link to the dashboard."""
+    return Op("POST", "/v1/dashboard/login", DashboardLogin.model_validate)
 
 
 def shutdown() -> Op[None]:

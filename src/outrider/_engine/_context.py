@@ -1,0 +1,133 @@
+"""The `RunContext` the engine gives a runner: reports, child tasks, transcripts, processes.
+
+Invariants:
+- Safe to call from the runner's worker threads: reports are handed to the event loop.
+- A child started with `spawn` is stopped with its parent's run, and while the parent waits
+  for it the parent's slots are lent to others (`Dispatcher.lend_slot`).
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import psutil
+
+from .._store._logs import TaskLog, transcript_path, write_atomically
+from .._store._sqlite import UpdateTask
+from .._types._task import Progress, Task, TaskSpec, Usage
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from ._engine import Engine
+    from ._live import LiveTask
+
+__all__ = ["TaskContext"]
+
+
+class TaskContext:
+    """The `RunContext` the engine gives a runner; safe to call from worker threads."""
+
+    def __init__(self, engine: Engine, live: LiveTask) -> None:
+        self._engine = engine
+        self._live = live
+        self._loop_thread = threading.get_ident()
+        error = live.task.error  # the previous attempt's, until this one ends
+        self._resuming = error is not None and error.type == "interrupted"
+
+    @property
+    def task_id(self) -> str:
+        return self._live.task_id
+
+    @property
+    def attempt(self) -> int:
+        return self._live.task.attempt
+
+    @property
+    def resuming(self) -> bool:
+        return self._resuming
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._live.stop_reason is not None
+
+    def _on_loop(self, fn: Callable[[], None]) -> None:
+        if threading.get_ident() == self._loop_thread:
+            fn()
+        else:
+            anyio.from_thread.run_sync(fn)
+
+    def progress(
+        self, completed: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        value = Progress(completed=completed, total=total, message=message)
+        self._on_loop(lambda: self._engine.reports.note_progress(self._live, value))
+
+    def output(self, data: bytes | str) -> None:
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+        self._on_loop(lambda: self._engine.reports.note_output(self._live, raw))
+
+    def usage(self, usage: Usage) -> None:
+        self._on_loop(lambda: self._engine.reports.note_usage(self._live, usage))
+
+    @property
+    def session(self) -> str:
+        return self._live.task.session
+
+    @asynccontextmanager
+    async def _waiting(self) -> AsyncIterator[None]:
+        self._engine.dispatcher.lend_slot(self._live)
+        try:
+            yield
+        finally:
+            await self._engine.dispatcher.take_slot_back(self._live)
+
+    async def spawn(
+        self, spec: TaskSpec, /, *, label: str | None = None, timeout: float | None = None
+    ) -> Task:
+        engine = self._engine
+        child = await engine.submit_child(self._live.task, spec, label, timeout)
+        try:
+            async with self._waiting():
+                return await engine.ended(child.id)
+        except BaseException:  # this run is stopped: so is the child (cancel is idempotent)
+            with anyio.CancelScope(shield=True):
+                await engine.cancel(child.id, "parent", f"its parent {self.task_id} was stopped")
+            raise
+
+    async def tail(self, task_id: str, *, lines: int = 50) -> str:
+        log_dir = self._engine.store.log_dir
+        return await anyio.to_thread.run_sync(lambda: TaskLog.read(log_dir, task_id, lines=lines))
+
+    async def save_transcript(self, data: bytes) -> None:
+        path = transcript_path(self._engine.store.log_dir, self.task_id)
+        await anyio.to_thread.run_sync(write_atomically, path, data)
+
+    async def load_transcript(self) -> bytes | None:
+        path = transcript_path(self._engine.store.log_dir, self.task_id)
+
+        def read() -> bytes | None:
+            try:
+                return path.read_bytes()
+            except FileNotFoundError:
+                return None
+
+        return await anyio.to_thread.run_sync(read)
+
+    def abandon(self, ended: anyio.Event) -> None:
+        self._live.abandoned = ended
+
+    async def track_process(self, pid: int) -> None:
+        try:
+            created: float | None = psutil.Process(pid).create_time()
+        except psutil.Error:
+            created = None
+        with anyio.CancelScope(shield=True):
+            await self._engine.store.commit(
+                [UpdateTask(self.task_id, {"pid": pid, "pid_created": created})]
+            )
