@@ -45,6 +45,12 @@ def test_place(
     assert (got.note is not None) is noted
 
 
+def test_a_task_in_another_tasks_worktree_writes_there() -> None:
+    nested = {"writes": True, "in_git": True, "configured": "worktree", "nested": True}
+    assert not place(asked=None, agent_default=None, **nested).worktree  # type: ignore[arg-type]
+    assert place(asked="worktree", agent_default=None, **nested).worktree  # type: ignore[arg-type]
+
+
 def test_branch_names_round_trip() -> None:
     assert branch_of("t_1") == "outrider/t_1"
     assert task_of_branch("refs/heads/outrider/t_1") == "t_1"

@@ -94,6 +94,7 @@ async def orch(
         "prepared": _agent("prepared", setup="echo ready > setup.log"),
         "unprepared": _agent("unprepared", setup="echo no; exit 4"),
         "auto": _agent("auto", merge="auto-if-clean"),
+        "helper": _agent("helper"),
     }
     providers = Providers({"fake": ProviderConfig(base_url=fake.base_url, api_key="k")})
     cli = CliAgentRunner({"sh": CliTemplate(("/bin/sh", "-c", "{prompt}"))})

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import outrider
-from outrider._worktrees._git import GitError, check_version
+from outrider._worktrees._git import GitError, check_version, run_git
 from tests.fakellm import FakeLLM, Reply
 
 from .conftest import S, git, run, state
@@ -209,3 +209,25 @@ def test_an_old_git_is_named_with_the_fix(tmp_path: Path, monkeypatch: pytest.Mo
             check_version()
     finally:
         check_version.cache_clear()
+
+
+async def test_a_delegated_sub_agent_writes_in_its_parents_worktree(
+    orch: outrider.Orchestrator, fake: FakeLLM, repo: Path
+) -> None:
+    fake.script("writer", [Reply.tool("delegate", agent="helper", prompt="write b"),
+                           Reply.say("delegated")])  # fmt: skip
+    fake.script("helper", [Reply.tool("write_file", path="b2.py", content="b2\n"),
+                           Reply.say("wrote b2")])  # fmt: skip
+    (done,) = await run(orch, outrider.agent("writer", "go", workspace=str(repo)))
+    assert done.state == "succeeded", done.error
+    assert git(repo, "show", f"outrider/{done.id}:b2.py") == "b2\n"  # on the parent's branch
+    assert [w.task_id for w in await orch.session(S).worktrees()] == [done.id]
+    assert not (repo / "b2.py").exists()
+
+
+def test_git_errors_say_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(GitError, match="does not exist"):
+        run_git(tmp_path / "missing", "status")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(GitError, match="git is not installed"):
+        run_git(tmp_path, "status")

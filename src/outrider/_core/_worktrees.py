@@ -58,6 +58,7 @@ def place(
     asked: Isolation | None,
     agent_default: Isolation | None,
     configured: Isolation,
+    nested: bool = False,
 ) -> Placement:
     """Whether a task runs in its own worktree.
 
@@ -67,8 +68,10 @@ def place(
         asked: The submit's `isolation`, if given.
         agent_default: The agent file's `isolation`, if given.
         configured: The configured default for writing tasks.
+        nested: Whether its folder is inside another task's worktree (a delegated sub-agent):
+            it writes there by default, beside its parent, with path leases.
     """
-    chosen = asked or agent_default or configured
+    chosen = asked or agent_default or ("none" if nested else configured)
     if not writes or chosen == "none":
         return Placement(worktree=False)
     if not in_git:

@@ -77,7 +77,9 @@ def run_git(
             timeout=_TIMEOUT, check=False, start_new_session=True,
         )  # fmt: skip
     except FileNotFoundError:
-        raise GitError("git is not installed; install git 2.38 or newer") from None
+        if shutil.which("git") is None:
+            raise GitError("git is not installed; install git 2.38 or newer") from None
+        raise GitError(f"the folder {cwd} does not exist") from None
     except subprocess.TimeoutExpired:
         raise GitError(f"`git {args[0]}` took over {_TIMEOUT:g} s in {cwd}") from None
     if done.returncode not in ok:

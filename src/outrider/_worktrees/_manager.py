@@ -129,6 +129,7 @@ class Worktrees:
         placement: Placement = place(
             writes=workplace.writes, in_git=top is not None, asked=workplace.asked,
             agent_default=workplace.agent_default, configured=self.configured,
+            nested=Path(workplace.folder).is_relative_to(self.root),
         )  # fmt: skip
         if not placement.worktree:
             return Begun(workplace.folder, note=placement.note)
