@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
 
 import outrider
 from outrider import TaskNotFound, UserError
+from tests.gitrepo import new_repo
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -16,20 +16,8 @@ if TYPE_CHECKING:
     from .conftest import World
 
 
-def _repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    root.mkdir()
-    for args in (("init", "-q", "-b", "main"), ("config", "user.email", "d@example.com"),
-                 ("config", "user.name", "D")):  # fmt: skip
-        subprocess.run(["git", *args], cwd=root, check=True)
-    (root / "a.txt").write_text("a\n")
-    subprocess.run(["git", "add", "."], cwd=root, check=True)
-    subprocess.run(["git", "commit", "-qm", "a"], cwd=root, check=True)
-    return root
-
-
 async def test_merge_discard_and_list(world: World, tmp_path: Path) -> None:
-    repo = _repo(tmp_path)
+    repo = new_repo(tmp_path)
     tasks = await world.tasks()
     specs = [outrider.cli_agent("sh", f"echo {w} > same.txt; echo ok", cwd=str(repo))
              for w in ("one", "two", "three")]  # fmt: skip

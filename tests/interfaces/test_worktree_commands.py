@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
 from typing import TYPE_CHECKING
 
 import outrider
+from tests.gitrepo import new_repo
 
 from .test_cli_commands import as_json, cli
 from .test_mcp import call, http, text
@@ -14,18 +14,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .conftest import Daemon
-
-
-def _repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    root.mkdir()
-    for args in (("init", "-q", "-b", "main"), ("config", "user.email", "d@example.com"),
-                 ("config", "user.name", "D")):  # fmt: skip
-        subprocess.run(["git", *args], cwd=root, check=True)
-    (root / "a.txt").write_text("a\n")
-    subprocess.run(["git", "add", "."], cwd=root, check=True)
-    subprocess.run(["git", "commit", "-qm", "a"], cwd=root, check=True)
-    return root
 
 
 def _writers(daemon: Daemon, session: str, repo: Path, *scripts: str) -> list[str]:
@@ -38,7 +26,7 @@ def _writers(daemon: Daemon, session: str, repo: Path, *scripts: str) -> list[st
 
 
 def test_the_commands_list_merge_and_discard(daemon: Daemon, tmp_path: Path) -> None:
-    repo = _repo(tmp_path)
+    repo = new_repo(tmp_path)
     one, two, three = _writers(daemon, "wt-cli", repo, "echo 1 > x.txt", "echo 2 > x.txt",
                                "echo 3 > y.txt")  # fmt: skip
     listed = cli(daemon, "worktrees", "--session", "wt-cli")
@@ -70,7 +58,7 @@ def test_the_commands_list_merge_and_discard(daemon: Daemon, tmp_path: Path) -> 
 
 
 async def test_the_mcp_tools_merge_and_discard(daemon: Daemon, tmp_path: Path) -> None:
-    repo = _repo(tmp_path)
+    repo = new_repo(tmp_path)
     one, two, three = _writers(daemon, "wt-mcp", repo, "echo 1 > x.txt", "echo 2 > x.txt",
                                "echo 3 > y.txt")  # fmt: skip
     async with http(daemon, session="wt-mcp") as client:
