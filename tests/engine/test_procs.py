@@ -6,12 +6,16 @@ import os
 import subprocess
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 import anyio
 import psutil
 
 from outrider.runners import _procs
 from outrider.testing import wait_until
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def spawn(code: str, **env: str) -> subprocess.Popen[bytes]:
@@ -96,3 +100,37 @@ def test_without_a_subreaper_there_are_no_orphans_to_stop_or_reap() -> None:
     assert _procs.stop_orphans(0.1) == 0
     assert _procs.reap_orphans() == []
     assert psutil.Process().pid == os.getpid()
+
+
+_REAPING_WHILE_GIT_RUNS = """
+import sys, threading
+from pathlib import Path
+from outrider.runners import _procs
+from outrider._worktrees._git import toplevel
+
+assert _procs.become_subreaper()
+stop = threading.Event()
+
+def reap() -> None:
+    while not stop.is_set():
+        _procs.reap_orphans()
+
+reaper = threading.Thread(target=reap)
+reaper.start()
+wrong = sum(toplevel(Path(sys.argv[1])) is not None for _ in range(60))
+stop.set()
+reaper.join()
+print(wrong)
+"""
+
+
+def test_a_subreaper_never_reaps_a_command_outrider_awaits(tmp_path: Path) -> None:
+    """A git command's status is its caller's: `outrider run` reaping orphans must not take it.
+
+    (Taken, its exit 128 "not a git repository" read as 0, and a folder outside git as a checkout.)
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", _REAPING_WHILE_GIT_RUNS, str(tmp_path)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert done.stdout.strip() == "0", done.stderr

@@ -71,10 +71,12 @@ def run_git(
         GitError: git is missing, timed out, or exited otherwise.
     """
     argv = ["git", *args]
+    # A group of its own keeps a terminal's Ctrl-C off git; staying in our session keeps a
+    # subreaper's orphan reaping (`outrider run`) from taking its exit status.
     try:
         done = subprocess.run(
             argv, cwd=cwd, env=_env(env), input=stdin, capture_output=True, text=True,
-            timeout=_TIMEOUT, check=False, start_new_session=True,
+            timeout=_TIMEOUT, check=False, process_group=0,
         )  # fmt: skip
     except FileNotFoundError:
         if shutil.which("git") is None:
