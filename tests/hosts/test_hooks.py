@@ -7,6 +7,7 @@ window wins, so a host that starts one per turn is never woken twice or in a loo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -256,3 +257,36 @@ def test_doctor_sees_the_daemon_and_the_installed_hosts(daemon: Daemon, tmp_path
     run([*OUTRIDER, "install", "claude"])
     after = run([*OUTRIDER, "doctor"]).stdout
     assert "hosts: outrider is installed in claude (project)" in after
+
+
+_HOST = """
+import subprocess, sys
+subprocess.run(["/bin/sh", "-c", sys.argv[1]], check=False)
+"""
+"""A host that runs a hook the way Claude Code does (through a shell), then waits."""
+
+
+def test_a_rewake_hook_ends_with_its_host(tmp_path: Path) -> None:
+    """A rewake hook waits up to a day; the host it would wake going away ends it at once."""
+    env = {**os.environ, "OUTRIDER_HOME": str(tmp_path / "home"), "OUTRIDER_PORT": "9"}
+    env.pop("OUTRIDER_URL", None)  # no daemon either: the hook keeps polling for one
+    pid_file = tmp_path / "hook.pid"
+    command = (f"{' '.join(OUTRIDER)} hook claude-rewake --session s & echo $! > {pid_file}; "
+               "wait")  # fmt: skip
+    host = subprocess.Popen([sys.executable, "-c", _HOST, command], env=env,
+                            start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text().strip():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)  # sleep-ok: another process writes the file
+        waiter = psutil.Process(int(pid_file.read_text()))
+        psutil.wait_procs([waiter], timeout=1)  # it started, and waits on
+        assert waiter.is_running()
+        host.kill()  # the host goes; its shell and the hook are left behind
+        host.wait()
+        _, alive = psutil.wait_procs([waiter], timeout=30)
+        assert not alive
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(host.pid, signal.SIGKILL)

@@ -31,7 +31,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,6 +81,49 @@ def _parent(pid: int) -> int | None:
         return None
     fields = stat.rsplit(")", 1)[-1].split()
     return int(fields[1]) if len(fields) > 1 else None
+
+
+_LAUNCHERS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "fish", "env", "timeout", "uv", "uvx"})
+"""Processes between a host and its hook (a host runs hooks through a shell)."""
+
+
+def _host_of_this_hook() -> int | None:
+    """The process that ran this hook: its first parent that is not a shell or a launcher."""
+    pid: int | None = os.getppid()
+    for _ in range(8):
+        if pid is None or pid <= 1:
+            return None
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            return None
+        if name not in _LAUNCHERS:
+            return pid
+        pid = _parent(pid)
+    return None
+
+
+def _end_with_host() -> None:
+    """End this process as soon as its host ends (a waiting hook must not outlive it).
+
+    A host that exits leaves its hook's shell and the hook running; the hook watches the host
+    through a pidfd (in a daemon thread) and exits 0 when it goes: nobody is left to wake.
+    """
+    host = _host_of_this_hook()
+    if host is None:
+        return
+    try:
+        fd = os.pidfd_open(host)
+    except ProcessLookupError:
+        os._exit(0)
+    except OSError:  # pragma: no cover - a kernel without pidfds (before 5.3)
+        return
+
+    def watch() -> None:
+        select.select([fd], [], [])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="host-watch", daemon=True).start()
 
 
 def find_bridge(start: int | None = None) -> tuple[str, str] | None:
@@ -144,6 +189,7 @@ def _deliver_now(client: LightClient, reader: str, event: str) -> int:
 
 def _rewake(client: LightClient, reader: str) -> int:
     """Wait for the window's next notices; exit 2 with them (Claude Code wakes the model)."""
+    _end_with_host()
     deadline = time.monotonic() + _REWAKE_FOR
     while time.monotonic() < deadline:
         try:
