@@ -134,3 +134,21 @@ def test_a_subreaper_never_reaps_a_command_outrider_awaits(tmp_path: Path) -> No
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     assert done.stdout.strip() == "0", done.stderr
+
+
+async def test_within_the_pidfd_watcher_processes_are_awaited_without_a_thread_each() -> None:
+    """The daemon's watcher (Python 3.11): children end through pidfds; then the old one is back."""
+    import asyncio
+
+    from outrider._asynclib import pidfd_child_watcher
+
+    before = asyncio.get_child_watcher()
+    with pidfd_child_watcher():
+        assert isinstance(asyncio.get_child_watcher(), asyncio.PidfdChildWatcher)
+        threads = threading.active_count()
+        procs = [await anyio.open_process(["/bin/sh", "-c", "exit 3"]) for _ in range(8)]
+        assert threading.active_count() == threads  # no waiter thread per process
+        assert [await p.wait() for p in procs] == [3] * 8
+    assert asyncio.get_child_watcher() is before
+    done = await anyio.run_process(["/bin/sh", "-c", "exit 4"], check=False)  # still works
+    assert done.returncode == 4

@@ -83,11 +83,16 @@ def serve(
             os.write(ready_fd, f"{url}\n".encode())
             os.close(ready_fd)
 
+    from .._asynclib import pidfd_child_watcher
     from ..runners._procs import contain_this_process, stop_orphans
+
+    async def main() -> None:
+        with pidfd_child_watcher():
+            await run_serve(settings, allow_remote=allow_remote, on_ready=ready)
 
     contain_this_process()  # the daemon reaps its tasks' orphans; a guardian outlives a crash
     try:
-        anyio.run(lambda: run_serve(settings, allow_remote=allow_remote, on_ready=ready))
+        anyio.run(main)
     except OutriderError as exc:
         fail(str(exc))
     finally:

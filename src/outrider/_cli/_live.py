@@ -25,7 +25,7 @@ from rich.text import Text
 import outrider
 from outrider import OutriderError, Task, TaskState
 
-from .._asynclib import next_stop_signal
+from .._asynclib import next_stop_signal, pidfd_child_watcher
 from .._ids import new_task_id
 from .._logging import format_duration
 from ..runners._procs import contain_this_process, stop_orphans
@@ -253,10 +253,11 @@ def execute(
 
     async def go() -> list[Task] | OutriderError:
         try:
-            return await run_batch(
-                batch, db=db, session=session, console=console, as_json=as_json, plan=plan,
-                group=group,
-            )  # fmt: skip
+            with pidfd_child_watcher():
+                return await run_batch(
+                    batch, db=db, session=session, console=console, as_json=as_json, plan=plan,
+                    group=group,
+                )  # fmt: skip
         except OutriderError as exc:  # the store is held by another process, or unwritable
             return exc
 

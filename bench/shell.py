@@ -1,0 +1,94 @@
+"""Shell throughput: N `true` commands at a concurrency of 16, outrider beside bare asyncio.
+
+Run: uv run python bench/shell.py  [--quick]  [--rounds R]
+
+outrider: an Orchestrator on a temporary SQLite store, `shell` limit 16, the N tasks submitted at
+once; the clock runs from the first submit to the last task's end. Baseline: the same commands
+through `asyncio.create_subprocess_exec` under a semaphore of 16 (no store, no process tracking).
+Both await their processes through pidfds, as the daemon and `outrider run` do.
+Rounds alternate so that both see the same machine; each figure is the range over the rounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import outrider
+from outrider._asynclib import pidfd_child_watcher
+
+QUICK = "--quick" in sys.argv
+N = 300 if QUICK else 1_000
+CONCURRENCY = 16
+ROUNDS = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
+
+
+async def through_outrider(db: Path) -> float:
+    """Tasks per second, submit of the first to the end of the last."""
+    settings = outrider.Settings(max_running=CONCURRENCY, limits={"shell": CONCURRENCY})
+    async with outrider.Orchestrator(db, settings) as orch:
+        session = orch.session("bench")
+        start = time.perf_counter()
+        tasks = await session.submit_many(
+            [outrider.SubmitItem(spec=outrider.shell("true")) for _ in range(N)]
+        )
+        done = await session.wait([t.id for t in tasks if isinstance(t, outrider.Task)])
+        elapsed = time.perf_counter() - start
+        assert len(done) == N
+        assert all(t.state is outrider.TaskState.SUCCEEDED for t in done)
+    return N / elapsed
+
+
+async def bare() -> float:
+    """Tasks per second: the same commands, only spawned and awaited."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one() -> None:
+        async with gate:
+            proc = await asyncio.create_subprocess_exec(
+                "/bin/sh", "-c", "true", stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+            await proc.communicate()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(N)))
+    return N / (time.perf_counter() - start)
+
+
+def span(values: list[float]) -> str:
+    return f"{min(values):,.0f}-{max(values):,.0f}"
+
+
+async def main() -> None:
+    with pidfd_child_watcher():  # as the daemon and `outrider run` do (Python 3.11)
+        await rounds()
+
+
+async def rounds() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="outrider-bench-shell-"))
+    ours: list[float] = []
+    theirs: list[float] = []
+    for n in range(ROUNDS):
+        ours.append(await through_outrider(tmp / f"r{n}.db"))
+        theirs.append(await bare())
+    ratio = [o / t for o, t in zip(ours, theirs, strict=True)]
+    table = Table(title=f"{N} `true` commands at concurrency {CONCURRENCY} "
+                        f"({psutil.cpu_count()} cores, {ROUNDS} rounds)")  # fmt: skip
+    for column in ("outrider tasks/s", "bare asyncio tasks/s", "ratio", "target"):
+        table.add_column(column)
+    table.add_row(span(ours), span(theirs), f"{min(ratio):.2f}-{max(ratio):.2f}", "≥ 0.8")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
