@@ -10,12 +10,16 @@ Help texts are plain text (`rich_markup_mode=None`): a `[[task]]` in a help is s
 
 Start-up is part of the interface: `outrider mcp` (the stdio bridge a host starts) goes straight
 to `_hosts._bridge` (and `outrider hook` to `_hosts._hooks`) without building the command
-line, and the command modules import what a
-command needs inside it, so `--help` and `submit` load typer and little else.
+line, a plain `submit` of a shell command goes to `_fast` (argparse and plain JSON), and
+`outrider --help` prints `help.txt`, the typer application's own help written by
+`scripts/cli_help.py` (checked by `make lint`), on any terminal where the application would
+print the same text (80 columns or more). Everything else builds the application; the command
+modules import what a command needs inside it.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +27,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import typer
 
-__all__ = ["app", "main"]
+__all__ = ["HELP_FILE", "HELP_WIDTH", "app", "build_app", "main"]
+
+HELP_FILE = Path(__file__).with_name("help.txt")
+"""`outrider --help` as the application prints it on a wide terminal (`scripts/cli_help.py`)."""
+HELP_WIDTH = 80
+"""Terminal columns from which the help's text no longer depends on the width (click's)."""
 
 
 def build_app() -> typer.Typer:
@@ -66,6 +75,9 @@ def __getattr__(name: str) -> object:
 def main() -> None:
     """Run the `outrider` command."""
     argv = sys.argv[1:]
+    if (text := _static_help(argv)) is not None:
+        sys.stdout.write(text)
+        sys.exit(0)
     if (bridged := _bridge_args(argv)) is not None:
         from .._hosts._bridge import main as bridge
 
@@ -80,6 +92,17 @@ def main() -> None:
         if (code := submit_fast(argv[1:])) is not None:
             sys.exit(code)
     build_app()(prog_name="outrider")
+
+
+def _static_help(argv: list[str]) -> str | None:
+    """`outrider --help`'s text without building the application, where it prints the same."""
+    if argv != ["--help"] or "_OUTRIDER_COMPLETE" in os.environ:
+        return None
+    import shutil
+
+    if shutil.get_terminal_size().columns < HELP_WIDTH:
+        return None  # click wraps the help to a narrower terminal
+    return HELP_FILE.read_text()
 
 
 def _bridge_args(argv: list[str]) -> tuple[str | None, str | None, Path | None] | None:
