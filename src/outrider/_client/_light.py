@@ -1,7 +1,8 @@
 """A small blocking HTTP client of the local daemon, on the standard library only.
 
 For the commands that must start fast (the stdio MCP bridge, the host hooks, `submit`): it
-imports neither httpx nor pydantic nor anyio, and it reads and writes JSON as plain values
+imports neither httpx nor pydantic nor anyio (nor `http.client`: `_http11` speaks the little
+HTTP/1.1 the daemon needs, on the first request), and it reads and writes JSON as plain values
 (the daemon validates every body). It finds the daemon and its token as `AsyncClient` does
 (`_local`), sends the token only once the daemon proved it holds it, and, with `autostart`,
 starts the daemon when none answers and sends the request again — every time the daemon is
@@ -13,12 +14,10 @@ connection unless it passes one (`connect`), so calls never wait for each other.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
 import threading
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
@@ -29,20 +28,30 @@ from ._local import check_proof, find_token, find_url, start_or_find
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from ._http11 import Connection, Response
+
 __all__ = ["LightClient", "Reply"]
 
 _REFUSED = (ConnectionRefusedError, FileNotFoundError, socket.gaierror)
 """Errors that mean no daemon listens (nothing was sent)."""
 
 
-@dataclass
 class Reply:
-    """A daemon's answer: its status, headers and body (read whole, or left to stream)."""
+    """A daemon's answer: its status, headers (names in lower case) and body (read or streamed)."""
 
-    status: int
-    headers: Mapping[str, str]
-    response: http.client.HTTPResponse
-    connection: http.client.HTTPConnection
+    __slots__ = ("connection", "headers", "response", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        response: Response,
+        connection: Connection,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.response = response
+        self.connection = connection
 
     def json(self) -> Any:
         """The whole body as JSON (None if empty); closes the connection's use."""
@@ -138,9 +147,11 @@ class LightClient:
                     ) from None
         raise AssertionError("unreachable")
 
-    def _connect(self, timeout: float | None) -> http.client.HTTPConnection:
+    def _connect(self, timeout: float | None) -> Connection:
+        from ._http11 import Connection  # on the first request: after the bridge's handshake
+
         parts = urlsplit(self.url)
-        return http.client.HTTPConnection(
+        return Connection(
             parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout or self._timeout
         )
 
@@ -160,22 +171,19 @@ class LightClient:
                 headers["Authorization"] = f"Bearer {self._token}"
             if payload is not None:
                 headers["Content-Type"] = "application/json"
-            connection.request(method, target, body=payload, headers=headers)
-            response = connection.getresponse()
+            response = connection.request(method, target, payload, headers)
         except BaseException:
             connection.close()
             raise
-        return Reply(response.status, dict(response.headers.items()), response, connection)
+        return Reply(response.status, response.headers, response, connection)
 
-    def _prove(self, connection: http.client.HTTPConnection) -> None:
+    def _prove(self, connection: Connection) -> None:
         """Have the daemon prove it holds the token before it is sent (once per URL)."""
         if self._token is None or self._proven == self.url:
             return
         nonce = challenge()
         query = urlencode({"challenge": nonce, "token_id": token_id(self._token)})
-        connection.request("GET", f"/health?{query}")
-        response = connection.getresponse()
-        body = response.read()
+        body = connection.request("GET", f"/health?{query}", None, {}).read()
         try:
             doc = json.loads(body)
         except ValueError:

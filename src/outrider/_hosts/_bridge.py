@@ -25,10 +25,8 @@ follows says so. A call the daemon dropped midway answers that it did, never han
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import secrets
 import sys
 import threading
 from pathlib import Path
@@ -43,7 +41,7 @@ from .._version import __version__
 from .._wire._sse import SSEDecoder
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from .._client._light import Reply
 
@@ -107,7 +105,7 @@ def _configured(file: Path, default: object) -> object:
 
 def identity(explicit: str | None, environ: Mapping[str, str]) -> tuple[str, str]:
     """The session and the notice reader of this bridge (see the module docstring)."""
-    own = f"{'opencode' if environ.get('OPENCODE') else 'mcp'}-{secrets.token_hex(6)}"
+    own = f"{'opencode' if environ.get('OPENCODE') else 'mcp'}-{os.urandom(6).hex()}"
     host = environ.get("CLAUDE_CODE_SESSION_ID")
     host_name = f"claude-{host}"[:64] if host else None
     session = explicit or host_name or environ.get("OUTRIDER_SESSION") or own
@@ -155,18 +153,27 @@ class Bridge:
 
     # -- the host's side ----------------------------------------------------------------
 
-    def serve(self, stdin: IO[bytes]) -> None:
-        """Relay until the host closes stdin (work in flight is abandoned with the process)."""
+    def serve(self, stdin: IO[bytes], *, then: Callable[[], object] | None = None) -> None:
+        """Relay until the host closes stdin (work in flight is abandoned with the process).
+
+        `then` runs once the first message is answered: the host's handshake does not share
+        the interpreter with work that can wait (the HTTP client's import, the daemon's start).
+        """
         for line in stdin:
-            if not line.strip():
-                continue
-            try:
-                message = json.loads(line)
-            except ValueError:
-                self._error({"id": None}, -32700, "Parse error: not JSON.")
-                continue
-            if isinstance(message, dict):
-                self._handle(message)
+            if line.strip():
+                self._receive(line)
+            if then is not None:
+                then()
+                then = None
+
+    def _receive(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            self._error({"id": None}, -32700, "Parse error: not JSON.")
+            return
+        if isinstance(message, dict):
+            self._handle(message)
 
     def started(self, url: str) -> None:
         """The client started a daemon: say so on stderr and in the next tool answer."""
@@ -237,7 +244,7 @@ class Bridge:
                     self._deliver(message, answer)
                 else:
                     self._write(answer)
-        except (OSError, http.client.HTTPException, ValueError):
+        except (OSError, ValueError):  # the connection failed, or the answer broke off
             if key not in self._cancelled:
                 self._failed(message, "The daemon stopped during this call; call again (list_tasks "
                              "shows whether the work was stored before it stopped).")  # fmt: skip
@@ -297,7 +304,7 @@ class Bridge:
 
 def _messages(reply: Reply) -> Iterator[dict[str, Any]]:
     """The JSON-RPC messages of the daemon's answer: one JSON body, or an SSE stream of them."""
-    kind = reply.headers.get("Content-Type", reply.headers.get("content-type", ""))
+    kind = reply.headers.get("content-type", "")
     if kind.startswith("text/event-stream"):
         decoder = SSEDecoder()
         for raw in reply.response:
@@ -350,9 +357,9 @@ def main(session: str | None, tools: str | None, config: Path | None) -> int:
     client = LightClient(name, autostart=True, on_start=started)
     bridge = Bridge(client, manifest, offered, reader=reader, cwd=os.getcwd(),
                     out=sys.stdout.buffer)  # fmt: skip
-    threading.Thread(target=_warm_up, args=(client, reader), daemon=True).start()
+    warm_up = threading.Thread(target=_warm_up, args=(client, reader), daemon=True)
     try:
-        bridge.serve(sys.stdin.buffer)
+        bridge.serve(sys.stdin.buffer, then=warm_up.start)
     finally:
         if record is not None:
             record.unlink(missing_ok=True)

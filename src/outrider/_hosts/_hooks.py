@@ -28,7 +28,6 @@ path costs tens of milliseconds.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -41,6 +40,7 @@ from .._paths import data_dir, open_private, private_dir
 from .._types._errors import DaemonError, OutriderError
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Mapping, Sequence
 
 __all__ = ["bridge_record", "find_bridge", "main", "record_bridge"]
@@ -163,6 +163,8 @@ def _rewake(client: LightClient, reader: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse  # here: the bridge imports this module for `record_bridge`
+
     parser = argparse.ArgumentParser(prog="outrider hook", description=__doc__.split("\n")[0])
     parser.add_argument("event", choices=EVENTS)
     parser.add_argument("--session", help="The session (default: the host window's).")
