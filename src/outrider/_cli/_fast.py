@@ -75,7 +75,7 @@ def post_task(body: Mapping[str, object], *, session: str, json_output: bool) ->
     try:
         task = LightClient(session, autostart=True, on_start=said).call("POST", "/v1/tasks", body)
     except OutriderError as exc:
-        from ._options import error
+        from ._say import error
 
         error(str(exc))
         return exit_code_of(exc)
