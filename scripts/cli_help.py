@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from outrider._cli import HELP_FILE, HELP_WIDTH
 
@@ -34,11 +35,11 @@ def main() -> int:
     """Write the help, or with `--check` exit 1 if it is stale."""
     text = render()
     if "--check" in sys.argv:
-        if HELP_FILE.read_text() != text:
+        if Path(HELP_FILE).read_text() != text:
             sys.stderr.write(f"{HELP_FILE} is stale: run `uv run python scripts/cli_help.py`.\n")
             return 1
         return 0
-    HELP_FILE.write_text(text)
+    Path(HELP_FILE).write_text(text)
     return 0
 
 

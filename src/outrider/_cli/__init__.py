@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # `typing.TYPE_CHECKING`: typing, pathlib and shutil cost `--help` a third
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import typer
 
 __all__ = ["HELP_FILE", "HELP_WIDTH", "app", "build_app", "main"]
 
-HELP_FILE = Path(__file__).with_name("help.txt")
+HELP_FILE = os.path.join(os.path.dirname(__file__), "help.txt")
 """`outrider --help` as the application prints it on a wide terminal (`scripts/cli_help.py`)."""
 HELP_WIDTH = 80
 """Terminal columns from which the help's text no longer depends on the width (click's)."""
@@ -98,11 +99,24 @@ def _static_help(argv: list[str]) -> str | None:
     """`outrider --help`'s text without building the application, where it prints the same."""
     if argv != ["--help"] or "_OUTRIDER_COMPLETE" in os.environ:
         return None
-    import shutil
-
-    if shutil.get_terminal_size().columns < HELP_WIDTH:
+    if _columns() < HELP_WIDTH:
         return None  # click wraps the help to a narrower terminal
-    return HELP_FILE.read_text()
+    with open(HELP_FILE, encoding="utf-8") as file:
+        return file.read()
+
+
+def _columns() -> int:
+    """The terminal's width as click finds it (what `shutil.get_terminal_size` does)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):  # no stdout, or not a terminal
+        return 80  # shutil's fallback
 
 
 def _bridge_args(argv: list[str]) -> tuple[str | None, str | None, Path | None] | None:
@@ -116,5 +130,7 @@ def _bridge_args(argv: list[str]) -> tuple[str | None, str | None, Path | None] 
         if option not in ("--session", "--tools", "--config") or (not value and not rest):
             return None  # --help, or anything else: the command line says what is wrong
         found[option] = value or rest.pop(0)
+    from pathlib import Path
+
     config = found.get("--config")
     return found.get("--session"), found.get("--tools"), Path(config) if config else None

@@ -25,7 +25,6 @@ import fcntl
 import json
 import os
 import select
-import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING, TypeVar
@@ -192,6 +191,8 @@ def _spawn_daemon(log_path: Path, wait: float) -> str:
     try:
         # A shell in a new session starts the daemon in the background and exits at once:
         # the daemon is then nobody's child here (see the module docstring).
+        import subprocess  # only to start a daemon: not on a command's way to a running one
+
         launcher = subprocess.Popen(
             ["/bin/sh", "-c", '"$@" &', "outrider-start", *serve],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_fd,),
