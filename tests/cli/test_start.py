@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from outrider._client._light import LightClient
 from tests.interfaces.conftest import Daemon, launch, stop
 
 if TYPE_CHECKING:
@@ -106,3 +107,22 @@ def test_the_bridge_relays_without_the_stack(daemon: Daemon, tmp_path: Path) -> 
     assert "result" in answers[3], answers[3]
     assert not answers[3]["result"].get("isError"), answers[3]
     assert not heavy_in(loaded(stderr))
+
+
+def test_the_light_client_uses_an_open_connection_again(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OUTRIDER_HOME", str(daemon.home))
+    monkeypatch.setenv("OUTRIDER_URL", daemon.url)
+    client = LightClient("reuse")
+    replies = []
+    for _ in range(3):
+        reply = client.send("GET", "/v1/tasks")
+        assert reply.json() is not None
+        reply.close()
+        replies.append(reply)
+        if len(replies) == 2:
+            reply.connection.close()  # as a daemon that closed it: not used again
+    assert replies[1].connection is replies[0].connection
+    assert replies[2].connection is not replies[1].connection
+    client.close()

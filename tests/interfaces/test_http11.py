@@ -6,6 +6,7 @@ framings and the broken answers a daemon that dies midway leaves behind.
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 from typing import TYPE_CHECKING
@@ -141,4 +142,25 @@ def test_close_from_another_thread_ends_a_read_waiting_or_not() -> None:
     connection.close()
     assert ended.wait(30)
     assert failed  # the stream broke off: no partial answer is taken for a whole one
+    server.join()
+
+
+def test_an_idle_connection_is_usable_until_the_other_end_closes_it() -> None:
+    server = Scripted([b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"], then_close=False)
+    connection = connect(server)
+    response = connection.request("GET", "/", None, {})
+    assert (response.read(), response.complete) == (b"", True)
+    assert connection.usable()
+    server.join()  # the server closes its end
+    assert select.select([connection._socket], [], [], 30)[0]  # its end arrived
+    assert not connection.usable()
+    connection.close()
+
+
+def test_an_answer_to_the_end_of_the_connection_leaves_it_unusable() -> None:
+    server = Scripted([b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx"])
+    connection = connect(server)
+    response = connection.request("GET", "/", None, {})
+    assert (response.read(), response.complete) == (b"x", False)
+    connection.close()
     server.join()

@@ -13,6 +13,8 @@ Invariants:
 - Header values with a line break are refused before anything is sent (no header injection).
 - `Connection.close` may be called from another thread while a read waits: it shuts the socket
   down, so the read ends (with `BadAnswer` or the data so far) and the daemon sees the request go.
+- A connection takes another request only once its answer was read to its framed end
+  (`Response.complete`) and the daemon did not say `Connection: close`.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class Response:
         self.headers = headers
         self._file = file
         self._framing = _framing(status, headers)
+        self.complete = False
+        """The body was read to its framed end: the connection may take another request."""
 
     def read(self) -> bytes:
         """The whole body."""
@@ -65,7 +69,11 @@ class Response:
         self._framing = ("length", 0)  # a body is read once
         if kind == "chunked":
             yield from self._chunks()
-            return
+        else:
+            yield from self._counted(length)
+        self.complete = length >= 0 and self.headers.get("connection", "").lower() != "close"
+
+    def _counted(self, length: int) -> Iterator[bytes]:
         while length != 0:
             piece = self._file.read1(_PIECE if length < 0 else min(length, _PIECE))
             if not piece:
@@ -111,6 +119,7 @@ class Connection:
 
     def __init__(self, host: str, port: int, *, timeout: float) -> None:
         self.host, self.port = host, port
+        self.timeout = timeout
         self._socket = socket.create_connection((host, port), timeout=timeout)
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._file = self._socket.makefile("rb")
@@ -125,6 +134,7 @@ class Connection:
             OSError: The connection failed.
             BadAnswer: The answer's head is not HTTP/1.1.
         """
+        self._socket.settimeout(self.timeout)
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         if body is not None or method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body or b'')}")
@@ -137,6 +147,21 @@ class Connection:
             status, fields = self._head()
             if not 100 <= status < 200:
                 return Response(self._file, status, fields)
+
+    def usable(self) -> bool:
+        """Whether the daemon still holds this idle connection open.
+
+        A daemon that died or closed it left the connection's end (or a reset) to read, which a
+        look at the socket without reading shows; an idle connection has nothing else to read.
+        """
+        try:
+            self._socket.setblocking(False)  # `request` sets the timeout again
+            self._socket.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return True  # nothing to read: open
+        except OSError:
+            return False
+        return False  # its end, or bytes nobody asked for
 
     def _head(self) -> tuple[int, dict[str, str]]:
         line = self._file.readline(_MAX_LINE)
