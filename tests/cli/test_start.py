@@ -11,16 +11,20 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import typer.main
+from typer.testing import CliRunner
 
+from outrider._cli import app
+from outrider._cli._fast import OPTIONS, REPEATED, submit_fast
 from outrider._client._light import LightClient
 from tests.interfaces.conftest import Daemon, launch, stop
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 OUTRIDER = [sys.executable, "-X", "importtime", "-m", "outrider._cli"]
 HEAVY = (
@@ -126,3 +130,58 @@ def test_the_light_client_uses_an_open_connection_again(
     assert replies[1].connection is replies[0].connection
     assert replies[2].connection is not replies[1].connection
     client.close()
+
+
+def test_every_fast_submit_option_is_the_typer_commands_own() -> None:
+    command = typer.main.get_command(app).commands["submit"]  # type: ignore[attr-defined]
+    params = {option: p for p in command.params for option in p.opts}
+    for option, kind in OPTIONS.items():
+        annotation = params[option].type_descriptor.annotation
+        if option in REPEATED:
+            assert annotation == list[kind], option  # type: ignore[valid-type]
+        else:
+            assert annotation in ({kind, Path} if option == "--cwd" else {kind}), option
+    assert params["--json"].is_flag
+    assert (params["--priority"].min, params["--priority"].max) == (0, 10)
+    assert (params["--max-attempts"].min, params["--max-attempts"].max) == (1, 100)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--", "true"],
+        ["--label", "a b", "--description=why", "--priority", "8", "--timeout", "30",
+         "--ttl=120", "--stall-timeout", "60", "--max-attempts", "2", "--key", "k1", "--key=k2",
+         "--group", "g", "--env", "A=1", "--env", "B=", "--env", "C=x=y", "echo", "hi"],
+        ["echo", "--label", "between", "two", "--", "sh", "-c", "exit 0"],
+        ["--label=", "--priority", "+3", "--", "--not-an-option"],
+    ],
+)  # fmt: skip
+def test_the_fast_submit_stores_what_the_typer_command_stores(
+    daemon: Daemon, args: list[str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:  # fmt: skip
+    for name, value in {**daemon.env, "OUTRIDER_SESSION": "same", "COLUMNS": "200"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    assert submit_fast(["--json", *args]) == 0
+    fast = json.loads(capsys.readouterr().out)
+    typed = CliRunner().invoke(app, ["submit", "--json", *args])
+    assert typed.exit_code == 0, typed.output
+    slow = json.loads(typed.stdout)
+    kept = ("spec", "keys", "priority", "timeout", "ttl", "stall_timeout", "max_attempts",
+            "label", "description", "group", "depends_on", "session")  # fmt: skip
+    assert {k: fast[k] for k in kept} == {k: slow[k] for k in kept}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"], ["-h"], ["--wait", "true"], ["--agent", "a", "go"], ["--priority", "11", "x"],
+        ["--priority", "high", "x"], ["--max-attempts", "0", "x"], ["--label", "-x", "true"],
+        ["--label"], ["--json=1", "x"], ["--lab", "x", "y"], ["-", "x"], ["--cwd", "/nowhere", "x"],
+        ["--env", "NOEQUALS", "x"], [], ["--"],
+    ],
+)  # fmt: skip
+def test_what_the_fast_submit_does_not_take_plainly_goes_to_typer(args: list[str]) -> None:
+    assert submit_fast(args) is None
