@@ -18,12 +18,13 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from .._types._errors import OutriderError, UserError, exit_code_of
 
+TYPE_CHECKING = False  # as `typing`'s: the commands that must start fast do not import typing
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from typing import Any
 
 __all__ = ["OPTIONS", "env_of", "parse", "post_task", "shell_spec", "submit_fast"]
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # as `typing`'s: the commands that must start fast do not import typing
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
     from io import BufferedReader

@@ -23,15 +23,16 @@ import os
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from .._proof import challenge, token_id
 from .._types._errors import DaemonError, OutriderError, error_from_wire
 from ._local import check_proof, find_token, find_url, start_or_find
 
+TYPE_CHECKING = False  # as `typing`'s: the commands that must start fast do not import typing
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from typing import Any
 
     from ._http11 import Connection, Response
 

@@ -27,16 +27,19 @@ import os
 import select
 import sys
 import time
-from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from .._paths import daemon_file, data_dir, open_private, private_dir, token_file
 from .._proof import valid
 from .._types._errors import AuthError, DaemonError
 
+TYPE_CHECKING = False  # as `typing`'s: the commands that must start fast do not import typing
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 __all__ = [
     "DEFAULT_URL",
@@ -50,7 +53,6 @@ __all__ = [
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8765"
-T = TypeVar("T")
 
 
 def find_url(url: str | None) -> str:

@@ -33,15 +33,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from .._client._light import LightClient
 from .._paths import data_dir, open_private, private_dir
 from .._types._errors import DaemonError, OutriderError
 
+TYPE_CHECKING = False  # as `typing`'s: the commands that must start fast do not import typing
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Mapping, Sequence
+    from typing import Any
 
 __all__ = ["bridge_record", "find_bridge", "main", "record_bridge"]
 
