@@ -30,7 +30,6 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .._client._light import LightClient
@@ -40,8 +39,10 @@ from .._types._names import check_session_name
 from .._version import __version__
 from .._wire._sse import SSEDecoder
 
+TYPE_CHECKING = False  # as `typing`'s: the commands that must start fast do not import typing
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
+    from typing import IO, Any
 
     from .._client._light import Reply
 
@@ -55,6 +56,10 @@ _METHOD_NOT_FOUND = -32601
 _INTERNAL_ERROR = -32603
 _CALL_TIMEOUT = 3600.0
 """Seconds a relayed call may take (the daemon answers blocking calls within `mcp_wait`)."""
+_STOPPED = (
+    "The daemon stopped during this call; call again (list_tasks shows whether the work was "
+    "stored before it stopped)."
+)
 
 
 def load_manifest() -> dict[str, Any]:
@@ -235,6 +240,9 @@ class Bridge:
         except OutriderError as exc:
             self._failed(message, str(exc))
             return
+        except (OSError, ValueError):  # it went away between taking the call and answering
+            self._failed(message, _STOPPED)
+            return
         with self._lock:
             self._active[key] = reply
         try:
@@ -246,8 +254,7 @@ class Bridge:
                     self._write(answer)
         except (OSError, ValueError):  # the connection failed, or the answer broke off
             if key not in self._cancelled:
-                self._failed(message, "The daemon stopped during this call; call again (list_tasks "
-                             "shows whether the work was stored before it stopped).")  # fmt: skip
+                self._failed(message, _STOPPED)
         finally:
             with self._lock:
                 self._active.pop(key, None)
