@@ -1,6 +1,9 @@
 """Daemon benchmark: submit latency over HTTP and over MCP (stdio), SSE delivery, host start.
 
-Run: uv run python bench/serve.py  [--quick]
+Run: uv run python bench/serve.py  [--quick] [--busy N]
+
+`--busy N` keeps N processes spinning on the CPU (at most ten minutes) while host start is
+measured: the load of a machine whose cores other work keeps busy, the same in every run.
 
 Host start is measured as a host does it: the installed `outrider` script (its modules
 compiled to bytecode first, as an installed copy has them after its first run; this machine
@@ -44,6 +47,8 @@ QUICK = "--quick" in sys.argv
 N_HTTP = 300 if QUICK else 1_000
 N_MCP = 100 if QUICK else 300
 N_SSE = 100 if QUICK else 300
+BUSY = int(sys.argv[sys.argv.index("--busy") + 1]) if "--busy" in sys.argv else 0
+SPIN = "import time\nend = time.monotonic() + 600\nwhile time.monotonic() < end:\n    pass\n"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -246,7 +251,13 @@ def main() -> None:
         http = http_submit(url, token)
         mcp = anyio.run(mcp_calls, home)
         sse, rate = sse_delivery(url, token)
-        starts = host_start({**os.environ, "OUTRIDER_URL": url, "OUTRIDER_TOKEN": token})
+        spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(BUSY)]
+        try:
+            starts = host_start({**os.environ, "OUTRIDER_URL": url, "OUTRIDER_TOKEN": token})
+        finally:
+            for spinner in spinners:
+                spinner.kill()
+                spinner.wait()
     finally:
         with outrider.Client(url, token=token) as client:
             client.shutdown()
