@@ -61,8 +61,10 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 def test_help_is_the_applications_own_and_builds_no_application(columns: str) -> None:
     env = {**os.environ, "COLUMNS": columns}
     own = subprocess.run([sys.executable, "-c", BUILT], env=env, capture_output=True, text=True)
+    assert own.returncode == 0, own.stderr
     shown = subprocess.run([*OUTRIDER, "--help"], env=env, capture_output=True, text=True)
-    assert (shown.returncode, shown.stdout) == (0, own.stdout)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    assert shown.stdout == own.stdout
     if columns != "60":  # a narrower terminal gets the application's help, wrapped to it
         modules = loaded(shown.stderr)
         assert not heavy_in(modules)

@@ -6,8 +6,9 @@ and `tools/list` itself, from the manifest written from the daemon's own server
 tool list at once, whether or not a daemon runs; every other request goes to the daemon as one
 self-contained HTTP request (the protocol revision without MCP sessions), and what comes back
 (progress notifications, then the answer) is written to stdout as it arrives. Nothing here
-imports the HTTP stack, pydantic or the engine: the bridge starts in a few tens of
-milliseconds.
+imports the HTTP stack, pydantic or the engine, and the first answer goes out before even the
+light client (`_client._light`, its sockets and hashes) is imported: only then does the bridge
+record its window for the hooks and warm up. It answers in a few tens of milliseconds.
 
 Who calls (sent with every request):
 - the session: `--session`, else the host's own session id (`claude-$CLAUDE_CODE_SESSION_ID`),
@@ -32,7 +33,6 @@ import threading
 from pathlib import Path
 from urllib.parse import quote
 
-from .._client._light import LightClient
 from .._paths import find_config_file
 from .._types._errors import OutriderError, UserError
 from .._types._names import check_session_name
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
     from typing import IO, Any
 
-    from .._client._light import Reply
+    from .._client._light import LightClient, Reply
 
 __all__ = ["Bridge", "identity", "load_manifest", "selected_tools"]
 
@@ -122,7 +122,8 @@ class Bridge:
     """Relays one host's MCP messages (stdin → daemon → stdout).
 
     Args:
-        client: The daemon, in the bridge's session.
+        client: Makes the client of the daemon, in the bridge's session (on the first call
+            that needs it: the handshake is answered before the HTTP client is imported).
         manifest: `load_manifest()`.
         tools: The tools to list (`selected_tools`).
         reader: The window reading the session's notices.
@@ -132,7 +133,7 @@ class Bridge:
 
     def __init__(
         self,
-        client: LightClient,
+        client: Callable[[], LightClient],
         manifest: Mapping[str, Any],
         tools: Sequence[Mapping[str, Any]],
         *,
@@ -140,7 +141,8 @@ class Bridge:
         cwd: str,
         out: IO[bytes],
     ) -> None:
-        self._client = client
+        self._make_client = client
+        self._client: LightClient | None = None
         self._manifest = manifest
         self._tools = list(tools)
         self._headers = {
@@ -179,6 +181,14 @@ class Bridge:
             return
         if isinstance(message, dict):
             self._handle(message)
+
+    @property
+    def client(self) -> LightClient:
+        """The client of the daemon (made once, by the first caller)."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._make_client()
+            return self._client
 
     def started(self, url: str) -> None:
         """The client started a daemon: say so on stderr and in the next tool answer."""
@@ -233,7 +243,7 @@ class Bridge:
     def _relay(self, message: dict[str, Any]) -> None:
         key = json.dumps(message["id"])
         try:
-            reply = self._client.send(
+            reply = self.client.send(
                 "POST", "/mcp", self._envelope_of(message), headers=self._headers_of(message),
                 timeout=_CALL_TIMEOUT,
             )  # fmt: skip
@@ -353,27 +363,33 @@ def main(session: str | None, tools: str | None, config: Path | None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     bridge: Bridge | None = None
+    record: list[Path | None] = []  # written once the handshake is answered
 
-    def started(url: str) -> None:
+    def client() -> LightClient:
+        from .._client._light import LightClient
+
         assert bridge is not None
-        bridge.started(url)
+        return LightClient(name, autostart=True, on_start=bridge.started)
 
-    from ._hooks import record_bridge
+    def after_handshake() -> None:
+        from ._hooks import record_bridge
 
-    record = record_bridge(name, reader)  # the host's hooks find this window's session
-    client = LightClient(name, autostart=True, on_start=started)
+        assert bridge is not None
+        record.append(record_bridge(name, reader))  # the host's hooks find this window's session
+        threading.Thread(target=_warm_up, args=(bridge, reader), daemon=True).start()
+
     bridge = Bridge(client, manifest, offered, reader=reader, cwd=os.getcwd(),
                     out=sys.stdout.buffer)  # fmt: skip
-    warm_up = threading.Thread(target=_warm_up, args=(client, reader), daemon=True)
     try:
-        bridge.serve(sys.stdin.buffer, then=warm_up.start)
+        bridge.serve(sys.stdin.buffer, then=after_handshake)
     finally:
-        if record is not None:
-            record.unlink(missing_ok=True)
+        for path in record:
+            if path is not None:
+                path.unlink(missing_ok=True)
     return 0
 
 
-def _warm_up(client: LightClient, reader: str) -> None:
+def _warm_up(bridge: Bridge, reader: str) -> None:
     """Find (or start) the daemon now, so the first call does not wait for it.
 
     Reading the notices as this window's reader makes the daemon start the window's delivery
@@ -381,6 +397,6 @@ def _warm_up(client: LightClient, reader: str) -> None:
     session acknowledges it first.
     """
     try:
-        client.call("GET", "/v1/notices", params={"limit": 1, "reader": reader})
+        bridge.client.call("GET", "/v1/notices", params={"limit": 1, "reader": reader})
     except OutriderError as exc:
         print(f"outrider: {exc}", file=sys.stderr, flush=True)

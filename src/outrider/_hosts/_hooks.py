@@ -34,7 +34,6 @@ import sys
 import time
 from pathlib import Path
 
-from .._client._light import LightClient
 from .._paths import data_dir, open_private, private_dir
 from .._types._errors import DaemonError, OutriderError
 
@@ -43,6 +42,8 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Mapping, Sequence
     from typing import Any
+
+    from .._client._light import LightClient
 
 __all__ = ["bridge_record", "find_bridge", "main", "record_bridge"]
 
@@ -183,6 +184,8 @@ def main(argv: Sequence[str]) -> int:
     if identity is None:
         return 0  # no outrider bridge in this window: nothing to deliver
     session, reader = identity
+    from .._client._light import LightClient  # here: the bridge imports this module early
+
     client = LightClient(session)
     try:
         if given.event == "claude-rewake":
