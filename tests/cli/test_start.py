@@ -38,12 +38,21 @@ BUILT = "from outrider._cli import build_app; build_app()(prog_name='outrider', 
 
 
 def loaded(stderr: str) -> set[str]:
-    """The modules `-X importtime` reports as imported."""
-    return {
-        line.rsplit("|", 1)[1].strip()
-        for line in stderr.splitlines()
-        if line.startswith("import time:") and "|" in line
-    }
+    """The modules `-X importtime` reports as imported, but for the interpreter's own `site`.
+
+    `site` runs the `.pth` files, and the test run's coverage starts from one in every process.
+    """
+    names: set[str] = set()
+    group: list[str] = []
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or line.count("|") != 2:
+            continue
+        shown = line.rsplit("|", 1)[1]  # " name" at the top level, deeper ones indented
+        group.append(shown.strip())
+        if not shown.startswith("  "):  # a top-level import ends the group of its own imports
+            names.update(group if group[-1] != "site" else ())
+            group = []
+    return names
 
 
 def heavy_in(modules: set[str]) -> set[str]:
