@@ -15,6 +15,7 @@ lint:
 	uv run lint-imports --no-cache
 	uv run python scripts/unasync.py --check
 	uv run python scripts/mcp_manifest.py --check
+	uv run python scripts/cli_help.py --check
 	@! grep -rnE 'sleep\((0\.[0-9]*[1-9]|[1-9])' tests --include='*.py' | grep -v 'sleep-ok' \
 		|| (echo 'tests must not sleep to synchronise (add "# sleep-ok: <reason>" if polling another process)'; exit 1)
 

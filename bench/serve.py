@@ -1,11 +1,17 @@
 """Daemon benchmark: submit latency over HTTP and over MCP (stdio), SSE delivery, host start.
 
-Run: uv run python bench/serve.py  [--quick]
+Run: uv run python bench/serve.py  [--quick] [--busy N]
 
-Host start is measured as a host does it: `outrider mcp` started as a process, its first
-`initialize` and `tools/list` answered (with the daemon running, and with none); a tool call
-through a started bridge; a finished task reaching a waiting `wait_tasks` answer; `outrider
---help` and `outrider submit`, beside `python -c pass` in the same run as the baseline.
+`--busy N` keeps N processes spinning on the CPU (at most ten minutes) while host start is
+measured: the load of a machine whose cores other work keeps busy, the same in every run.
+
+Host start is measured as a host does it: the installed `outrider` script (its modules
+compiled to bytecode first, as an installed copy has them after its first run; this machine
+sets PYTHONDONTWRITEBYTECODE) started as a process, its first `initialize` and `tools/list`
+answered (with the daemon running, and with none); a tool call through a started bridge; a
+finished task reaching a waiting `wait_tasks` answer; `outrider --help` and `outrider
+submit`. Baselines in the same run: `python -c pass`, a bare Python stdio server answering
+`initialize`, and curl sending the same submit.
 
 Starts a real `outrider serve` on a free loopback port in a temporary data dir. Submitted tasks
 go to a key held by one long task, so they queue without running and the latency measured is the
@@ -14,8 +20,10 @@ API's (validation, the durable write, the answer), not the machine's load from r
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,6 +47,8 @@ QUICK = "--quick" in sys.argv
 N_HTTP = 300 if QUICK else 1_000
 N_MCP = 100 if QUICK else 300
 N_SSE = 100 if QUICK else 300
+BUSY = int(sys.argv[sys.argv.index("--busy") + 1]) if "--busy" in sys.argv else 0
+SPIN = "import time\nend = time.monotonic() + 600\nwhile time.monotonic() < end:\n    pass\n"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -78,15 +88,24 @@ async def mcp_calls(home: Path) -> list[float]:
 
 
 N_START = 10 if QUICK else 30
-OUTRIDER = [sys.executable, "-m", "outrider._cli"]
+SCRIPT = Path(sys.executable).with_name("outrider")
+OUTRIDER = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "outrider._cli"]
+BARE = (
+    "import json, sys\n"
+    "for line in sys.stdin:\n"
+    "    ask = json.loads(line)\n"
+    "    sys.stdout.write(json.dumps({'jsonrpc': '2.0', 'id': ask['id'], 'result': {}}) + '\\n')\n"
+    "    sys.stdout.flush()\n"
+)
+"""The least a Python stdio server does: answer each line (the floor of any bridge in Python)."""
 
 
 class RawBridge:
     """`outrider mcp` spoken to as a host does: JSON-RPC lines on its stdin and stdout."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], argv: list[str] | None = None) -> None:
         self.process = subprocess.Popen(
-            [*OUTRIDER, "mcp"], env=env,
+            argv or [*OUTRIDER, "mcp"], env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self.ids = 0
@@ -115,10 +134,10 @@ HELLO = {"protocolVersion": "2025-06-18", "capabilities": {},
          "clientInfo": {"name": "bench", "version": "1"}}  # fmt: skip
 
 
-def bridge_start(env: dict[str, str]) -> tuple[float, float]:
+def bridge_start(env: dict[str, str], argv: list[str] | None = None) -> tuple[float, float]:
     """Seconds from starting the bridge to its `initialize` answer, and to `tools/list`'s."""
     start = time.perf_counter()
-    bridge = RawBridge(env)
+    bridge = RawBridge(env, argv)
     bridge.ask("initialize", HELLO)
     hello = time.perf_counter() - start
     bridge.ask("tools/list", {})
@@ -127,11 +146,23 @@ def bridge_start(env: dict[str, str]) -> tuple[float, float]:
     return hello, listed
 
 
+def curl_submit(env: dict[str, str]) -> list[str]:
+    """curl sending what `outrider submit --key held -- true` sends (the token's holder known)."""
+    body = {"spec": {"kind": "shell", "command": "true", "cwd": os.getcwd(), "env": {}},
+            "keys": ["held"], "priority": 5}  # fmt: skip
+    headers = {"Authorization": f"Bearer {env['OUTRIDER_TOKEN']}",
+               "X-Outrider-Session": "default", "Content-Type": "application/json"}  # fmt: skip
+    given = [part for name, value in headers.items() for part in ("-H", f"{name}: {value}")]
+    url = f"{env['OUTRIDER_URL']}/v1/tasks"
+    return ["curl", "-sf", "-o", "/dev/null", "-X", "POST", url, *given, "--data", json.dumps(body)]
+
+
 def host_start(env: dict[str, str]) -> dict[str, list[float]]:
     """The start-up measures, with the daemon of `env` running (and one without any)."""
     out: dict[str, list[float]] = {k: [] for k in (
         "init", "list", "init-nodaemon", "list-nodaemon", "call", "wake", "help", "submit",
-        "python")}  # fmt: skip
+        "python", "bare", "curl")}  # fmt: skip
+    compileall.compile_dir(Path(outrider.__file__).parent, quiet=1)
     for _ in range(N_START):
         hello, listed = bridge_start(env)
         out["init"].append(hello)
@@ -141,9 +172,11 @@ def host_start(env: dict[str, str]) -> dict[str, list[float]]:
         hello, listed = bridge_start(lonely)  # no daemon (and none started: a fixed URL)
         out["init-nodaemon"].append(hello)
         out["list-nodaemon"].append(listed)
+        out["bare"].append(bridge_start(env, [sys.executable, "-c", BARE])[0])
         commands = {
             "help": [*OUTRIDER, "--help"], "python": [sys.executable, "-c", "pass"],
             "submit": [*OUTRIDER, "submit", "--key", "held", "--", "true"],
+            **({"curl": curl_submit(env)} if shutil.which("curl") else {}),
         }  # fmt: skip
         for key, argv in commands.items():
             start = time.perf_counter()
@@ -218,7 +251,13 @@ def main() -> None:
         http = http_submit(url, token)
         mcp = anyio.run(mcp_calls, home)
         sse, rate = sse_delivery(url, token)
-        starts = host_start({**os.environ, "OUTRIDER_URL": url, "OUTRIDER_TOKEN": token})
+        spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(BUSY)]
+        try:
+            starts = host_start({**os.environ, "OUTRIDER_URL": url, "OUTRIDER_TOKEN": token})
+        finally:
+            for spinner in spinners:
+                spinner.kill()
+                spinner.wait()
     finally:
         with outrider.Client(url, token=token) as client:
             client.shutdown()
@@ -244,8 +283,12 @@ def main() -> None:
         ("`outrider --help`", "help", 0.200),
         ("`outrider submit -- true`", "submit", 0.200),
         ("baseline: `python -c pass`", "python", 0.0),
+        ("baseline: a bare Python stdio server answers initialize", "bare", 0.0),
+        ("baseline: curl sends the same submit", "curl", 0.0),
     ):
         values = starts[key]
+        if not values:
+            continue
         p50, p99 = pct(values, 50), pct(values, 99)
         judged = p50 if key == "wake" else p99
         met = "" if not target else "yes" if judged <= target else "no"

@@ -11,9 +11,11 @@ async with outrider.Orchestrator() as orch:
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # `typing.TYPE_CHECKING` without importing typing: `outrider --help` is fast
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._agents._definitions import AgentDefinition as AgentDefinition
     from ._agents._definitions import load_agents as load_agents
     from ._agents._providers import Price as Price

@@ -12,9 +12,12 @@ import functools
 import json
 import os
 import re
+import select
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -290,3 +293,42 @@ def test_a_rewake_hook_ends_with_its_host(tmp_path: Path) -> None:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(host.pid, signal.SIGKILL)
+
+
+def _drop_calls(peer: socket.socket) -> None:
+    """Answer each request on `peer` with `{}`, but drop the connection at a relayed call."""
+    with peer, peer.makefile("rb") as reader:
+        while (line := reader.readline()) and not line.startswith(b"POST /mcp"):
+            if line == b"\r\n":
+                peer.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+
+
+def test_a_daemon_that_drops_a_call_unanswered_gets_the_host_an_answer(tmp_path: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):  # the listener closed: the test is over
+            while True:
+                peer, _ = listener.accept()
+                threading.Thread(target=_drop_calls, args=(peer,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    env = {**os.environ, "OUTRIDER_HOME": str(tmp_path), "OUTRIDER_URL": url}
+    env.pop("OUTRIDER_TOKEN", None)
+    bridge = Bridge(env, tmp_path)
+    try:
+        bridge.ask("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}})
+        assert bridge.process.stdout is not None
+        assert bridge.process.stdin is not None
+        call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                "params": {"name": "list_tasks", "arguments": {}}}  # fmt: skip
+        bridge.process.stdin.write(json.dumps(call).encode() + b"\n")
+        bridge.process.stdin.flush()
+        assert select.select([bridge.process.stdout], [], [], 20)[0], "no answer"
+        answer = json.loads(bridge.process.stdout.readline())
+        assert answer["result"]["isError"]
+        assert "The daemon stopped during this call" in answer["result"]["content"][0]["text"]
+    finally:
+        bridge.kill_group()
+        listener.close()

@@ -1,17 +1,18 @@
 """The options every command shares, and how a command ends with an error: light to import.
 
 The command modules import this at the top and everything heavier (the client, rich, the
-models) inside the command that needs it, so `outrider --help` and `outrider submit` load
-typer and little else. An error is one line on stderr, `error: …` (red on a terminal).
+models) inside the command that needs it, so a command loads typer and what it uses. An error
+is one line on stderr, `error: …` (red on a terminal; `_say`, which the fast paths use alone).
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+
+from ._say import error, warn
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -31,21 +32,6 @@ SessionOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 ConfigOpt = Annotated[Path | None, typer.Option(help="Config file (default: outrider.toml).")]
-
-
-def _say(word: str, colour: str, message: str) -> None:
-    head = f"\x1b[{colour}m{word}\x1b[0m" if sys.stderr.isatty() else word
-    print(f"{head} {message}", file=sys.stderr, flush=True)
-
-
-def error(message: str) -> None:
-    """Print `error: message` on stderr."""
-    _say("error:", "31", message)
-
-
-def warn(message: str) -> None:
-    """Print `warning: message` on stderr."""
-    _say("warning:", "33", message)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -7,9 +7,11 @@ The names are imported when first used: the fast commands (`outrider mcp`, the h
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # as `typing`'s: the commands that must start fast do not import typing
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._async import AsyncClient as AsyncClient
     from ._local import start_daemon as start_daemon
     from ._sync import Client as Client

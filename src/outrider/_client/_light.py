@@ -1,48 +1,65 @@
 """A small blocking HTTP client of the local daemon, on the standard library only.
 
 For the commands that must start fast (the stdio MCP bridge, the host hooks, `submit`): it
-imports neither httpx nor pydantic nor anyio, and it reads and writes JSON as plain values
+imports neither httpx nor pydantic nor anyio (nor `http.client`: `_http11` speaks the little
+HTTP/1.1 the daemon needs, on the first request), and it reads and writes JSON as plain values
 (the daemon validates every body). It finds the daemon and its token as `AsyncClient` does
 (`_local`), sends the token only once the daemon proved it holds it, and, with `autostart`,
 starts the daemon when none answers and sends the request again — every time the daemon is
 gone, not only the first.
 
-Thread safety: one `LightClient` may be used from several threads; each call opens its own
-connection unless it passes one (`connect`), so calls never wait for each other.
+Thread safety: one `LightClient` may be used from several threads; a call takes a connection
+of its own (an idle one, or a new one), so calls never wait for each other. A connection whose
+answer was read to its end goes back to the client and is used again within `_REUSE_FOR`
+seconds, well inside the daemon's keep-alive (uvicorn's 5 s), and only if the daemon did not
+close it meanwhile (a killed daemon's connections are closed by the system): a request on a
+reused connection meets a daemon that is there, as on a new one, and nothing is sent twice.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import time
 from urllib.parse import urlencode, urlsplit
 
 from .._proof import challenge, token_id
 from .._types._errors import DaemonError, OutriderError, error_from_wire
 from ._local import check_proof, find_token, find_url, start_or_find
 
+TYPE_CHECKING = False  # as `typing`'s: the commands that must start fast do not import typing
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from typing import Any
+
+    from ._http11 import Connection, Response
 
 __all__ = ["LightClient", "Reply"]
 
 _REFUSED = (ConnectionRefusedError, FileNotFoundError, socket.gaierror)
 """Errors that mean no daemon listens (nothing was sent)."""
+_REUSE_FOR = 2.0
+"""Seconds an idle connection is used again (the daemon closes one idle for 5 s)."""
 
 
-@dataclass
 class Reply:
-    """A daemon's answer: its status, headers and body (read whole, or left to stream)."""
+    """A daemon's answer: its status, headers (names in lower case) and body (read or streamed)."""
 
-    status: int
-    headers: Mapping[str, str]
-    response: http.client.HTTPResponse
-    connection: http.client.HTTPConnection
+    __slots__ = ("_release", "connection", "headers", "response", "status")
+
+    def __init__(
+        self,
+        response: Response,
+        connection: Connection,
+        release: Callable[[Connection], None],
+    ) -> None:
+        self.status = response.status
+        self.headers = response.headers
+        self.response = response
+        self.connection = connection
+        self._release: Callable[[Connection], None] | None = release
 
     def json(self) -> Any:
         """The whole body as JSON (None if empty); closes the connection's use."""
@@ -50,8 +67,16 @@ class Reply:
         return json.loads(body) if body else None
 
     def close(self) -> None:
-        """Drop the connection (abandons a response still streaming)."""
-        self.connection.close()
+        """Done with the answer (idempotent).
+
+        Its connection goes back to the client if the answer was read to its end, else it is
+        dropped (abandoning a response still streaming).
+        """
+        release, self._release = self._release, None
+        if release is not None and self.response.complete:
+            release(self.connection)
+        else:
+            self.connection.close()
 
 
 class LightClient:
@@ -81,6 +106,7 @@ class LightClient:
         self._proven: str | None = None
         self._lock = threading.Lock()
         self._starts = 0
+        self._idle: list[tuple[float, Connection]] = []  # put back when, and the connection
 
     def call(
         self,
@@ -138,11 +164,39 @@ class LightClient:
                     ) from None
         raise AssertionError("unreachable")
 
-    def _connect(self, timeout: float | None) -> http.client.HTTPConnection:
-        parts = urlsplit(self.url)
-        return http.client.HTTPConnection(
-            parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout or self._timeout
-        )
+    def _connect(self, timeout: float | None) -> Connection:
+        """The connection last put back (if still fresh and to the same daemon), else a new one."""
+        parts, now = urlsplit(self.url), time.monotonic()
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        found, stale = None, []
+        with self._lock:
+            while self._idle and found is None:
+                since, connection = self._idle.pop()
+                same = (connection.host, connection.port) == (host, port)
+                if same and now - since < _REUSE_FOR and connection.usable():
+                    found = connection
+                else:
+                    stale.append(connection)
+        for connection in stale:
+            connection.close()
+        if found is not None:
+            found.timeout = timeout or self._timeout
+            return found
+        from ._http11 import Connection  # on the first request: after the bridge's handshake
+
+        return Connection(host, port, timeout=timeout or self._timeout)
+
+    def close(self) -> None:
+        """Close the idle connections (a later call opens a new one)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for _, connection in idle:
+            connection.close()
+
+    def _release(self, connection: Connection) -> None:
+        """Take back a connection whose answer was read to its end, to use again."""
+        with self._lock:
+            self._idle.append((time.monotonic(), connection))
 
     def _send(
         self,
@@ -160,22 +214,19 @@ class LightClient:
                 headers["Authorization"] = f"Bearer {self._token}"
             if payload is not None:
                 headers["Content-Type"] = "application/json"
-            connection.request(method, target, body=payload, headers=headers)
-            response = connection.getresponse()
+            response = connection.request(method, target, payload, headers)
         except BaseException:
             connection.close()
             raise
-        return Reply(response.status, dict(response.headers.items()), response, connection)
+        return Reply(response, connection, self._release)
 
-    def _prove(self, connection: http.client.HTTPConnection) -> None:
+    def _prove(self, connection: Connection) -> None:
         """Have the daemon prove it holds the token before it is sent (once per URL)."""
         if self._token is None or self._proven == self.url:
             return
         nonce = challenge()
         query = urlencode({"challenge": nonce, "token_id": token_id(self._token)})
-        connection.request("GET", f"/health?{query}")
-        response = connection.getresponse()
-        body = response.read()
+        body = connection.request("GET", f"/health?{query}", None, {}).read()
         try:
             doc = json.loads(body)
         except ValueError:

@@ -25,19 +25,21 @@ import fcntl
 import json
 import os
 import select
-import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from .._paths import daemon_file, data_dir, open_private, private_dir, token_file
 from .._proof import valid
 from .._types._errors import AuthError, DaemonError
 
+TYPE_CHECKING = False  # as `typing`'s: the commands that must start fast do not import typing
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 __all__ = [
     "DEFAULT_URL",
@@ -51,7 +53,6 @@ __all__ = [
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8765"
-T = TypeVar("T")
 
 
 def find_url(url: str | None) -> str:
@@ -192,6 +193,8 @@ def _spawn_daemon(log_path: Path, wait: float) -> str:
     try:
         # A shell in a new session starts the daemon in the background and exits at once:
         # the daemon is then nobody's child here (see the module docstring).
+        import subprocess  # only to start a daemon: not on a command's way to a running one
+
         launcher = subprocess.Popen(
             ["/bin/sh", "-c", '"$@" &', "outrider-start", *serve],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_fd,),

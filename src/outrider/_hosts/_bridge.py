@@ -6,8 +6,9 @@ and `tools/list` itself, from the manifest written from the daemon's own server
 tool list at once, whether or not a daemon runs; every other request goes to the daemon as one
 self-contained HTTP request (the protocol revision without MCP sessions), and what comes back
 (progress notifications, then the answer) is written to stdout as it arrives. Nothing here
-imports the HTTP stack, pydantic or the engine: the bridge starts in a few tens of
-milliseconds.
+imports the HTTP stack, pydantic or the engine, and the first answer goes out before even the
+light client (`_client._light`, its sockets and hashes) is imported: only then does the bridge
+record its window for the hooks and warm up. It answers in a few tens of milliseconds.
 
 Who calls (sent with every request):
 - the session: `--session`, else the host's own session id (`claude-$CLAUDE_CODE_SESSION_ID`),
@@ -25,27 +26,25 @@ follows says so. A call the daemon dropped midway answers that it did, never han
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import secrets
 import sys
 import threading
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .._client._light import LightClient
 from .._paths import find_config_file
 from .._types._errors import OutriderError, UserError
 from .._types._names import check_session_name
 from .._version import __version__
 from .._wire._sse import SSEDecoder
 
+TYPE_CHECKING = False  # as `typing`'s: the commands that must start fast do not import typing
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from typing import IO, Any
 
-    from .._client._light import Reply
+    from .._client._light import LightClient, Reply
 
 __all__ = ["Bridge", "identity", "load_manifest", "selected_tools"]
 
@@ -57,6 +56,10 @@ _METHOD_NOT_FOUND = -32601
 _INTERNAL_ERROR = -32603
 _CALL_TIMEOUT = 3600.0
 """Seconds a relayed call may take (the daemon answers blocking calls within `mcp_wait`)."""
+_STOPPED = (
+    "The daemon stopped during this call; call again (list_tasks shows whether the work was "
+    "stored before it stopped)."
+)
 
 
 def load_manifest() -> dict[str, Any]:
@@ -107,7 +110,7 @@ def _configured(file: Path, default: object) -> object:
 
 def identity(explicit: str | None, environ: Mapping[str, str]) -> tuple[str, str]:
     """The session and the notice reader of this bridge (see the module docstring)."""
-    own = f"{'opencode' if environ.get('OPENCODE') else 'mcp'}-{secrets.token_hex(6)}"
+    own = f"{'opencode' if environ.get('OPENCODE') else 'mcp'}-{os.urandom(6).hex()}"
     host = environ.get("CLAUDE_CODE_SESSION_ID")
     host_name = f"claude-{host}"[:64] if host else None
     session = explicit or host_name or environ.get("OUTRIDER_SESSION") or own
@@ -119,7 +122,8 @@ class Bridge:
     """Relays one host's MCP messages (stdin → daemon → stdout).
 
     Args:
-        client: The daemon, in the bridge's session.
+        client: Makes the client of the daemon, in the bridge's session (on the first call
+            that needs it: the handshake is answered before the HTTP client is imported).
         manifest: `load_manifest()`.
         tools: The tools to list (`selected_tools`).
         reader: The window reading the session's notices.
@@ -129,7 +133,7 @@ class Bridge:
 
     def __init__(
         self,
-        client: LightClient,
+        client: Callable[[], LightClient],
         manifest: Mapping[str, Any],
         tools: Sequence[Mapping[str, Any]],
         *,
@@ -137,7 +141,8 @@ class Bridge:
         cwd: str,
         out: IO[bytes],
     ) -> None:
-        self._client = client
+        self._make_client = client
+        self._client: LightClient | None = None
         self._manifest = manifest
         self._tools = list(tools)
         self._headers = {
@@ -155,18 +160,35 @@ class Bridge:
 
     # -- the host's side ----------------------------------------------------------------
 
-    def serve(self, stdin: IO[bytes]) -> None:
-        """Relay until the host closes stdin (work in flight is abandoned with the process)."""
+    def serve(self, stdin: IO[bytes], *, then: Callable[[], object] | None = None) -> None:
+        """Relay until the host closes stdin (work in flight is abandoned with the process).
+
+        `then` runs once the first message is answered: the host's handshake does not share
+        the interpreter with work that can wait (the HTTP client's import, the daemon's start).
+        """
         for line in stdin:
-            if not line.strip():
-                continue
-            try:
-                message = json.loads(line)
-            except ValueError:
-                self._error({"id": None}, -32700, "Parse error: not JSON.")
-                continue
-            if isinstance(message, dict):
-                self._handle(message)
+            if line.strip():
+                self._receive(line)
+            if then is not None:
+                then()
+                then = None
+
+    def _receive(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            self._error({"id": None}, -32700, "Parse error: not JSON.")
+            return
+        if isinstance(message, dict):
+            self._handle(message)
+
+    @property
+    def client(self) -> LightClient:
+        """The client of the daemon (made once, by the first caller)."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._make_client()
+            return self._client
 
     def started(self, url: str) -> None:
         """The client started a daemon: say so on stderr and in the next tool answer."""
@@ -221,12 +243,15 @@ class Bridge:
     def _relay(self, message: dict[str, Any]) -> None:
         key = json.dumps(message["id"])
         try:
-            reply = self._client.send(
+            reply = self.client.send(
                 "POST", "/mcp", self._envelope_of(message), headers=self._headers_of(message),
                 timeout=_CALL_TIMEOUT,
             )  # fmt: skip
         except OutriderError as exc:
             self._failed(message, str(exc))
+            return
+        except (OSError, ValueError):  # it went away between taking the call and answering
+            self._failed(message, _STOPPED)
             return
         with self._lock:
             self._active[key] = reply
@@ -237,10 +262,9 @@ class Bridge:
                     self._deliver(message, answer)
                 else:
                     self._write(answer)
-        except (OSError, http.client.HTTPException, ValueError):
+        except (OSError, ValueError):  # the connection failed, or the answer broke off
             if key not in self._cancelled:
-                self._failed(message, "The daemon stopped during this call; call again (list_tasks "
-                             "shows whether the work was stored before it stopped).")  # fmt: skip
+                self._failed(message, _STOPPED)
         finally:
             with self._lock:
                 self._active.pop(key, None)
@@ -297,7 +321,7 @@ class Bridge:
 
 def _messages(reply: Reply) -> Iterator[dict[str, Any]]:
     """The JSON-RPC messages of the daemon's answer: one JSON body, or an SSE stream of them."""
-    kind = reply.headers.get("Content-Type", reply.headers.get("content-type", ""))
+    kind = reply.headers.get("content-type", "")
     if kind.startswith("text/event-stream"):
         decoder = SSEDecoder()
         for raw in reply.response:
@@ -339,27 +363,33 @@ def main(session: str | None, tools: str | None, config: Path | None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     bridge: Bridge | None = None
+    record: list[Path | None] = []  # written once the handshake is answered
 
-    def started(url: str) -> None:
+    def client() -> LightClient:
+        from .._client._light import LightClient
+
         assert bridge is not None
-        bridge.started(url)
+        return LightClient(name, autostart=True, on_start=bridge.started)
 
-    from ._hooks import record_bridge
+    def after_handshake() -> None:
+        from ._hooks import record_bridge
 
-    record = record_bridge(name, reader)  # the host's hooks find this window's session
-    client = LightClient(name, autostart=True, on_start=started)
+        assert bridge is not None
+        record.append(record_bridge(name, reader))  # the host's hooks find this window's session
+        threading.Thread(target=_warm_up, args=(bridge, reader), daemon=True).start()
+
     bridge = Bridge(client, manifest, offered, reader=reader, cwd=os.getcwd(),
                     out=sys.stdout.buffer)  # fmt: skip
-    threading.Thread(target=_warm_up, args=(client, reader), daemon=True).start()
     try:
-        bridge.serve(sys.stdin.buffer)
+        bridge.serve(sys.stdin.buffer, then=after_handshake)
     finally:
-        if record is not None:
-            record.unlink(missing_ok=True)
+        for path in record:
+            if path is not None:
+                path.unlink(missing_ok=True)
     return 0
 
 
-def _warm_up(client: LightClient, reader: str) -> None:
+def _warm_up(bridge: Bridge, reader: str) -> None:
     """Find (or start) the daemon now, so the first call does not wait for it.
 
     Reading the notices as this window's reader makes the daemon start the window's delivery
@@ -367,6 +397,6 @@ def _warm_up(client: LightClient, reader: str) -> None:
     session acknowledges it first.
     """
     try:
-        client.call("GET", "/v1/notices", params={"limit": 1, "reader": reader})
+        bridge.client.call("GET", "/v1/notices", params={"limit": 1, "reader": reader})
     except OutriderError as exc:
         print(f"outrider: {exc}", file=sys.stderr, flush=True)

@@ -28,7 +28,6 @@ path costs tens of milliseconds.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import select
@@ -36,14 +35,17 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from .._client._light import LightClient
 from .._paths import data_dir, open_private, private_dir
 from .._types._errors import DaemonError, OutriderError
 
+TYPE_CHECKING = False  # as `typing`'s: the commands that must start fast do not import typing
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Mapping, Sequence
+    from typing import Any
+
+    from .._client._light import LightClient
 
 __all__ = ["bridge_record", "find_bridge", "main", "record_bridge"]
 
@@ -209,6 +211,8 @@ def _rewake(client: LightClient, reader: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse  # here: the bridge imports this module for `record_bridge`
+
     parser = argparse.ArgumentParser(prog="outrider hook", description=__doc__.split("\n")[0])
     parser.add_argument("event", choices=EVENTS)
     parser.add_argument("--session", help="The session (default: the host window's).")
@@ -226,6 +230,8 @@ def main(argv: Sequence[str]) -> int:
     if identity is None:
         return 0  # no outrider bridge in this window: nothing to deliver
     session, reader = identity
+    from .._client._light import LightClient  # here: the bridge imports this module early
+
     client = LightClient(session)
     try:
         if given.event == "claude-rewake":

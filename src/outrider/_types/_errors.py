@@ -27,11 +27,13 @@ Every message is one sentence that says what happened, the offending value, and 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Final
 
 from .._text import clip
 
+TYPE_CHECKING = False  # as `typing`'s: the commands that must start fast do not import typing
 if TYPE_CHECKING:
+    from typing import Final
+
     from ._task import Task
 
 __all__ = [
