@@ -146,7 +146,7 @@ async def test_within_the_pidfd_watcher_processes_are_awaited_without_a_thread_e
     with pidfd_child_watcher():
         assert isinstance(asyncio.get_child_watcher(), asyncio.PidfdChildWatcher)
         procs = [await anyio.open_process(["/bin/sh", "-c", "sleep 1; exit 3"]) for _ in range(8)]
-        waiters = [t for t in threading.enumerate() if t.name.startswith("waitpid-")]
+        waiters = [t for t in threading.enumerate() if "waitpid" in t.name]
         assert waiters == []  # no waiter thread per process (3.11's default starts one each)
         assert [await p.wait() for p in procs] == [3] * 8
     assert asyncio.get_child_watcher() is before
