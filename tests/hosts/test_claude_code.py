@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -204,9 +205,18 @@ def test_claude_code_delegates_is_woken_once_and_windows_are_isolated(
         psutil.Process(daemon_pid).kill()  # kill -9 of the daemon, its task mid-run
         psutil.Process(daemon_pid).wait(30)
         window_a.turn("window-A: list them")
-        told = [m for m in _conversation(fake, "window-A") if _is_tool_result(m)
-                and "No daemon was running, so one was started" in _text(m)]  # fmt: skip
-        assert len(told) == 2  # at the first call, and after the kill: the model is told
+
+        def told() -> list[dict[str, Any]]:
+            return [m for m in _conversation(fake, "window-A") if _is_tool_result(m)
+                    and "No daemon was running, so one was started" in _text(m)]  # fmt: skip
+
+        # The turn's answer may be a woken turn's (the recovered task's notice): wait for the
+        # list's own answer to reach the model.
+        deadline = time.monotonic() + 60
+        while len(told()) < 2 and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):  # a turn's result, or a second gone by
+                window_a.results.get(timeout=1)
+        assert len(told()) == 2  # at the first call, and after the kill: the model is told
         daemon_pid = json.loads((folder.parent / "outrider" / "daemon.json").read_text())["pid"]
     finally:
         window_a.close()
