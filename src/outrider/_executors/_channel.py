@@ -89,4 +89,5 @@ class Channel:
     async def aclose(self) -> None:
         """Close the stream at once (pending messages are dropped)."""
         self._outbox.close()
+        self._queued.close()
         await self._stream.aclose()

@@ -269,7 +269,10 @@ class _Worker:
             await self.process.wait()
         code = self.process.returncode
         how = f"exited ({code})" if code is None or code >= 0 else f"was killed by signal {-code}"
-        self.lost = f"its worker process (pid {self.pid or self.process.pid}) {how} while it ran"
+        self.lost = (
+            f"its worker process (pid {self.pid or self.process.pid}) {how} while it ran "
+            "(the daemon's log has what the worker wrote)"
+        )
         self.ready.set()
         for model, count in self.held.items():
             for _ in range(count):
