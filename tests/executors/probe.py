@@ -120,6 +120,29 @@ class Probe:
         await self.host.limiter(arg).acquire()
         return "granted"
 
+    async def _count(self, ctx: RunContext, arg: str) -> JsonValue:
+        """Count to n, reporting each; a stop lingers `linger` ms before the run is over."""
+        n, linger = (float(a) for a in arg.split())
+        global RUNNING, MOST
+        RUNNING += 1
+        MOST = max(MOST, RUNNING)
+        try:
+            for i in range(int(n)):
+                ctx.output(f"{i}\n")
+                ctx.progress(i + 1, n)
+                await anyio.sleep(0.002)  # sleep-ok: the run's own work, not a wait
+            return MOST
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(linger / 1000)  # sleep-ok: a slow stop, on purpose
+            RUNNING -= 1
+
+
+RUNNING = 0
+"""Runs of `count` going on in this process."""
+MOST = 0
+"""The most of them at once."""
+
 
 class LocalHost:
     """The `WorkerHost` of an in-process probe: the limiters are the test's own."""

@@ -110,20 +110,26 @@ class _Worker:
     """Attempts placed on it and not yet over (its load)."""
     tg: TaskGroup | None = None
 
-    async def serve(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        """Start the process, then handle its messages until it is gone."""
+    async def serve(self) -> None:
+        """Start the process, then handle its messages until it is gone.
+
+        It runs in the pool's task group, apart from the attempts waiting for it: a stopped
+        attempt never stops the start of the worker others wait for too.
+        """
         parent, child = socket.socketpair()
         try:
-            self.process = await anyio.open_process(
-                [sys.executable, "-m", "outrider._executors._worker", str(child.fileno())],
-                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=None, stderr=None,
-                start_new_session=True,
-            )  # fmt: skip
-        finally:
-            child.close()
-        stream = await UNIXSocketStream.from_socket(parent)
+            with child:
+                self.process = await anyio.open_process(
+                    [sys.executable, "-m", "outrider._executors._worker", str(child.fileno())],
+                    pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=None,
+                    stderr=None, start_new_session=True,
+                )  # fmt: skip
+            stream = await UNIXSocketStream.from_socket(parent)
+        except OSError as exc:
+            parent.close()
+            self._gone(f"its worker process could not start ({exc})")
+            return
         self.channel = channel = Channel(stream, incoming_from_worker=True)
-        task_status.started()
         async with anyio.create_task_group() as tg:
             self.tg = tg
             tg.start_soon(channel.run)
@@ -269,10 +275,14 @@ class _Worker:
             await self.process.wait()
         code = self.process.returncode
         how = f"exited ({code})" if code is None or code >= 0 else f"was killed by signal {-code}"
-        self.lost = (
+        self._gone(
             f"its worker process (pid {self.pid or self.process.pid}) {how} while it ran "
             "(the daemon's log has what the worker wrote)"
         )
+
+    def _gone(self, why: str) -> None:
+        """The worker is gone: its attempts fail (retryably), its model slots are released."""
+        self.lost = why
         self.ready.set()
         for model, count in self.held.items():
             for _ in range(count):
@@ -280,7 +290,7 @@ class _Worker:
         self.held.clear()
         for job in self.jobs.values():
             if not job.ended.is_set():
-                job.end = Failed(task_id="", message=self.lost, kind="worker_lost", retryable=True)
+                job.end = Failed(task_id="", message=why, kind="worker_lost", retryable=True)
                 job.ended.set()
         self.pool.forget(self)
 
@@ -427,7 +437,7 @@ class WorkerPool:
             if placed is worker:
                 del self._keys[key]
 
-    async def _place(self, key: str | None) -> _Worker:
+    def _place(self, key: str | None) -> _Worker:
         if key is not None and key in self._keys:
             worker, count = self._keys[key]
             if worker.lost is None:
@@ -437,23 +447,19 @@ class WorkerPool:
         live = [w for w in self._workers if w.lost is None]
         least = min(live, key=lambda w: w.placed, default=None)
         if least is None or (least.placed > 0 and len(live) < self.size):
-            least = await self._spawn()
+            least = self._spawn()
         worker = least
         worker.placed += 1
         if key is not None:
             self._keys[key] = (worker, 1)
         return worker
 
-    async def _spawn(self) -> _Worker:
+    def _spawn(self) -> _Worker:
         if self._tg is None:
             raise RuntimeError("the worker pool is not open (enter its lifespan first)")
         worker = _Worker(self, next(self._numbers))
         self._workers.append(worker)
-        try:
-            await self._tg.start(worker.serve)
-        except BaseException:
-            self.forget(worker)
-            raise
+        self._tg.start_soon(worker.serve)
         return worker
 
     def _unplace(self, worker: _Worker, key: str | None) -> None:
@@ -468,7 +474,7 @@ class WorkerPool:
     async def run(self, runner: Runner, spec: object, ctx: RunContext) -> RunOutcome:
         """Run one attempt on a worker (see the module doc)."""
         key = self._affinity(spec, ctx.task_id) if self._affinity is not None else None
-        worker = await self._place(key)
+        worker = self._place(key)
         try:
             return await worker.run(runner.kind, spec, ctx)
         finally:
