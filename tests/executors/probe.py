@@ -35,6 +35,8 @@ class Probe:
     def __init__(self, host: WorkerHost) -> None:
         self.host = host
         self.runner_host: RunnerHost | None = None
+        self.origins: dict[str, str | None] = {}
+        """The folder each worktree a task runs in stands for (noted by `relocate`)."""
 
     def default_keys(self, spec: object) -> tuple[str, ...]:
         return ("probe",)
@@ -45,10 +47,14 @@ class Probe:
     async def workplace(self, spec: object) -> Workplace:
         """A task with a `cwd` writes there in place (its writes claim leases)."""
         assert isinstance(spec, ShellSpec)
-        return Workplace(spec.cwd or ".", writes=spec.cwd is not None, asked="none")
+        asked = "worktree" if str(spec.command).startswith("origin") else "none"
+        return Workplace(spec.cwd or ".", writes=spec.cwd is not None, asked=asked)
 
     def relocate(self, spec: object, folder: str, env: Mapping[str, str]) -> object:
-        raise AssertionError("never in a worktree")
+        """Run in `folder`, noting what it stands for (as the agent runner does)."""
+        assert isinstance(spec, ShellSpec)
+        self.origins[folder] = spec.cwd
+        return spec.model_copy(update={"cwd": folder, "env": {**spec.env, **env}})
 
     @contextlib.asynccontextmanager
     async def lifespan(self, host: RunnerHost) -> AsyncIterator[None]:
@@ -59,6 +65,11 @@ class Probe:
         assert isinstance(spec, ShellSpec)
         assert isinstance(spec.command, str)
         word, _, arg = spec.command.partition(" ")
+        if word == "origin":
+            where = spec.cwd or ""
+            return RunOutcome(
+                result=[where, self.origins.get(where), spec.env.get("OUTRIDER_WORKTREE")]
+            )
         return RunOutcome(result=await getattr(self, f"_{word}")(ctx, arg))
 
     async def _report(self, ctx: RunContext, arg: str) -> JsonValue:

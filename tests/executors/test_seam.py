@@ -18,6 +18,7 @@ from outrider._executors._pool import WorkerPool
 from outrider._executors._protocol import InProcess
 from outrider.testing import wait_until
 from tests.executors.probe import LocalHost, Probe
+from tests.gitrepo import new_repo
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -145,6 +146,18 @@ async def test_a_task_writing_in_place_claims_its_files_from_the_daemon(
     done = await rig.run(f"claim {path}", cwd=str(tmp_path))
     assert done.state == outrider.TaskState.SUCCEEDED, done.error
     assert done.result is None  # granted
+
+
+async def test_a_task_in_a_worktree_is_moved_there_where_it_runs(rig: Rig, tmp_path: Path) -> None:
+    """The runner that runs it notes what the worktree stands for (agents are found there)."""
+    repo = new_repo(tmp_path)
+    done = await rig.run("origin", cwd=str(repo))
+    assert done.state == outrider.TaskState.SUCCEEDED, done.error
+    assert isinstance(done.result, list)
+    where, origin, worktree = done.result
+    assert origin == str(repo)
+    assert worktree is not None
+    assert str(where).startswith(str(worktree))
 
 
 async def test_a_limit_set_by_the_runner_is_the_daemons(rig: Rig) -> None:

@@ -56,6 +56,10 @@ class Start(_Message):
     spec: JsonValue
     guarded: bool = False
     """Its writes claim leases (`claim` calls): it writes in place beside other tasks."""
+    folder: str | None = None
+    """The folder (its worktree) the runner moves `spec` to before it runs (`Moved`)."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Variables the move adds."""
 
 
 class Cancel(_Message):

@@ -55,6 +55,7 @@ from ._messages import (
     Start,
     UsageReport,
 )  # fmt: skip
+from ._protocol import Moved
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -303,11 +304,15 @@ class _Worker:
             )
         channel = self.channel
         job = self.jobs[ctx.task_id] = _Job(ctx)
+        moved = spec if isinstance(spec, Moved) else None
         start = Start(
             task_id=ctx.task_id, attempt=ctx.attempt, session=ctx.session,
             resuming=ctx.resuming, kind=kind,
-            spec=TASK_SPEC_ADAPTER.dump_python(cast("Any", spec), mode="json"),
-            guarded=isinstance(ctx, GuardedContext),
+            spec=TASK_SPEC_ADAPTER.dump_python(
+                cast("Any", moved.spec if moved else spec), mode="json"
+            ),
+            guarded=isinstance(ctx, GuardedContext), folder=moved.folder if moved else None,
+            env=dict(moved.env) if moved else {},
         )  # fmt: skip
         channel.post(start)
         try:

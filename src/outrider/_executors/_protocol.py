@@ -15,17 +15,20 @@ Invariants (every executor):
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from ..runners._protocol import Wrapping
+from ..runners._protocol import RunFailure, Wrapping, WritingRunner
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Mapping
     from contextlib import AbstractAsyncContextManager
 
     from ..runners._protocol import RunContext, Runner, RunnerHost, RunOutcome
 
-__all__ = ["CallLimiter", "Executed", "Executor", "InProcess", "WorkerHost"]
+__all__ = [
+    "CallLimiter", "Executed", "Executor", "InProcess", "Moved", "WorkerHost", "settled",
+]  # fmt: skip
 
 
 class CallLimiter(Protocol):
@@ -76,6 +79,33 @@ class Executor(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """A spec to run in another folder (its worktree), moved by the runner where it runs.
+
+    The runner's `relocate` may note what it needs of the move (an agent runner notes the
+    folder a worktree stands for, to find agents there), so it is called in the process that
+    runs the task.
+    """
+
+    spec: object
+    folder: str
+    env: Mapping[str, str]
+
+
+def settled(runner: Runner, spec: object) -> object:
+    """The spec `runner` runs: a `Moved` one relocated by `runner` (a `WritingRunner`)."""
+    if not isinstance(spec, Moved):
+        return spec
+    if not isinstance(runner, WritingRunner):
+        raise RunFailure(
+            f"The {runner.kind!r} runner here cannot move a task into a worktree; run it "
+            "with isolation 'none'.",
+            type="config",
+        )
+    return runner.relocate(spec.spec, spec.folder, spec.env)
+
+
 class InProcess:
     """Runs attempts on the orchestrator's own event loop."""
 
@@ -86,7 +116,7 @@ class InProcess:
 
     async def run(self, runner: Runner, spec: object, ctx: RunContext) -> RunOutcome:
         """`runner.run(spec, ctx)`."""
-        return await runner.run(spec, ctx)
+        return await runner.run(settled(runner, spec), ctx)
 
 
 class Executed(Wrapping["Runner"]):
@@ -95,6 +125,10 @@ class Executed(Wrapping["Runner"]):
     def __init__(self, inner: Runner, executor: Executor) -> None:
         super().__init__(inner)
         self.executor = executor
+
+    def relocate(self, spec: object, folder: str, env: Mapping[str, str]) -> Moved:
+        """The spec, to be moved to `folder` by the inner runner where the attempt runs."""
+        return Moved(spec, folder, dict(env))
 
     async def run(self, spec: object, ctx: RunContext) -> RunOutcome:
         """Run the attempt through the executor."""

@@ -30,6 +30,7 @@ from ..runners._protocol import RunFailure
 from ._channel import Channel
 from ._context import Calls, Outbound, RemoteLimiter, WorkerContext, context_for
 from ._messages import Cancel, Cancelled, Done, Failed, Ready, Reply, SetLimit, Setup, Start
+from ._protocol import Moved, settled
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -121,7 +122,9 @@ class Worker:
             message = f"This worker runs no {start.kind!r} tasks (it runs: {known})."
             return Failed(task_id=start.task_id, message=message, kind="config")
         try:
-            spec = TASK_SPEC_ADAPTER.validate_python(start.spec)
+            spec: object = TASK_SPEC_ADAPTER.validate_python(start.spec)
+            if start.folder is not None:
+                spec = settled(runner, Moved(spec, start.folder, start.env))
             outcome = await runner.run(spec, ctx)
         except RunFailure as exc:
             return Failed(
