@@ -437,7 +437,7 @@ def _sse(data: dict[str, Any], event: str | None = None) -> str:
 STAMP = "@@@@@@@@"
 """Eight characters of streamed text that the server replaces, as it sends them, by `~` and the
 time (`time.monotonic()` in ms, modulo 10^7, 7 digits): a reader in another process on this
-machine measures how late each chunk reaches it (`stamp_age`)."""
+machine measures how late each chunk reaches it (`stamp_ages`)."""
 
 
 def _stamp() -> str:
