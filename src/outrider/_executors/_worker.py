@@ -86,7 +86,12 @@ class Worker:
         tg.start_soon(self.outbound.run)
         while (message := await self.channel.receive()) is not None:
             if isinstance(message, Start):
-                tg.start_soon(self.run, message)
+                # Its scope is known before the run starts: a `Cancel` right behind the
+                # `Start` stops it as it begins.
+                task_id = message.task_id
+                self.scopes[task_id] = scope = anyio.CancelScope()
+                self.contexts[task_id] = ctx = context_for(message, self.calls, self.outbound)
+                tg.start_soon(self.run, message, scope, ctx)
             elif isinstance(message, Cancel):
                 self._cancel(message.task_id)
             elif isinstance(message, Reply):
@@ -101,13 +106,11 @@ class Worker:
         if (scope := self.scopes.get(task_id)) is not None:
             scope.cancel()
 
-    async def run(self, start: Start) -> None:
-        """Run one attempt; its last message says how it ended."""
+    async def run(self, start: Start, scope: anyio.CancelScope, ctx: WorkerContext) -> None:
+        """Run one attempt in `scope`; its last message says how it ended."""
         task_id = start.task_id
-        ctx = context_for(start, self.calls, self.outbound)
         end: Done | Failed | Cancelled = Cancelled(task_id=task_id)
-        with anyio.CancelScope() as scope:
-            self.scopes[task_id], self.contexts[task_id] = scope, ctx
+        with scope:
             try:
                 end = await self._attempt(start, ctx)
             finally:
