@@ -47,6 +47,7 @@ def _recipe(fake: FakeLLM, **kw: Any) -> AgentRecipe:
         "boss": _agent("boss", budget_tokens=3000),
         "helper": _agent("helper"),
         "talker": _agent("talker"),
+        "looper": _agent("looper", max_turns=3),
     }
     return AgentRecipe(
         agents=agents,
@@ -117,6 +118,24 @@ async def test_tools_output_usage_and_transcript_across_the_boundary(
     assert [m["kind"] for m in transcript["messages"]].count("response") == 3
     assert pooled.pool.pids
     assert os.getpid() not in pooled.pool.pids
+
+
+async def test_the_loop_detector_and_max_turns_stop_a_run_in_its_worker(
+    pooled: _Pooled, fake: FakeLLM, workspace: Path
+) -> None:
+    fake.script("looper", [Reply.tool("grep", pattern="x")] * 3)
+    spec = outrider.agent("looper", "Loop", workspace=str(workspace))
+    turns = await pooled.run(spec)
+    assert turns.error is not None
+    assert turns.error.type == "max_turns"
+    assert "maximum of 3 turns" in turns.error.message
+    transcript = await pooled.orch.session(S).transcript(turns.id)
+    assert isinstance(transcript, dict)
+    assert transcript["messages"]  # kept, as in the daemon
+    fake.script("worker", [Reply.tool("grep", pattern="x")] * 6)
+    looped = await pooled.run(outrider.agent("worker", "Loop", workspace=str(workspace)))
+    assert looped.error is not None
+    assert looped.error.type == "loop"
 
 
 async def test_cancel_aborts_the_provider_request_and_returns_once_the_worker_is_done(
@@ -230,3 +249,36 @@ async def test_a_killed_worker_fails_only_its_attempts_retryably_and_is_replaced
         assert done.attempt == 2
         assert pool.pids
         assert victim not in pool.pids
+
+
+async def test_an_agent_interrupted_by_a_shutdown_resumes_in_a_new_worker(
+    fake: FakeLLM, workspace: Path, tmp_path: Path
+) -> None:
+    """Its worker saved the conversation as it stopped; the next attempt continues it."""
+    fake.script("resumer", [
+        Reply.tool("write_file", path="out.txt", content="one"),
+        Reply(text="never sent", latency=60),  # the orchestrator stops while it waits for this
+        Reply.say("done"),
+    ])  # fmt: skip
+    recipe = _recipe(fake).model_copy(update={"agents": {"resumer": _agent("resumer")}})
+    db = tmp_path / "resume.db"
+    runner = recipe.build()
+    async with outrider.Orchestrator(
+        db, outrider.Settings(shutdown_grace=0.1), runners=[runner],
+        executors={"agent": agent_pool(recipe, runner, size=1)},
+    ) as first:  # fmt: skip
+        spec = outrider.agent("resumer", "Write it.", workspace=str(workspace))
+        task = await first.session(S).submit(spec, max_attempts=2)
+        await wait_until(lambda: len(fake.calls_for("resumer")) == 2, timeout=30)
+    runner = recipe.build()
+    async with outrider.Orchestrator(
+        db, runners=[runner], executors={"agent": agent_pool(recipe, runner, size=1)}
+    ) as second:
+        (done,) = await second.session(S).wait([task.id], timeout=60)
+        output = await second.session(S).tail(task.id, lines=100)
+    assert done.state is outrider.TaskState.SUCCEEDED, done.error
+    assert done.result == "done"
+    calls = fake.calls_for("resumer")
+    assert len(calls) == 3
+    assert calls[2].tool_results == calls[1].tool_results != []
+    assert "[resumed from the stored transcript:" in output
