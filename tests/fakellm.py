@@ -19,6 +19,7 @@ import asyncio
 import itertools
 import json
 import math
+import re
 import socket
 import threading
 import time
@@ -371,7 +372,7 @@ class FakeLLM:
                     raise ConnectionAbortedError("scripted drop")
                 if reply.chunk_delay and n:
                     await asyncio.sleep(reply.chunk_delay)
-                yield chunk
+                yield chunk.replace(STAMP, _stamp()) if STAMP in chunk else chunk
         except asyncio.CancelledError:
             self.aborted += 1
             raise
@@ -431,6 +432,25 @@ def _error(api: str, status: int, message: str, retry_after: float | None) -> Re
 def _sse(data: dict[str, Any], event: str | None = None) -> str:
     head = f"event: {event}\n" if event else ""
     return f"{head}data: {json.dumps(data)}\n\n"
+
+
+STAMP = "@@@@@@@@"
+"""Eight characters of streamed text that the server replaces, as it sends them, by `~` and the
+time (`time.monotonic()` in ms, modulo 10^7, 7 digits): a reader in another process on this
+machine measures how late each chunk reaches it (`stamp_ages`)."""
+
+
+def _stamp() -> str:
+    return f"~{int(time.monotonic() * 1000) % 10_000_000:07d}"
+
+
+def stamp_ages(text: str) -> list[float]:
+    """The age in seconds, now, of each stamp in `text` (see `STAMP`)."""
+    now = int(time.monotonic() * 1000) % 10_000_000
+    return [((now - int(m)) % 10_000_000) / 1000 for m in _STAMPS.findall(text)]
+
+
+_STAMPS = re.compile(r"~(\d{7})")
 
 
 def _split(text: str, size: int = 8) -> list[str]:
@@ -514,8 +534,20 @@ def _agent_responder(calls: int) -> Callable[[Call], Reply]:
     return respond
 
 
+def _streaming_responder(calls: int, chunks: int, delay: float) -> Callable[[Call], Reply]:
+    """Each answer streams `chunks` stamped chunks `delay` apart; the first `calls - 1` also
+    call `list_files`."""
+
+    def respond(call: Call) -> Reply:
+        tools = (("list_files", {"pattern": "*"}),) if len(call.tool_results) < calls - 1 else ()
+        return Reply(text=STAMP * chunks, tool_calls=tools, chunk_delay=delay)
+
+    return respond
+
+
 def main() -> None:
-    """Serve in this process until killed: `python tests/fakellm.py RPM LATENCY CALLS`.
+    """Serve in this process until killed: `python tests/fakellm.py RPM LATENCY CALLS [CHUNKS
+    DELAY]` (with CHUNKS, every answer streams that many stamped chunks DELAY s apart).
 
     Prints the port on the first line. A server in its own process sees requests when they
     arrive, not when the client's process lets it run.
@@ -526,6 +558,8 @@ def main() -> None:
     fake = FakeLLM()
     fake.latency = latency
     fake.responder = _agent_responder(calls)
+    if len(sys.argv) > 5:
+        fake.responder = _streaming_responder(calls, int(sys.argv[4]), float(sys.argv[5]))
     fake.limit_rate(rpm or None)
     with fake:
         print(fake.port, flush=True)

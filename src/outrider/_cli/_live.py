@@ -35,6 +35,7 @@ from ._output import state_text
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+    from .._executors._protocol import Executor
     from .._types._api import Tasks
     from ..runners import Runner
     from ._batch import Batch
@@ -113,6 +114,8 @@ class Plan:
     runners: Sequence[Runner] = ()
     limits: Mapping[str, int] = field(default_factory=dict)
     """Limits the batch's own `[limits]` override (its agents' keys)."""
+    executors: Mapping[str, Executor] = field(default_factory=dict)
+    """Where tasks of a kind run (built-in agents: in worker processes, as in the daemon)."""
 
     @classmethod
     def of(cls, batch: Batch, file: Path | None = None, config: Path | None = None) -> Plan:
@@ -126,14 +129,16 @@ class Plan:
             return cls(batch.specs({}))
         from .._agents._definitions import load_agents
         from .._daemon._config import load_config
-        from .._daemon._runners import agent_limits, runners
+        from .._daemon._runners import agent_limits, executors, runners
 
         found = load_agents(file.resolve().parent if file else None)
         for problem in (*found.warnings, *found.errors):
             warn(f"agents: {problem}")
         settings = load_config(config)
         specs = batch.specs(found.agents, source=file or "batch")
-        return cls(specs, runners(settings, found.agents), agent_limits(found.agents))
+        composed = runners(settings, found.agents)
+        pools = executors(settings, found.agents, composed)
+        return cls(specs, composed, agent_limits(found.agents), pools)
 
 
 async def _submit_all(
@@ -196,7 +201,9 @@ async def run_batch(
         limits={**plan.limits, **own}, shutdown_grace=0.0,
         max_running=batch.limits.get("max_running", max_running),
     )  # fmt: skip
-    async with outrider.Orchestrator(db, settings, runners=plan.runners) as orch:
+    async with outrider.Orchestrator(
+        db, settings, runners=plan.runners, executors=plan.executors
+    ) as orch:
         try:
             ids = await _submit_all(orch, batch, plan, session=session, group=group)
             if as_json:

@@ -1,0 +1,227 @@
+"""Many streaming agents at once: outrider's worker pool against in-process and bare baselines.
+
+Run: uv run python bench/workers.py  [--quick]  [N ...]
+
+The fake provider (tests/fakellm.py, its own process, real HTTP on 127.0.0.1) streams every
+answer as 37 chunks 20 ms apart; each agent makes 4 model calls, the first 3 with a
+`list_files` tool call. Every chunk carries the time the server sent it (`fakellm.STAMP`), so
+a reader on this machine knows how late it arrives. For N concurrent agents, in one run:
+
+- bare, 1 process: the same pydantic-ai agents under `asyncio.gather`; latency measured where
+  each chunk is parsed;
+- bare, 1 process per core: the agents split over that many processes;
+- outrider in-process (`agent_workers = 0`) and outrider with a worker per core: latency
+  measured at an event subscriber of the orchestrator (`task.output`), as a dashboard sees it,
+  and the API's answer time (`get` of a task, every 20 ms while the agents run).
+
+CPU is user + system time of every process of the run (the workers included), per agent.
+Outrider's runs start timing once its workers run (one agent per worker first): a worker's
+start (Python, pydantic-ai and the provider SDK imported) is paid once per daemon.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.fakellm import stamp_ages
+
+import outrider
+from outrider._agents._definitions import AgentDefinition
+from outrider._agents._recipe import AgentRecipe, agent_pool
+
+QUICK = "--quick" in sys.argv
+SIZES = [int(a) for a in sys.argv[1:] if a.isdigit()] or ([20] if QUICK else [50, 200])
+FAKE_SERVER = Path(__file__).resolve().parents[1] / "tests" / "fakellm.py"
+CALLS, CHUNKS, DELAY = 4, 37, 0.020
+CORES = os.cpu_count() or 1
+
+
+def _cpu() -> float:
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            if "fakellm" not in " ".join(child.cmdline()):
+                total += sum(child.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
+
+
+def _children_cpu() -> float:
+    """CPU of finished children (the reaped workers and bare processes)."""
+    times = os.times()
+    return times.children_user + times.children_system
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _bare_agents(base_url: str, count: int) -> list[float]:
+    from pydantic_ai import Agent
+    from pydantic_ai.messages import PartDeltaEvent, PartStartEvent, TextPart, TextPartDelta
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    def list_files(pattern: str) -> str:
+        """List the files matching `pattern`."""
+        return "a.txt"
+
+    model = OpenAIChatModel("bench", provider=OpenAIProvider(base_url=base_url, api_key="k"))
+    agent = Agent(model, tools=[list_files])
+    ages: list[float] = []
+
+    async def one(i: int) -> None:
+        async with agent.iter(f"job {i}") as run:
+            async for node in run:
+                if Agent.is_model_request_node(node):
+                    async with node.stream(run.ctx) as stream:
+                        async for event in stream:
+                            if isinstance(event, PartStartEvent) and isinstance(
+                                event.part, TextPart
+                            ):
+                                ages.extend(stamp_ages(event.part.content))
+                            elif isinstance(event, PartDeltaEvent) and isinstance(
+                                event.delta, TextPartDelta
+                            ):
+                                ages.extend(stamp_ages(event.delta.content_delta))
+                elif Agent.is_call_tools_node(node):
+                    async with node.stream(run.ctx) as tools:
+                        async for _ in tools:
+                            pass
+
+    async with anyio.create_task_group() as tg:
+        for i in range(count):
+            tg.start_soon(one, i)
+    return ages
+
+
+def _bare_process(base_url: str, count: int, out: multiprocessing.Queue[list[float]]) -> None:
+    out.put(anyio.run(_bare_agents, base_url, count))
+
+
+def bare(base_url: str, count: int, processes: int) -> tuple[float, float, list[float]]:
+    cpu0, start = _cpu() + _children_cpu(), time.perf_counter()
+    if processes == 1:
+        ages = anyio.run(_bare_agents, base_url, count)
+    else:
+        out: multiprocessing.Queue[list[float]] = multiprocessing.Queue()
+        shares = [count // processes + (i < count % processes) for i in range(processes)]
+        procs = [multiprocessing.Process(target=_bare_process, args=(base_url, n, out))
+                 for n in shares]  # fmt: skip
+        for p in procs:
+            p.start()
+        ages = [a for _ in procs for a in out.get()]
+        for p in procs:
+            p.join()
+    return time.perf_counter() - start, _cpu() + _children_cpu() - cpu0, ages
+
+
+async def _outrider(
+    base_url: str, count: int, workers: int
+) -> tuple[float, float, list[float], list[float]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        definition = AgentDefinition(name="bench", model="fake/bench", prompt="Work.", limit=count,
+                                     source=Path("bench.md"), format="outrider")  # fmt: skip
+        recipe = AgentRecipe(
+            agents={"bench": definition}, sandbox="off",
+            providers={"fake": outrider.ProviderConfig(base_url=base_url, api_key="k",
+                                                       max_concurrency=count)},
+        )  # fmt: skip
+        runner = recipe.build()
+        executors = {"agent": agent_pool(recipe, runner, size=workers)} if workers else {}
+        settings = outrider.Settings(
+            max_running=count, limits={"agent:bench": count, "model:fake/bench": count}
+        )
+        ages: list[float] = []
+        api: list[float] = []
+        async with outrider.Orchestrator(
+            Path(tmp) / "bench.db", settings, runners=[runner], executors=executors
+        ) as orch:
+            session = orch.session("b")
+            warm = outrider.agent("bench", "warm up", workspace=tmp)  # every worker started
+            await session.wait([(await session.submit(warm)).id for _ in range(max(workers, 1))])
+            cpu0, start = _cpu() + _children_cpu(), time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                timed: set[str] = set()
+
+                async def watch() -> None:
+                    async for event in session.events():
+                        if event.type == "task.output" and event.task_id in timed:
+                            ages.extend(stamp_ages(str(getattr(event.data, "text", ""))))
+
+                tg.start_soon(watch)
+                spec = outrider.agent("bench", "job", workspace=tmp)
+                tasks = []
+                for _ in range(count):
+                    tasks.append(await session.submit(spec))
+                    timed.add(tasks[-1].id)
+
+                async def probe() -> None:
+                    while True:
+                        t0 = time.perf_counter()
+                        await session.get(tasks[0].id)
+                        api.append(time.perf_counter() - t0)
+                        await anyio.sleep(0.02)
+
+                tg.start_soon(probe)
+                done = await session.wait([t.id for t in tasks])
+                wall = time.perf_counter() - start
+                tg.cancel_scope.cancel()
+            cpu = _cpu() + _children_cpu() - cpu0
+        failed = [t for t in done if t.state is not outrider.TaskState.SUCCEEDED]
+        assert not failed, failed[0].error
+    return wall, cpu, ages, api
+
+
+def main() -> None:
+    argv = [sys.executable, str(FAKE_SERVER), "0", "0", str(CALLS), str(CHUNKS), str(DELAY)]
+    server = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        base_url = f"http://127.0.0.1:{server.stdout.readline().split()[0]}/v1"
+        import outrider._agents._loop  # noqa: F401  # imported once per process; not timed
+
+        table = Table(
+            title=f"agents x {CALLS} calls of {CHUNKS} chunks {DELAY * 1000:.0f} ms apart, "
+            f"{CORES} cores"
+        )
+        for col in ("agents", "run", "wall s", "CPU s/agent", "event late p50 / p99 s",
+                    "API get p50 / p99 ms"):  # fmt: skip
+            table.add_column(col)
+        for n in SIZES:
+            runs = [
+                ("bare, 1 process", *bare(base_url, n, 1), []),
+                (f"bare, {CORES} processes", *bare(base_url, n, CORES), []),
+                ("outrider in-process", *anyio.run(_outrider, base_url, n, 0)),
+                (f"outrider, {CORES} workers", *anyio.run(_outrider, base_url, n, CORES)),
+            ]
+            for name, wall, cpu, ages, api in runs:
+                late = f"{_pct(ages, 0.5):.2f} / {_pct(ages, 0.99):.2f} ({len(ages)})"
+                answer = f"{_pct(api, 0.5) * 1e3:.1f} / {_pct(api, 0.99) * 1e3:.1f}" if api else "-"
+                table.add_row(str(n), name, f"{wall:.1f}", f"{cpu / n:.3f}", late, answer)
+        Console().print(table)
+    finally:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()
