@@ -6,19 +6,21 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.from_thread
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 try:
     import sniffio
 except ImportError:  # pragma: no cover - then anyio finds its library cheaply by itself
     sniffio = None  # type: ignore[assignment]  # checked before use
 
-__all__ = ["STOP_SIGNALS", "next_stop_signal", "pidfd_child_watcher", "pin_async_library"]
+__all__ = ["STOP_SIGNALS", "OnLoop", "next_stop_signal", "pidfd_child_watcher", "pin_async_library"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 """Ctrl-C, a polite kill, a closed terminal: each asks a command or the daemon to stop."""
@@ -75,3 +77,17 @@ def pidfd_child_watcher() -> Iterator[None]:
         yield
     finally:
         asyncio.set_child_watcher(previous)
+
+
+class OnLoop:
+    """Calls a function on the event loop of the thread that made it, from any thread."""
+
+    def __init__(self) -> None:
+        self._thread = threading.get_ident()
+
+    def __call__(self, fn: Callable[[], None]) -> None:
+        """Call `fn` now on the loop's thread, else hand it to the loop and wait for it."""
+        if threading.get_ident() == self._thread:
+            fn()
+        else:
+            anyio.from_thread.run_sync(fn)

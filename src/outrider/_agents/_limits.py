@@ -41,6 +41,8 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .._executors._protocol import CallLimiter
+
 __all__ = ["LimitedTransport", "ModelLimiter", "RateLimit"]
 
 _THROTTLE = frozenset({429, 529})
@@ -211,7 +213,7 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
     def __init__(
         self,
         inner: httpx2.AsyncBaseTransport,
-        limiter_for: Callable[[str], ModelLimiter],
+        limiter_for: Callable[[str], CallLimiter],
         *,
         throttle_retries: int = 8,
         error_retries: int = 3,

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
     from pydantic_ai.models import Model
 
+    from .._executors._protocol import CallLimiter
+
 
 __all__ = [
     "BUILTIN_PROVIDERS",
@@ -145,6 +147,8 @@ class Providers:
         environ: Where `api_key_env` is looked up (default: the process environment).
         on_limit: Called with (`model:<name>` key, new limit) when throttling moves a
             model's concurrency.
+        shared_limiter: The limiter of a model (`provider/model`) kept elsewhere (in the
+            daemon, for a worker process), instead of one of its own.
     """
 
     def __init__(
@@ -156,6 +160,7 @@ class Providers:
         default_model: str | None = None,
         environ: Mapping[str, str] | None = None,
         on_limit: Callable[[str, int], None] | None = None,
+        shared_limiter: Callable[[str], CallLimiter] | None = None,
     ) -> None:
         self.providers = {**BUILTIN_PROVIDERS, **(providers or {})}
         self.prices = {f"scripted/{name}": SCRIPTED_PRICE for name in _SCRIPTS}
@@ -164,6 +169,7 @@ class Providers:
         self.default_model = default_model
         self._environ = environ
         self.on_limit = on_limit
+        self.shared_limiter = shared_limiter
         self._limiters: dict[str, ModelLimiter] = {}
         self._clients: dict[str, httpx2.AsyncClient] = {}
 
@@ -225,6 +231,16 @@ class Providers:
             self._limiters[ref.name] = limiter
         return limiter
 
+    def limiter_named(self, name: str) -> ModelLimiter:
+        """The limiter of model `provider/model`."""
+        provider, _, model = name.partition("/")
+        return self.limiter(ModelRef(provider, model))
+
+    def _limiter_of(self, ref: ModelRef) -> CallLimiter:
+        if self.shared_limiter is not None:
+            return self.shared_limiter(ref.name)
+        return self.limiter(ref)
+
     def _key(self, ref: ModelRef) -> str | None:
         config = self.providers[ref.provider]
         if config.api_key:
@@ -252,7 +268,7 @@ class Providers:
             pool = httpx2.Limits(max_connections=None, max_keepalive_connections=100)
             transport = LimitedTransport(
                 httpx2.AsyncHTTPTransport(limits=pool),
-                lambda model: self.limiter(ModelRef(ref.provider, model)),
+                lambda model: self._limiter_of(ModelRef(ref.provider, model)),
             )
             client = httpx2.AsyncClient(transport=transport, timeout=config.timeout)
             self._clients[ref.provider] = client

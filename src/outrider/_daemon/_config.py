@@ -120,6 +120,9 @@ class Config(Settings):
     """How deep built-in agents may delegate."""
     agent_max_descendants: Int = Field(default=10, ge=0, le=1000)
     """Live delegated tasks per delegation tree."""
+    agent_workers: Int | None = Field(default=None, ge=0, le=1024)
+    """Worker processes that run built-in agents, each many at once (default: one per CPU;
+    0: in the daemon's own process)."""
     sandbox: Literal["required", "auto", "off"] = "auto"
     """How the built-in agent's commands are sandboxed (bubblewrap): `required` fails an
     agent with `run_command` where bubblewrap cannot run; `auto` sandboxes where it can."""

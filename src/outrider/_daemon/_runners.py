@@ -5,13 +5,15 @@ and a batch file's (`outrider run`). Shell and agent-CLI tasks get a clean envir
 safe base, `task_env`, and each CLI template's `pass_env`); other principals' process tasks run
 in a sandbox that hides outrider's own files; `agent` tasks run on the built-in runner with the
 config's model providers, agents found from each task's folder, and commands sandboxed. Each
-agent's tasks are limited by its `agent:<name>` key.
+agent's tasks are limited by its `agent:<name>` key. Built-in agents run in a pool of worker
+processes (`agent_workers`), built from the same recipe as the daemon's own agent runner.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .._agents._recipe import AgentRecipe, agent_pool
 from .._agents._runner import AgentRunner
 from .._paths import data_dir
 from ..runners._cli_agent import BUILTIN_TEMPLATES, CliAgentRunner, CliTemplate
@@ -20,14 +22,15 @@ from ..runners._shell import ShellRunner
 from ._config import find_config_file
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
 
     from .._agents._definitions import AgentDefinition
+    from .._executors._protocol import Executor
     from ..runners import Runner
     from ._config import Config
 
-__all__ = ["agent_limits", "hidden_paths", "runners"]
+__all__ = ["agent_limits", "agent_recipe", "executors", "hidden_paths", "runners"]
 
 
 def runners(config: Config, agents: Mapping[str, AgentDefinition]) -> list[Runner]:
@@ -44,16 +47,28 @@ def runners(config: Config, agents: Mapping[str, AgentDefinition]) -> list[Runne
         templates[name] = CliTemplate(
             tuple(c.command), tuple(c.model_args), c.output, pass_env=tuple(pass_env)
         )
-    built_in = {name: a for name, a in agents.items() if a.cli is None}
-    return [
-        shell,
-        CliAgentRunner(templates, shell=shell),
-        AgentRunner(
-            built_in, config.model_providers(), discover=True, sandbox=config.sandbox,
-            sandbox_hide=hidden, max_depth=config.agent_max_depth,
-            max_descendants=config.agent_max_descendants,
-        ),
-    ]  # fmt: skip
+    return [shell, CliAgentRunner(templates, shell=shell), agent_recipe(config, agents).build()]
+
+
+def agent_recipe(config: Config, agents: Mapping[str, AgentDefinition]) -> AgentRecipe:
+    """The built-in agent runner: the given agents without `cli:`, and the config's providers."""
+    return AgentRecipe(
+        agents={name: a for name, a in agents.items() if a.cli is None},
+        providers=config.providers, prices=config.prices, aliases=config.model_aliases,
+        default_model=config.default_model, discover=True, sandbox=config.sandbox,
+        sandbox_hide=tuple(hidden_paths(config)), max_depth=config.agent_max_depth,
+        max_descendants=config.agent_max_descendants,
+    )  # fmt: skip
+
+
+def executors(
+    config: Config, agents: Mapping[str, AgentDefinition], runners: Sequence[Runner]
+) -> dict[str, Executor]:
+    """Where `agent` tasks run: a pool of `agent_workers` processes (0: in the daemon)."""
+    if config.agent_workers == 0:
+        return {}
+    runner = next(r for r in runners if isinstance(r, AgentRunner))
+    return {"agent": agent_pool(agent_recipe(config, agents), runner, size=config.agent_workers)}
 
 
 def hidden_paths(config: Config) -> list[Path]:

@@ -29,7 +29,7 @@ from .._paths import daemon_file, data_dir, open_private, private_dir
 from .._service._orchestrator import Orchestrator
 from .._types._errors import UserError
 from ._config import MCP_TOOLS, import_handlers
-from ._runners import agent_limits, runners
+from ._runners import agent_limits, executors, runners
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
@@ -126,10 +126,12 @@ def _orchestrator(config: Config) -> Orchestrator:
     for problem in (*agents.warnings, *agents.errors):
         logger.warning("agents: %s", problem)
     limits = {**config.limits, **agent_limits(agents.agents)}
+    composed = runners(config, agents.agents)
     orch = Orchestrator(
         config.db_path,
         config.model_copy(update={"limits": limits}),
-        runners=runners(config, agents.agents),
+        runners=composed,
+        executors=executors(config, agents.agents, composed),
     )
     for name, fn in import_handlers(config.handlers).items():
         orch.register_handler(name, fn)

@@ -8,21 +8,20 @@ Invariants:
 
 from __future__ import annotations
 
-import threading
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import anyio
-import anyio.from_thread
 import anyio.to_thread
 import psutil
 
+from .._asynclib import OnLoop
 from .._store._logs import TaskLog, transcript_path, write_atomically
 from .._store._sqlite import UpdateTask
 from .._types._task import Progress, Task, TaskSpec, Usage
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
 
     from ._engine import Engine
     from ._live import LiveTask
@@ -36,7 +35,7 @@ class TaskContext:
     def __init__(self, engine: Engine, live: LiveTask) -> None:
         self._engine = engine
         self._live = live
-        self._loop_thread = threading.get_ident()
+        self._on_loop = OnLoop()
         error = live.task.error  # the previous attempt's, until this one ends
         self._resuming = error is not None and error.type == "interrupted"
 
@@ -55,12 +54,6 @@ class TaskContext:
     @property
     def cancel_requested(self) -> bool:
         return self._live.stop_reason is not None
-
-    def _on_loop(self, fn: Callable[[], None]) -> None:
-        if threading.get_ident() == self._loop_thread:
-            fn()
-        else:
-            anyio.from_thread.run_sync(fn)
 
     def progress(
         self, completed: float, total: float | None = None, message: str | None = None

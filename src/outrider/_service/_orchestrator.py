@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, final
@@ -24,6 +24,7 @@ from .._core._clock import Clock, SystemClock
 from .._core._queue import ReadyQueue
 from .._engine._engine import Engine
 from .._engine._resources import ResourceGate
+from .._executors._protocol import Executed
 from .._logging import configure_from_env, logger
 from .._paths import data_dir
 from .._store._store import Store
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
+    from .._executors._protocol import Executor
     from .._store._sqlite import Committed
     from .._types._task import Task, TaskSpec
     from .._types._worktrees import Worktree
@@ -89,6 +91,8 @@ class Orchestrator:
         settings: Limits, bounds and timeouts (default: `Settings()`).
         runners: Extra runners by kind, added to (or replacing) the built-in `shell`,
             `handler` and `cli_agent`.
+        executors: Where the attempts of a kind run, by kind (default: on this event loop;
+            e.g. a `WorkerPool` for `agent` tasks). Each is opened with the orchestrator.
         clock: The time source (tests inject `outrider.testing.FakeClock`).
         rng: Randomness for retry jitter.
     """
@@ -99,6 +103,7 @@ class Orchestrator:
         settings: Settings | None = None,
         *,
         runners: Sequence[Runner] = (),
+        executors: Mapping[str, Executor] | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -120,9 +125,12 @@ class Orchestrator:
             self._store, root=root, configured=settings.isolation, wall=self._clock.wall,
             setup=settings.worktree_setup,
         )  # fmt: skip
+        self._executors = dict(executors or {})
+        executed = [Executed(r, self._executors[r.kind]) if r.kind in self._executors else r
+                    for r in all_runners]  # fmt: skip
         self._runners: dict[str, Runner] = {
             r.kind: Isolating(r, self._worktrees) if isinstance(r, WritingRunner) else r
-            for r in all_runners
+            for r in executed
         }
         self._engine = Engine(
             self._store,
@@ -165,6 +173,8 @@ class Orchestrator:
             stack.push_async_callback(self._store.aclose)
             for runner in self._runners.values():  # left after the task group: after every run
                 await stack.enter_async_context(runner.lifespan(self))
+            for executor in {id(e): e for e in self._executors.values()}.values():
+                await stack.enter_async_context(executor.lifespan(self))
             await anyio.to_thread.run_sync(self._engine.load, self._store.backend)
             self._tg = await stack.enter_async_context(anyio.create_task_group())
             await self._tg.start(self._store.run)

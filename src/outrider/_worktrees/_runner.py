@@ -20,18 +20,16 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .._types._task import ShellSpec, TaskState
-from ..runners._protocol import RunFailure, RunOutcome
+from ..runners._protocol import RunFailure, RunOutcome, Wrapping
 from ._git import GitError
 from ._leases import TaskLeases
 from ._watch import Guarded, Nudge, Watched, watch
 
 if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
-
     from pydantic import JsonValue
 
     from .._types._worktrees import Worktree
-    from ..runners._protocol import RunContext, RunnerHost, Workplace, WritingRunner
+    from ..runners._protocol import RunContext, Workplace, WritingRunner
     from ._manager import Begun, Worktrees
 
 __all__ = ["Isolating"]
@@ -40,38 +38,12 @@ _FINISH_GRACE = 60.0
 """Seconds a stopped task's worktree may take to be committed and recorded."""
 
 
-class Isolating:
+class Isolating(Wrapping["WritingRunner"]):
     """`inner`, with each writing task in its own worktree (see the module doc)."""
 
     def __init__(self, inner: WritingRunner, worktrees: Worktrees) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.worktrees = worktrees
-
-    @property
-    def kind(self) -> str:
-        """The wrapped runner's kind."""
-        return self.inner.kind
-
-    @property
-    def uses_processes(self) -> bool:
-        """The wrapped runner's."""
-        return self.inner.uses_processes
-
-    def default_keys(self, spec: object) -> tuple[str, ...]:
-        """The wrapped runner's."""
-        return self.inner.default_keys(spec)
-
-    def required_keys(self, spec: object) -> tuple[str, ...]:
-        """The wrapped runner's."""
-        return self.inner.required_keys(spec)
-
-    def lifespan(self, host: RunnerHost) -> AbstractAsyncContextManager[None]:
-        """The wrapped runner's."""
-        return self.inner.lifespan(host)
-
-    def __getattr__(self, name: str) -> object:
-        """Anything else the wrapped runner offers (an agent runner's `visible`, …)."""
-        return getattr(self.inner, name)
 
     async def run(self, spec: object, ctx: RunContext) -> RunOutcome:
         """Run the task in its worktree if it gets one; finish the worktree however it ends."""

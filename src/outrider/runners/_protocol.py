@@ -14,7 +14,7 @@ through and a cancel scope around `run`; the runner returns a `RunOutcome` or ra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GuardedContext", "PathGuard", "RunContext", "RunFailure", "RunOutcome", "Runner",
-    "RunnerHost", "Workplace", "WritingRunner",
+    "RunnerHost", "Workplace", "Wrapping", "WritingRunner",
 ]  # fmt: skip
 
 
@@ -259,3 +259,39 @@ class WritingRunner(Runner, Protocol):
     def relocate(self, spec: object, folder: str, env: Mapping[str, str]) -> object:
         """The spec run in `folder` (the worktree's copy of its folder) with `env` added."""
         ...
+
+
+R = TypeVar("R", bound=Runner)
+
+
+class Wrapping(Generic[R]):
+    """A runner that is `inner` in every way but how it runs (a subclass defines `run`)."""
+
+    def __init__(self, inner: R) -> None:
+        self.inner = inner
+
+    @property
+    def kind(self) -> str:
+        """The wrapped runner's kind."""
+        return self.inner.kind
+
+    @property
+    def uses_processes(self) -> bool:
+        """The wrapped runner's."""
+        return self.inner.uses_processes
+
+    def default_keys(self, spec: object) -> tuple[str, ...]:
+        """The wrapped runner's."""
+        return self.inner.default_keys(spec)
+
+    def required_keys(self, spec: object) -> tuple[str, ...]:
+        """The wrapped runner's."""
+        return self.inner.required_keys(spec)
+
+    def lifespan(self, host: RunnerHost) -> AbstractAsyncContextManager[None]:
+        """The wrapped runner's."""
+        return self.inner.lifespan(host)
+
+    def __getattr__(self, name: str) -> object:
+        """Anything else the wrapped runner offers (a writing runner's `workplace`, …)."""
+        return getattr(self.inner, name)

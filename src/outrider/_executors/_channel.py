@@ -1,0 +1,93 @@
+"""A channel of messages over a byte stream: length-prefixed JSON frames, sent in order.
+
+Invariants:
+- `post` never blocks and never reorders: messages queue in an unbounded outbox that one
+  writer (`run`) sends, so sync code (a runner's reports, a limiter's notes) can post too.
+- `receive` returns None once the other side is gone (end of stream, a broken pipe, a frame
+  cut short); a frame that is not a message is a bug of the other side and raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import struct
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from ._messages import decode, encode
+
+if TYPE_CHECKING:
+    from anyio.abc import ByteStream
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from ._messages import Message
+
+__all__ = ["Channel"]
+
+_HEADER = struct.Struct(">I")
+MAX_FRAME = 256 * 1024 * 1024
+"""A frame longer than this is refused: the other side is broken."""
+
+
+class Channel:
+    """Messages over `stream`; `incoming_from_worker` says which side's messages it receives."""
+
+    def __init__(self, stream: ByteStream, *, incoming_from_worker: bool) -> None:
+        self._stream = stream
+        self._reader = BufferedByteReceiveStream(stream)
+        self._from_worker = incoming_from_worker
+        send: MemoryObjectSendStream[Message | None]
+        receive: MemoryObjectReceiveStream[Message | None]
+        send, receive = anyio.create_memory_object_stream(math.inf)
+        self._outbox, self._queued = send, receive
+        self.sent = 0
+
+    def post(self, message: Message) -> None:
+        """Queue `message` for sending (dropped once the channel is closed)."""
+        self._put(message)
+
+    def close(self) -> None:
+        """Send what is queued, then end the stream (the writer returns)."""
+        self._put(None)
+
+    def _put(self, item: Message | None) -> None:
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._outbox.send_nowait(item)
+
+    async def run(self) -> None:
+        """The writer: sends queued messages in order until `close` or the stream breaks."""
+        with self._queued:
+            async for message in self._queued:
+                if message is None:
+                    break
+                data = encode(message)
+                try:
+                    await self._stream.send(_HEADER.pack(len(data)) + data)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    break
+                self.sent += 1
+        self._outbox.close()
+        with anyio.CancelScope(shield=True):
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                await self._stream.send_eof()
+
+    async def receive(self) -> Message | None:
+        """The next message, or None once the other side is gone."""
+        try:
+            (size,) = _HEADER.unpack(await self._reader.receive_exactly(_HEADER.size))
+            if size > MAX_FRAME:
+                raise ValueError(f"a frame of {size} bytes is over the limit of {MAX_FRAME}")
+            data = await self._reader.receive_exactly(size)
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
+                anyio.ClosedResourceError, OSError):  # fmt: skip
+            return None
+        return decode(data, from_worker=self._from_worker)
+
+    async def aclose(self) -> None:
+        """Close the stream at once (pending messages are dropped)."""
+        self._outbox.close()
+        self._queued.close()
+        await self._stream.aclose()

@@ -1,0 +1,475 @@
+"""`WorkerPool`: attempts run in a pool of worker processes, each running many on its own loop.
+
+The daemon keeps the engine, the store, limits, timers and events; a worker (`_worker`) runs
+the runner and sends back what its `RunContext` is told (`_messages`). What a run awaits of the
+daemon (a child task, a log's tail, its transcript, a lease, a model call's slot) is a `Call`,
+served here through the task's own context, so children, logs and leases are the daemon's.
+
+Invariants:
+- `run` returns only once the worker said the attempt is over (`Done`, `Failed`,
+  `Cancelled`) or the worker is gone: a cancelled run sends `Cancel` and waits, shielded.
+- Placement: the least busy worker, a new one while fewer than `size` run and all are busy;
+  tasks with the same affinity key (a delegation tree's root id) go to the same worker while
+  one of them runs there, so what they share in memory (a tree's budget) stays exact.
+- A worker that dies fails only its own running attempts, as retryable (`worker_lost`); it is
+  replaced on the next placement. Calls it left are stopped; model slots it held are released.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import itertools
+import os
+import socket
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import anyio
+from anyio.abc import UNIXSocketStream
+from pydantic import ValidationError
+
+from .._logging import logger
+from .._types._errors import UserError
+from .._types._task import TASK_SPEC_ADAPTER
+from ..runners._protocol import GuardedContext, RunFailure, RunOutcome
+from ._channel import Channel
+from ._messages import (
+    Abandon,
+    Call,
+    CallError,
+    Cancel,
+    Cancelled,
+    Done,
+    Failed,
+    LimitNote,
+    Output,
+    Progress,
+    Ready,
+    Reply,
+    SetLimit,
+    Setup,
+    Start,
+    UsageReport,
+)  # fmt: skip
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from anyio.abc import Process, TaskGroup
+    from pydantic import JsonValue
+
+    from ..runners._protocol import RunContext, Runner, RunnerHost
+    from ._messages import Message
+    from ._protocol import CallLimiter
+
+__all__ = ["WorkerPool"]
+
+_STOP_GRACE = 10.0
+"""Seconds a worker has to exit after its channel closes, before it is killed."""
+
+
+@dataclass
+class _Job:
+    ctx: RunContext
+    ended: anyio.Event = field(default_factory=anyio.Event)
+    end: Done | Failed | Cancelled | None = None
+    calls: set[int] = field(default_factory=set)
+    """Its calls being served."""
+    quiet: anyio.Event = field(default_factory=anyio.Event)
+    """Set when its last call being served ended."""
+
+    async def calls_over(self) -> None:
+        """Wait until none of its calls is being served."""
+        while self.calls:
+            self.quiet = anyio.Event()
+            await self.quiet.wait()
+
+
+@dataclass
+class _Worker:
+    """The daemon's handle on one worker process."""
+
+    pool: WorkerPool
+    number: int
+    process: Process | None = None
+    channel: Channel | None = None
+    pid: int | None = None
+    ready: anyio.Event = field(default_factory=anyio.Event)
+    lost: str | None = None
+    jobs: dict[str, _Job] = field(default_factory=dict)
+    calls: dict[int, anyio.CancelScope] = field(default_factory=dict)
+    held: Counter[str] = field(default_factory=Counter)
+    """Model call slots this worker holds, by model."""
+    granted: dict[int, str] = field(default_factory=dict)
+    """`acquire` calls answered and not yet released, by call id (to undo an `Abandon`)."""
+    placed: int = 0
+    """Attempts placed on it and not yet over (its load)."""
+    tg: TaskGroup | None = None
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Start the process, then handle its messages until it is gone."""
+        parent, child = socket.socketpair()
+        try:
+            self.process = await anyio.open_process(
+                [sys.executable, "-m", "outrider._executors._worker", str(child.fileno())],
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=None, stderr=None,
+                start_new_session=True,
+            )  # fmt: skip
+        finally:
+            child.close()
+        stream = await UNIXSocketStream.from_socket(parent)
+        self.channel = channel = Channel(stream, incoming_from_worker=True)
+        task_status.started()
+        async with anyio.create_task_group() as tg:
+            self.tg = tg
+            tg.start_soon(channel.run)
+            channel.post(Setup(factory=self.pool.factory, config=self.pool.config))
+            try:
+                await self._read(channel)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    channel.close()
+                    await self._reap()
+                tg.cancel_scope.cancel()  # model-slot calls left waiting
+        await channel.aclose()
+
+    async def _read(self, channel: Channel) -> None:
+        while True:
+            try:
+                message = await channel.receive()
+            except ValidationError as exc:
+                logger.error("worker %s sent a message that is not one: %s", self.pid, exc)
+                return
+            if message is None:
+                return
+            self._handle(message)
+
+    def _handle(self, message: Message) -> None:
+        match message:
+            case Ready(pid=pid):
+                self.pid = pid
+                self.ready.set()
+            case Output() | Progress() | UsageReport():
+                if (job := self.jobs.get(message.task_id)) is not None:
+                    _report(job.ctx, message)
+            case SetLimit(key=key, limit=limit):
+                self.pool.set_limit(key, limit)
+            case Call():
+                job = self.jobs.get(message.task_id)
+                if self.tg is not None and (job is not None or message.op == "acquire"):
+                    self.tg.start_soon(self._call, job, message)
+            case Abandon(call_id=call_id):
+                self._abandon(call_id)
+            case LimitNote():
+                self._note(message)
+            case Done() | Failed() | Cancelled():
+                if (job := self.jobs.get(message.task_id)) is not None:
+                    job.end = message
+                    job.ended.set()
+
+    async def _call(self, job: _Job | None, call: Call) -> None:
+        with anyio.CancelScope() as scope:
+            self.calls[call.call_id] = scope
+            if job is not None:
+                job.calls.add(call.call_id)
+            try:
+                ctx = None if job is None else job.ctx
+                reply = Reply(call_id=call.call_id, value=await self._serve_call(ctx, call))
+            except UserError as exc:
+                error = CallError(kind="user", message=str(exc), field=exc.field)
+                reply = Reply(call_id=call.call_id, error=error)
+            except Exception as exc:  # the call's boundary: the run reads the failure
+                message = f"{type(exc).__name__}: {exc}"
+                reply = Reply(call_id=call.call_id, error=CallError(kind="error", message=message))
+            finally:
+                del self.calls[call.call_id]
+                if job is not None:
+                    job.calls.discard(call.call_id)
+                    if not job.calls:
+                        job.quiet.set()
+            assert self.channel is not None
+            self.channel.post(reply)
+
+    async def _serve_call(self, ctx: RunContext | None, call: Call) -> JsonValue:
+        if call.op == "acquire":
+            await self._acquire(call)
+            return None
+        assert ctx is not None
+        args = call.args
+        match call.op:
+            case "spawn":
+                spec = TASK_SPEC_ADAPTER.validate_python(args["spec"])
+                label, timeout = args.get("label"), args.get("timeout")
+                task = await ctx.spawn(
+                    spec, label=None if label is None else str(label),
+                    timeout=None if timeout is None else float(cast("float", timeout)),
+                )  # fmt: skip
+                return cast("JsonValue", task.model_dump(mode="json"))
+            case "tail":
+                return await ctx.tail(str(args["task_id"]), lines=cast("int", args["lines"]))
+            case "save_transcript":
+                await ctx.save_transcript(base64.b64decode(str(args["data"])))
+                return None
+            case "load_transcript":
+                data = await ctx.load_transcript()
+                return None if data is None else base64.b64encode(data).decode()
+            case "track_process":
+                await ctx.track_process(cast("int", args["pid"]))
+                return None
+            case "claim":
+                if not isinstance(ctx, GuardedContext):
+                    return None  # it works alone: nothing to claim
+                return await ctx.path_guard.claim(str(args["path"]))
+        raise ValueError(f"no such call: {call.op!r}")
+
+    async def _acquire(self, call: Call) -> None:
+        model = str(call.args["model"])
+        await self.pool.limiter(model).acquire(cast("int", call.args.get("tokens", 0)))
+        self.held[model] += 1
+        self.granted[call.call_id] = model
+
+    def _abandon(self, call_id: int) -> None:
+        if (scope := self.calls.get(call_id)) is not None:
+            scope.cancel()  # its slot, if any, is released by the limiter's own cleanup
+        elif (model := self.granted.pop(call_id, None)) is not None:
+            self._release(model)  # granted, but the run stopped waiting before it read so
+
+    def _note(self, note: LimitNote) -> None:
+        if note.event == "release":
+            for call_id, model in self.granted.items():
+                if model == note.model:
+                    del self.granted[call_id]
+                    break
+            self._release(note.model)
+            return
+        limiter = self.pool.limiter(note.model)
+        if note.event == "succeeded":
+            limiter.succeeded()
+        elif note.event == "throttled":
+            limiter.throttled(note.retry_after)
+        else:
+            limiter.stated(note.rpm, note.tpm)
+
+    def _release(self, model: str) -> None:
+        if self.held[model] > 0:
+            self.held[model] -= 1
+            self.pool.release_soon(model)
+
+    async def _reap(self) -> None:
+        """The worker is gone (or is told to go): wait for its exit, then fail its runs."""
+        assert self.process is not None
+        with anyio.move_on_after(_STOP_GRACE):
+            await self.process.wait()
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+        code = self.process.returncode
+        how = f"exited ({code})" if code is None or code >= 0 else f"was killed by signal {-code}"
+        self.lost = (
+            f"its worker process (pid {self.pid or self.process.pid}) {how} while it ran "
+            "(the daemon's log has what the worker wrote)"
+        )
+        self.ready.set()
+        for model, count in self.held.items():
+            for _ in range(count):
+                self.pool.release_soon(model)
+        self.held.clear()
+        for job in self.jobs.values():
+            if not job.ended.is_set():
+                job.end = Failed(task_id="", message=self.lost, kind="worker_lost", retryable=True)
+                job.ended.set()
+        self.pool.forget(self)
+
+    async def run(self, kind: str, spec: object, ctx: RunContext) -> RunOutcome:
+        """Run one attempt on this worker (see the module doc)."""
+        await self.ready.wait()
+        if self.lost is not None or self.channel is None:
+            raise RunFailure(
+                f"The task could not start: {self.lost}.", type="worker_lost", retryable=True
+            )
+        channel = self.channel
+        job = self.jobs[ctx.task_id] = _Job(ctx)
+        start = Start(
+            task_id=ctx.task_id, attempt=ctx.attempt, session=ctx.session,
+            resuming=ctx.resuming, kind=kind,
+            spec=TASK_SPEC_ADAPTER.dump_python(cast("Any", spec), mode="json"),
+            guarded=isinstance(ctx, GuardedContext),
+        )  # fmt: skip
+        channel.post(start)
+        try:
+            try:
+                await job.ended.wait()
+            except anyio.get_cancelled_exc_class():
+                # Its calls go on meanwhile: a stopped run still saves its transcript, and
+                # the children it waited for are cancelled as it abandons their calls.
+                with anyio.CancelScope(shield=True):
+                    channel.post(Cancel(task_id=ctx.task_id))
+                    await job.ended.wait()
+                raise
+            finally:
+                with anyio.CancelScope(shield=True):
+                    for call_id in job.calls:  # calls it left: stopped, then waited for
+                        self.calls[call_id].cancel()
+                    await job.calls_over()
+        finally:
+            del self.jobs[ctx.task_id]
+        return _outcome(job.end)
+
+
+def _report(ctx: RunContext, message: Output | Progress | UsageReport) -> None:
+    if isinstance(message, Output):
+        ctx.output(message.data)
+    elif isinstance(message, Progress):
+        ctx.progress(message.completed, message.total, message.message)
+    else:
+        ctx.usage(message.usage)
+
+
+def _outcome(end: Done | Failed | Cancelled | None) -> RunOutcome:
+    if isinstance(end, Done):
+        return RunOutcome(result=end.result, exit_code=end.exit_code)
+    if isinstance(end, Failed):
+        raise RunFailure(
+            end.message, type=end.kind, detail=end.detail, exit_code=end.exit_code,
+            retryable=end.retryable,
+        )  # fmt: skip
+    raise RunFailure("The worker stopped the run on its own.", type="worker_lost", retryable=True)
+
+
+class WorkerPool:
+    """Runs attempts in worker processes (see the module doc).
+
+    Args:
+        factory: `module:function` that builds a worker's runners: called in each worker with
+            `config` and the worker's `WorkerHost`.
+        config: JSON for `factory`, sent over the channel (never on a command line).
+        size: Workers at most (default: one per CPU).
+        affinity: A task's placement key from its spec and id (tasks sharing one share a
+            worker while one of them runs), or None.
+        limiter: The daemon's limiter of a model (`provider/model`), for workers' model calls.
+    """
+
+    def __init__(
+        self,
+        factory: str,
+        config: JsonValue = None,
+        *,
+        size: int | None = None,
+        affinity: Callable[[object, str], str | None] | None = None,
+        limiter: Callable[[str], CallLimiter] | None = None,
+    ) -> None:
+        if size is not None and size < 1:
+            raise ValueError(f"size must be at least 1, not {size}")
+        self.factory = factory
+        self.config = config
+        self.size = size or os.cpu_count() or 1
+        self._affinity = affinity
+        self._limiter = limiter
+        self._workers: list[_Worker] = []
+        self._keys: dict[str, tuple[_Worker, int]] = {}
+        self._numbers = itertools.count(1)
+        self._host: RunnerHost | None = None
+        self._tg: TaskGroup | None = None
+
+    @property
+    def pids(self) -> list[int]:
+        """The process ids of the workers that are ready."""
+        return [w.pid for w in self._workers if w.pid is not None and w.lost is None]
+
+    @property
+    def running(self) -> int:
+        """Attempts placed on a worker and not yet over."""
+        return sum(w.placed for w in self._workers)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, host: RunnerHost) -> AsyncIterator[None]:
+        """Workers start as attempts need them; on the way out each is told to go, and reaped."""
+        self._host = host
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            try:
+                yield
+            finally:
+                self._tg = None
+                for worker in self._workers:
+                    if worker.channel is not None:
+                        worker.channel.close()
+
+    def set_limit(self, key: str, limit: int) -> None:
+        """A worker's runner changed a key's limit."""
+        if self._host is not None:
+            self._host.set_limit(key, limit)
+
+    def limiter(self, model: str) -> CallLimiter:
+        """The daemon's limiter of `model`.
+
+        Raises:
+            RuntimeError: The pool was made without limiters.
+        """
+        if self._limiter is None:
+            raise RuntimeError("this worker pool has no model limiters (give `limiter`)")
+        return self._limiter(model)
+
+    def release_soon(self, model: str) -> None:
+        """Release a model call slot a worker held."""
+        if self._tg is not None:
+            self._tg.start_soon(self.limiter(model).release)
+
+    def forget(self, worker: _Worker) -> None:
+        """A worker is gone: later attempts go elsewhere."""
+        if worker in self._workers:
+            self._workers.remove(worker)
+        for key, (placed, _) in list(self._keys.items()):
+            if placed is worker:
+                del self._keys[key]
+
+    async def _place(self, key: str | None) -> _Worker:
+        if key is not None and key in self._keys:
+            worker, count = self._keys[key]
+            if worker.lost is None:
+                self._keys[key] = (worker, count + 1)
+                worker.placed += 1
+                return worker
+        live = [w for w in self._workers if w.lost is None]
+        least = min(live, key=lambda w: w.placed, default=None)
+        if least is None or (least.placed > 0 and len(live) < self.size):
+            least = await self._spawn()
+        worker = least
+        worker.placed += 1
+        if key is not None:
+            self._keys[key] = (worker, 1)
+        return worker
+
+    async def _spawn(self) -> _Worker:
+        if self._tg is None:
+            raise RuntimeError("the worker pool is not open (enter its lifespan first)")
+        worker = _Worker(self, next(self._numbers))
+        self._workers.append(worker)
+        try:
+            await self._tg.start(worker.serve)
+        except BaseException:
+            self.forget(worker)
+            raise
+        return worker
+
+    def _unplace(self, worker: _Worker, key: str | None) -> None:
+        worker.placed -= 1
+        if key is not None and key in self._keys:
+            placed, count = self._keys[key]
+            if count <= 1:
+                del self._keys[key]
+            else:
+                self._keys[key] = (placed, count - 1)
+
+    async def run(self, runner: Runner, spec: object, ctx: RunContext) -> RunOutcome:
+        """Run one attempt on a worker (see the module doc)."""
+        key = self._affinity(spec, ctx.task_id) if self._affinity is not None else None
+        worker = await self._place(key)
+        try:
+            return await worker.run(runner.kind, spec, ctx)
+        finally:
+            self._unplace(worker, key)

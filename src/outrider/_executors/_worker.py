@@ -1,0 +1,170 @@
+"""A worker process: runs many tasks' attempts on one event loop, for the daemon at the other end.
+
+Started by `WorkerPool` as `python -m outrider._executors._worker FD`, FD being its end of a
+socket pair. The first message is `Setup`: the worker imports its `factory` and builds its
+runners from `config` (agent definitions and providers; secrets come in the config or the
+inherited environment, never on the command line), then answers `Ready`. Each `Start` runs in
+its own task; what the run reports goes back as messages (`_context.WorkerContext`).
+
+Invariants:
+- A task's last message is `Done`, `Failed` or `Cancelled`, sent once its run is over.
+- When the daemon's end closes, every run is cancelled and the worker exits: it never
+  outlives its daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import socket
+import sys
+import traceback
+from typing import TYPE_CHECKING, cast
+
+import anyio
+from anyio.abc import UNIXSocketStream
+
+from .._types._task import TASK_SPEC_ADAPTER
+from ..runners._protocol import RunFailure
+from ._channel import Channel
+from ._context import Calls, Outbound, RemoteLimiter, WorkerContext, context_for
+from ._messages import Cancel, Cancelled, Done, Failed, Ready, Reply, SetLimit, Setup, Start
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from anyio.abc import TaskGroup
+    from pydantic import JsonValue
+
+    from ..runners._protocol import Runner
+    from ._protocol import WorkerHost
+
+__all__ = ["main"]
+
+
+class _Host:
+    """The `WorkerHost` (and `RunnerHost`) of the worker's runners: both act in the daemon."""
+
+    def __init__(self, channel: Channel, calls: Calls) -> None:
+        self._channel = channel
+        self._calls = calls
+        self._limiters: dict[str, RemoteLimiter] = {}
+
+    def set_limit(self, key: str, limit: int) -> None:
+        self._channel.post(SetLimit(key=key, limit=limit))
+
+    def limiter(self, model: str) -> RemoteLimiter:
+        found = self._limiters.get(model)
+        if found is None:
+            found = self._limiters[model] = RemoteLimiter(model, self._calls, self._channel)
+        return found
+
+
+def build_runners(setup: Setup, host: WorkerHost) -> list[Runner]:
+    """The runners `setup` names: its factory (`module:function`) called with its config."""
+    module, _, name = setup.factory.partition(":")
+    found = getattr(importlib.import_module(module), name)
+    factory = cast("Callable[[JsonValue, WorkerHost], Sequence[Runner]]", found)
+    return list(factory(setup.config, host))
+
+
+class Worker:
+    """The worker's side of the channel: starts, cancels and answers (see the module doc)."""
+
+    def __init__(self, channel: Channel, calls: Calls, runners: Sequence[Runner]) -> None:
+        self.channel = channel
+        self.runners = {r.kind: r for r in runners}
+        self.calls = calls
+        self.outbound = Outbound(channel)
+        self.scopes: dict[str, anyio.CancelScope] = {}
+        self.contexts: dict[str, WorkerContext] = {}
+
+    async def serve(self, tg: TaskGroup) -> None:
+        """Handle the daemon's messages until its end closes; then cancel every run."""
+        tg.start_soon(self.outbound.run)
+        while (message := await self.channel.receive()) is not None:
+            if isinstance(message, Start):
+                tg.start_soon(self.run, message)
+            elif isinstance(message, Cancel):
+                self._cancel(message.task_id)
+            elif isinstance(message, Reply):
+                self.calls.answer(message)
+        self.calls.fail_all("the daemon closed the channel")
+        for task_id in list(self.scopes):
+            self._cancel(task_id)
+
+    def _cancel(self, task_id: str) -> None:
+        if (ctx := self.contexts.get(task_id)) is not None:
+            ctx.cancelled = True
+        if (scope := self.scopes.get(task_id)) is not None:
+            scope.cancel()
+
+    async def run(self, start: Start) -> None:
+        """Run one attempt; its last message says how it ended."""
+        task_id = start.task_id
+        ctx = context_for(start, self.calls, self.outbound)
+        end: Done | Failed | Cancelled = Cancelled(task_id=task_id)
+        with anyio.CancelScope() as scope:
+            self.scopes[task_id], self.contexts[task_id] = scope, ctx
+            try:
+                end = await self._attempt(start, ctx)
+            finally:
+                del self.scopes[task_id], self.contexts[task_id]
+        self.outbound.flush(task_id)
+        self.channel.post(end)
+
+    async def _attempt(self, start: Start, ctx: WorkerContext) -> Done | Failed:
+        runner = self.runners.get(start.kind)
+        if runner is None:
+            known = ", ".join(sorted(self.runners)) or "none"
+            message = f"This worker runs no {start.kind!r} tasks (it runs: {known})."
+            return Failed(task_id=start.task_id, message=message, kind="config")
+        try:
+            spec = TASK_SPEC_ADAPTER.validate_python(start.spec)
+            outcome = await runner.run(spec, ctx)
+        except RunFailure as exc:
+            return Failed(
+                task_id=start.task_id, message=exc.message, kind=exc.type, detail=exc.detail,
+                exit_code=exc.exit_code, retryable=exc.retryable,
+            )  # fmt: skip
+        except Exception as exc:  # the task boundary: a failure is data, as in the daemon
+            detail = "".join(traceback.format_exception(exc, limit=-8))[-8000:]
+            return Failed(
+                task_id=start.task_id, message=str(exc), kind=type(exc).__name__, detail=detail
+            )
+        return Done(task_id=start.task_id, result=outcome.result, exit_code=outcome.exit_code)
+
+
+async def serve(fd: int) -> None:
+    """Serve the daemon at the other end of socket `fd` until it closes."""
+    stream = await UNIXSocketStream.from_socket(socket.socket(fileno=fd))
+    channel = Channel(stream, incoming_from_worker=False)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(channel.run)
+        setup = await channel.receive()
+        if not isinstance(setup, Setup):
+            channel.close()
+            return
+        calls = Calls(channel)
+        host = _Host(channel, calls)
+        async with contextlib.AsyncExitStack() as stack:
+            runners = build_runners(setup, host)
+            for runner in runners:
+                await stack.enter_async_context(runner.lifespan(host))
+            channel.post(Ready(pid=os.getpid()))
+            worker = Worker(channel, calls, runners)
+            async with anyio.create_task_group() as runs:
+                await worker.serve(runs)
+                worker.outbound.close()
+        channel.close()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m outrider._executors._worker FD`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    anyio.run(serve, int(args[0]))
+
+
+if __name__ == "__main__":
+    main()

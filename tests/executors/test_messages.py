@@ -1,0 +1,102 @@
+"""The messages and the channel between the daemon and a worker, and the daemon's composition."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import anyio
+import pytest
+from anyio.abc import UNIXSocketStream
+from pydantic import ValidationError
+
+from outrider._daemon._config import Config
+from outrider._daemon._runners import executors, runners
+from outrider._executors._channel import MAX_FRAME, Channel
+from outrider._executors._messages import (
+    Call,
+    Done,
+    Failed,
+    Output,
+    Start,
+    UsageReport,
+    decode,
+    encode,
+)  # fmt: skip
+from outrider._executors._pool import WorkerPool
+from outrider._types._task import Usage
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        Start(task_id="t", attempt=2, session="me/s", resuming=True, kind="agent",
+              spec={"kind": "agent", "agent": "a", "prompt": "p"}, guarded=True),
+        Output(task_id="t", data=b"\xff\x00 not utf-8"),
+        UsageReport(task_id="t", usage=Usage(input_tokens=1, cost=0.25)),
+        Call(call_id=7, task_id="t", op="spawn", args={"spec": {"kind": "shell"}}),
+        Failed(task_id="t", message="m", kind="worker_lost", retryable=True),
+    ],
+)  # fmt: skip
+def test_every_message_comes_back_as_it_was_sent(message: object) -> None:
+    from_worker = not isinstance(message, Start)
+    assert decode(encode(message), from_worker=from_worker) == message  # type: ignore[arg-type]
+
+
+def test_a_message_from_the_wrong_side_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        decode(encode(Done(task_id="t")), from_worker=False)
+
+
+async def _pair() -> tuple[Channel, Channel]:
+    left, right = socket.socketpair()
+    daemon = Channel(await UNIXSocketStream.from_socket(left), incoming_from_worker=True)
+    worker = Channel(await UNIXSocketStream.from_socket(right), incoming_from_worker=False)
+    return daemon, worker
+
+
+async def test_messages_arrive_in_order_and_the_end_is_seen() -> None:
+    daemon, worker = await _pair()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker.run)
+        for n in range(50):
+            worker.post(Output(task_id="t", data=str(n).encode()))
+        worker.close()
+        got = []
+        while (message := await daemon.receive()) is not None:
+            assert isinstance(message, Output)
+            got.append(int(message.data))
+    assert got == list(range(50))
+    assert worker.sent == 50
+    worker.post(Done(task_id="t"))  # after the close: dropped, never raised
+    await daemon.aclose()
+    await worker.aclose()
+
+
+async def test_a_frame_over_the_limit_or_cut_short_ends_the_channel() -> None:
+    left, right = socket.socketpair()
+    with right:
+        daemon = Channel(await UNIXSocketStream.from_socket(left), incoming_from_worker=True)
+        right.sendall(struct.pack(">I", MAX_FRAME + 1))
+        with pytest.raises(ValueError, match="over the limit"):
+            await daemon.receive()
+        await daemon.aclose()
+    left, right = socket.socketpair()
+    with right:
+        daemon = Channel(await UNIXSocketStream.from_socket(left), incoming_from_worker=True)
+        right.sendall(struct.pack(">I", 100) + b"{}")
+    assert await daemon.receive() is None
+    await daemon.aclose()
+
+
+def test_the_daemon_runs_agents_in_a_pool_unless_told_not_to() -> None:
+    composed = runners(Config(), {})
+    (pool,) = executors(Config(), {}, composed).values()
+    assert isinstance(pool, WorkerPool)
+    assert pool.size >= 1
+    assert executors(Config(agent_workers=0), {}, composed) == {}
+    (sized,) = executors(Config(agent_workers=3), {}, composed).values()
+    assert isinstance(sized, WorkerPool)
+    assert sized.size == 3
+    with pytest.raises(ValueError, match="at least 1"):
+        WorkerPool("x:y", size=0)
