@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from outrider._daemon._cluster import Head, Node
 
@@ -39,10 +39,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if (missing := ray_available()) is not None:
         pytest.skip(missing)
     folder = tmp_path_factory.mktemp("cluster")
-    head = Head.start(folder, bind="127.0.0.1", port=free_port(), slots=2)
+    with pytest.MonkeyPatch.context() as env:  # the nodes' workers import the tests' runners
+        env.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
+        head = Head.start(folder, bind="127.0.0.1", port=free_port(), slots=2)
+        try:
+            node = Node.join(head.address, head.token, folder=folder, slots=2,
+                             labels={"zone": "b"})  # fmt: skip
+        except BaseException:
+            head.stop()
+            raise
     try:
-        node = Node.join(head.address, head.token, folder=folder, slots=2,
-                         labels={"zone": "b"})  # fmt: skip
         try:
             yield Cluster(head, node, folder)
         finally:

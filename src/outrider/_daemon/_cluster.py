@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import os
 import secrets
 import signal
@@ -58,10 +59,8 @@ class ClusterError(UserError):
 
 
 def ray_available() -> str | None:
-    """None if Ray can be used here, else why not (with the fix)."""
-    try:
-        import ray  # noqa: F401  # only whether it imports
-    except ImportError:
+    """None if Ray can be used here, else why not (with the fix); Ray is not imported."""
+    if importlib.util.find_spec("ray") is None:
         return "Ray is not installed: install outrider with the `cluster` extra (outrider[cluster])"
     return None
 
@@ -75,7 +74,7 @@ def make_token(folder: Path) -> str:
     token = secrets.token_hex(32)
     fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     with os.fdopen(fd, "w") as out:
-        out.write(token + "\n")
+        out.write(token)
     return token
 
 

@@ -26,7 +26,7 @@ import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 from anyio.abc import UNIXSocketStream
@@ -67,6 +67,8 @@ if TYPE_CHECKING:
     from ._protocol import CallLimiter
 
 __all__ = ["WorkerPool"]
+
+_W = TypeVar("_W", bound="_Worker")
 
 _STOP_GRACE = 10.0
 """Seconds a worker has to exit after its channel closes, before it is killed."""
@@ -110,8 +112,11 @@ class _Worker:
     """Attempts placed on it and not yet over (its load)."""
     tg: TaskGroup | None = None
 
-    async def serve(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        """Start the process, then handle its messages until it is gone."""
+    lost_kind = "worker_lost"
+    """The failure type of the attempts it ran when it is lost."""
+
+    async def open(self) -> anyio.abc.ByteStream:
+        """Start the worker process; the stream to it."""
         parent, child = socket.socketpair()
         try:
             self.process = await anyio.open_process(
@@ -121,7 +126,26 @@ class _Worker:
             )  # fmt: skip
         finally:
             child.close()
-        stream = await UNIXSocketStream.from_socket(parent)
+        return await UNIXSocketStream.from_socket(parent)
+
+    async def gone(self) -> str:
+        """Wait for the worker to exit (killing it after a grace period); how it ended."""
+        assert self.process is not None
+        with anyio.move_on_after(_STOP_GRACE):
+            await self.process.wait()
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+        code = self.process.returncode
+        how = f"exited ({code})" if code is None or code >= 0 else f"was killed by signal {-code}"
+        return (
+            f"its worker process (pid {self.pid or self.process.pid}) {how} while it ran "
+            "(the daemon's log has what the worker wrote)"
+        )
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Start the worker, then handle its messages until it is gone."""
+        stream = await self.open()
         self.channel = channel = Channel(stream, incoming_from_worker=True)
         task_status.started()
         async with anyio.create_task_group() as tg:
@@ -260,19 +284,8 @@ class _Worker:
             self.pool.release_soon(model)
 
     async def _reap(self) -> None:
-        """The worker is gone (or is told to go): wait for its exit, then fail its runs."""
-        assert self.process is not None
-        with anyio.move_on_after(_STOP_GRACE):
-            await self.process.wait()
-        if self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-        code = self.process.returncode
-        how = f"exited ({code})" if code is None or code >= 0 else f"was killed by signal {-code}"
-        self.lost = (
-            f"its worker process (pid {self.pid or self.process.pid}) {how} while it ran "
-            "(the daemon's log has what the worker wrote)"
-        )
+        """The worker is gone (or is told to go): wait for its end, then fail its runs."""
+        self.lost = await self.gone()
         self.ready.set()
         for model, count in self.held.items():
             for _ in range(count):
@@ -280,7 +293,7 @@ class _Worker:
         self.held.clear()
         for job in self.jobs.values():
             if not job.ended.is_set():
-                job.end = Failed(task_id="", message=self.lost, kind="worker_lost", retryable=True)
+                job.end = Failed(task_id="", message=self.lost, kind=self.lost_kind, retryable=True)
                 job.ended.set()
         self.pool.forget(self)
 
@@ -289,7 +302,7 @@ class _Worker:
         await self.ready.wait()
         if self.lost is not None or self.channel is None:
             raise RunFailure(
-                f"The task could not start: {self.lost}.", type="worker_lost", retryable=True
+                f"The task could not start: {self.lost}.", type=self.lost_kind, retryable=True
             )
         channel = self.channel
         job = self.jobs[ctx.task_id] = _Job(ctx)
@@ -428,26 +441,38 @@ class WorkerPool:
                 del self._keys[key]
 
     async def _place(self, key: str | None) -> _Worker:
+        if (together := self._with_key(key)) is not None:
+            return together
+        live = [w for w in self._workers if w.lost is None]
+        least = min(live, key=lambda w: w.placed, default=None)
+        if least is None or (least.placed > 0 and len(live) < self.size):
+            least = await self._spawn()
+        return self._placed(least, key)
+
+    def _with_key(self, key: str | None) -> _Worker | None:
+        """The worker running the attempts of `key`, now placed there too; None if none."""
         if key is not None and key in self._keys:
             worker, count = self._keys[key]
             if worker.lost is None:
                 self._keys[key] = (worker, count + 1)
                 worker.placed += 1
                 return worker
-        live = [w for w in self._workers if w.lost is None]
-        least = min(live, key=lambda w: w.placed, default=None)
-        if least is None or (least.placed > 0 and len(live) < self.size):
-            least = await self._spawn()
-        worker = least
+        return None
+
+    def _placed(self, worker: _Worker, key: str | None) -> _Worker:
+        """Count an attempt (of `key`) as placed on `worker`."""
         worker.placed += 1
         if key is not None:
             self._keys[key] = (worker, 1)
         return worker
 
     async def _spawn(self) -> _Worker:
+        return await self._start(_Worker(self, next(self._numbers)))
+
+    async def _start(self, worker: _W) -> _W:
+        """Start `worker` in the pool's task group; it serves until it is gone."""
         if self._tg is None:
             raise RuntimeError("the worker pool is not open (enter its lifespan first)")
-        worker = _Worker(self, next(self._numbers))
         self._workers.append(worker)
         try:
             await self._tg.start(worker.serve)
