@@ -13,6 +13,9 @@ address and then listens on every interface; `main` (`python -m outrider._daemon
 start …`) is Ray's own command line with that rewrite turned off, so a cluster bound to
 127.0.0.1 stays on loopback, and one bound to a private address listens there.
 
+Ray's processes die with the process that started them (the daemon, `outrider worker`): they
+carry its `OUTRIDER_OWNER`, so its guardian stops them should it be killed.
+
 Security: Ray's token authentication is always on. The token (32 random bytes, hex) is made
 once in the data dir (`cluster.token`, 0600); Ray's processes get it in their environment,
 never on a command line. Ray's own dashboard is off, and its usage reporting too.
@@ -36,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from .._paths import open_private, private_dir
 from .._types._errors import UserError
+from ..runners._procs import OWNER, OWNER_ENV
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -87,9 +91,16 @@ def load_token(path: Path) -> str:
 
 
 def cluster_env(token: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a Ray process or driver of this cluster: the token, reporting off."""
+    """The environment of this machine's Ray processes (the token; usage reports off).
+
+    This process is named their owner, so its guardian stops them if it dies (`_procs`).
+    """
     env = dict(os.environ if base is None else base)
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, RAY_USAGE_STATS_ENABLED="0")
+    # A node's worker stops its tasks' processes itself (its guardian, `_executors._ray`);
+    # Ray's own killing of a dead worker's children would kill that guardian first.
+    env["RAY_kill_child_processes_on_worker_exit"] = "false"
+    env[OWNER_ENV] = OWNER
     return env
 
 

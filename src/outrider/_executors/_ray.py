@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from ._messages import Call
     from ._protocol import CallLimiter
 
-__all__ = ["SLOTS_RESOURCE", "NodeInfo", "NodeWorker", "RayNodes", "connect"]
+__all__ = ["SLOTS_RESOURCE", "NodeInfo", "NodeWorker", "RayNodes", "connect", "list_nodes"]
 
 SLOTS_RESOURCE = "outrider_slots"
 """The Ray resource a node offers outrider: its slots (attempts it runs at once)."""
@@ -194,6 +194,13 @@ class NodeInfo:
     labels: Mapping[str, str] = field(default_factory=dict)
     running: int = 0
 
+    def as_json(self) -> dict[str, JsonValue]:
+        """The node as JSON (`outrider nodes --json`)."""
+        return {
+            "node_id": self.node_id, "address": self.address, "slots": self.slots,
+            "alive": self.alive, "labels": dict(self.labels), "running": self.running,
+        }  # fmt: skip
+
 
 @dataclass(eq=False)
 class _NodeWorker(_Worker):
@@ -335,6 +342,17 @@ class RayNodes(WorkerPool):
     def _unplace(self, worker: _Worker, key: str | None) -> None:
         super()._unplace(worker, key)
         self._freed.set()
+
+
+async def list_nodes(address: str, token_file: str) -> list[NodeInfo]:
+    """The nodes of the cluster at `address` that offer slots (a driver for the moment)."""
+    await anyio.to_thread.run_sync(connect, address, token_file)
+    import ray  # after `connect`: Ray keeps the token settings it first read
+
+    try:
+        return await anyio.to_thread.run_sync(_list_nodes)
+    finally:
+        await anyio.to_thread.run_sync(ray.shutdown)
 
 
 def _list_nodes() -> list[NodeInfo]:
