@@ -104,3 +104,11 @@ async def test_a_lost_node_worker_ends_the_attempt_as_node_lost_and_it_is_retrie
     assert isinstance(retrying.data, TaskRetrying)
     assert retrying.data.error.type == "node_lost"
     await wait_until(lambda: not _marked(task.id), timeout=30)  # its `sleep 60` went with it
+
+
+async def test_a_timeout_stops_the_remote_work(orch: outrider.Orchestrator) -> None:
+    session = orch.session(S)
+    task = await session.submit(outrider.shell("sleep 60 & sleep 60 & wait"), timeout=3)
+    (done,) = await session.wait([task.id], timeout=60)
+    assert done.state is outrider.TaskState.TIMED_OUT
+    assert _marked(task.id) == []
