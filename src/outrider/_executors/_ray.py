@@ -287,6 +287,7 @@ class RayNodes(WorkerPool):
 
         try:
             async with super().lifespan(host):
+                await self._refresh(force=True)
                 yield
         finally:
             await anyio.to_thread.run_sync(ray.shutdown)
@@ -308,6 +309,13 @@ class RayNodes(WorkerPool):
             return
         self._nodes = await anyio.to_thread.run_sync(_list_nodes)
         self._seen = time.monotonic()
+        for node in self._nodes:  # a worker on every node, warm before an attempt needs it
+            if node.alive and node.node_id not in self._by_node and self._tg is not None:
+                self._tg.start_soon(self._warm, node)
+
+    async def _warm(self, node: NodeInfo) -> None:
+        with contextlib.suppress(Exception):  # a node that cannot start one is tried again later
+            await self._on(node)
 
     async def _place(self, key: str | None) -> _Worker:
         if (together := self._with_key(key)) is not None:
@@ -318,8 +326,7 @@ class RayNodes(WorkerPool):
             best = max(free, key=lambda f: f[0], default=None)
             if best is not None and best[0] > 0:
                 return self._placed(await self._on(best[1]), key)
-            self._freed = anyio.Event()
-            with anyio.move_on_after(_REFRESH):
+            with anyio.move_on_after(_REFRESH):  # a node may join meanwhile
                 await self._freed.wait()
 
     async def _on(self, node: NodeInfo) -> _NodeWorker:
@@ -337,11 +344,16 @@ class RayNodes(WorkerPool):
             if known is worker:
                 del self._by_node[node_id]
         self._seen = -math.inf
-        self._freed.set()
+        self._wake()
 
     def _unplace(self, worker: _Worker, key: str | None) -> None:
         super()._unplace(worker, key)
+        self._wake()
+
+    def _wake(self) -> None:
+        """A slot may be free: every attempt waiting for one looks again."""
         self._freed.set()
+        self._freed = anyio.Event()
 
 
 async def list_nodes(address: str, token_file: str) -> list[NodeInfo]:
