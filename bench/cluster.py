@@ -38,7 +38,7 @@ import outrider
 from outrider._daemon._cluster import Head, Node
 from outrider._daemon._config import Config
 from outrider._daemon._runners import executors, runners
-from outrider.testing import wait_until
+from outrider.testing import task_processes, wait_until
 
 QUICK = "--quick" in sys.argv
 STARTS = 30 if QUICK else 100
@@ -60,17 +60,6 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _marked(task_id: str) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if process.environ().get("OUTRIDER_TASK", "").startswith(task_id):
-                found.append(process)
-        except psutil.Error:
-            continue
-    return found
-
-
 async def _starts(session: outrider.Tasks) -> list[float]:
     delays = []
     for _ in range(STARTS):
@@ -85,11 +74,11 @@ async def _cancels(session: outrider.Tasks) -> list[float]:
     times = []
     for _ in range(CANCELS):
         task = await session.submit(outrider.shell("sleep 60 & sleep 60 & wait"))
-        await wait_until(lambda t=task: len(_marked(t.id)) >= 3, timeout=60)
+        await wait_until(lambda t=task: len(task_processes([t.id])) >= 3, timeout=60)
         start = time.perf_counter()
         await session.cancel(task.id)
         times.append((time.perf_counter() - start) * 1000)
-        assert not _marked(task.id)
+        assert not task_processes([task.id])
     return times
 
 
@@ -97,8 +86,8 @@ async def _losses(session: outrider.Tasks) -> list[float]:
     times = []
     for _ in range(LOSSES):
         task = await session.submit(outrider.shell("sleep 60"), max_attempts=2)
-        await wait_until(lambda t=task: len(_marked(t.id)) >= 1, timeout=60)
-        marked = _marked(task.id)
+        await wait_until(lambda t=task: len(task_processes([t.id])) >= 1, timeout=60)
+        marked = task_processes([task.id])
         (worker,) = {p.ppid() for p in marked} - {p.pid for p in marked}
         start = time.perf_counter()
         os.kill(worker, signal.SIGKILL)

@@ -13,10 +13,10 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-import psutil
 import pytest
 
 import outrider
+from outrider.testing import task_processes
 from tests.cluster.conftest import free_port
 from tests.interfaces.conftest import Daemon
 
@@ -52,17 +52,6 @@ class Lines:
                 left = deadline - time.monotonic()
                 assert left > 0, f"no {pattern!r} in {self.lines}"
                 self.changed.wait(left)
-
-
-def _marked(task_ids: set[str]) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if process.environ().get("OUTRIDER_TASK", "")[:20] in task_ids:
-                found.append(process)
-        except psutil.Error:
-            continue
-    return found
 
 
 def _until(check: object, timeout: float = 60) -> None:
@@ -106,10 +95,10 @@ def test_a_cluster_from_the_command_line_and_a_daemon_killed_mid_task(tmp_path: 
         with daemon.client("cli") as client:
             tasks = {client.submit(outrider.shell("sleep 300 & sleep 300 & wait")).id
                      for _ in range(2)}  # fmt: skip
-        _until(lambda: len(_marked(tasks)) >= 6)  # both run, one on each node
+        _until(lambda: len(task_processes(tasks)) >= 6)  # both run, one on each node
         os.killpg(serve.pid, signal.SIGKILL)  # kill -9 of the daemon
         serve.wait()
-        _until(lambda: not _marked(tasks), timeout=90)  # no node keeps its tasks' processes
+        _until(lambda: not task_processes(tasks), timeout=90)  # no node keeps its tasks' processes
     finally:
         for process in (serve, worker):
             if process is not None:

@@ -7,7 +7,6 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
-import psutil
 import pytest
 
 import outrider
@@ -15,7 +14,7 @@ from outrider._daemon._config import Config
 from outrider._daemon._runners import executors, runners
 from outrider._types._events import TaskRetrying
 from outrider.runners import _procs
-from outrider.testing import wait_until
+from outrider.testing import task_processes, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -38,18 +37,6 @@ async def orch(
         tmp_path / "o.db", config, runners=made, executors=executors(config, {}, made)
     ) as opened:
         yield opened
-
-
-def _marked(task_id: str) -> list[psutil.Process]:
-    """This machine's processes of a task (the nodes are on it too)."""
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if process.environ().get("OUTRIDER_TASK", "").startswith(task_id):
-                found.append(process)
-        except psutil.Error:
-            continue
-    return found
 
 
 async def test_limits_hold_across_the_nodes(orch: outrider.Orchestrator) -> None:
@@ -76,9 +63,9 @@ async def test_limits_hold_across_the_nodes(orch: outrider.Orchestrator) -> None
 async def test_cancel_returns_once_the_remote_tree_is_gone(orch: outrider.Orchestrator) -> None:
     session = orch.session(S)
     task = await session.submit(outrider.shell("sleep 60 & sleep 60 & wait"))
-    await wait_until(lambda: len(_marked(task.id)) >= 3, timeout=60)
+    await wait_until(lambda: len(task_processes([task.id])) >= 3, timeout=60)
     await session.cancel(task.id)
-    assert _marked(task.id) == []
+    assert task_processes([task.id]) == []
     (done,) = await session.wait([task.id], timeout=30)
     assert done.state is outrider.TaskState.CANCELLED
 
@@ -92,8 +79,8 @@ async def test_a_lost_node_worker_ends_the_attempt_as_node_lost_and_it_is_retrie
         outrider.shell(f"if [ ! -e {marker} ]; then touch {marker}; sleep 60; fi; echo again"),
         max_attempts=2,
     )  # fmt: skip
-    await wait_until(lambda: len(_marked(task.id)) >= 2, timeout=60)
-    marked = _marked(task.id)
+    await wait_until(lambda: len(task_processes([task.id])) >= 2, timeout=60)
+    marked = task_processes([task.id])
     (worker,) = {p.ppid() for p in marked} - {p.pid for p in marked}  # the node's worker
     os.kill(worker, signal.SIGKILL)  # dies (the actor's process)
     (done,) = await session.wait([task.id], timeout=120)
@@ -103,7 +90,7 @@ async def test_a_lost_node_worker_ends_the_attempt_as_node_lost_and_it_is_retrie
                                                    types=["task.retrying"])]  # fmt: skip
     assert isinstance(retrying.data, TaskRetrying)
     assert retrying.data.error.type == "node_lost"
-    await wait_until(lambda: not _marked(task.id), timeout=30)  # its `sleep 60` went with it
+    await wait_until(lambda: not task_processes([task.id]), timeout=30)  # `sleep 60` went too
 
 
 async def test_a_timeout_stops_the_remote_work(orch: outrider.Orchestrator) -> None:
@@ -111,4 +98,4 @@ async def test_a_timeout_stops_the_remote_work(orch: outrider.Orchestrator) -> N
     task = await session.submit(outrider.shell("sleep 60 & sleep 60 & wait"), timeout=3)
     (done,) = await session.wait([task.id], timeout=60)
     assert done.state is outrider.TaskState.TIMED_OUT
-    assert _marked(task.id) == []
+    assert task_processes([task.id]) == []
