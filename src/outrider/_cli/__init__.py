@@ -2,9 +2,9 @@
 
 Commands by module: `_run` (`run` a batch file, the offline `demo`), `_submit` (`submit`,
 `retry`), `_tasks` (`ps`, `show`, `logs`, `wait`, `cancel`, `notices`), `_daemon` (`serve`,
-`mcp`, `status`, `limit`, `stop`, `dashboard`), `_worktrees` (`worktrees`, `merge`,
-`discard`), `_config` (`config check`), `_doctor` (`doctor`, `install`) and `_agents`
-(`agents`); what they print and their exit codes are in `_output`.
+`mcp`, `status`, `limit`, `stop`, `dashboard`), `_cluster` (`worker`, `nodes`), `_worktrees`
+(`worktrees`, `merge`, `discard`), `_config` (`config check`), `_doctor` (`doctor`,
+`install`) and `_agents` (`agents`); what they print and their exit codes are in `_output`.
 
 Help texts are plain text (`rich_markup_mode=None`): a `[[task]]` in a help is shown as written.
 
@@ -40,7 +40,7 @@ def build_app() -> typer.Typer:
     """The command line (typer), built when a command other than the bridge runs."""
     import typer
 
-    from . import _daemon, _run, _submit, _tasks, _worktrees
+    from . import _cluster, _daemon, _run, _submit, _tasks, _worktrees
     from ._agents import agents_app
     from ._config import config_app
     from ._doctor import doctor, install
@@ -55,7 +55,7 @@ def build_app() -> typer.Typer:
     for command in (
         _run.run, _run.demo, _submit.submit, _submit.retry, _tasks.ps, _tasks.show, _tasks.logs,
         _tasks.wait, _tasks.cancel, _tasks.notices, _daemon.serve, _daemon.mcp, _daemon.status,
-        _daemon.limit, _daemon.stop, _daemon.dashboard,
+        _daemon.limit, _daemon.stop, _daemon.dashboard, _cluster.worker, _cluster.nodes,
         _worktrees.worktrees, _worktrees.merge, _worktrees.discard,
     ):  # fmt: skip
         app.command()(command)

@@ -20,6 +20,7 @@ from ._options import ConfigOpt, JsonOpt, SessionOpt, fail
 
 if TYPE_CHECKING:
     from .._client import Client
+    from .._daemon._cluster import Head
 
 __all__ = [
     "dashboard",
@@ -58,6 +59,17 @@ def serve(
     allow_remote: Annotated[
         bool, typer.Option(help="Allow a non-loopback --host (the token is still required).")
     ] = False,
+    cluster: Annotated[
+        bool, typer.Option(help="Start a Ray head beside it; tasks run on the cluster's nodes.")
+    ] = False,
+    bind: Annotated[
+        str, typer.Option(help="With --cluster: the address the cluster listens on.")
+    ] = "127.0.0.1",
+    cluster_port: Annotated[int, typer.Option(help="With --cluster: the head's port.")] = 6380,
+    slots: Annotated[
+        int | None,
+        typer.Option(min=0, help="With --cluster: attempts this machine runs (default: CPUs)."),
+    ] = None,
     ready_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Run the daemon: one orchestrator behind HTTP, SSE and MCP, until SIGTERM or `stop`."""
@@ -70,6 +82,9 @@ def serve(
         settings = load_config(config, host=host, port=port, db=db)
     except UserError as exc:
         fail(str(exc))
+    head = _start_head(bind, cluster_port, slots) if cluster else None
+    if head is not None:
+        settings = settings.model_copy(update={"cluster": head.address})
 
     def ready(url: str) -> None:
         print(
@@ -97,6 +112,23 @@ def serve(
         fail(str(exc))
     finally:
         stop_orphans(settings.shutdown_grace)
+        if head is not None:
+            head.stop()
+
+
+def _start_head(bind: str, port: int, slots: int | None) -> Head:
+    """The cluster's head, its join line printed; it dies with the daemon (see `_cluster`)."""
+    from .._daemon._cluster import Head
+    from .._paths import data_dir
+
+    try:
+        head = Head.start(data_dir(), bind=bind, port=port,
+                          slots=os.cpu_count() or 1 if slots is None else slots)  # fmt: skip
+    except UserError as exc:
+        fail(str(exc))
+    print(f"outrider cluster head on {head.address}; on each other machine run:\n  "
+          f"{head.join_command()}", file=sys.stderr, flush=True)  # fmt: skip
+    return head
 
 
 def mcp(

@@ -123,6 +123,9 @@ class Config(Settings):
     agent_workers: Int | None = Field(default=None, ge=0, le=1024)
     """Worker processes that run built-in agents, each many at once (default: one per CPU;
     0: in the daemon's own process)."""
+    cluster: str | None = None
+    """The head (`host:port`) of the Ray cluster the daemon's shell, agent-CLI and built-in
+    agent tasks run on (`outrider serve --cluster` sets it); None: on this machine."""
     sandbox: Literal["required", "auto", "off"] = "auto"
     """How the built-in agent's commands are sandboxed (bubblewrap): `required` fails an
     agent with `run_command` where bubblewrap cannot run; `auto` sandboxes where it can."""
@@ -165,6 +168,11 @@ class Config(Settings):
     def local_token_file(self) -> Path:
         """The local principal's token file."""
         return self.token_file if self.token_file is not None else data_dir() / "token"
+
+    @property
+    def cluster_token_file(self) -> Path:
+        """The Ray cluster's token file (`cluster`)."""
+        return data_dir() / "cluster.token"
 
 
 def import_handlers(handlers: Mapping[str, str]) -> dict[str, Callable[..., object]]:

@@ -25,12 +25,17 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from pathlib import Path
 
+    from pydantic import JsonValue
+
     from .._agents._definitions import AgentDefinition
-    from .._executors._protocol import Executor
+    from .._executors._protocol import Executor, WorkerHost
     from ..runners import Runner
     from ._config import Config
 
-__all__ = ["agent_limits", "agent_recipe", "executors", "hidden_paths", "runners"]
+__all__ = [
+    "NODE_FACTORY", "agent_limits", "agent_recipe", "executors", "hidden_paths", "node_recipe",
+    "node_runners", "runners",
+]  # fmt: skip
 
 
 def runners(config: Config, agents: Mapping[str, AgentDefinition]) -> list[Runner]:
@@ -64,11 +69,51 @@ def agent_recipe(config: Config, agents: Mapping[str, AgentDefinition]) -> Agent
 def executors(
     config: Config, agents: Mapping[str, AgentDefinition], runners: Sequence[Runner]
 ) -> dict[str, Executor]:
-    """Where `agent` tasks run: a pool of `agent_workers` processes (0: in the daemon)."""
+    """Where tasks run: on the nodes of a cluster, else on this machine.
+
+    With `cluster`, shell, agent-CLI and built-in agent tasks run on the cluster's nodes;
+    without, `agent` tasks run in a pool of `agent_workers` processes (0: in the daemon).
+    """
+    runner = next(r for r in runners if isinstance(r, AgentRunner))
+    if config.cluster is not None:
+        from .._agents._recipe import tree_of
+        from .._executors._ray import RayNodes
+
+        nodes = RayNodes(
+            NODE_FACTORY, node_recipe(config, agents), address=config.cluster,
+            token_file=str(config.cluster_token_file), affinity=tree_of,
+            limiter=runner.providers.limiter_named,
+        )  # fmt: skip
+        return {"shell": nodes, "cli_agent": nodes, "agent": nodes}
     if config.agent_workers == 0:
         return {}
-    runner = next(r for r in runners if isinstance(r, AgentRunner))
     return {"agent": agent_pool(agent_recipe(config, agents), runner, size=config.agent_workers)}
+
+
+NODE_FACTORY = "outrider._daemon._runners:node_runners"
+"""What a cluster node calls to build its runners."""
+
+
+def node_recipe(config: Config, agents: Mapping[str, AgentDefinition]) -> JsonValue:
+    """What a node builds its runners from: the daemon's config and its given agents."""
+    return {
+        "config": config.model_dump(mode="json"),
+        "agents": {name: a.model_dump(mode="json") for name, a in agents.items()},
+    }
+
+
+def node_runners(recipe: JsonValue, host: WorkerHost) -> list[Runner]:
+    """A node's runners: the daemon's own (`runners`), its model calls limited by the daemon."""
+    from .._agents._definitions import AgentDefinition
+    from ._config import Config
+
+    assert isinstance(recipe, dict)
+    config = Config.model_validate(recipe["config"])
+    given = recipe["agents"]
+    assert isinstance(given, dict)
+    agents = {name: AgentDefinition.model_validate(a) for name, a in given.items()}
+    shell, cli, _ = runners(config, agents)
+    return [shell, cli, agent_recipe(config, agents).build(shared_limiter=host.limiter)]
 
 
 def hidden_paths(config: Config) -> list[Path]:

@@ -26,7 +26,7 @@ import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 from anyio.abc import UNIXSocketStream
@@ -68,6 +68,8 @@ if TYPE_CHECKING:
     from ._protocol import CallLimiter
 
 __all__ = ["WorkerPool"]
+
+_W = TypeVar("_W", bound="_Worker")
 
 _STOP_GRACE = 10.0
 """Seconds a worker has to exit after its channel closes, before it is killed."""
@@ -111,11 +113,14 @@ class _Worker:
     """Attempts placed on it and not yet over (its load)."""
     tg: TaskGroup | None = None
 
-    async def serve(self) -> None:
-        """Start the process, then handle its messages until it is gone.
+    lost_kind = "worker_lost"
+    """The failure type of the attempts it ran when it is lost."""
 
-        It runs in the pool's task group, apart from the attempts waiting for it: a stopped
-        attempt never stops the start of the worker others wait for too.
+    async def open(self) -> anyio.abc.ByteStream:
+        """Start the worker process; the stream to it.
+
+        Raises:
+            OSError: It could not start.
         """
         parent, child = socket.socketpair()
         try:
@@ -125,10 +130,36 @@ class _Worker:
                     pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=None,
                     stderr=None, start_new_session=True,
                 )  # fmt: skip
-            stream = await UNIXSocketStream.from_socket(parent)
-        except OSError as exc:
+            return await UNIXSocketStream.from_socket(parent)
+        except OSError:
             parent.close()
-            self._gone(f"its worker process could not start ({exc})")
+            raise
+
+    async def gone(self) -> str:
+        """Wait for the worker to exit (killing it after a grace period); how it ended."""
+        assert self.process is not None
+        with anyio.move_on_after(_STOP_GRACE):
+            await self.process.wait()
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+        code = self.process.returncode
+        how = f"exited ({code})" if code is None or code >= 0 else f"was killed by signal {-code}"
+        return (
+            f"its worker process (pid {self.pid or self.process.pid}) {how} while it ran "
+            "(the daemon's log has what the worker wrote)"
+        )
+
+    async def serve(self) -> None:
+        """Start the worker, then handle its messages until it is gone.
+
+        It runs in the pool's task group, apart from the attempts waiting for it: a stopped
+        attempt never stops the start of the worker others wait for too.
+        """
+        try:
+            stream = await self.open()
+        except OSError as exc:
+            self._gone(f"its worker could not start ({exc})")
             return
         self.channel = channel = Channel(stream, incoming_from_worker=True)
         async with anyio.create_task_group() as tg:
@@ -267,19 +298,8 @@ class _Worker:
             self.pool.release_soon(model)
 
     async def _reap(self) -> None:
-        """The worker is gone (or is told to go): wait for its exit, then fail its runs."""
-        assert self.process is not None
-        with anyio.move_on_after(_STOP_GRACE):
-            await self.process.wait()
-        if self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-        code = self.process.returncode
-        how = f"exited ({code})" if code is None or code >= 0 else f"was killed by signal {-code}"
-        self._gone(
-            f"its worker process (pid {self.pid or self.process.pid}) {how} while it ran "
-            "(the daemon's log has what the worker wrote)"
-        )
+        """The worker is gone (or is told to go): wait for its end, then fail its runs."""
+        self._gone(await self.gone())
 
     def _gone(self, why: str) -> None:
         """The worker is gone: its attempts fail (retryably), its model slots are released."""
@@ -291,7 +311,7 @@ class _Worker:
         self.held.clear()
         for job in self.jobs.values():
             if not job.ended.is_set():
-                job.end = Failed(task_id="", message=why, kind="worker_lost", retryable=True)
+                job.end = Failed(task_id="", message=why, kind=self.lost_kind, retryable=True)
                 job.ended.set()
         self.pool.forget(self)
 
@@ -300,7 +320,7 @@ class _Worker:
         await self.ready.wait()
         if self.lost is not None or self.channel is None:
             raise RunFailure(
-                f"The task could not start: {self.lost}.", type="worker_lost", retryable=True
+                f"The task could not start: {self.lost}.", type=self.lost_kind, retryable=True
             )
         channel = self.channel
         job = self.jobs[ctx.task_id] = _Job(ctx)
@@ -443,26 +463,42 @@ class WorkerPool:
                 del self._keys[key]
 
     def _place(self, key: str | None) -> _Worker:
+        if (together := self._with_key(key)) is not None:
+            return together
+        live = [w for w in self._workers if w.lost is None]
+        least = min(live, key=lambda w: w.placed, default=None)
+        if least is None or (least.placed > 0 and len(live) < self.size):
+            least = self._spawn()
+        return self._placed(least, key)
+
+    async def _choose(self, key: str | None) -> _Worker:
+        """The worker an attempt (of `key`) runs on, counted as placed there."""
+        return self._place(key)
+
+    def _with_key(self, key: str | None) -> _Worker | None:
+        """The worker running the attempts of `key`, now placed there too; None if none."""
         if key is not None and key in self._keys:
             worker, count = self._keys[key]
             if worker.lost is None:
                 self._keys[key] = (worker, count + 1)
                 worker.placed += 1
                 return worker
-        live = [w for w in self._workers if w.lost is None]
-        least = min(live, key=lambda w: w.placed, default=None)
-        if least is None or (least.placed > 0 and len(live) < self.size):
-            least = self._spawn()
-        worker = least
+        return None
+
+    def _placed(self, worker: _Worker, key: str | None) -> _Worker:
+        """Count an attempt (of `key`) as placed on `worker`."""
         worker.placed += 1
         if key is not None:
             self._keys[key] = (worker, 1)
         return worker
 
     def _spawn(self) -> _Worker:
+        return self._start(_Worker(self, next(self._numbers)))
+
+    def _start(self, worker: _W) -> _W:
+        """Start `worker` in the pool's task group; it serves until it is gone."""
         if self._tg is None:
             raise RuntimeError("the worker pool is not open (enter its lifespan first)")
-        worker = _Worker(self, next(self._numbers))
         self._workers.append(worker)
         self._tg.start_soon(worker.serve)
         return worker
@@ -479,7 +515,7 @@ class WorkerPool:
     async def run(self, runner: Runner, spec: object, ctx: RunContext) -> RunOutcome:
         """Run one attempt on a worker (see the module doc)."""
         key = self._affinity(spec, ctx.task_id) if self._affinity is not None else None
-        worker = self._place(key)
+        worker = await self._choose(key)
         try:
             return await worker.run(runner.kind, spec, ctx)
         finally:

@@ -35,13 +35,13 @@ from ._protocol import Moved, settled
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from anyio.abc import TaskGroup
+    from anyio.abc import ByteStream, TaskGroup
     from pydantic import JsonValue
 
     from ..runners._protocol import Runner
     from ._protocol import WorkerHost
 
-__all__ = ["main"]
+__all__ = ["main", "serve_stream"]
 
 
 class _Host:
@@ -144,7 +144,11 @@ class Worker:
 
 async def serve(fd: int) -> None:
     """Serve the daemon at the other end of socket `fd` until it closes."""
-    stream = await UNIXSocketStream.from_socket(socket.socket(fileno=fd))
+    await serve_stream(await UNIXSocketStream.from_socket(socket.socket(fileno=fd)))
+
+
+async def serve_stream(stream: ByteStream) -> None:
+    """Serve the daemon at the other end of `stream` until it closes (any transport)."""
     channel = Channel(stream, incoming_from_worker=False)
     async with anyio.create_task_group() as tg:
         tg.start_soon(channel.run)

@@ -565,12 +565,15 @@ def contain_this_process(grace_period: float = 5.0) -> bool:
     if _registry.guardian is not None:
         return True
     read_fd, write_fd = os.pipe()  # neither end is inherited by tasks (close-on-exec)
+    # Not marked as an owner's process (this one may be one, e.g. a cluster node's worker):
+    # should that owner die, its guardian must leave this guardian to stop this one's tasks.
+    guardian_env = {k: v for k, v in os.environ.items() if k != OWNER_ENV}
     try:
         _registry.guardian = subprocess.Popen(
             [sys.executable, "-c", _GUARDIAN, str(Path(__file__).parent), str(read_fd), OWNER,
              str(grace_period)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(read_fd,),
-            start_new_session=True,
+            start_new_session=True, env=guardian_env,
         )  # fmt: skip
     except OSError:  # pragma: no cover - the interpreter that runs us can be run again
         os.close(write_fd)

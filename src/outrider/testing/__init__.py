@@ -1,9 +1,10 @@
-"""Test helpers for code that uses outrider: virtual time, bounded waits, a scripted handler."""
+"""Test helpers for code that uses outrider: virtual time, waits, a scripted handler, processes."""
 
 from __future__ import annotations
 
 from ._clock import FakeClock as FakeClock
+from ._processes import task_processes as task_processes
 from ._scripted import ScriptedHandler as ScriptedHandler
 from ._wait import wait_until as wait_until
 
-__all__ = ("FakeClock", "ScriptedHandler", "wait_until")
+__all__ = ("FakeClock", "ScriptedHandler", "task_processes", "wait_until")
