@@ -96,7 +96,8 @@ def cluster_env(token: str, base: Mapping[str, str] | None = None) -> dict[str, 
     This process is named their owner, so its guardian stops them if it dies (`_procs`).
     """
     env = dict(os.environ if base is None else base)
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, RAY_USAGE_STATS_ENABLED="0")
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, RAY_USAGE_STATS_ENABLED="0",
+               RAY_ENABLE_UV_RUN_RUNTIME_ENV="0")  # fmt: skip
     # A node's worker stops its tasks' processes itself (its guardian, `_executors._ray`);
     # Ray's own killing of a dead worker's children would kill that guardian first.
     env["RAY_kill_child_processes_on_worker_exit"] = "false"

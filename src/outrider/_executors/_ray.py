@@ -63,8 +63,13 @@ def connect(address: str, token_file: str) -> None:
     `token_file` (named in the environment before Ray is first imported: Ray keeps what it
     read), so the token itself is in no process's environment or command line.
     """
+    # Under `uv run`, Ray would upload this process's working directory to every node and
+    # start the workers with `uv run` there; a node runs its own installed outrider instead.
     os.environ.update(
-        RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=token_file, RAY_USAGE_STATS_ENABLED="0"
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN_PATH=token_file,
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
     )
     import ray
     from ray._private import services
