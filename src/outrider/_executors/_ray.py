@@ -142,12 +142,6 @@ class NodeWorker:
         async for frame in self._out_receive:
             yield frame
 
-    def where(self) -> tuple[int, str]:
-        """The actor's pid and its node's id."""
-        import ray
-
-        return os.getpid(), ray.get_runtime_context().get_node_id()
-
 
 # -- the daemon's side ----------------------------------------------------------------------
 
@@ -197,13 +191,12 @@ class NodeInfo:
     slots: int
     alive: bool
     labels: Mapping[str, str] = field(default_factory=dict)
-    running: int = 0
 
     def as_json(self) -> dict[str, JsonValue]:
         """The node as JSON (`outrider nodes --json`)."""
         return {
             "node_id": self.node_id, "address": self.address, "slots": self.slots,
-            "alive": self.alive, "labels": dict(self.labels), "running": self.running,
+            "alive": self.alive, "labels": dict(self.labels),
         }  # fmt: skip
 
 
@@ -296,14 +289,6 @@ class RayNodes(WorkerPool):
                 yield
         finally:
             await anyio.to_thread.run_sync(ray.shutdown)
-
-    async def nodes(self) -> list[NodeInfo]:
-        """The cluster's nodes that offer slots, with the attempts each runs now."""
-        await self._refresh(force=True)
-        return [
-            NodeInfo(n.node_id, n.address, n.slots, n.alive, n.labels, self._placed_on(n.node_id))
-            for n in self._nodes
-        ]
 
     def _placed_on(self, node_id: str) -> int:
         worker = self._by_node.get(node_id)
