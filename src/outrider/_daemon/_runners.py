@@ -77,12 +77,13 @@ def executors(
     runner = next(r for r in runners if isinstance(r, AgentRunner))
     if config.cluster is not None:
         from .._agents._recipe import tree_of
-        from .._executors._ray import RayNodes
+        from .._executors._nodes import NodePool
+        from .._executors._ray import RayCluster
 
-        nodes = RayNodes(
-            NODE_FACTORY, node_recipe(config, agents), address=config.cluster,
-            token_file=str(config.cluster_token_file), affinity=tree_of,
-            limiter=runner.providers.limiter_named,
+        nodes = NodePool(
+            NODE_FACTORY, node_recipe(config, agents),
+            nodes=RayCluster(config.cluster, str(config.cluster_token_file)),
+            affinity=tree_of, limiter=runner.providers.limiter_named,
         )  # fmt: skip
         return {"shell": nodes, "cli_agent": nodes, "agent": nodes}
     if config.agent_workers == 0:

@@ -345,6 +345,8 @@ class Task(BaseModel):
     usage: Usage | None = None
     retry_of: str | None = None
     """The ended task this one submitted again (`retry`)."""
+    node: str | None = None
+    """The cluster node its current or last attempt ran on (None: the daemon's machine)."""
     position: int | None = None
     """For a queued task: 1 means it is next to start on its most crowded key."""
     waiting_for: str | None = None
