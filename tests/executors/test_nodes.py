@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 import outrider
+from outrider._daemon._runners import placement
 from outrider._executors._nodes import NodePool
 from outrider._store._sqlite import SQLiteBackend, UpdateTask
 from outrider.testing import FakeNodes, wait_until
@@ -22,24 +23,26 @@ from tests.executors import probe
 from tests.executors.probe import LocalHost, Probe
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
     from pathlib import Path
 
-    from outrider.runners._protocol import Runner
+    Placement = Callable[[object, tuple[str, ...]], Mapping[str, str]]
 
 S = "nodes"
 FACTORY = "tests.executors.probe:runners"
 
 
-def _zone(runner: Runner, spec: object) -> Mapping[str, str]:
+def _zone(spec: object, keys: tuple[str, ...]) -> Mapping[str, str]:
     """A task asks for the zone its `ZONE` variable names, if any."""
     assert isinstance(spec, outrider.ShellSpec)
     return {"zone": spec.env["ZONE"]} if "ZONE" in spec.env else {}
 
 
 @contextlib.asynccontextmanager
-async def _orch(db: Path, nodes: FakeNodes) -> AsyncIterator[outrider.Orchestrator]:
-    pool = NodePool(FACTORY, nodes=nodes, placement=_zone)
+async def _orch(
+    db: Path, nodes: FakeNodes, placement: Placement = _zone
+) -> AsyncIterator[outrider.Orchestrator]:
+    pool = NodePool(FACTORY, nodes=nodes, placement=placement)
     async with outrider.Orchestrator(
         db, outrider.Settings(shutdown_grace=0.1), runners=[Probe(LocalHost({}))],
         executors={"shell": pool},
@@ -73,6 +76,25 @@ async def test_tasks_run_on_the_nodes_that_carry_the_labels_they_ask_for(tmp_pat
         nodes.add("c", labels={"zone": "c"})  # it waited for a node that carries zone=c
         (ran,) = await session.wait([waiting.id], timeout=30)
     assert (ran.state, ran.node) == (outrider.TaskState.SUCCEEDED, "c")
+
+
+async def test_the_daemons_placement_asks_for_the_labels_of_every_key_a_task_holds(
+    tmp_path: Path,
+) -> None:
+    nodes = FakeNodes()
+    nodes.add("cpu", labels={"gpu": "no"})
+    nodes.add("gpu", labels={"gpu": "yes"})
+    rules = placement({"train": {"gpu": "yes"}, "small": {"gpu": "no"}})
+    async with _orch(tmp_path / "o.db", nodes, rules) as orch:
+        session = orch.session(S)
+        tasks = [await session.submit(_shell("report"), keys=keys)
+                 for keys in (["train"], ["small"], ["train", "small"])]  # fmt: skip
+        train, small, both = await session.wait([t.id for t in tasks], timeout=30)
+    assert (train.node, small.node) == ("gpu", "cpu")
+    assert both.state is outrider.TaskState.FAILED
+    assert both.error is not None
+    assert both.error.type == "config"
+    assert "key 'train' asks for gpu=yes and its key 'small' for gpu=no" in both.error.message
 
 
 async def test_a_cancel_returns_only_once_the_node_says_the_run_is_over(tmp_path: Path) -> None:

@@ -125,6 +125,10 @@ class TaskContext:
                 [UpdateTask(self.task_id, {"pid": pid, "pid_created": created})]
             )
 
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return self._live.task.keys
+
     async def placed_on(self, node: str) -> None:
         live = self._live
         live.task = live.task.model_copy(update={"node": node})

@@ -149,6 +149,11 @@ class Nodes(Protocol):
 class PlacedContext(RunContext, Protocol):
     """A run's context that records where its attempt runs (the daemon's own)."""
 
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The keys the task holds."""
+        ...
+
     async def placed_on(self, node: str) -> None:
         """Record the node this attempt runs on, before it starts there."""
         ...
@@ -207,8 +212,9 @@ class NodePool(WorkerPool):
         factory: `module:function` that builds a node's runners (called on each node).
         config: JSON for `factory`, sent over the source's channel.
         nodes: Where the nodes come from.
-        placement: The labels a node must carry to run a task (from its runner and spec);
-            None: any node.
+        placement: The labels a node must carry to run a task, from its spec and the keys it
+            holds (its runner's default keys where the context does not say); None: any node.
+            It raises `RunFailure` for a task no node may run.
         affinity: As `WorkerPool`'s.
         limiter: As `WorkerPool`'s.
     """
@@ -219,7 +225,7 @@ class NodePool(WorkerPool):
         config: JsonValue = None,
         *,
         nodes: Nodes,
-        placement: Callable[[Runner, object], Mapping[str, str]] | None = None,
+        placement: Callable[[object, tuple[str, ...]], Mapping[str, str]] | None = None,
         affinity: Callable[[object, str], str | None] | None = None,
         limiter: Callable[[str], CallLimiter] | None = None,
     ) -> None:
@@ -255,10 +261,15 @@ class NodePool(WorkerPool):
             if node.alive and self._tg is not None:
                 self._on(node)
 
-    async def _choose(self, key: str | None, runner: Runner, spec: object) -> _Worker:
+    async def _choose(
+        self, key: str | None, runner: Runner, spec: object, ctx: RunContext
+    ) -> _Worker:
         if (together := self._with_key(key)) is not None:
             return together
-        wanted = self._placement(runner, spec) if self._placement is not None else {}
+        wanted: Mapping[str, str] = {}
+        if self._placement is not None:
+            keys = ctx.keys if isinstance(ctx, PlacedContext) else runner.default_keys(spec)
+            wanted = self._placement(spec, keys)
         told = False
         while True:
             await self._refresh()

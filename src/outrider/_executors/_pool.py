@@ -471,7 +471,9 @@ class WorkerPool:
             least = self._spawn()
         return self._placed(least, key)
 
-    async def _choose(self, key: str | None, runner: Runner, spec: object) -> _Worker:
+    async def _choose(
+        self, key: str | None, runner: Runner, spec: object, ctx: RunContext
+    ) -> _Worker:
         """The worker an attempt (of `key`) runs on, counted as placed there."""
         return self._place(key)
 
@@ -518,7 +520,7 @@ class WorkerPool:
     async def run(self, runner: Runner, spec: object, ctx: RunContext) -> RunOutcome:
         """Run one attempt on a worker (see the module doc)."""
         key = self._affinity(spec, ctx.task_id) if self._affinity is not None else None
-        worker = await self._choose(key, runner, spec)
+        worker = await self._choose(key, runner, spec, ctx)
         try:
             await self._started(worker, ctx)
             return await worker.run(runner.kind, spec, ctx)

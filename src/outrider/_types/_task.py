@@ -389,6 +389,20 @@ class KeyStatus(BaseModel):
     queued: int
 
 
+class NodeStatus(BaseModel):
+    """One node of the cluster the orchestrator runs tasks on."""
+
+    model_config = _FROZEN
+    node_id: str
+    address: str
+    slots: int
+    """Attempts it runs at once."""
+    running: int
+    """Attempts running there now."""
+    alive: bool
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
 class Status(BaseModel):
     """A snapshot of the orchestrator's load."""
 
@@ -405,6 +419,8 @@ class Status(BaseModel):
     """Tasks found running at start whose leftover processes are still being stopped."""
     store_error: str | None = None
     """Why the store cannot write, while it cannot (a full or read-only disk)."""
+    nodes: list[NodeStatus] = Field(default_factory=list)
+    """The cluster's nodes, where tasks run on a cluster (`cluster`)."""
 
 
 class SessionSummary(BaseModel):
