@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from ._types._task import ErrorInfo as ErrorInfo
     from ._types._task import HandlerSpec as HandlerSpec
     from ._types._task import KeyStatus as KeyStatus
+    from ._types._task import NodeStatus as NodeStatus
     from ._types._task import Notice as Notice
     from ._types._task import NoticeWait as NoticeWait
     from ._types._task import Progress as Progress
@@ -112,6 +113,7 @@ __all__ = (
     "load_agents",
     "MergePreview",
     "MergeResult",
+    "NodeStatus",
     "NotAllowed",
     "Notice",
     "NoticeWait",
@@ -202,6 +204,7 @@ _WHERE = {
     "ErrorInfo": "._types._task",
     "HandlerSpec": "._types._task",
     "KeyStatus": "._types._task",
+    "NodeStatus": "._types._task",
     "Notice": "._types._task",
     "NoticeWait": "._types._task",
     "Progress": "._types._task",

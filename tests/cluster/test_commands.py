@@ -96,6 +96,16 @@ def test_a_cluster_from_the_command_line_and_a_daemon_killed_mid_task(tmp_path: 
             tasks = {client.submit(outrider.shell("sleep 300 & sleep 300 & wait")).id
                      for _ in range(2)}  # fmt: skip
         _until(lambda: len(task_processes(tasks)) >= 6)  # both run, one on each node
+        with daemon.client("cli") as client:
+            assert len({client.get(t).node for t in tasks} - {None}) == 2
+        listed = subprocess.run([*OUTRIDER, "nodes", "--json"], env=env, capture_output=True,
+                                text=True, check=False)  # fmt: skip  # the daemon's view
+        assert listed.returncode == 0, listed.stderr
+        assert sorted(n["running"] for n in json.loads(listed.stdout)) == [1, 1]
+        status = subprocess.run([*OUTRIDER, "status"], env=env, capture_output=True, text=True,
+                                check=False)  # fmt: skip
+        assert "NODE" in status.stdout, status.stdout
+        assert "zone=c" in status.stdout
         os.killpg(serve.pid, signal.SIGKILL)  # kill -9 of the daemon
         serve.wait()
         _until(lambda: not task_processes(tasks), timeout=90)  # no node keeps its tasks' processes

@@ -1,4 +1,4 @@
-"""Attempts on a real Ray cluster (a head and a node on loopback), through `RayNodes`."""
+"""Attempts on a real Ray cluster (a head and a node on loopback), through `RayCluster`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 import outrider
-from outrider._executors._ray import RayNodes
+from outrider._executors._nodes import NodePool
+from outrider._executors._ray import RayCluster
 from tests.executors.probe import LocalHost, Probe
 
 if TYPE_CHECKING:
@@ -23,8 +24,8 @@ S = "ray"
 
 @pytest.fixture
 async def orch(cluster: Cluster, tmp_path: Path) -> AsyncIterator[outrider.Orchestrator]:
-    nodes = RayNodes("tests.executors.probe:runners", address=cluster.head.address,
-                     token_file=str(cluster.folder / "cluster.token"))  # fmt: skip
+    ray = RayCluster(cluster.head.address, str(cluster.folder / "cluster.token"))
+    nodes = NodePool("tests.executors.probe:runners", nodes=ray)
     async with outrider.Orchestrator(
         tmp_path / "o.db", runners=[Probe(LocalHost({}))], executors={"shell": nodes}
     ) as opened:

@@ -29,8 +29,10 @@ def _changed(before: Task, after: Task) -> set[str]:
 def test_start_runs_the_next_attempt_and_starts_its_row() -> None:
     task = _task()
     step = lifecycle.start(task, at=AT)
-    assert _changed(task, step.task) == set(step.update) - {"progress"}
+    assert _changed(task, step.task) == set(step.update) - {"progress", "node"}
     assert (step.task.state, step.task.attempt, step.was) == (TaskState.RUNNING, 1, task.state)
+    placed = task.model_copy(update={"node": "n1"})  # the last attempt's node is not this one's
+    assert lifecycle.start(placed, at=AT).task.node is None
     assert step.starts_attempt
     assert not step.ends_attempt
     assert step.event == TaskStarted(attempt=1, label="one")

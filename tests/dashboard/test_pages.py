@@ -14,16 +14,20 @@ import pytest
 import outrider
 from outrider import TaskState, shell
 from outrider._cli._demo import PLAN
+from outrider._executors._nodes import NodePool
 from outrider._http._auth import LOCAL
 from outrider._http._dashboard import _screens
-from outrider.testing import wait_until
+from outrider.testing import FakeNodes, ScriptedHandler, wait_until
+from tests.executors.probe import LocalHost, Probe
+
+from ..contracts.conftest import serving
+from .conftest import Site
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from pathlib import Path
 
     import httpx
-
-    from .conftest import Site
 
 HX = {"HX-Request": "true"}
 
@@ -367,3 +371,24 @@ async def test_the_timeline_reads_the_events_of_the_tasks_it_shows_only(
     first_shown = min(e.seq for e in [e async for e in original(follow=False)]
                       if e.task_id == done[3])  # fmt: skip
     assert min(read) >= first_shown  # nothing older than the oldest task shown was read
+
+
+async def test_the_keys_page_lists_the_cluster_nodes_and_what_runs_there(tmp_path: Path) -> None:
+    nodes = FakeNodes()
+    nodes.add("node-a", slots=3, labels={"gpu": "yes"})
+    pool = NodePool("tests.executors.probe:runners", nodes=nodes)
+    async with outrider.Orchestrator(
+        tmp_path / "o.db", runners=[Probe(LocalHost({}))], executors={"shell": pool}
+    ) as orch:
+        session = orch.session("default", owner=LOCAL)
+        task = await session.submit(outrider.ShellSpec(command="wait"))
+        await wait_until(lambda: orch.status().nodes[0].running == 1, timeout=30)
+        async with serving(orch) as url:
+            site = Site(url, orch, ScriptedHandler(orch), tmp_path)
+            async with site.stack:
+                keys = (await (await site.browser()).get("/ui/s/default/keys")).text
+        await session.cancel(task.id)
+    row = keys.split('id="nodes"')[1].split('id="n-node-a"')[1].split("</tr>")[0]
+    assert re.findall(r'<td class="num">(\d+)</td>', row) == ["1", "3"]
+    assert "<code>gpu=yes</code>" in row
+    assert "alive" in row

@@ -101,6 +101,19 @@ class Probe:
         await anyio.sleep_forever()
         return None  # pragma: no cover - never returns
 
+    async def _once(self, ctx: RunContext, arg: str) -> JsonValue:
+        """The first attempt waits until it is stopped; a later one returns its number."""
+        if ctx.attempt == 1:
+            await anyio.sleep_forever()
+        return ctx.attempt
+
+    async def _track(self, ctx: RunContext, arg: str) -> JsonValue:
+        """Record process `arg` as the task's, then wait until stopped."""
+        await ctx.track_process(int(arg))
+        ctx.output("tracked\n")
+        await anyio.sleep_forever()
+        return None  # pragma: no cover - never returns
+
     async def _fail(self, ctx: RunContext, arg: str) -> JsonValue:
         raise RunFailure("it failed as asked", type="probe", detail="more", exit_code=3)
 

@@ -1,14 +1,15 @@
 """Limits and report order hold across the worker boundary, whatever the timing (hypothesis).
 
-One real worker runs `count` probes (`probe.py`) that each record how many of them ran at
-once in the worker; stopped runs linger in the worker before they are over. However the
-tasks are stopped and however long a stop takes, no more run at once than their key allows
-(a stop returns only once the worker's run is over), and each task's reports arrive in the
-order it made them.
+One real worker (or two in-memory nodes) runs `count` probes (`probe.py`) that each record how
+many of them ran at once in the worker; stopped runs linger in the worker before they are over.
+However the tasks are stopped and however long a stop takes, no more run at once than their key
+allows (a stop returns only once the worker's run is over), and each task's reports arrive in
+the order it made them.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING
 
 import anyio
@@ -16,12 +17,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import outrider
+from outrider._executors._nodes import NodePool
 from outrider._executors._pool import WorkerPool
-from outrider.testing import wait_until
+from outrider.testing import FakeNodes, wait_until
+from tests.executors import probe
 from tests.executors.probe import LocalHost, Probe
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from outrider._executors._protocol import Executor
 
 S = "props"
 RUNS = st.lists(
@@ -30,8 +35,10 @@ RUNS = st.lists(
 """Per task: how far it counts, how many ms a stop of it lingers, whether it is stopped."""
 
 
-async def _check(db: Path, limit: int, runs: list[tuple[int, int, bool]]) -> None:
-    pool = WorkerPool("tests.executors.probe:runners", size=1)
+async def _check(
+    db: Path, limit: int, runs: list[tuple[int, int, bool]], pool: Executor | None = None
+) -> None:
+    pool = pool or WorkerPool("tests.executors.probe:runners", size=1)
     async with outrider.Orchestrator(
         db, outrider.Settings(limits={"k": limit}), runners=[Probe(LocalHost({}))],
         executors={"shell": pool},
@@ -77,3 +84,23 @@ def test_a_keys_limit_holds_in_the_worker_and_reports_keep_their_order(
 ) -> None:
     db = tmp_path / f"{id(runs)}.db"
     anyio.run(_check, db, limit, runs)
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(limit=st.integers(1, 3), runs=RUNS, delays=st.lists(st.integers(0, 20), min_size=1))
+def test_a_keys_limit_holds_across_nodes_whatever_each_frame_waits(
+    tmp_path: Path, limit: int, runs: list[tuple[int, int, bool]], delays: list[int]
+) -> None:
+    """Two in-memory nodes, every frame between them and the daemon delayed as drawn (ms).
+
+    The nodes run in this process, so the probe's count of runs at once spans both nodes.
+    """
+    waits = itertools.cycle(delays)
+    nodes = FakeNodes(delay=lambda: next(waits) / 1000)
+    nodes.add("a", slots=3)
+    nodes.add("b", slots=3)
+    pool = NodePool("tests.executors.probe:runners", nodes=nodes)
+    probe.MOST = 0  # counted in this process, across examples
+    anyio.run(_check, tmp_path / f"{id(runs)}.db", limit, runs, pool)

@@ -1,7 +1,7 @@
-"""The executor seam: one runner behaves the same in-process and in a worker process.
+"""The executor seam: one runner behaves the same in-process, in a worker process and on a node.
 
 Every `RunContext` method and every message crosses the boundary here (the probe runner of
-`probe.py`), and each test runs over both executors.
+`probe.py`), and each test runs over every executor (nodes: in memory, `FakeNodes`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import anyio
 import pytest
 
 import outrider
+from outrider._executors._nodes import NodePool
 from outrider._executors._pool import WorkerPool
 from outrider._executors._protocol import InProcess
-from outrider.testing import wait_until
+from outrider.testing import FakeNodes, wait_until
 from tests.executors.probe import LocalHost, Probe
 from tests.gitrepo import new_repo
 
@@ -74,14 +75,20 @@ class Rig:
         return done
 
 
-@pytest.fixture(params=["in-process", "pool"])
+@pytest.fixture(params=["in-process", "pool", "nodes"])
 async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
     limiters = {"fake/open": Limiter(), "fake/closed": Limiter(closed=True)}
     pooled = request.param == "pool"
-    executor: Executor = (
-        WorkerPool("tests.executors.probe:runners", size=1, limiter=limiters.__getitem__)
-        if pooled else InProcess()
-    )  # fmt: skip
+    executor: Executor = InProcess()
+    if pooled:
+        executor = WorkerPool("tests.executors.probe:runners", size=1, limiter=limiters.__getitem__)
+    elif request.param == "nodes":  # in-memory nodes: workers in this process, frames delayed
+        nodes = FakeNodes(delay=lambda: 0.001)
+        nodes.add("a")
+        nodes.add("b")
+        executor = NodePool(
+            "tests.executors.probe:runners", nodes=nodes, limiter=limiters.__getitem__
+        )
     runner = Probe(LocalHost(dict(limiters)))
     async with outrider.Orchestrator(
         tmp_path / "o.db", runners=[runner], executors={"shell": executor}

@@ -173,6 +173,8 @@ async def test_calls_that_find_no_daemon_together_start_one(own_home: Path) -> N
         (b"[limits]\nshell = true\n", "invalid `limits.shell`"),
         (b'task_env = [""]\n', "invalid `task_env.0`"),
         (b'[cli_agents.x]\ncommand = ["x", "{prompt}"]\npass_env = "K"\n', "cli_agents.x.pass_env"),
+        (b'[placement.shell]\ngpu = ""\n', "invalid `placement.shell.gpu`"),
+        (b'[placement.shell]\n"a b" = "c"\n', "invalid `placement.shell.a b"),
     ],
 )  # fmt: skip
 def test_a_bad_config_file_is_one_line_naming_the_setting(
@@ -184,6 +186,13 @@ def test_a_bad_config_file_is_one_line_naming_the_setting(
         load_config(path, environ={})
     assert problem in str(refused.value)
     assert "\n" not in str(refused.value)
+
+
+def test_placement_names_labels_per_key(tmp_path: Path) -> None:
+    path = tmp_path / "outrider.toml"
+    path.write_text('[placement."agent:trainer"]\ngpu = "a100"\n[placement.dataset]\nzone = "b"\n')
+    config = load_config(path, environ={})
+    assert config.placement == {"agent:trainer": {"gpu": "a100"}, "dataset": {"zone": "b"}}
 
 
 def test_numbers_from_the_environment_are_numbers_and_booleans_are_not() -> None:

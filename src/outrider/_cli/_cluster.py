@@ -2,19 +2,19 @@
 
 `outrider serve --cluster` starts the Ray head beside the daemon and prints the line that joins
 another machine; that line is `outrider worker --join HOST:PORT --token TOKEN`, which runs a
-node there until SIGTERM or Ctrl-C. `outrider nodes` lists the nodes with their slots, labels
-and health.
+node there until SIGTERM or Ctrl-C. `outrider nodes` lists the nodes with their slots, running
+tasks, labels and health.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path  # noqa: TC003  # typer reads the annotations at run time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from .._types._errors import UserError
+from .._types._errors import OutriderError, UserError
 from ._options import ConfigOpt, JsonOpt, fail
 
 __all__ = ["nodes", "parse_labels", "worker"]
@@ -113,9 +113,40 @@ def nodes(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the cluster's nodes: their slots, labels and health."""
+    """List the cluster's nodes: their slots, running tasks, labels and health.
+
+    The running daemon says what runs where; without one (or with --address), Ray lists the
+    nodes and their running tasks are not known (`-`).
+    """
     import json
 
+    rows = _from_daemon() if address is None else None
+    if rows is None:
+        rows = _from_ray(address, config)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        labels = ",".join(f"{k}={v}" for k, v in row["labels"].items()) or "-"
+        health = "alive" if row["alive"] else "lost"
+        running = "-" if row["running"] is None else row["running"]
+        typer.echo(f"{row['node_id'][:12]}  {row['address']:<15}  {running:>3}/{row['slots']:<3} "
+                   f"running  {health:<5}  {labels}")  # fmt: skip
+
+
+def _from_daemon() -> list[dict[str, Any]] | None:
+    """The nodes the running daemon places tasks on; None if no daemon runs on a cluster."""
+    from .._client import Client
+
+    try:
+        with Client(session="default") as daemon:
+            found = daemon.status().nodes
+    except OutriderError:
+        return None
+    return [n.model_dump(mode="json") for n in found] or None
+
+
+def _from_ray(address: str | None, config: Path | None) -> list[dict[str, Any]]:
     import anyio
 
     from .._daemon._config import load_config
@@ -129,11 +160,4 @@ def nodes(
     if head is None:
         fail("no cluster: give --address HOST:PORT, or set `cluster` in the config")
     found = anyio.run(list_nodes, head, str(settings.cluster_token_file))
-    if as_json:
-        typer.echo(json.dumps([n.as_json() for n in found], indent=2))
-        return
-    for node in found:
-        labels = ",".join(f"{k}={v}" for k, v in node.labels.items()) or "-"
-        health = "alive" if node.alive else "dead"
-        typer.echo(f"{node.node_id[:12]}  {node.address:<15}  {node.slots:>3} slots  "
-                   f"{health:<5}  {labels}")  # fmt: skip
+    return [{**n.as_json(), "running": None} for n in found]

@@ -150,7 +150,7 @@ def mcp(
 
 
 def status(session: SessionOpt = "default", json_output: JsonOpt = False) -> None:
-    """The daemon's load: tasks per state, and per key running/limit/queued."""
+    """The daemon's load: tasks per state, per key running/limit/queued, and its cluster's nodes."""
     from rich.table import Table
     from rich.text import Text
 
@@ -175,6 +175,15 @@ def status(session: SessionOpt = "default", json_output: JsonOpt = False) -> Non
         table = Table("KEY", "RUNNING", "LIMIT", "QUEUED", box=None, pad_edge=False)
         for key, load in snapshot.keys.items():
             table.add_row(Text(key), str(load.running), str(load.limit), str(load.queued))
+        out.print(table)
+    if snapshot.nodes:
+        table = Table("NODE", "ADDRESS", "RUNNING", "SLOTS", "HEALTH", "LABELS", box=None,
+                      pad_edge=False)  # fmt: skip
+        for node in snapshot.nodes:
+            labels = ",".join(f"{k}={v}" for k, v in node.labels.items()) or "-"
+            health = "alive" if node.alive else "lost"
+            table.add_row(Text(node.node_id[:12]), Text(node.address), str(node.running),
+                          str(node.slots), health, Text(labels))  # fmt: skip
         out.print(table)
 
 

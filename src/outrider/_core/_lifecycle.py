@@ -97,7 +97,7 @@ def start(task: Task, *, at: float) -> Transition:
     """An attempt of a queued task starts."""
     attempt = task.attempt + 1
     update = {"state": TaskState.RUNNING, "attempt": attempt, "started_at": _utc(at),
-              "progress": None}  # fmt: skip
+              "progress": None, "node": None}  # fmt: skip
     data = TaskStarted.model_construct(attempt=attempt, label=task.label)
     return _step(task, update, "task.started", data, at)
 

@@ -126,6 +126,13 @@ class Config(Settings):
     cluster: str | None = None
     """The head (`host:port`) of the Ray cluster the daemon's shell, agent-CLI and built-in
     agent tasks run on (`outrider serve --cluster` sets it); None: on this machine."""
+    placement: dict[
+        Annotated[str, Field(min_length=1, max_length=200)],
+        dict[_Name, Annotated[str, Field(min_length=1, max_length=200)]],
+    ] = Field(default_factory=dict)
+    """Which cluster nodes may run the tasks holding a key: `[placement."agent:coder"]` with
+    `gpu = "a100"` runs them only on nodes started with `--labels gpu=a100`; a task needs the
+    labels of every key it holds."""
     sandbox: Literal["required", "auto", "off"] = "auto"
     """How the built-in agent's commands are sandboxed (bubblewrap): `required` fails an
     agent with `run_command` where bubblewrap cannot run; `auto` sandboxes where it can."""

@@ -17,12 +17,13 @@ from .._agents._recipe import AgentRecipe, agent_pool
 from .._agents._runner import AgentRunner
 from .._paths import data_dir
 from ..runners._cli_agent import BUILTIN_TEMPLATES, CliAgentRunner, CliTemplate
+from ..runners._protocol import RunFailure
 from ..runners._sandbox import Sandbox
 from ..runners._shell import ShellRunner
 from ._config import find_config_file
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
 
     from pydantic import JsonValue
@@ -77,17 +78,41 @@ def executors(
     runner = next(r for r in runners if isinstance(r, AgentRunner))
     if config.cluster is not None:
         from .._agents._recipe import tree_of
-        from .._executors._ray import RayNodes
+        from .._executors._nodes import NodePool
+        from .._executors._ray import RayCluster
 
-        nodes = RayNodes(
-            NODE_FACTORY, node_recipe(config, agents), address=config.cluster,
-            token_file=str(config.cluster_token_file), affinity=tree_of,
+        nodes = NodePool(
+            NODE_FACTORY, node_recipe(config, agents),
+            nodes=RayCluster(config.cluster, str(config.cluster_token_file)),
+            placement=placement(config.placement), affinity=tree_of,
             limiter=runner.providers.limiter_named,
         )  # fmt: skip
         return {"shell": nodes, "cli_agent": nodes, "agent": nodes}
     if config.agent_workers == 0:
         return {}
     return {"agent": agent_pool(agent_recipe(config, agents), runner, size=config.agent_workers)}
+
+
+def placement(
+    rules: Mapping[str, Mapping[str, str]],
+) -> Callable[[object, tuple[str, ...]], Mapping[str, str]]:
+    """The labels a node must carry to run a task: those of each key it holds (`placement`)."""
+
+    def wanted(spec: object, keys: tuple[str, ...]) -> Mapping[str, str]:
+        labels: dict[str, tuple[str, str]] = {}
+        for key in keys:
+            for label, value in rules.get(key, {}).items():
+                was, by = labels.setdefault(label, (value, key))
+                if was != value:
+                    raise RunFailure(
+                        f"No node may run this task: its key {by!r} asks for {label}={was} "
+                        f"and its key {key!r} for {label}={value} (config `placement`); "
+                        "give the task keys that agree, or change `placement`.",
+                        type="config",
+                    )
+        return {label: value for label, (value, _) in labels.items()}
+
+    return wanted
 
 
 NODE_FACTORY = "outrider._daemon._runners:node_runners"

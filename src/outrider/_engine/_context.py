@@ -17,7 +17,7 @@ import psutil
 
 from .._asynclib import OnLoop
 from .._store._logs import TaskLog, transcript_path, write_atomically
-from .._store._sqlite import UpdateTask
+from .._store._sqlite import PlaceAttempt, UpdateTask
 from .._types._task import Progress, Task, TaskSpec, Usage
 
 if TYPE_CHECKING:
@@ -124,3 +124,18 @@ class TaskContext:
             await self._engine.store.commit(
                 [UpdateTask(self.task_id, {"pid": pid, "pid_created": created})]
             )
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return self._live.task.keys
+
+    async def placed_on(self, node: str) -> None:
+        live = self._live
+        live.task = live.task.model_copy(update={"node": node})
+        with anyio.CancelScope(shield=True):
+            await self._engine.store.commit([PlaceAttempt(self.task_id, self.attempt, node)])
+
+    async def track_remote_process(self, node: str, pid: int, created: float | None) -> None:
+        fields = {"pid": pid, "pid_created": created, "node": node}
+        with anyio.CancelScope(shield=True):
+            await self._engine.store.commit([UpdateTask(self.task_id, fields)])

@@ -69,7 +69,10 @@ class Recovery:
             live.recovering = True
             self.count += 1
             grace = getattr(task.spec, "grace_period", _RECOVERY_GRACE)
-            leftovers = Leftovers(marker(task.id, task.attempt), item.pid, item.pid_created, grace)
+            # A pid recorded on a node of a cluster is that machine's, never one of this
+            # machine's: only the attempt's marker is looked for here (its node stops its own).
+            pid, created = (item.pid, item.pid_created) if task.node is None else (None, None)
+            leftovers = Leftovers(marker(task.id, task.attempt), pid, created, grace)
             self._leftovers.append((live, leftovers))
             return
         failed = [d for d in task.depends_on if d in done_deps and done_deps[d].state.terminal

@@ -59,17 +59,19 @@ class Channel:
 
     async def run(self) -> None:
         """The writer: sends queued messages in order until `close` or the stream breaks."""
-        with self._queued:
-            async for message in self._queued:
-                if message is None:
-                    break
-                data = encode(message)
-                try:
-                    await self._stream.send(_HEADER.pack(len(data)) + data)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                    break
-                self.sent += 1
-        self._outbox.close()
+        try:
+            with self._queued:
+                async for message in self._queued:
+                    if message is None:
+                        break
+                    data = encode(message)
+                    try:
+                        await self._stream.send(_HEADER.pack(len(data)) + data)
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                        break
+                    self.sent += 1
+        finally:  # also when it is stopped: later posts are dropped
+            self._outbox.close()
         with anyio.CancelScope(shield=True):
             with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                 await self._stream.send_eof()

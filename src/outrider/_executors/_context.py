@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import anyio
+import psutil
 
 from .._asynclib import OnLoop
 from .._types._errors import UserError
@@ -235,7 +236,11 @@ class WorkerContext:
         """A worker's runs leave no thread behind the daemon's back: nothing to hand over."""
 
     async def track_process(self, pid: int) -> None:
-        await self._call("track_process", pid=pid)
+        try:  # its start time here: the daemon may run on another machine (a node's pool)
+            created: float | None = psutil.Process(pid).create_time()
+        except psutil.Error:
+            created = None
+        await self._call("track_process", pid=pid, created=created)
 
 
 class _Leases:

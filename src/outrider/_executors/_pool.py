@@ -471,9 +471,14 @@ class WorkerPool:
             least = self._spawn()
         return self._placed(least, key)
 
-    async def _choose(self, key: str | None) -> _Worker:
+    async def _choose(
+        self, key: str | None, runner: Runner, spec: object, ctx: RunContext
+    ) -> _Worker:
         """The worker an attempt (of `key`) runs on, counted as placed there."""
         return self._place(key)
+
+    async def _started(self, worker: _Worker, ctx: RunContext) -> None:
+        """An attempt is about to start on `worker` (a node's pool records where)."""
 
     def _with_key(self, key: str | None) -> _Worker | None:
         """The worker running the attempts of `key`, now placed there too; None if none."""
@@ -515,8 +520,9 @@ class WorkerPool:
     async def run(self, runner: Runner, spec: object, ctx: RunContext) -> RunOutcome:
         """Run one attempt on a worker (see the module doc)."""
         key = self._affinity(spec, ctx.task_id) if self._affinity is not None else None
-        worker = await self._choose(key)
+        worker = await self._choose(key, runner, spec, ctx)
         try:
+            await self._started(worker, ctx)
             return await worker.run(runner.kind, spec, ctx)
         finally:
             self._unplace(worker, key)

@@ -1,25 +1,17 @@
-"""`RayNodes`: attempts run on the nodes of a Ray cluster, as on local workers (`cluster` extra).
+"""`RayCluster`: attempts run on the nodes of a Ray cluster (`cluster` extra).
 
-A node is a worker like `WorkerPool`'s, reached over Ray instead of a socket: one actor per node
-(`NodeWorker`, pinned to it) runs the same worker (`_worker.serve_stream`) on the actor's event
-loop, and the same messages travel as the same frames: daemon → node as actor calls (`push`,
-awaited one by one, so in order), node → daemon as one streaming call (`pull`). Everything
-else is `WorkerPool`'s: the engine, the store, limits, timers, events, child tasks, logs, leases
-and model limiters stay in the daemon, so limits and priorities hold cluster-wide, exactly.
+The `Nodes` source of a `NodePool` (`_nodes`) on Ray: one actor per node (`NodeWorker`,
+pinned to it) runs the same worker (`_worker.serve_stream`) on the actor's event loop, and the
+same messages travel as the same frames: daemon → node as actor calls (`push`, awaited one by
+one, so in order), node → daemon as one streaming call (`pull`). Placement, node loss and the
+records of where attempts ran are `NodePool`'s.
 
 Invariants:
-- Placement: the node with the most free slots (its `outrider_slots` resource less the attempts
-  placed there); an attempt waits for a slot while every node is full. Tasks of one delegation
-  tree go to the node of its root while one of them runs there (its budget stays exact).
-- A node lost (its actor died: its processes were killed, its machine fell silent past Ray's
-  health checks, it left) ends the attempts it ran as `node_lost`, retryable. A node that comes
-  back gets a new actor; nothing from the old one is read again, so it never finishes an
-  attempt that was retried elsewhere.
+- A node's slots are its `outrider_slots` resource; a node is lost when its actor dies (its
+  processes were killed, its machine fell silent past Ray's health checks, it left).
 - A node contains its processes as the daemon does (subreaper and guardian): when its actor
   dies — the daemon died and Ray ended its actors, or Ray killed it — every process its tasks
   started is stopped.
-- A node's pids are its own: `track_process` is kept on the node (its registry and guardian),
-  never recorded as the daemon's, so a recovery never kills a local process by a remote pid.
 """
 
 from __future__ import annotations
@@ -28,32 +20,24 @@ import contextlib
 import logging
 import math
 import os
-import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 from anyio.abc import ByteStream
 
-from ._pool import WorkerPool, _Worker
+from ._nodes import MemoryStream, NodeInfo
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Mapping
+    from collections.abc import AsyncIterator
 
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-    from pydantic import JsonValue
 
-    from ..runners._protocol import RunContext, RunnerHost
-    from ._messages import Call
-    from ._protocol import CallLimiter
 
-__all__ = ["SLOTS_RESOURCE", "NodeInfo", "NodeWorker", "RayNodes", "connect", "list_nodes"]
+__all__ = ["SLOTS_RESOURCE", "NodeWorker", "RayCluster", "connect", "list_nodes"]
 
 SLOTS_RESOURCE = "outrider_slots"
 """The Ray resource a node offers outrider: its slots (attempts it runs at once)."""
-_REFRESH = 1.0
-"""Seconds the list of nodes is trusted before it is asked for again."""
 
 
 def connect(address: str, token_file: str) -> None:
@@ -85,35 +69,6 @@ def connect(address: str, token_file: str) -> None:
 # -- the node's side ------------------------------------------------------------------------
 
 
-class _DaemonEnd(ByteStream):
-    """The node's end of its stream to the daemon: frames pushed in, frames pulled out."""
-
-    def __init__(
-        self, inbox: MemoryObjectReceiveStream[bytes], outbox: MemoryObjectSendStream[bytes]
-    ) -> None:
-        self._inbox = inbox
-        self._outbox = outbox
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        try:
-            data = await self._inbox.receive()
-        except anyio.EndOfStream:
-            raise anyio.EndOfStream from None
-        if not data:
-            raise anyio.EndOfStream
-        return data
-
-    async def send(self, item: bytes) -> None:
-        await self._outbox.send(item)
-
-    async def send_eof(self) -> None:
-        self._outbox.close()
-
-    async def aclose(self) -> None:
-        self._outbox.close()
-        self._inbox.close()
-
-
 class NodeWorker:
     """The actor on each node: a worker (`_worker`) for the daemon, over Ray's calls."""
 
@@ -130,7 +85,7 @@ class NodeWorker:
         from ._worker import serve_stream
 
         contain_this_process()
-        await serve_stream(_DaemonEnd(self._in_receive, self._out_send))
+        await serve_stream(MemoryStream(self._in_receive, self._out_send))
 
     async def push(self, data: bytes) -> None:
         """A frame from the daemon (empty: the daemon's end closed)."""
@@ -182,165 +137,66 @@ class _NodeEnd(ByteStream):
         self._frames = None
 
 
-@dataclass(frozen=True)
-class NodeInfo:
-    """A node of the cluster, as outrider sees it."""
+class _RayLink:
+    """A node's actor, as a `NodeLink`."""
 
-    node_id: str
-    address: str
-    slots: int
-    alive: bool
-    labels: Mapping[str, str] = field(default_factory=dict)
+    def __init__(self, actor: Any) -> None:
+        self._actor = actor
+        self._life = actor.run.remote()  # ends when the node's worker does
+        self.stream: ByteStream = _NodeEnd(actor)
 
-    def as_json(self) -> dict[str, JsonValue]:
-        """The node as JSON (`outrider nodes --json`)."""
-        return {
-            "node_id": self.node_id, "address": self.address, "slots": self.slots,
-            "alive": self.alive, "labels": dict(self.labels),
-        }  # fmt: skip
-
-
-@dataclass(eq=False)
-class _NodeWorker(_Worker):
-    """The daemon's handle on one node's actor."""
-
-    node: NodeInfo | None = None
-    actor: Any = None
-    life: Any = None
-    """The actor's `run` call: it ends when the worker does."""
-
-    lost_kind = "node_lost"
-
-    async def open(self) -> ByteStream:
-        """Start the node's actor, pinned to it."""
-        import ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        assert self.node is not None
-        strategy = NodeAffinitySchedulingStrategy(self.node.node_id, soft=False)
-        remote: Any = ray.remote(NodeWorker)
-        self.actor = remote.options(
-            num_cpus=0, scheduling_strategy=strategy, max_concurrency=10_000
-        ).remote()
-        self.life = self.actor.run.remote()
-        return _NodeEnd(self.actor)
-
-    async def gone(self) -> str:
-        """Wait for the actor to end (killing it after a grace period); how it ended."""
+    async def ended(self) -> str:
         import ray
 
-        assert self.node is not None
-        node = f"node {self.node.node_id[:12]} ({self.node.address})"
-        with anyio.move_on_after(10):
-            try:
-                await self.life
-            except ray.exceptions.RayError as exc:
-                return f"its {node} was lost while it ran ({type(exc).__name__})"
-            return f"its {node} ended its worker while it ran"
-        ray.kill(self.actor)
-        return f"its {node} stopped answering while it ran"
+        try:
+            await self._life
+        except ray.exceptions.RayError as exc:
+            return f"was lost ({type(exc).__name__})"
+        return "ended its worker"
 
-    async def _serve_call(self, ctx: RunContext | None, call: Call) -> JsonValue:
-        """As a local worker's, but a node's processes stay the node's (see the module doc)."""
-        if call.op == "track_process":
-            return None
-        return await super()._serve_call(ctx, call)
+    def kill(self) -> None:
+        import ray
+
+        ray.kill(self._actor)
 
 
-class RayNodes(WorkerPool):
-    """Runs attempts on the nodes of a Ray cluster (see the module doc).
+class RayCluster:
+    """The nodes of a Ray cluster, as a `Nodes` source: one `NodeWorker` actor per node.
 
     Args:
-        factory: `module:function` that builds a node's runners (called on each node).
-        config: JSON for `factory`, sent over the cluster's authenticated channel.
         address: The head's `host:port`.
         token_file: The file holding the cluster's token (0600).
-        affinity: As `WorkerPool`'s.
-        limiter: As `WorkerPool`'s.
     """
 
-    def __init__(
-        self,
-        factory: str,
-        config: JsonValue = None,
-        *,
-        address: str,
-        token_file: str,
-        affinity: Callable[[object, str], str | None] | None = None,
-        limiter: Callable[[str], CallLimiter] | None = None,
-    ) -> None:
-        super().__init__(factory, config, size=1, affinity=affinity, limiter=limiter)
+    def __init__(self, address: str, token_file: str) -> None:
         self.address = address
         self._token_file = token_file
-        self._nodes: list[NodeInfo] = []
-        self._seen = -math.inf
-        self._by_node: dict[str, _NodeWorker] = {}
-        self._freed = anyio.Event()
 
     @contextlib.asynccontextmanager
-    async def lifespan(self, host: RunnerHost) -> AsyncIterator[None]:
-        """Connect to the cluster as its driver; leave it after every run ended."""
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Connect to the cluster as its driver; leave it on the way out."""
         await anyio.to_thread.run_sync(connect, self.address, self._token_file)
         import ray  # after `connect`: Ray keeps the token settings it first read
 
         try:
-            async with super().lifespan(host):
-                await self._refresh(force=True)
-                yield
+            yield
         finally:
             await anyio.to_thread.run_sync(ray.shutdown)
 
-    def _placed_on(self, node_id: str) -> int:
-        worker = self._by_node.get(node_id)
-        return 0 if worker is None or worker.lost is not None else worker.placed
+    async def nodes(self) -> list[NodeInfo]:
+        """The cluster's nodes that offer slots (its `outrider_slots` resource)."""
+        return await anyio.to_thread.run_sync(_list_nodes)
 
-    async def _refresh(self, *, force: bool = False) -> None:
-        if not force and time.monotonic() - self._seen < _REFRESH:
-            return
-        self._nodes = await anyio.to_thread.run_sync(_list_nodes)
-        self._seen = time.monotonic()
-        for node in self._nodes:  # a worker on every node, warm before an attempt needs it
-            if node.alive and self._tg is not None:
-                self._on(node)
+    async def open(self, node: NodeInfo) -> _RayLink:
+        """Start the node's actor, pinned to it."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    async def _choose(self, key: str | None) -> _Worker:
-        if (together := self._with_key(key)) is not None:
-            return together
-        while True:
-            await self._refresh()
-            free = [(n.slots - self._placed_on(n.node_id), n) for n in self._nodes if n.alive]
-            best = max(free, key=lambda f: f[0], default=None)
-            if best is not None and best[0] > 0:
-                return self._placed(self._on(best[1]), key)
-            with anyio.move_on_after(_REFRESH):  # a node may join meanwhile
-                await self._freed.wait()
-
-    def _on(self, node: NodeInfo) -> _NodeWorker:
-        """The node's worker, started if it has none."""
-        found = self._by_node.get(node.node_id)
-        if found is not None and found.lost is None:
-            return found
-        worker = _NodeWorker(self, next(self._numbers), node=node)
-        self._by_node[node.node_id] = worker
-        return self._start(worker)
-
-    def forget(self, worker: _Worker) -> None:
-        """A node's worker is gone: its node gets a new one next time, if it is still alive."""
-        super().forget(worker)
-        for node_id, known in list(self._by_node.items()):
-            if known is worker:
-                del self._by_node[node_id]
-        self._seen = -math.inf
-        self._wake()
-
-    def _unplace(self, worker: _Worker, key: str | None) -> None:
-        super()._unplace(worker, key)
-        self._wake()
-
-    def _wake(self) -> None:
-        """A slot may be free: every attempt waiting for one looks again."""
-        self._freed.set()
-        self._freed = anyio.Event()
+        strategy = NodeAffinitySchedulingStrategy(node.node_id, soft=False)
+        remote: Any = ray.remote(NodeWorker)
+        return _RayLink(remote.options(
+            num_cpus=0, scheduling_strategy=strategy, max_concurrency=10_000
+        ).remote())  # fmt: skip
 
 
 async def list_nodes(address: str, token_file: str) -> list[NodeInfo]:

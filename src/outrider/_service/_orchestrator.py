@@ -24,13 +24,14 @@ from .._core._clock import Clock, SystemClock
 from .._core._queue import ReadyQueue
 from .._engine._engine import Engine
 from .._engine._resources import ResourceGate
+from .._executors._nodes import NodePool
 from .._executors._protocol import Executed
 from .._logging import configure_from_env, logger
 from .._paths import data_dir
 from .._store._store import Store
 from .._types._api import submit_error, submit_item
 from .._types._errors import Closed, OutriderError, UserError
-from .._types._task import KeyStatus, Status, SubmitError, TaskState
+from .._types._task import KeyStatus, NodeStatus, Status, SubmitError, TaskState
 from .._worktrees._cleanup import reconcile, sweep
 from .._worktrees._manager import Worktrees
 from .._worktrees._runner import Isolating
@@ -309,7 +310,18 @@ class Orchestrator:
             held=engine.resources.held(self._clock.now()),
             recovering=engine.recovering_count,
             store_error=self._store.write_problem,
+            nodes=self._nodes(),
         )
+
+    def _nodes(self) -> list[NodeStatus]:
+        pools = {id(e): e for e in self._executors.values() if isinstance(e, NodePool)}
+        return [
+            NodeStatus(
+                node_id=node.node_id, address=node.address, slots=node.slots, running=running,
+                alive=node.alive, labels=dict(node.labels),
+            )
+            for pool in pools.values() for node, running in pool.nodes()
+        ]  # fmt: skip
 
     def set_limit(self, key: str, limit: int) -> None:
         """Change a key's concurrency limit; takes effect at once for new starts.

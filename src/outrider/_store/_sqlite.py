@@ -62,6 +62,7 @@ __all__ = [
     "SQLiteBackend",
     "DeleteWorktree",
     "PutWorktree",
+    "PlaceAttempt",
     "SetNoticeCursor",
     "StartAttempt",
     "UnfinishedTask",
@@ -95,6 +96,15 @@ class StartAttempt:
     task_id: str
     attempt: int
     started_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceAttempt:
+    """Record the node of the cluster an attempt runs on."""
+
+    task_id: str
+    attempt: int
+    node: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +162,7 @@ class DeleteWorktree:
 
 
 Op = (
-    InsertTask | UpdateTask | StartAttempt | EndAttempt | AddEvent | AddGroupSummary
+    InsertTask | UpdateTask | StartAttempt | PlaceAttempt | EndAttempt | AddEvent | AddGroupSummary
     | SetNoticeCursor | PutWorktree | DeleteWorktree
 )  # fmt: skip
 Change = list[Op]
@@ -205,13 +215,14 @@ _NOTICE_TYPES_SQL = ", ".join("?" * len(NOTICE_TYPES))
 _TASK_COLUMNS = (
     "task_id, session, grp, parent, label, description, spec, priority, keys, depends_on, "
     "timeout, ttl, stall_timeout, max_attempts, state, attempt, created_at, started_at, "
-    "finished_at, result, error, exit_code, progress, usage, retry_of"
+    "finished_at, result, error, exit_code, progress, usage, retry_of, node"
 )
 _INSERT_TASK = (
     f"INSERT INTO tasks (seq, kind, {_TASK_COLUMNS}) VALUES "
-    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _START_ATTEMPT = "INSERT OR REPLACE INTO attempts (task_id, attempt, started_at) VALUES (?, ?, ?)"
+_PLACE_ATTEMPT = "UPDATE attempts SET node = ? WHERE task_id = ? AND attempt = ?"
 _END_ATTEMPT = (
     "UPDATE attempts SET finished_at = ?, state = ?, error = ? WHERE task_id = ? AND attempt = ?"
 )
@@ -231,7 +242,7 @@ _COLUMN_OF_FIELD = {"group": "grp", "id": "task_id"}
 _UPDATABLE = frozenset(
     {
         "state", "attempt", "started_at", "finished_at", "result", "error", "exit_code",
-        "progress", "usage", "pid", "pid_created", "ready_at",
+        "progress", "usage", "pid", "pid_created", "ready_at", "node",
     }
 )  # fmt: skip
 
@@ -339,6 +350,7 @@ def _task_values(task: Task, spec_json: str | None = None) -> tuple[object, ...]
         _json_model(task.progress),
         _json_model(task.usage),
         task.retry_of,
+        task.node,
     )
 
 
@@ -349,7 +361,7 @@ _BLANK_TASK = Task.model_construct()
 def _task_from_row(row: Sequence[object]) -> Task:
     (task_id, session, grp, parent, label, description, spec, priority, keys, depends_on,
      timeout, ttl, stall_timeout, max_attempts, state, attempt, created_at, started_at,
-     finished_at, result, error, exit_code, progress, usage, retry_of) = row  # fmt: skip
+     finished_at, result, error, exit_code, progress, usage, retry_of, node) = row  # fmt: skip
     return _BLANK_TASK.model_copy(  # a copy: `model_construct` works out every default again
         update={
             "id": task_id,
@@ -377,6 +389,7 @@ def _task_from_row(row: Sequence[object]) -> Task:
             "progress": None if progress is None else Progress.model_validate_json(str(progress)),
             "usage": None if usage is None else Usage.model_validate_json(str(usage)),
             "retry_of": retry_of,
+            "node": node,
         }
     )
 
@@ -456,6 +469,7 @@ class _BatchRows:
     inserts: list[tuple[object, ...]] = field(default_factory=list)
     updates: dict[str, list[tuple[object, ...]]] = field(default_factory=dict)
     starts: dict[tuple[str, int], float] = field(default_factory=dict)
+    places: list[tuple[object, ...]] = field(default_factory=list)
     ends: list[tuple[object, ...]] = field(default_factory=list)
     events: list[AddEvent] = field(default_factory=list)
     event_data: list[str] = field(default_factory=list)
@@ -494,6 +508,9 @@ class _BatchRows:
                 if (task_id, attempt) in self.starts:
                     raise _Fallback
                 self.starts[task_id, attempt] = at
+            case PlaceAttempt(task_id=task_id, attempt=attempt, node=node):
+                merged.setdefault(task_id, {})["node"] = node
+                self.places.append((node, task_id, attempt))
             case EndAttempt():
                 self.ends.append(
                     (op.finished_at, op.state, _json_model(op.error), op.task_id, op.attempt)
@@ -607,6 +624,7 @@ class SQLiteBackend:
             if cur.rowcount != len(params):
                 raise _Fallback  # an update found no task: let that change fail alone
         cur.executemany(_START_ATTEMPT, [(t, a, at) for (t, a), at in rows.starts.items()])
+        cur.executemany(_PLACE_ATTEMPT, rows.places)
         cur.executemany(_END_ATTEMPT, rows.ends)
         rows.fill_summaries(cur)
         (last,) = cur.execute(_LAST_EVENT_SEQ).fetchone()
@@ -668,6 +686,9 @@ class SQLiteBackend:
                     raise ValueError(f"no task {task_id!r} to update")
             case StartAttempt(task_id=task_id, attempt=attempt, started_at=started_at):
                 cur.execute(_START_ATTEMPT, (task_id, attempt, started_at))
+            case PlaceAttempt(task_id=task_id, attempt=attempt, node=node):
+                cur.execute(_update_sql(("node",)), (node, task_id))
+                cur.execute(_PLACE_ATTEMPT, (node, task_id, attempt))
             case EndAttempt():
                 cur.execute(
                     _END_ATTEMPT,

@@ -345,6 +345,8 @@ class Task(BaseModel):
     usage: Usage | None = None
     retry_of: str | None = None
     """The ended task this one submitted again (`retry`)."""
+    node: str | None = None
+    """The cluster node its current or last attempt ran on (None: the daemon's machine)."""
     position: int | None = None
     """For a queued task: 1 means it is next to start on its most crowded key."""
     waiting_for: str | None = None
@@ -387,6 +389,20 @@ class KeyStatus(BaseModel):
     queued: int
 
 
+class NodeStatus(BaseModel):
+    """One node of the cluster the orchestrator runs tasks on."""
+
+    model_config = _FROZEN
+    node_id: str
+    address: str
+    slots: int
+    """Attempts it runs at once."""
+    running: int
+    """Attempts running there now."""
+    alive: bool
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
 class Status(BaseModel):
     """A snapshot of the orchestrator's load."""
 
@@ -403,6 +419,8 @@ class Status(BaseModel):
     """Tasks found running at start whose leftover processes are still being stopped."""
     store_error: str | None = None
     """Why the store cannot write, while it cannot (a full or read-only disk)."""
+    nodes: list[NodeStatus] = Field(default_factory=list)
+    """The cluster's nodes, where tasks run on a cluster (`cluster`)."""
 
 
 class SessionSummary(BaseModel):
