@@ -144,6 +144,13 @@ class Probe:
         await self.host.limiter(arg).acquire()
         return "granted"
 
+    async def _agent(self, ctx: RunContext, arg: str) -> JsonValue:
+        """A simulated agent (bench W2's): `turns` waits of `seconds` each (5 of 0.1 s)."""
+        turns, seconds = (arg or "5 0.1").split()
+        for _ in range(int(turns)):
+            await anyio.sleep(float(seconds))  # sleep-ok: the run's own work, not a wait
+        return None
+
     async def _count(self, ctx: RunContext, arg: str) -> JsonValue:
         """Count to n, reporting each; a stop lingers `linger` ms before the run is over."""
         n, linger = (float(a) for a in arg.split())
