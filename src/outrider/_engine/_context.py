@@ -13,16 +13,18 @@ from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
-import psutil
 
 from .._asynclib import OnLoop
+from .._logging import logger
 from .._store._logs import TaskLog, transcript_path, write_atomically
-from .._store._sqlite import UpdateTask
+from .._store._sqlite import Change, UpdateTask
 from .._types._task import Progress, Task, TaskSpec, Usage
+from ..runners._procs import leader_created
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from .._store._store import Results
     from ._engine import Engine
     from ._live import LiveTask
 
@@ -116,11 +118,13 @@ class TaskContext:
         self._live.abandoned = ended
 
     async def track_process(self, pid: int) -> None:
-        try:
-            created: float | None = psutil.Process(pid).create_time()
-        except psutil.Error:
-            created = None
-        with anyio.CancelScope(shield=True):
-            await self._engine.store.commit(
-                [UpdateTask(self.task_id, {"pid": pid, "pid_created": created})]
-            )
+        created = leader_created(pid)
+        change: Change = [UpdateTask(self.task_id, {"pid": pid, "pid_created": created})]
+        # Queued, not awaited: it is committed with the next batch, ahead of the task's end.
+        # Should the store refuse it, a later start still finds the processes by their marker.
+        await self._engine.store.commit_then([change], self._tracked, wait=False)
+
+    def _tracked(self, results: Results) -> None:
+        (result,) = results
+        if isinstance(result, Exception):
+            logger.warning("%s: its process could not be recorded: %s", self.task_id, result)

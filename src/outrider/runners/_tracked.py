@@ -41,6 +41,7 @@ class TaskProcess:
         self.process = process
         self.marker = task_marker
         self._started = started
+        self._spawned = anyio.current_time()
         self._rest_stopped = False
 
     @property
@@ -106,6 +107,9 @@ class TaskProcess:
             await process.aclose()
 
     async def _stop_found(self, grace_period: float) -> None:
+        lived = anyio.current_time() - self._spawned
+        if self.process.returncode is not None and _procs.none_left(self.pid, lived):
+            return  # most commands: no search, no thread
         found = await anyio.to_thread.run_sync(self._find)
         if found:
             await anyio.to_thread.run_sync(
