@@ -43,6 +43,7 @@ class TaskProcess:
         self._started = started
         self._spawned = anyio.current_time()
         self._rest_stopped = False
+        self._none_left = False
 
     @property
     def pid(self) -> int:
@@ -75,6 +76,16 @@ class TaskProcess:
     def _find(self) -> dict[int, int]:
         return _procs.find_task_processes(self.marker, self.pid, self._started)
 
+    def left_nothing(self) -> bool:
+        """Whether the leader exited and surely left nothing running: a quick check, no search.
+
+        True for most commands (see `_procs.none_left`); there is then nothing left to stop.
+        """
+        if not self._none_left and self.process.returncode is not None:
+            lived = anyio.current_time() - self._spawned
+            self._none_left = _procs.none_left(self.pid, lived)
+        return self._none_left
+
     async def stop_rest(self, grace_period: float) -> None:
         """The leader exited: stop what it left running (TERM, grace, KILL)."""
         self._rest_stopped = True
@@ -94,21 +105,20 @@ class TaskProcess:
             with anyio.move_on_after(grace_period):
                 await process.wait()
             await self._stop_found(max(0.0, deadline - anyio.current_time()))
-        elif not self._rest_stopped:
+        elif not self._rest_stopped:  # (`_stop_found` checks `left_nothing` first)
             await self._stop_found(grace_period)
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
-        with anyio.move_on_after(5):
-            await process.wait()
+            with anyio.move_on_after(5):
+                await process.wait()
         _procs.forget_leader(self.pid)
         _procs.reap_orphans()
         with contextlib.suppress(Exception):
             await process.aclose()
 
     async def _stop_found(self, grace_period: float) -> None:
-        lived = anyio.current_time() - self._spawned
-        if self.process.returncode is not None and _procs.none_left(self.pid, lived):
+        if self.left_nothing():
             return  # most commands: no search, no thread
         found = await anyio.to_thread.run_sync(self._find)
         if found:
