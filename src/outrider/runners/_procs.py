@@ -16,6 +16,10 @@ How a task's processes are found (`find_task_processes`):
   tree (the leader's subtree and those of orphans) instead of every process on the machine, and
   `reap_orphans` collects the orphans' exit statuses.
 
+- **Nothing left.** Once a leader exited, `none_left` proves cheaply that the task left no
+  process (every pid handed out since the leader's is free or another task's leader), so most
+  commands end without a search; anything else is searched for as above.
+
 What is not contained: a process that clears its environment, leaves the task's session, and is
 orphaned before it is seen (under a subreaper it is re-parented here and stopped when the
 process stops; otherwise it runs on under init). After a crash, a leftover is found by its

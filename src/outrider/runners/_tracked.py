@@ -5,6 +5,8 @@
   takes effect once the leader is known, so the caller's `finally` always has a process to stop.
 - `stop_rest` runs when the leader exited on its own: the task has ended, and whatever it left
   running (a background writer holding the output pipe, a daemonised grandchild) is stopped.
+  `left_nothing` first: a command that started no process is known to have left none, so it
+  needs no search (`_procs.none_left`).
 - `stop` stops everything: SIGTERM to the group and every process found, `grace_period` for
   them to exit, SIGKILL to what is left and to what forked meanwhile; then the leader is
   awaited, and orphans re-parented to this process are reaped.
