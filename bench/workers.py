@@ -1,6 +1,6 @@
 """Many streaming agents at once: outrider's worker pool against in-process and bare baselines.
 
-Run: uv run python bench/workers.py  [--quick]  [N ...]
+Run: uv run python bench/workers.py  [--quick]  [N ...]  |  --memory N
 
 The fake provider (tests/fakellm.py, its own process, real HTTP on 127.0.0.1) streams every
 answer as 37 chunks 20 ms apart; each agent makes 4 model calls, the first 3 with a
@@ -15,17 +15,24 @@ a reader on this machine knows how late it arrives. For N concurrent agents, in 
   and the API's answer time (`get` of a task, every 20 ms while the agents run).
 
 CPU is user + system time of every process of the run (the workers included), per agent.
+
+`--memory N`: memory per running agent instead. Each run is a fresh process of its own (so no
+run inherits another's heap): the resident memory (RSS) of its whole tree (workers included,
+the fake provider not) is sampled every 50 ms; per agent is the peak while the N agents run
+minus the tree's RSS just before they start (the daemon's workers already running), over N.
 Outrider's runs start timing once its workers run (one agent per worker first): a worker's
 start (Python, pydantic-ai and the provider SDK imported) is paid once per daemon.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -47,6 +54,9 @@ SIZES = [int(a) for a in sys.argv[1:] if a.isdigit()] or ([20] if QUICK else [50
 FAKE_SERVER = Path(__file__).resolve().parents[1] / "tests" / "fakellm.py"
 CALLS, CHUNKS, DELAY = 4, 37, 0.020
 CORES = os.cpu_count() or 1
+_MEMORY = False
+"""In a `--memory` run: the outrider run records its tree's RSS growth in `_GROWTH`."""
+_GROWTH: list[float] = []
 
 
 def _cpu() -> float:
@@ -158,6 +168,7 @@ async def _outrider(
             session = orch.session("b")
             warm = outrider.agent("bench", "warm up", workspace=tmp)  # every worker started
             await session.wait([(await session.submit(warm)).id for _ in range(max(workers, 1))])
+            peak = _PeakRss() if _MEMORY else None
             cpu0, start = _cpu() + _children_cpu(), time.perf_counter()
             async with anyio.create_task_group() as tg:
                 timed: set[str] = set()
@@ -184,6 +195,8 @@ async def _outrider(
                 tg.start_soon(probe)
                 done = await session.wait([t.id for t in tasks])
                 wall = time.perf_counter() - start
+                if peak is not None:
+                    _GROWTH.append(peak.stop())
                 tg.cancel_scope.cancel()
             cpu = _cpu() + _children_cpu() - cpu0
         failed = [t for t in done if t.state is not outrider.TaskState.SUCCEEDED]
@@ -191,12 +204,82 @@ async def _outrider(
     return wall, cpu, ages, api
 
 
+def _rss() -> int:
+    """Bytes resident in this process and its children (the fake provider is no child here)."""
+    me = psutil.Process()
+    total = me.memory_info().rss
+    for child in me.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            total += child.memory_info().rss
+    return total
+
+
+class _PeakRss:
+    """The tree's RSS before the agents start, and its peak until `stop` (sampled in a thread)."""
+
+    def __init__(self) -> None:
+        self.idle = _rss()
+        self.peak = self.idle
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.05):
+            self.peak = max(self.peak, _rss())
+
+    def stop(self) -> float:
+        """MB per agent above the idle tree."""
+        self._done.set()
+        self._thread.join()
+        return self.peak - self.idle
+
+
+def _memory_child(base_url: str, run: str, count: int) -> None:
+    """One run of `--memory` (its own process); prints the tree's growth in bytes."""
+    global _MEMORY
+    _MEMORY = True
+    if run == "bare":
+        anyio.run(_bare_agents, base_url, 1)  # warmed up as outrider's are
+        peak = _PeakRss()
+        anyio.run(_bare_agents, base_url, count)
+        print(peak.stop())
+    else:
+        anyio.run(_outrider, base_url, count, CORES if run == "workers" else 0)
+        assert _GROWTH
+        print(_GROWTH[0])
+
+
+def memory(base_url: str, count: int) -> None:
+    table = Table(title=f"{count} agents x {CALLS} calls of {CHUNKS} chunks, {CORES} cores")
+    for col in ("run", "RSS growth MB", "MB per running agent", "beyond bare"):
+        table.add_column(col)
+    runs = [("bare", "bare pydantic-ai, 1 process"), ("daemon", "outrider, agents in the daemon"),
+            ("workers", f"outrider, {CORES} workers")]  # fmt: skip
+    per_agent = {}
+    for run, name in runs:
+        argv = [sys.executable, __file__, "--memory-child", base_url, run, str(count)]
+        done = subprocess.run(argv, capture_output=True, text=True, check=True)
+        growth = float(done.stdout.split()[-1])
+        per_agent[run] = growth / count / 2**20
+        beyond = "-" if run == "bare" else f"{per_agent[run] - per_agent['bare']:+.2f}"
+        table.add_row(name, f"{growth / 2**20:.0f}", f"{per_agent[run]:.2f}", beyond)
+    Console().print(table)
+
+
 def main() -> None:
+    if "--memory-child" in sys.argv:
+        at = sys.argv.index("--memory-child")
+        _memory_child(sys.argv[at + 1], sys.argv[at + 2], int(sys.argv[at + 3]))
+        return
     argv = [sys.executable, str(FAKE_SERVER), "0", "0", str(CALLS), str(CHUNKS), str(DELAY)]
     server = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
         base_url = f"http://127.0.0.1:{server.stdout.readline().split()[0]}/v1"
+        if "--memory" in sys.argv:
+            memory(base_url, int(sys.argv[sys.argv.index("--memory") + 1]))
+            return
         import outrider._agents._loop  # noqa: F401  # imported once per process; not timed
 
         table = Table(

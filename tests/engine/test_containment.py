@@ -113,6 +113,20 @@ async def test_a_retry_starts_only_once_what_the_crashed_attempt_left_is_gone(
     assert survivors(tok) == []
 
 
+async def test_a_leader_without_its_marker_is_found_by_its_recorded_pid_and_start(
+    tmp_path: Path, tok: str
+) -> None:
+    db = tmp_path / "crash.db"
+    command = f"echo go; exec env -i sleep {tok}"  # the leader itself drops the marker
+    async with crash_after_start(db, [{"command": command}]) as started:
+        [(task_id, _)] = started
+        await wait_until(lambda: len(survivors(tok)) == 1, timeout=10)
+        async with outrider.Orchestrator(db, outrider.Settings(shutdown_grace=0.1)) as orch:
+            (task,) = await orch.session(S).wait([task_id], timeout=20)
+    assert task.state is TaskState.FAILED
+    assert survivors(tok) == []
+
+
 @pytest.mark.slow
 async def test_an_attempt_whose_pid_was_never_recorded_is_found_by_its_marker(
     tmp_path: Path, tok: str
@@ -166,6 +180,23 @@ async def test_a_setsid_escapee_is_stopped_with_its_task(
             (done,) = await orch.session(S).wait([task.id], timeout=20)
         assert done.state is (TaskState.CANCELLED if stop == "cancel" else TaskState.TIMED_OUT)
         assert survivors(tok) == []
+
+
+@pytest.mark.parametrize("escape", ["setsid", "nohup"])
+async def test_what_a_command_leaves_when_it_exits_at_once_is_stopped(
+    tmp_path: Path, tok: str, escape: str
+) -> None:
+    """The quick check that a finished command left nothing (no search) is never fooled.
+
+    (One that clears its environment too is lost once orphaned: see README's *Containment*.)
+    """
+    async with outrider.Orchestrator(
+        tmp_path / "db", outrider.Settings(shutdown_grace=0.1)
+    ) as orch:
+        task = await orch.session(S).submit(outrider.shell(f"{escape} sleep {tok} &"))
+        (done,) = await orch.session(S).wait([task.id], timeout=20)
+    assert done.state is TaskState.SUCCEEDED
+    assert survivors(tok) == []
 
 
 async def test_a_stop_that_lands_during_the_spawn_leaves_nothing(tmp_path: Path, tok: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -10,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 import psutil
+import pytest
 
 from outrider.runners import _procs
 from outrider.testing import wait_until
@@ -152,3 +155,93 @@ async def test_within_the_pidfd_watcher_processes_are_awaited_without_a_thread_e
     assert asyncio.get_child_watcher() is before
     done = await anyio.run_process(["/bin/sh", "-c", "exit 4"], check=False)  # still works
     assert done.returncode == 4
+
+
+def _exited_leader(code: str) -> int:
+    """Run `code` as a registered task leader until it exits; its pid (it stays registered)."""
+    leader = spawn(code)
+    _procs.register_leader(leader.pid)
+    leader.wait()
+    return leader.pid
+
+
+@pytest.mark.parametrize("escape", ["setsid", "env -i setsid", "nohup"])
+def test_a_command_that_left_a_process_is_never_taken_for_one_that_left_none(escape: str) -> None:
+    """Whatever session, group or environment it has, what a leader left lives in the range."""
+    tok = f"{random.randint(300, 399)}.{random.randint(10**8, 10**9)}"
+    pid = _exited_leader(f"{escape} sleep {tok} &")
+    try:
+        assert not _procs.none_left(pid, lived=0.0)
+    finally:
+        _procs.forget_leader(pid)
+        for proc in psutil.process_iter(["cmdline"]):
+            if (proc.info["cmdline"] or [])[-1:] == [tok]:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+
+
+def test_a_command_that_started_nothing_left_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    pid = _exited_leader("true")
+    other = _exited_leader("true")  # another task's leader, spawned since: not this one's
+    try:
+        monkeypatch.setattr(_procs, "_last_pid", lambda: pid)  # no pid handed out since
+        assert _procs.none_left(pid, lived=0.0)
+        monkeypatch.setattr(_procs, "_last_pid", lambda: max(pid, other))
+        assert _procs.none_left(pid, lived=0.0) is (other < pid or _nothing_between(pid, other))
+        # Unprovable: the numbering wrapped around, the range is too wide, or it lived too long.
+        monkeypatch.setattr(_procs, "_last_pid", lambda: pid - 1)
+        assert not _procs.none_left(pid, lived=0.0)
+        monkeypatch.setattr(_procs, "_last_pid", lambda: pid + _procs._PROBE_MAX + 1)
+        assert not _procs.none_left(pid, lived=0.0)
+        monkeypatch.setattr(_procs, "_last_pid", lambda: pid)
+        assert not _procs.none_left(pid, lived=_procs._wrap_time() + 1)
+        monkeypatch.setattr(_procs, "_last_pid", lambda: None)
+        assert not _procs.none_left(pid, lived=0.0)
+    finally:
+        _procs.forget_leader(pid)
+        _procs.forget_leader(other)
+
+
+def _nothing_between(low: int, high: int) -> bool:
+    return not any(os.path.exists(f"/proc/{p}") for p in range(low + 1, high))
+
+
+def test_a_leaders_start_time_is_psutils_without_asking_it() -> None:
+    proc = spawn("sleep 30")
+    try:
+        unregistered = _procs.leader_created(proc.pid)
+        _procs.register_leader(proc.pid)
+        registered = _procs.leader_created(proc.pid)
+        expected = psutil.Process(proc.pid).create_time()
+        assert unregistered == pytest.approx(expected, abs=0.05)
+        assert registered == pytest.approx(expected, abs=0.05)
+    finally:
+        _procs.forget_leader(proc.pid)
+        proc.kill()
+        proc.wait()
+    assert _procs.leader_created(proc.pid) is None  # gone
+
+
+_REAPING_ONLY_WHAT_EXITED = """
+from outrider.runners import _procs
+from outrider.testing import wait_until
+import subprocess, anyio
+
+assert _procs.become_subreaper()
+looked = []
+real = _procs._children
+_procs._children = lambda pid: looked.append(pid) or real(pid)
+assert _procs.reap_orphans() == [] and looked == []  # nothing exited: no child looked at
+orphaned = subprocess.run(["/bin/sh", "-c", "setsid sh -c 'echo $$' &"],
+                          capture_output=True, text=True, check=True)
+orphan = int(orphaned.stdout)
+anyio.run(wait_until, _procs._a_child_exited)
+assert _procs.reap_orphans() == [orphan], orphan
+assert not _procs._a_child_exited()
+"""
+
+
+def test_a_subreaper_reaps_an_exited_orphan_and_looks_only_when_one_exited() -> None:
+    done = subprocess.run([sys.executable, "-c", _REAPING_ONLY_WHAT_EXITED],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr

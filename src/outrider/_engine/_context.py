@@ -13,16 +13,18 @@ from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
-import psutil
 
 from .._asynclib import OnLoop
+from .._logging import logger
 from .._store._logs import TaskLog, transcript_path, write_atomically
-from .._store._sqlite import PlaceAttempt, UpdateTask
+from .._store._sqlite import Change, PlaceAttempt, UpdateTask
 from .._types._task import Progress, Task, TaskSpec, Usage
+from ..runners._procs import leader_created
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from .._store._store import Results
     from ._engine import Engine
     from ._live import LiveTask
 
@@ -116,14 +118,8 @@ class TaskContext:
         self._live.abandoned = ended
 
     async def track_process(self, pid: int) -> None:
-        try:
-            created: float | None = psutil.Process(pid).create_time()
-        except psutil.Error:
-            created = None
-        with anyio.CancelScope(shield=True):
-            await self._engine.store.commit(
-                [UpdateTask(self.task_id, {"pid": pid, "pid_created": created})]
-            )
+        created = leader_created(pid)
+        await self._record([UpdateTask(self.task_id, {"pid": pid, "pid_created": created})])
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -132,10 +128,18 @@ class TaskContext:
     async def placed_on(self, node: str) -> None:
         live = self._live
         live.task = live.task.model_copy(update={"node": node})
-        with anyio.CancelScope(shield=True):
-            await self._engine.store.commit([PlaceAttempt(self.task_id, self.attempt, node)])
+        await self._record([PlaceAttempt(self.task_id, self.attempt, node)])
 
     async def track_remote_process(self, node: str, pid: int, created: float | None) -> None:
         fields = {"pid": pid, "pid_created": created, "node": node}
-        with anyio.CancelScope(shield=True):
-            await self._engine.store.commit([UpdateTask(self.task_id, fields)])
+        await self._record([UpdateTask(self.task_id, fields)])
+
+    async def _record(self, change: Change) -> None:
+        # Queued, not awaited: it is committed with the next batch, ahead of the task's end.
+        # Should the store refuse it, a later start still finds the processes by their marker.
+        await self._engine.store.commit_then([change], self._recorded, wait=False)
+
+    def _recorded(self, results: Results) -> None:
+        (result,) = results
+        if isinstance(result, Exception):
+            logger.warning("%s: where it runs could not be recorded: %s", self.task_id, result)

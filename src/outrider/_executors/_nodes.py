@@ -13,9 +13,9 @@ Invariants:
   while no such node has a free slot, and looks again when a slot frees or a node joins.
   Tasks of one delegation tree go to the node of its root while one of them runs there (its
   budget stays exact).
-- Each attempt's node is recorded (`PlacedContext.placed_on`) before it starts there, and the
-  processes it reports are recorded as (node, pid, start time): a remote pid is never taken for
-  a process of this machine.
+- Each attempt's node is recorded (`PlacedContext.placed_on`, queued for the store ahead of the
+  attempt's end) before it starts there, and the processes it reports are recorded as (node,
+  pid, start time): a remote pid is never taken for a process of this machine.
 - A node lost (its link broke: its worker was killed, its machine fell silent past the
   source's health checks, it left) ends the attempts it ran as `node_lost`, retryable. A node
   that comes back gets a new link; nothing from the old one is read again, so it never
@@ -155,7 +155,7 @@ class PlacedContext(RunContext, Protocol):
         ...
 
     async def placed_on(self, node: str) -> None:
-        """Record the node this attempt runs on, before it starts there."""
+        """Record the node this attempt runs on before it starts there (queued for the store)."""
         ...
 
     async def track_remote_process(self, node: str, pid: int, created: float | None) -> None:

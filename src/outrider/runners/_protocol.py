@@ -152,7 +152,8 @@ class RunContext(Protocol):
     async def track_process(self, pid: int) -> None:
         """Record a child process so a later start can kill it if this process dies.
 
-        Cancellation: returns once the record is committed; safe to cancel.
+        Returns once the record is queued for the store (it is committed ahead of the task's
+        end); until then a later start finds the process by its marker. Safe to cancel.
         """
         ...
 

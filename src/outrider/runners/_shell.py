@@ -178,12 +178,14 @@ class ShellRunner:
             for (stream, also), done in zip(pipes, drained, strict=True):
                 tg.start_soon(cls._pump, stream, ctx, tail, done, also)
             code = await process.wait()
-            with anyio.CancelScope(shield=True):
-                await proc.stop_rest(grace_period)
-            with anyio.move_on_after(_DRAIN):
-                for done in drained:
-                    await done.wait()
-            tg.cancel_scope.cancel()
+            if not proc.left_nothing():
+                with anyio.CancelScope(shield=True):
+                    await proc.stop_rest(grace_period)
+            if not all(done.is_set() for done in drained):  # (a cancel costs: anyio formats it)
+                with anyio.move_on_after(_DRAIN):
+                    for done in drained:
+                        await done.wait()
+                tg.cancel_scope.cancel()
         return code
 
     @staticmethod

@@ -5,6 +5,8 @@
   takes effect once the leader is known, so the caller's `finally` always has a process to stop.
 - `stop_rest` runs when the leader exited on its own: the task has ended, and whatever it left
   running (a background writer holding the output pipe, a daemonised grandchild) is stopped.
+  `left_nothing` first: a command that started no process is known to have left none, so it
+  needs no search (`_procs.none_left`).
 - `stop` stops everything: SIGTERM to the group and every process found, `grace_period` for
   them to exit, SIGKILL to what is left and to what forked meanwhile; then the leader is
   awaited, and orphans re-parented to this process are reaped.
@@ -41,7 +43,9 @@ class TaskProcess:
         self.process = process
         self.marker = task_marker
         self._started = started
+        self._spawned = anyio.current_time()
         self._rest_stopped = False
+        self._none_left = False
 
     @property
     def pid(self) -> int:
@@ -74,6 +78,16 @@ class TaskProcess:
     def _find(self) -> dict[int, int]:
         return _procs.find_task_processes(self.marker, self.pid, self._started)
 
+    def left_nothing(self) -> bool:
+        """Whether the leader exited and surely left nothing running: a quick check, no search.
+
+        True for most commands (see `_procs.none_left`); there is then nothing left to stop.
+        """
+        if not self._none_left and self.process.returncode is not None:
+            lived = anyio.current_time() - self._spawned
+            self._none_left = _procs.none_left(self.pid, lived)
+        return self._none_left
+
     async def stop_rest(self, grace_period: float) -> None:
         """The leader exited: stop what it left running (TERM, grace, KILL)."""
         self._rest_stopped = True
@@ -93,19 +107,21 @@ class TaskProcess:
             with anyio.move_on_after(grace_period):
                 await process.wait()
             await self._stop_found(max(0.0, deadline - anyio.current_time()))
-        elif not self._rest_stopped:
+        elif not self._rest_stopped:  # (`_stop_found` checks `left_nothing` first)
             await self._stop_found(grace_period)
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
-        with anyio.move_on_after(5):
-            await process.wait()
+            with anyio.move_on_after(5):
+                await process.wait()
         _procs.forget_leader(self.pid)
         _procs.reap_orphans()
         with contextlib.suppress(Exception):
             await process.aclose()
 
     async def _stop_found(self, grace_period: float) -> None:
+        if self.left_nothing():
+            return  # most commands: no search, no thread
         found = await anyio.to_thread.run_sync(self._find)
         if found:
             await anyio.to_thread.run_sync(
