@@ -40,3 +40,28 @@ async def test_an_attempt_runs_on_a_node_and_reports_back(orch: outrider.Orchest
     assert done.result["worker"] != os.getpid()
     assert done.result["transcript"] == {"turns": 1}
     assert await orch.session(S).tail(done.id) == "hello from a thread \ufffd\n"
+
+
+async def test_events_are_gap_free_and_in_order_after_the_store_is_reopened(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    db = tmp_path / "reopened.db"
+    ray = RayCluster(cluster.head.address, str(cluster.folder / "cluster.token"))
+    nodes = NodePool("tests.executors.probe:runners", nodes=ray)
+    async with outrider.Orchestrator(
+        db, runners=[Probe(LocalHost({}))], executors={"shell": nodes}
+    ) as orch:
+        session = orch.session(S)
+        tasks = [await session.submit(outrider.ShellSpec(command="report")) for _ in range(6)]
+        done = await session.wait([t.id for t in tasks], timeout=120)
+    assert {t.state for t in done} == {outrider.TaskState.SUCCEEDED}
+    assert None not in {t.node for t in done}  # each ran on a node, recorded
+    async with outrider.Orchestrator(db, runners=[Probe(LocalHost({}))]) as orch:
+        events = [e async for e in orch.session(S).events(follow=False)]
+    seqs = [e.seq for e in events]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # no gap
+    for task in tasks:
+        kinds = [e.type for e in events if e.task_id == task.id]
+        assert kinds[:2] == ["task.queued", "task.started"]
+        assert kinds[-1] == "task.succeeded"
+        assert "task.output" in kinds

@@ -19,6 +19,8 @@ from outrider._executors._messages import (
     Failed,
     Output,
     Start,
+    Sweep,
+    Swept,
     UsageReport,
     decode,
     encode,
@@ -36,10 +38,12 @@ from outrider._types._task import Usage
         UsageReport(task_id="t", usage=Usage(input_tokens=1, cost=0.25)),
         Call(call_id=7, task_id="t", op="spawn", args={"spec": {"kind": "shell"}}),
         Failed(task_id="t", message="m", kind="worker_lost", retryable=True),
+        Sweep(sweep_id=3, markers=["t.1", "u.2"], grace_period=5.0),
+        Swept(sweep_id=3, found=2),
     ],
 )  # fmt: skip
 def test_every_message_comes_back_as_it_was_sent(message: object) -> None:
-    from_worker = not isinstance(message, Start)
+    from_worker = not isinstance(message, Start | Sweep)
     assert decode(encode(message), from_worker=from_worker) == message  # type: ignore[arg-type]
 
 

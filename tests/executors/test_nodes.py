@@ -7,6 +7,7 @@ The nodes run the same worker a Ray node runs, in this process, so what the prob
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import subprocess
 from typing import TYPE_CHECKING
@@ -18,6 +19,7 @@ import outrider
 from outrider._daemon._runners import placement
 from outrider._executors._nodes import NodePool
 from outrider._store._sqlite import SQLiteBackend, UpdateTask
+from outrider.runners._procs import MARKER_ENV, marker
 from outrider.testing import FakeNodes, wait_until
 from tests.executors import probe
 from tests.executors.probe import LocalHost, Probe
@@ -182,6 +184,42 @@ async def test_a_pid_recorded_on_a_node_is_never_taken_for_a_local_process(
     finally:
         local.kill()
         local.wait()
+
+
+@pytest.mark.parametrize("reached", [True, False])
+async def test_a_recovery_asks_the_node_an_attempt_ran_on_to_stop_what_it_left_there(
+    tmp_path: Path, reached: bool
+) -> None:
+    db = tmp_path / "o.db"
+    nodes = FakeNodes()
+    nodes.add("a")
+    async with _orch(db, nodes) as orch:
+        session = orch.session(S)
+        task = await session.submit(_shell("once"))
+        assert await _node_of(session, task.id) == "a"
+        await session.cancel(task.id)
+    # As if the daemon had died while the attempt ran on node `a`, leaving a process there
+    # (the in-memory node is this machine): found only by the attempt's marker.
+    marked = {**os.environ, MARKER_ENV: marker(task.id, 1)}
+    left = subprocess.Popen(["sleep", "60"], env=marked)  # noqa: ASYNC220 - killed below
+    try:
+        backend = SQLiteBackend(str(db))
+        assert backend.apply([[UpdateTask(task.id, {"state": "running", "node": "a"})]]) == [[]]
+        backend.close()
+        again = FakeNodes()
+        if reached:
+            again.add("a")
+        async with _orch(db, again) as orch:
+            (ended,) = await orch.session(S).wait([task.id], timeout=30)
+        assert ended.error is not None
+        assert ended.error.type == "interrupted"
+        if reached:  # the node found it by its marker and stopped it
+            await wait_until(lambda: left.poll() is not None, timeout=10)
+        else:  # this machine does not search for a node's processes: its node is not reached
+            assert left.poll() is None
+    finally:
+        left.kill()
+        left.wait()
 
 
 def _pid_of(db: Path, task_id: str) -> tuple[int, str] | None:

@@ -62,6 +62,14 @@ SubmitChild = Callable[[Task, TaskSpec, "str | None", "float | None"], "Awaitabl
 """Stores a child of a running task: (parent, spec, label, timeout) -> the queued child."""
 
 
+LeftoversOn = Callable[[str, list[str], float], "Awaitable[bool]"]
+"""Asks a node to stop what attempts left there: (node, markers, grace) -> whether it could."""
+
+
+async def _no_nodes(node: str, markers: list[str], grace_period: float) -> bool:
+    return False
+
+
 async def _no_children(
     parent: Task, spec: TaskSpec, label: str | None, timeout: float | None
 ) -> Task:
@@ -105,6 +113,9 @@ class Engine:
         self.runs = Runs(self)
         self.reports = Reports(self)
         self.recovery = Recovery(self)
+        self.leftovers_on: LeftoversOn = _no_nodes
+        """How a recovery asks a cluster node to stop what attempts left there (the
+        orchestrator's executors'; by default no node is reached)."""
 
     # -- start-up and shutdown ------------------------------------------------------------
 

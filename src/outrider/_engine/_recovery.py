@@ -34,6 +34,8 @@ __all__ = ["Recovery"]
 
 _RECOVERY_GRACE = 5.0
 """The grace period of a dead outrider's leftovers whose task names none."""
+_NODE_TIMEOUT = 60.0
+"""Seconds beyond the grace period a node has to say it stopped what an attempt left."""
 
 
 class Recovery:
@@ -70,7 +72,7 @@ class Recovery:
             self.count += 1
             grace = getattr(task.spec, "grace_period", _RECOVERY_GRACE)
             # A pid recorded on a node of a cluster is that machine's, never one of this
-            # machine's: only the attempt's marker is looked for here (its node stops its own).
+            # machine's: the node is asked to stop what the attempt left there (`_recover`).
             pid, created = (item.pid, item.pid_created) if task.node is None else (None, None)
             leftovers = Leftovers(marker(task.id, task.attempt), pid, created, grace)
             self._leftovers.append((live, leftovers))
@@ -107,16 +109,46 @@ class Recovery:
 
         Shielded: the tasks are settled even if the orchestrator shuts down meanwhile.
         """
+        remote: dict[str, list[Leftovers]] = {}
+        for live, left in items:
+            if live.task.node is not None:
+                remote.setdefault(live.task.node, []).append(left)
+        here = [left for live, left in items if live.task.node is None]
         with anyio.CancelScope(shield=True):
-            try:
-                await anyio.to_thread.run_sync(stop_leftovers, [left for _, left in items])
-            except Exception:  # settle them anyway: a task must not stay `running` forever
-                logger.exception("stopping the processes left by a dead outrider failed")
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._stop_here, here)
+                for node, lefts in remote.items():
+                    tg.start_soon(self._stop_on, node, lefts)
             for live, _ in items:
                 live.recovering = False
                 self.count -= 1
                 await self._settle(live)
             self._done.set()
+
+    @staticmethod
+    async def _stop_here(items: list[Leftovers]) -> None:
+        if not items:
+            return
+        try:
+            await anyio.to_thread.run_sync(stop_leftovers, items)
+        except Exception:  # settle them anyway: a task must not stay `running` forever
+            logger.exception("stopping the processes left by a dead outrider failed")
+
+    async def _stop_on(self, node: str, items: list[Leftovers]) -> None:
+        """Ask the node the attempts ran on to stop what they left there, if it is reached."""
+        asked = False
+        grace = max(item.grace_period for item in items)
+        with anyio.move_on_after(grace + _NODE_TIMEOUT):
+            try:
+                markers = [item.task_marker for item in items]
+                asked = await self._engine.leftovers_on(node, markers, grace)
+            except Exception:  # settle them anyway, as above
+                logger.exception("asking node %s for what a dead outrider left failed", node)
+        if not asked:
+            logger.warning(
+                "%d task(s) ran on node %s, which is not reached now; its worker died with the "
+                "daemon, and its guardian stopped what they ran there", len(items), node,
+            )  # fmt: skip
 
     async def _settle(self, live: LiveTask) -> None:
         reason = live.stop_reason or "shutdown"

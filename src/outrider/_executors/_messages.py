@@ -4,15 +4,16 @@ One declaration for every transport (a local worker's socket now; a remote node 
 message is a pydantic model with a `type` tag; `encode` and `decode` turn one into a frame and
 back. Bytes travel base64-encoded, so any output survives the JSON.
 
-Daemon → worker: `Setup` (once, first), `Start`, `Cancel`, `Reply`.
+Daemon → worker: `Setup` (once, first), `Start`, `Cancel`, `Reply`, `Sweep`.
 Worker → daemon: `Ready` (once, after `Setup`), `Output`, `Progress`, `UsageReport`,
-`SetLimit`, `Call`, `Abandon`, `LimitNote`, `Done`, `Failed`, `Cancelled`.
+`SetLimit`, `Call`, `Abandon`, `LimitNote`, `Done`, `Failed`, `Cancelled`, `Swept`.
 
 Invariants:
 - Per task, the worker sends its reports in the order it made them, and its last message is
   exactly one of `Done`, `Failed` or `Cancelled`, sent once the run really ended.
 - Every `Call` gets exactly one `Reply`, unless the worker sent `Abandon` for it first (then
   it may get none). What a call asks of the daemon (`CallOp`) is what a `RunContext` awaits.
+- Every `Sweep` gets exactly one `Swept`, once its search and its stops are over.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .._types._task import Usage
 __all__ = [
     "Abandon", "Call", "CallError", "CallOp", "Cancel", "Cancelled", "Done", "Failed",
     "FromDaemon", "FromWorker", "LimitNote", "Message", "Output", "Progress", "Ready", "Reply",
-    "SetLimit", "Setup", "Start", "UsageReport", "decode", "encode",
+    "SetLimit", "Setup", "Start", "Sweep", "Swept", "UsageReport", "decode", "encode",
 ]  # fmt: skip
 
 
@@ -67,6 +68,23 @@ class Cancel(_Message):
 
     type: Literal["cancel"] = "cancel"
     task_id: str
+
+
+class Sweep(_Message):
+    """Stop what these attempts of a dead daemon left on the worker's machine (their markers)."""
+
+    type: Literal["sweep"] = "sweep"
+    sweep_id: int
+    markers: list[str]
+    grace_period: float
+
+
+class Swept(_Message):
+    """A `Sweep` is over: `found` processes were stopped."""
+
+    type: Literal["swept"] = "swept"
+    sweep_id: int
+    found: int
 
 
 class CallError(_Message):
@@ -189,21 +207,23 @@ class Cancelled(_Message):
     task_id: str
 
 
-FromDaemon: TypeAlias = Annotated[Setup | Start | Cancel | Reply, Field(discriminator="type")]
+FromDaemon: TypeAlias = Annotated[
+    Setup | Start | Cancel | Reply | Sweep, Field(discriminator="type")
+]
 FromWorker: TypeAlias = Annotated[
     Ready | Output | Progress | UsageReport | SetLimit | Call | Abandon | LimitNote | Done
-    | Failed | Cancelled,
+    | Failed | Cancelled | Swept,
     Field(discriminator="type"),
 ]  # fmt: skip
 Message: TypeAlias = (
-    Setup | Start | Cancel | Reply | Ready | Output | Progress | UsageReport | SetLimit | Call
-    | Abandon | LimitNote | Done | Failed | Cancelled
+    Setup | Start | Cancel | Reply | Sweep | Ready | Output | Progress | UsageReport | SetLimit
+    | Call | Abandon | LimitNote | Done | Failed | Cancelled | Swept
 )  # fmt: skip
 
-_FROM_DAEMON: TypeAdapter[Setup | Start | Cancel | Reply] = TypeAdapter(FromDaemon)
+_FROM_DAEMON: TypeAdapter[Setup | Start | Cancel | Reply | Sweep] = TypeAdapter(FromDaemon)
 _FROM_WORKER: TypeAdapter[
     Ready | Output | Progress | UsageReport | SetLimit | Call | Abandon | LimitNote | Done
-    | Failed | Cancelled
+    | Failed | Cancelled | Swept
 ] = TypeAdapter(FromWorker)  # fmt: skip
 
 

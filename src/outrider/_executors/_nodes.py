@@ -248,6 +248,21 @@ class NodePool(WorkerPool):
         """The nodes last seen, each with the attempts running there."""
         return [(node, self._placed_on(node.node_id)) for node in self._nodes]
 
+    async def stop_leftovers(self, node_id: str, markers: list[str], grace_period: float) -> bool:
+        """Have `node_id` stop what these attempts of a dead daemon left there (a recovery).
+
+        Returns False if this pool does not reach that node (unknown, or not alive): then its
+        worker died with the daemon, and its guardian stopped what ran there.
+        """
+        await self._refresh(force=True)
+        node = next((n for n in self._nodes if n.node_id == node_id and n.alive), None)
+        if node is None or self._tg is None:
+            return False
+        found = await self._on(node).sweep(markers, grace_period)
+        logger.info("node %s stopped %s process(es) left by %d attempt(s) of a dead daemon",
+                    node_id[:12], "?" if found is None else found, len(markers))  # fmt: skip
+        return found is not None
+
     def _placed_on(self, node_id: str) -> int:
         worker = self._by_node.get(node_id)
         return 0 if worker is None or worker.lost is not None else worker.placed

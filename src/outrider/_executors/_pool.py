@@ -53,6 +53,8 @@ from ._messages import (
     SetLimit,
     Setup,
     Start,
+    Sweep,
+    Swept,
     UsageReport,
 )  # fmt: skip
 from ._protocol import Moved
@@ -109,6 +111,8 @@ class _Worker:
     """Model call slots this worker holds, by model."""
     granted: dict[int, str] = field(default_factory=dict)
     """`acquire` calls answered and not yet released, by call id (to undo an `Abandon`)."""
+    sweeps: dict[int, tuple[anyio.Event, list[int]]] = field(default_factory=dict)
+    """`Sweep`s sent and not yet answered: set when `Swept` (its count) arrives or it is lost."""
     placed: int = 0
     """Attempts placed on it and not yet over (its load)."""
     tg: TaskGroup | None = None
@@ -204,10 +208,18 @@ class _Worker:
                 self._abandon(call_id)
             case LimitNote():
                 self._note(message)
-            case Done() | Failed() | Cancelled():
-                if (job := self.jobs.get(message.task_id)) is not None:
-                    job.end = message
-                    job.ended.set()
+            case Done() | Failed() | Cancelled() | Swept():
+                self._answered(message)
+
+    def _answered(self, message: Done | Failed | Cancelled | Swept) -> None:
+        """An attempt is over, or a sweep is."""
+        if isinstance(message, Swept):
+            if (waiting := self.sweeps.pop(message.sweep_id, None)) is not None:
+                waiting[1].append(message.found)
+                waiting[0].set()
+        elif (job := self.jobs.get(message.task_id)) is not None:
+            job.end = message
+            job.ended.set()
 
     async def _call(self, job: _Job | None, call: Call) -> None:
         with anyio.CancelScope() as scope:
@@ -309,11 +321,27 @@ class _Worker:
             for _ in range(count):
                 self.pool.release_soon(model)
         self.held.clear()
+        for done, _ in self.sweeps.values():
+            done.set()
         for job in self.jobs.values():
             if not job.ended.is_set():
                 job.end = Failed(task_id="", message=why, kind=self.lost_kind, retryable=True)
                 job.ended.set()
         self.pool.forget(self)
+
+    async def sweep(self, markers: list[str], grace_period: float) -> int | None:
+        """Have the worker stop what these attempts left on its machine; how many it found.
+
+        None if the worker is gone before it answered.
+        """
+        await self.ready.wait()
+        if self.lost is not None or self.channel is None:
+            return None
+        sweep_id = next(self.pool._numbers)
+        done, found = self.sweeps[sweep_id] = (anyio.Event(), [])
+        self.channel.post(Sweep(sweep_id=sweep_id, markers=markers, grace_period=grace_period))
+        await done.wait()
+        return found[0] if found else None
 
     async def run(self, kind: str, spec: object, ctx: RunContext) -> RunOutcome:
         """Run one attempt on this worker (see the module doc)."""

@@ -26,10 +26,23 @@ import anyio
 from anyio.abc import UNIXSocketStream
 
 from .._types._task import TASK_SPEC_ADAPTER
+from ..runners._procs import Leftovers, stop_leftovers
 from ..runners._protocol import RunFailure
 from ._channel import Channel
 from ._context import Calls, Outbound, RemoteLimiter, WorkerContext, context_for
-from ._messages import Cancel, Cancelled, Done, Failed, Ready, Reply, SetLimit, Setup, Start
+from ._messages import (
+    Cancel,
+    Cancelled,
+    Done,
+    Failed,
+    Ready,
+    Reply,
+    SetLimit,
+    Setup,
+    Start,
+    Sweep,
+    Swept,
+)  # fmt: skip
 from ._protocol import Moved, settled
 
 if TYPE_CHECKING:
@@ -96,9 +109,17 @@ class Worker:
                 self._cancel(message.task_id)
             elif isinstance(message, Reply):
                 self.calls.answer(message)
+            elif isinstance(message, Sweep):
+                tg.start_soon(self._sweep, message)
         self.calls.fail_all("the daemon closed the channel")
         for task_id in list(self.scopes):
             self._cancel(task_id)
+
+    async def _sweep(self, sweep: Sweep) -> None:
+        """Stop what a dead daemon's attempts left on this machine, found by their markers."""
+        items = [Leftovers(m, grace_period=sweep.grace_period) for m in sweep.markers]
+        found = await anyio.to_thread.run_sync(stop_leftovers, items)
+        self.channel.post(Swept(sweep_id=sweep.sweep_id, found=found))
 
     def _cancel(self, task_id: str) -> None:
         if (ctx := self.contexts.get(task_id)) is not None:

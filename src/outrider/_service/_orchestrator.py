@@ -152,6 +152,8 @@ class Orchestrator:
         )  # fmt: skip
         self._engine.handler_available = self._handlers.__contains__
         self._engine.submit_child = self._submit_child
+        if self._node_pools():
+            self._engine.leftovers_on = self._leftovers_on
         self._core = Core(
             store=self._store, engine=self._engine, bus=self._bus, clock=self._clock,
             runners=self._runners, handlers=self._handlers, settings=settings,
@@ -313,15 +315,25 @@ class Orchestrator:
             nodes=self._nodes(),
         )
 
-    def _nodes(self) -> list[NodeStatus]:
+    def _node_pools(self) -> list[NodePool]:
         pools = {id(e): e for e in self._executors.values() if isinstance(e, NodePool)}
+        return list(pools.values())
+
+    def _nodes(self) -> list[NodeStatus]:
         return [
             NodeStatus(
                 node_id=node.node_id, address=node.address, slots=node.slots, running=running,
                 alive=node.alive, labels=dict(node.labels),
             )
-            for pool in pools.values() for node, running in pool.nodes()
+            for pool in self._node_pools() for node, running in pool.nodes()
         ]  # fmt: skip
+
+    async def _leftovers_on(self, node: str, markers: list[str], grace_period: float) -> bool:
+        """A recovery asks the node pool that reaches `node` (see `Engine.leftovers_on`)."""
+        for pool in self._node_pools():
+            if await pool.stop_leftovers(node, markers, grace_period):
+                return True
+        return False
 
     def set_limit(self, key: str, limit: int) -> None:
         """Change a key's concurrency limit; takes effect at once for new starts.
