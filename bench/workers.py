@@ -1,6 +1,6 @@
 """Many streaming agents at once: outrider's worker pool against in-process and bare baselines.
 
-Run: uv run python bench/workers.py  [--quick]  [N ...]  |  --memory N
+Run: uv run python bench/workers.py  [--quick]  [--pool-only]  [N ...]  |  --memory N
 
 The fake provider (tests/fakellm.py, its own process, real HTTP on 127.0.0.1) streams every
 answer as 37 chunks 20 ms apart; each agent makes 4 model calls, the first 3 with a
@@ -15,6 +15,7 @@ a reader on this machine knows how late it arrives. For N concurrent agents, in 
   and the API's answer time (`get` of a task, every 20 ms while the agents run).
 
 CPU is user + system time of every process of the run (the workers included), per agent.
+`--pool-only`: only the run with a worker per core (to compare two versions of the daemon).
 
 `--memory N`: memory per running agent instead. Each run is a fresh process of its own (so no
 run inherits another's heap): the resident memory (RSS) of its whole tree (workers included,
@@ -50,6 +51,7 @@ from outrider._agents._definitions import AgentDefinition
 from outrider._agents._recipe import AgentRecipe, agent_pool
 
 QUICK = "--quick" in sys.argv
+POOL_ONLY = "--pool-only" in sys.argv
 SIZES = [int(a) for a in sys.argv[1:] if a.isdigit()] or ([20] if QUICK else [50, 200])
 FAKE_SERVER = Path(__file__).resolve().parents[1] / "tests" / "fakellm.py"
 CALLS, CHUNKS, DELAY = 4, 37, 0.020
@@ -290,12 +292,12 @@ def main() -> None:
                     "API get p50 / p99 ms"):  # fmt: skip
             table.add_column(col)
         for n in SIZES:
-            runs = [
+            runs = [] if POOL_ONLY else [
                 ("bare, 1 process", *bare(base_url, n, 1), []),
                 (f"bare, {CORES} processes", *bare(base_url, n, CORES), []),
                 ("outrider in-process", *anyio.run(_outrider, base_url, n, 0)),
-                (f"outrider, {CORES} workers", *anyio.run(_outrider, base_url, n, CORES)),
-            ]
+            ]  # fmt: skip
+            runs.append((f"outrider, {CORES} workers", *anyio.run(_outrider, base_url, n, CORES)))
             for name, wall, cpu, ages, api in runs:
                 late = f"{_pct(ages, 0.5):.2f} / {_pct(ages, 0.99):.2f} ({len(ages)})"
                 answer = f"{_pct(api, 0.5) * 1e3:.1f} / {_pct(api, 0.99) * 1e3:.1f}" if api else "-"

@@ -5,6 +5,9 @@ Invariants:
   `_FLUSH_INTERVAL` seconds per task, as one change with its `task.progress` / `task.output`
   events, or with the task's retry or end (`pending`), whichever comes first: no report
   is lost and none is stored twice.
+- One flusher stores the reports of every task that is due, all in one commit (each task's
+  change succeeds or fails alone): hundreds of reporting tasks cost the loop one task and one
+  commit per interval, not one of each per task. It runs while any task has reports to store.
 - Output goes to the task's log file as it comes; the events carry only its last
   `_OUTPUT_TAIL_BYTES` (a full disk loses the log, not the events).
 - A report for a task that already ended is ignored.
@@ -20,7 +23,7 @@ import anyio
 from .._logging import logger
 from .._store._logs import TaskLog
 from .._store._sqlite import AddEvent, Change, UpdateTask
-from .._types._errors import Closed, StoreError
+from .._types._errors import Closed
 from .._types._events import TaskOutput, TaskProgress
 
 if TYPE_CHECKING:
@@ -39,6 +42,12 @@ class Reports:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._due: dict[str, LiveTask] = {}
+        """Tasks with reports to store, by id."""
+        self._flusher: anyio.CancelScope | None = None
+        """The flusher's sleep while it runs: cancelled to wake it early (None when it stops)."""
+        self._next_at = float("inf")
+        """When the flusher wakes next."""
 
     def note_progress(self, live: LiveTask, value: Progress) -> None:
         """A runner reported progress."""
@@ -113,32 +122,69 @@ class Reports:
             logger.exception("%s: a callback raised", task.id)
 
     def _schedule_flush(self, live: LiveTask) -> None:
-        if not live.flush_scheduled and live.task_id in self._engine.live:
-            live.flush_scheduled = self._engine.start_soon(self._flush, live) is not None
+        if live.flush_scheduled or live.task_id not in self._engine.live:
+            return
+        live.flush_scheduled = True
+        self._due[live.task_id] = live
+        if self._flusher is None:
+            self._flusher = anyio.CancelScope()
+            if self._engine.start_soon(self._flush_loop, self._flusher) is None:
+                self._flusher = None  # the engine is shutting down: its runs store the rest
+                del self._due[live.task_id]
+                live.flush_scheduled = False
+        elif live.last_flush + _FLUSH_INTERVAL < self._next_at:
+            self._flusher.cancel()  # due before the flusher wakes: wake it now
 
-    async def _flush(self, live: LiveTask) -> None:
+    async def _flush_loop(self, scope: anyio.CancelScope) -> None:
+        """Store the reports of every task that is due, until none has reports to store."""
         clock = self._engine.clock
         try:
-            next_at = live.last_flush + _FLUSH_INTERVAL
-            if next_at > clock.now():
-                await clock.sleep_until(next_at)
+            while self._due:
+                self._next_at = min(live.last_flush for live in self._due.values())
+                self._next_at += _FLUSH_INTERVAL
+                if self._next_at > clock.now():
+                    with scope:
+                        await clock.sleep_until(self._next_at)
+                    scope = self._flusher = anyio.CancelScope()
+                    continue
+                await self._flush(self._take_due(clock.now()))
         finally:
+            self._flusher = None
+            self._next_at = float("inf")
+
+    def _take_due(self, now: float) -> list[LiveTask]:
+        """The tasks due by `now`, taken off the list of those with reports to store."""
+        due = [live for live in self._due.values() if live.last_flush + _FLUSH_INTERVAL <= now]
+        for live in due:
+            del self._due[live.task_id]
             live.flush_scheduled = False
-        if live.task_id not in self._engine.live:
-            return
-        live.last_flush = clock.now()
-        had_progress = live.progress_dirty
-        change = self.pending(live, clock.wall())
-        if not change:
+            live.last_flush = now
+        return due
+
+    async def _flush(self, due: list[LiveTask]) -> None:
+        """Store what `due` tasks reported, in one commit; their progress callbacks run after."""
+        now_wall = self._engine.clock.wall()
+        flushed: list[tuple[LiveTask, bool]] = []
+        changes: list[Change] = []
+        for live in due:
+            if live.task_id not in self._engine.live:
+                continue
+            had_progress = live.progress_dirty
+            if change := self.pending(live, now_wall):
+                flushed.append((live, had_progress))
+                changes.append(change)
+        if not changes:
             return
         with anyio.CancelScope(shield=True):
             try:
-                await self._engine.store.commit(change)
-            except (StoreError, Closed) as exc:
-                logger.warning("%s: a progress report was not stored: %s", live.task_id, exc)
-                return
-        if had_progress:
-            self.call(live.on_progress, live.task)
+                results = await self._engine.store.commit_many(changes)
+            except Closed as exc:
+                results = [exc] * len(changes)
+        for (live, had_progress), result in zip(flushed, results, strict=True):
+            if isinstance(result, Exception):
+                logger.warning("%s: a progress report was not stored: %s", live.task_id, result)
+            elif had_progress:
+                self.call(live.on_progress, live.task)
 
 
 async def _await_callback(awaitable: object) -> None:

@@ -1,0 +1,72 @@
+"""Reports of many tasks share one flusher: each task's are stored at most every interval."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+
+import outrider
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from anyio.abc import ObjectSendStream
+
+    from outrider._types._events import Event
+    from outrider.testing import FakeClock
+
+S = "alice"
+
+
+async def test_a_task_due_now_is_stored_at_once_while_another_waits_its_turn(
+    db: Path, clock: FakeClock
+) -> None:
+    feeds: dict[str, ObjectSendStream[float]] = {}
+    both = anyio.Event()
+
+    async with outrider.Orchestrator(db, clock=clock) as orch:
+
+        @orch.handler("feed")
+        async def feed(ctx: outrider.RunContext, name: str) -> None:
+            send, receive = anyio.create_memory_object_stream[float](10)
+            feeds[name] = send
+            if len(feeds) == 2:
+                both.set()
+            async with receive:
+                async for value in receive:
+                    ctx.progress(value)
+
+        session = orch.session(S)
+        a, b = [await session.submit(outrider.call("feed", name=n)) for n in "ab"]
+        send, progress = anyio.create_memory_object_stream[tuple[str, float]](10)
+
+        async def watch() -> None:
+            event: Event
+            async for event in session.events(types=["task.progress"]):
+                data = event.data
+                assert isinstance(data, outrider.TaskProgress)
+                assert event.task_id is not None
+                assert data.completed is not None
+                await send.send((event.task_id, data.completed))
+
+        with send, progress:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch)
+                with anyio.fail_after(5):
+                    await both.wait()
+                    await feeds["a"].send(1)  # never stored before: due at once
+                    assert await progress.receive() == (a.id, 1)
+                    await feeds["a"].send(2)  # stored 0 s ago: due in an interval
+                    await feeds["b"].send(1)  # due at once, though the flusher waits for a
+                    assert await progress.receive() == (b.id, 1)
+                    assert (await session.get(a.id)).progress == outrider.Progress(completed=1)
+                    clock.jump(0.2)
+                    assert await progress.receive() == (a.id, 2)
+                    for feed_ in feeds.values():
+                        await feed_.aclose()
+                    done = await session.wait([a.id, b.id])
+                assert [t.progress for t in done] == [
+                    outrider.Progress(completed=c) for c in (2, 1)
+                ]
+                tg.cancel_scope.cancel()
