@@ -18,7 +18,6 @@ from outrider._executors._messages import (
     Done,
     Failed,
     Output,
-    Reply,
     Start,
     UsageReport,
     decode,
@@ -55,8 +54,8 @@ def test_bulk_bytes_travel_raw_after_the_json() -> None:
     data = bytes(range(256)) * 4
     frame = encode(Output(task_id="t", data=data))
     assert frame == b'{"type":"output","task_id":"t"}\x00' + data  # not base64, not escaped
-    reply = Reply(call_id=3, blob=data)
-    assert decode(encode(reply), from_worker=False) == reply
+    call = Call(call_id=3, task_id="t", op="save_transcript", blob=data)
+    assert decode(encode(call), from_worker=True) == call
     with pytest.raises(ValueError, match="'done' message carries no bytes"):
         decode(encode(Done(task_id="t")) + b"\x00x", from_worker=True)
 

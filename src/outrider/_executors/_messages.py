@@ -2,9 +2,9 @@
 
 One declaration for every transport (a local worker's socket now; a remote node later). Each
 message is a pydantic model with a `type` tag; `encode` and `decode` turn one into a frame and
-back. A frame is the message's JSON; bulk bytes (`Output.data`, a `Call`'s or `Reply`'s `blob`:
-a transcript) follow it raw, after a NUL byte, so they are neither base64-encoded nor escaped
-and parsed as JSON on either side. Any other bytes travel base64-encoded inside the JSON.
+back. A frame is the message's JSON; bulk bytes (`Output.data`, a `Call`'s `blob`: a transcript
+to save) follow it raw, after a NUL byte, so they are neither base64-encoded nor escaped and
+parsed as JSON on either side. Any other bytes travel base64-encoded inside the JSON.
 
 Daemon → worker: `Setup` (once, first), `Start`, `Cancel`, `Reply`.
 Worker → daemon: `Ready` (once, after `Setup`), `Output`, `Progress`, `UsageReport`,
@@ -90,9 +90,6 @@ class Reply(_Message):
     call_id: int
     value: JsonValue = None
     error: CallError | None = None
-    blob: bytes | None = None
-    """Bytes answered (a stored transcript)."""
-    _blob = "blob"
 
 
 class Ready(_Message):
