@@ -14,7 +14,9 @@ a reader on this machine knows how late it arrives. For N concurrent agents, in 
   measured at an event subscriber of the orchestrator (`task.output`), as a dashboard sees it,
   and the API's answer time (`get` of a task, every 20 ms while the agents run).
 
-CPU is user + system time of every process of the run (the workers included), per agent.
+CPU is user + system time of every process of the run (the workers included), per agent; for
+outrider's runs, the daemon's own share (its process: the engine, the store, the events, and
+the subscriber above) beside it.
 `--pool-only`: only the run with a worker per core (to compare two versions of the daemon).
 
 `--memory N`: memory per running agent instead. Each run is a fresh process of its own (so no
@@ -59,6 +61,8 @@ CORES = os.cpu_count() or 1
 _MEMORY = False
 """In a `--memory` run: the outrider run records its tree's RSS growth in `_GROWTH`."""
 _GROWTH: list[float] = []
+_DAEMON_CPU: list[float] = []
+"""The CPU of the daemon's own process in each outrider run (the workers not counted)."""
 
 
 def _cpu() -> float:
@@ -171,6 +175,7 @@ async def _outrider(
             warm = outrider.agent("bench", "warm up", workspace=tmp)  # every worker started
             await session.wait([(await session.submit(warm)).id for _ in range(max(workers, 1))])
             peak = _PeakRss() if _MEMORY else None
+            own0 = sum(psutil.Process().cpu_times()[:2])
             cpu0, start = _cpu() + _children_cpu(), time.perf_counter()
             async with anyio.create_task_group() as tg:
                 timed: set[str] = set()
@@ -201,6 +206,7 @@ async def _outrider(
                     _GROWTH.append(peak.stop())
                 tg.cancel_scope.cancel()
             cpu = _cpu() + _children_cpu() - cpu0
+            _DAEMON_CPU.append(sum(psutil.Process().cpu_times()[:2]) - own0)
         failed = [t for t in done if t.state is not outrider.TaskState.SUCCEEDED]
         assert not failed, failed[0].error
     return wall, cpu, ages, api
@@ -288,7 +294,7 @@ def main() -> None:
             title=f"agents x {CALLS} calls of {CHUNKS} chunks {DELAY * 1000:.0f} ms apart, "
             f"{CORES} cores"
         )
-        for col in ("agents", "run", "wall s", "CPU s/agent", "event late p50 / p99 s",
+        for col in ("agents", "run", "wall s", "CPU s/agent (daemon)", "event late p50 / p99 s",
                     "API get p50 / p99 ms"):  # fmt: skip
             table.add_column(col)
         for n in SIZES:
@@ -298,10 +304,12 @@ def main() -> None:
                 ("outrider in-process", *anyio.run(_outrider, base_url, n, 0)),
             ]  # fmt: skip
             runs.append((f"outrider, {CORES} workers", *anyio.run(_outrider, base_url, n, CORES)))
-            for name, wall, cpu, ages, api in runs:
+            ours = 1 if POOL_ONLY else 2  # the last runs are outrider's
+            daemon = [""] * (len(runs) - ours) + [f" ({c / n:.3f})" for c in _DAEMON_CPU[-ours:]]
+            for (name, wall, cpu, ages, api), own in zip(runs, daemon, strict=True):
                 late = f"{_pct(ages, 0.5):.2f} / {_pct(ages, 0.99):.2f} ({len(ages)})"
                 answer = f"{_pct(api, 0.5) * 1e3:.1f} / {_pct(api, 0.99) * 1e3:.1f}" if api else "-"
-                table.add_row(str(n), name, f"{wall:.1f}", f"{cpu / n:.3f}", late, answer)
+                table.add_row(str(n), name, f"{wall:.1f}", f"{cpu / n:.3f}{own}", late, answer)
         Console().print(table)
     finally:
         server.terminate()

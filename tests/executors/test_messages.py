@@ -7,7 +7,7 @@ import struct
 
 import anyio
 import pytest
-from anyio.abc import UNIXSocketStream
+from anyio.abc import ByteStream, UNIXSocketStream
 from pydantic import ValidationError
 
 from outrider._daemon._config import Config
@@ -35,6 +35,8 @@ from outrider._types._task import Usage
         Start(task_id="t", attempt=2, session="me/s", resuming=True, kind="agent",
               spec={"kind": "agent", "agent": "a", "prompt": "p"}, guarded=True),
         Output(task_id="t", data=b"\xff\x00 not utf-8"),
+        Output(task_id="t"),
+        Call(call_id=8, task_id="t", op="save_transcript", blob=b'{"messages": [\x00]}'),
         UsageReport(task_id="t", usage=Usage(input_tokens=1, cost=0.25)),
         Call(call_id=7, task_id="t", op="spawn", args={"spec": {"kind": "shell"}}),
         Failed(task_id="t", message="m", kind="worker_lost", retryable=True),
@@ -50,6 +52,57 @@ def test_every_message_comes_back_as_it_was_sent(message: object) -> None:
 def test_a_message_from_the_wrong_side_is_refused() -> None:
     with pytest.raises(ValidationError):
         decode(encode(Done(task_id="t")), from_worker=False)
+
+
+def test_bulk_bytes_travel_raw_after_the_json() -> None:
+    data = bytes(range(256)) * 4
+    frame = encode(Output(task_id="t", data=data))
+    assert frame == b'{"type":"output","task_id":"t"}\x00' + data  # not base64, not escaped
+    call = Call(call_id=3, task_id="t", op="save_transcript", blob=data)
+    assert decode(encode(call), from_worker=True) == call
+    with pytest.raises(ValueError, match="'done' message carries no bytes"):
+        decode(encode(Done(task_id="t")) + b"\x00x", from_worker=True)
+
+
+class _CountedStream(ByteStream):
+    """A stream that counts its writes."""
+
+    def __init__(self, inner: ByteStream) -> None:
+        self.inner = inner
+        self.writes = 0
+
+    async def send(self, item: bytes) -> None:
+        self.writes += 1
+        await self.inner.send(item)
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self.inner.receive(max_bytes)
+
+    async def send_eof(self) -> None:
+        await self.inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_what_is_queued_goes_out_in_one_write() -> None:
+    left, right = socket.socketpair()
+    daemon = Channel(await UNIXSocketStream.from_socket(left), incoming_from_worker=True)
+    counted = _CountedStream(await UNIXSocketStream.from_socket(right))
+    worker = Channel(counted, incoming_from_worker=False)
+    for n in range(50):
+        worker.post(Output(task_id="t", data=str(n).encode()))
+    worker.post(Done(task_id="t"))
+    worker.close()
+    await worker.run()
+    got = []
+    while (message := await daemon.receive()) is not None:
+        got.append(message)
+    assert [int(m.data) for m in got[:-1] if isinstance(m, Output)] == list(range(50))
+    assert got[-1] == Done(task_id="t")
+    assert (counted.writes, worker.sent) == (1, 51)
+    await daemon.aclose()
+    await worker.aclose()
 
 
 async def _pair() -> tuple[Channel, Channel]:

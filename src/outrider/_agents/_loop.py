@@ -325,13 +325,14 @@ class AgentLoop:
             run.ctx.output(f"← {clip(first[0], 200) if first else '(empty)'}\n")
 
     async def _save(self, run: AgentRun, history: list[ModelMessage]) -> None:
-        messages = json.loads(ModelMessagesTypeAdapter.dump_json(history))
         doc = {
-            "agent": run.definition.name, "attempts": run.attempts, "messages": messages,
-            "tree": run.tree_id,
+            "agent": run.definition.name, "attempts": run.attempts, "tree": run.tree_id,
             "budget": {"tokens": run.budget_tokens, "cost": run.budget_cost},
         }  # fmt: skip
-        await run.ctx.save_transcript(json.dumps(doc).encode())
+        # The history's JSON goes in as pydantic-ai wrote it, not parsed and written again.
+        head = json.dumps(doc, separators=(",", ":"))[:-1].encode()
+        messages = ModelMessagesTypeAdapter.dump_json(history)
+        await run.ctx.save_transcript(head + b',"messages":' + messages + b"}")
 
     # -- tools ---------------------------------------------------------------------------
 

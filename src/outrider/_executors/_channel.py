@@ -3,6 +3,8 @@
 Invariants:
 - `post` never blocks and never reorders: messages queue in an unbounded outbox that one
   writer (`run`) sends, so sync code (a runner's reports, a limiter's notes) can post too.
+- The writer sends what is queued together, in one write of up to `WRITE_BYTES` (one system
+  call, one read on the other side, for many messages), never waiting for more to come.
 - `receive` returns None once the other side is gone (end of stream, a broken pipe, a frame
   cut short); a frame that is not a message is a bug of the other side and raises.
 """
@@ -30,6 +32,8 @@ __all__ = ["Channel"]
 _HEADER = struct.Struct(">I")
 MAX_FRAME = 256 * 1024 * 1024
 """A frame longer than this is refused: the other side is broken."""
+WRITE_BYTES = 256 * 1024
+"""The writer stops gathering queued frames into one write beyond this many bytes."""
 
 
 class Channel:
@@ -62,19 +66,39 @@ class Channel:
         try:
             with self._queued:
                 async for message in self._queued:
-                    if message is None:
+                    frames, count, closing = self._gather(message)
+                    if frames:
+                        try:
+                            await self._stream.send(b"".join(frames))
+                        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                            break
+                    self.sent += count
+                    if closing:
                         break
-                    data = encode(message)
-                    try:
-                        await self._stream.send(_HEADER.pack(len(data)) + data)
-                    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                        break
-                    self.sent += 1
         finally:  # also when it is stopped: later posts are dropped
             self._outbox.close()
         with anyio.CancelScope(shield=True):
             with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                 await self._stream.send_eof()
+
+    def _gather(self, first: Message | None) -> tuple[list[bytes], int, bool]:
+        """`first` and the messages queued behind it, as frames for one write.
+
+        Returns the frames, how many messages they hold, and whether `close` was reached.
+        """
+        frames: list[bytes] = []
+        size, message = 0, first
+        while message is not None:
+            data = encode(message)
+            frames += (_HEADER.pack(len(data)), data)
+            size += _HEADER.size + len(data)
+            if size >= WRITE_BYTES:
+                break
+            try:
+                message = self._queued.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream):  # it ends on the next wait
+                break
+        return frames, len(frames) // 2, message is None
 
     async def receive(self) -> Message | None:
         """The next message, or None once the other side is gone."""

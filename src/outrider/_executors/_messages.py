@@ -2,7 +2,9 @@
 
 One declaration for every transport (a local worker's socket now; a remote node later). Each
 message is a pydantic model with a `type` tag; `encode` and `decode` turn one into a frame and
-back. Bytes travel base64-encoded, so any output survives the JSON.
+back. A frame is the message's JSON; bulk bytes (`Output.data`, a `Call`'s `blob`: a transcript
+to save) follow it raw, after a NUL byte, so they are neither base64-encoded nor escaped and
+parsed as JSON on either side. Any other bytes travel base64-encoded inside the JSON.
 
 Daemon → worker: `Setup` (once, first), `Start`, `Cancel`, `Reply`, `Sweep`.
 Worker → daemon: `Ready` (once, after `Setup`), `Output`, `Progress`, `UsageReport`,
@@ -11,6 +13,8 @@ Worker → daemon: `Ready` (once, after `Setup`), `Output`, `Progress`, `UsageRe
 Invariants:
 - Per task, the worker sends its reports in the order it made them, and its last message is
   exactly one of `Done`, `Failed` or `Cancelled`, sent once the run really ended.
+- A frame's JSON never holds a raw NUL byte (JSON escapes it), so the first NUL of a frame, if
+  any, is where its blob starts.
 - Every `Call` gets exactly one `Reply`, unless the worker sent `Abandon` for it first (then
   it may get none). What a call asks of the daemon (`CallOp`) is what a `RunContext` awaits.
 - Every `Sweep` gets exactly one `Swept`, once its search and its stops are over.
@@ -18,7 +22,7 @@ Invariants:
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypeAlias
+from typing import Annotated, ClassVar, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
@@ -35,6 +39,8 @@ class _Message(BaseModel):
     model_config = ConfigDict(
         frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64"
     )
+    _blob: ClassVar[str | None] = None
+    """The field whose bytes travel raw after the JSON (see the module doc)."""
 
 
 class Setup(_Message):
@@ -116,7 +122,8 @@ class Output(_Message):
 
     type: Literal["output"] = "output"
     task_id: str
-    data: bytes
+    data: bytes = b""
+    _blob = "data"
 
 
 class Progress(_Message):
@@ -159,6 +166,9 @@ class Call(_Message):
     task_id: str
     op: CallOp
     args: dict[str, JsonValue] = Field(default_factory=dict)
+    blob: bytes | None = None
+    """Bytes the call carries (a transcript to save)."""
+    _blob = "blob"
 
 
 class Abandon(_Message):
@@ -227,16 +237,30 @@ _FROM_WORKER: TypeAdapter[
 ] = TypeAdapter(FromWorker)  # fmt: skip
 
 
+_NUL = b"\x00"
+
+
 def encode(message: Message) -> bytes:
-    """One message as JSON."""
-    return message.model_dump_json().encode()
+    """One message as a frame: its JSON, then its blob's raw bytes if it has one."""
+    name = message._blob
+    blob: bytes | None = None if name is None else getattr(message, name)
+    if name is None or not blob:
+        return message.model_dump_json().encode()
+    return message.model_dump_json(exclude={name}).encode() + _NUL + blob
 
 
 def decode(data: bytes, *, from_worker: bool) -> Message:
-    """The message in `data`, sent by a worker (or by the daemon).
+    """The message in frame `data`, sent by a worker (or by the daemon).
 
     Raises:
         pydantic.ValidationError: `data` is not such a message.
+        ValueError: `data` has a blob, but its message takes none.
     """
     adapter = _FROM_WORKER if from_worker else _FROM_DAEMON
-    return adapter.validate_json(data)
+    head, nul, blob = data.partition(_NUL)
+    message = adapter.validate_json(head)
+    if not nul:
+        return message
+    if message._blob is None:
+        raise ValueError(f"a {message.type!r} message carries no bytes after its JSON")
+    return message.model_copy(update={message._blob: blob})

@@ -262,7 +262,7 @@ class _Worker:
             case "tail":
                 return await ctx.tail(str(args["task_id"]), lines=cast("int", args["lines"]))
             case "save_transcript":
-                await ctx.save_transcript(base64.b64decode(str(args["data"])))
+                await ctx.save_transcript(call.blob or b"")
                 return None
             case "load_transcript":
                 data = await ctx.load_transcript()
