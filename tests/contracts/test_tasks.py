@@ -19,6 +19,7 @@ from outrider import (
     call,
     shell,
 )
+from outrider.testing import wait_until
 
 if TYPE_CHECKING:
     from .conftest import World
@@ -325,8 +326,7 @@ async def test_next_notices_answers_when_a_task_ends(world: World) -> None:
 
             tg.start_soon(wait)
             await world.gates.wait_started("slow")
-            while not world.orch._core.readers._waiters:
-                await anyio.wait_all_tasks_blocked()
+            await wait_until(lambda: bool(world.orch._core.readers._waiters), timeout=10)
             world.gates.open("slow")
     (notice,) = found[0].notices
     assert notice.task_id == task.id
@@ -346,8 +346,7 @@ async def test_the_newest_waiter_wins(world: World) -> None:
                 results.append(await tasks.next_notices(timeout=60, reader="w"))
 
             tg.start_soon(first)
-            while not world.orch._core.readers._waiters:
-                await anyio.wait_all_tasks_blocked()
+            await wait_until(lambda: bool(world.orch._core.readers._waiters), timeout=10)
             results.append(await tasks.next_notices(timeout=0, reader="w"))
     superseded, newest = sorted(results, key=lambda r: r.superseded, reverse=True)
     assert superseded.superseded
