@@ -12,7 +12,10 @@ a reader on this machine knows how late it arrives. For N concurrent agents, in 
 - bare, 1 process per core: the agents split over that many processes;
 - outrider in-process (`agent_workers = 0`) and outrider with a worker per core: latency
   measured at an event subscriber of the orchestrator (`task.output`), as a dashboard sees it,
-  and the API's answer time (`get` of a task, every 20 ms while the agents run).
+  and the API's answer time (`get` of a task, every 20 ms while the agents run);
+- outrider with a worker per core and nobody watching (no subscriber): its agents ask for
+  whole answers instead of streams (`agent_streaming = "watched"`, the default); the fake
+  provider sends each when its stream would have ended, so the wall time is the same work.
 
 CPU is user + system time of every process of the run (the workers included), per agent; for
 outrider's runs, the daemon's own share (its process: the engine, the store, the events, and
@@ -151,7 +154,7 @@ def bare(base_url: str, count: int, processes: int) -> tuple[float, float, list[
 
 
 async def _outrider(
-    base_url: str, count: int, workers: int
+    base_url: str, count: int, workers: int, watched: bool = True
 ) -> tuple[float, float, list[float], list[float]]:
     with tempfile.TemporaryDirectory() as tmp:
         definition = AgentDefinition(name="bench", model="fake/bench", prompt="Work.", limit=count,
@@ -185,7 +188,8 @@ async def _outrider(
                         if event.type == "task.output" and event.task_id in timed:
                             ages.extend(stamp_ages(str(getattr(event.data, "text", ""))))
 
-                tg.start_soon(watch)
+                if watched:
+                    tg.start_soon(watch)
                 spec = outrider.agent("bench", "job", workspace=tmp)
                 tasks = []
                 for _ in range(count):
@@ -304,7 +308,10 @@ def main() -> None:
                 ("outrider in-process", *anyio.run(_outrider, base_url, n, 0)),
             ]  # fmt: skip
             runs.append((f"outrider, {CORES} workers", *anyio.run(_outrider, base_url, n, CORES)))
-            ours = 1 if POOL_ONLY else 2  # the last runs are outrider's
+            if not POOL_ONLY:
+                unwatched = anyio.run(_outrider, base_url, n, CORES, False)
+                runs.append((f"outrider, {CORES} workers, nobody watching", *unwatched))
+            ours = 1 if POOL_ONLY else 3  # the last runs are outrider's
             daemon = [""] * (len(runs) - ours) + [f" ({c / n:.3f})" for c in _DAEMON_CPU[-ours:]]
             for (name, wall, cpu, ages, api), own in zip(runs, daemon, strict=True):
                 late = f"{_pct(ages, 0.5):.2f} / {_pct(ages, 0.99):.2f} ({len(ages)})"

@@ -302,6 +302,7 @@ class FakeLLM:
             include_usage = (call.body.get("stream_options") or {}).get("include_usage", False)
             chunks = _openai_chunks(call, reply, next(self._ids), usage if include_usage else None)
             return StreamingResponse(self._stream(chunks, reply), media_type="text/event-stream")
+        streamed = len(_openai_chunks(call, reply, 0, None))
         message: dict[str, Any] = {"role": "assistant", "content": reply.text}
         if reply.tool_calls:
             message["tool_calls"] = [
@@ -309,7 +310,9 @@ class FakeLLM:
                  "function": {"name": name, "arguments": json.dumps(args)}}
                 for i, (name, args) in enumerate(reply.tool_calls)
             ]  # fmt: skip
-        return JSONResponse(
+        return self._whole(
+            streamed,
+            reply,
             {
                 "id": f"chatcmpl-{next(self._ids)}",
                 "object": "chat.completion",
@@ -328,7 +331,7 @@ class FakeLLM:
                     "completion_tokens": usage[1],
                     "total_tokens": sum(usage),
                 },
-            }
+            },
         )
 
     async def _anthropic(self, request: Request) -> Response:
@@ -347,10 +350,12 @@ class FakeLLM:
                  "input": args}
             )  # fmt: skip
         stop = "tool_use" if reply.tool_calls else "end_turn"
+        chunks = _anthropic_events(call, msg_id, content, stop, usage)
         if call.body.get("stream"):
-            chunks = _anthropic_events(call, msg_id, content, stop, usage)
             return StreamingResponse(self._stream(chunks, reply), media_type="text/event-stream")
-        return JSONResponse(
+        return self._whole(
+            len(chunks),
+            reply,
             {
                 "id": msg_id,
                 "type": "message",
@@ -360,8 +365,36 @@ class FakeLLM:
                 "stop_reason": stop,
                 "stop_sequence": None,
                 "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
-            }
+            },
         )
+
+    def _whole(self, streamed: int, reply: Reply, body: dict[str, Any]) -> Response:
+        """An unstreamed answer, sent when its stream of `streamed` chunks would have ended.
+
+        Like a provider, it answers once the whole text is made; a client that goes away
+        meanwhile counts as `aborted`, and a scripted drop cuts the body short.
+        """
+        data = json.dumps(body).replace(STAMP, _stamp())
+        if reply.drop_after_chunks is None and not reply.chunk_delay:
+            return Response(data, media_type="application/json")
+        sent = streamed if reply.drop_after_chunks is None else reply.drop_after_chunks
+
+        async def answer() -> AsyncIterator[str]:
+            self._enter()
+            try:
+                await asyncio.sleep(reply.chunk_delay * max(sent - 1, 0))
+                if reply.drop_after_chunks is not None:
+                    self.dropped += 1
+                    yield data[: len(data) // 2]
+                    raise ConnectionAbortedError("scripted drop")
+                yield data
+            except asyncio.CancelledError:
+                self.aborted += 1
+                raise
+            finally:
+                self._leave()
+
+        return StreamingResponse(answer(), media_type="application/json")
 
     async def _stream(self, chunks: list[str], reply: Reply) -> AsyncIterator[str]:
         self._enter()

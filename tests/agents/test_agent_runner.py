@@ -72,7 +72,7 @@ async def orch(tmp_path: Path, fake: FakeLLM) -> AsyncIterator[outrider.Orchestr
         ),
         "anthro": _agent("anthro", "fakea/claude-test"),
         "shaky": _agent("shaky", "fake/shaky", fallback_models=("fake/backup",)),
-        "budgeted": _agent("budgeted", "fake/budgeted", budget_tokens=150),
+        "budgeted": _agent("budgeted", "fake/budgeted", budget_tokens=5000),
         "short": _agent("short", "fake/short", max_turns=2),
     }
     runner = AgentRunner(agents, _providers(fake), max_depth=1)
@@ -260,8 +260,10 @@ async def test_named_keys_replace_the_agents_but_keep_the_model_and_provider_key
 async def test_budget_stop_keeps_the_transcript(
     orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path
 ) -> None:
-    fake.script("budgeted", [Reply.tool("list_files", input_tokens=100, output_tokens=10),
-                             Reply.tool("list_files", pattern="*", input_tokens=100),
+    # Two answers fit; the third request would not (its output is capped to what is left).
+    listing = (("list_files", {}),)
+    fake.script("budgeted", [Reply(tool_calls=listing, input_tokens=800, output_tokens=10),
+                             Reply(tool_calls=listing, input_tokens=1000, output_tokens=4000),
                              Reply.say("never")])  # fmt: skip
     done = await _run(orch, outrider.agent("budgeted", "Spend", workspace=str(workspace)))
     assert done.state == outrider.TaskState.FAILED
@@ -270,8 +272,10 @@ async def test_budget_stop_keeps_the_transcript(
     assert "Token budget exceeded" in done.error.message
     transcript = await orch.session(S).transcript(done.id)
     assert isinstance(transcript, dict)
-    assert len(transcript["messages"]) >= 2
-    assert transcript["budget"] == {"tokens": 150, "cost": None}  # what it (its tree) may spend
+    kinds = [m["kind"] for m in transcript["messages"]]
+    assert kinds[:4] == ["request", "response"] * 2
+    assert len(fake.calls_for("budgeted")) == 2  # the third request was never sent
+    assert transcript["budget"] == {"tokens": 5000, "cost": None}  # what it (its tree) may spend
     assert transcript["tree"] == done.id
 
 
@@ -610,3 +614,52 @@ async def test_a_provider_takes_as_many_calls_at_once_as_its_concurrency_allows(
         fake.scripts.pop("wide", None)
         await providers.aclose()
     assert fake.max_in_flight >= calls  # (a call of an earlier test may still be in flight)
+
+
+async def test_model_answers_are_streamed_when_the_task_is_watched(
+    orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path, tmp_path: Path
+) -> None:
+    """Unwatched: whole answers; a subscriber, a stall timeout or `always`: streams."""
+    session = orch.session(S)
+
+    def streamed() -> list[bool]:
+        return [bool(c.body.get("stream")) for c in fake.calls_for("worker")]
+
+    fake.calls.clear()
+    fake.script("worker", [Reply.tool("list_files"), Reply.say("quietly done")])
+    done = await _run(orch, outrider.agent("worker", "Alone", workspace=str(workspace)))
+    assert done.result == "quietly done"
+    assert streamed() == [False, False]
+    assert done.progress is not None
+    assert done.progress.message == "turn 2"
+    assert "quietly done" in await session.tail(done.id)
+
+    fake.calls.clear()
+    fake.script("worker", [Reply.say("watched by its stall timeout")])
+    task = await session.submit(
+        outrider.agent("worker", "Stall", workspace=str(workspace)), stall_timeout=30
+    )
+    await session.wait([task.id], timeout=30)
+    assert streamed() == [True]
+
+    fake.calls.clear()
+    fake.script("worker", [Reply.say("followed")] * 2)
+    follower = session.events(all_sessions=True)
+    await anext(aiter(follower))  # a subscriber of every task's events
+    await _run(orch, outrider.agent("worker", "Followed", workspace=str(workspace)))
+    await follower.aclose()
+    notices = session.events(types=["task.succeeded"])
+    await anext(aiter(notices))  # one that wants no output watches nothing
+    await _run(orch, outrider.agent("worker", "Followed", workspace=str(workspace)))
+    await notices.aclose()
+    assert streamed() == [True, False]
+
+    runner = AgentRunner({"worker": _agent("worker", "fake/worker")}, _providers(fake),
+                         streaming="always")  # fmt: skip
+    fake.calls.clear()
+    fake.script("worker", [Reply.say("always")])
+    async with outrider.Orchestrator(db=tmp_path / "always.db", runners=[runner]) as always:
+        await _run(always, outrider.agent("worker", "Always", workspace=str(workspace)))
+    assert streamed() == [True]
+    with pytest.raises(ValueError, match="streaming must be 'watched' or 'always'"):
+        AgentRunner(streaming="sometimes")  # type: ignore[arg-type]

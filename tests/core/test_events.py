@@ -53,3 +53,40 @@ async def test_a_subscriber_that_went_away_is_forgotten() -> None:
     bus.publish([_event(1, "alice")])
     assert gone not in bus._subscribers
     gone.close()
+
+
+def test_watching_follows_the_subscriptions_that_want_output() -> None:
+    bus = EventBus()
+    changes: list[bool] = []
+    remove = bus.on_change(lambda: changes.append(bus.watching("team-a", "t1")))
+    assert not bus.watching("team-a", "t1")
+    notices = bus.subscribe(None, output=False)  # a waiter for notices watches nothing
+    other_task = bus.subscribe("team-a", task_id="t2")
+    other_session = bus.subscribe("team-b")
+    assert changes == [False, False, False]
+    by_prefix = bus.subscribe("team", prefix=True)
+    assert bus.watching("team-a", "t1")
+    by_prefix.close()
+    this_task = bus.subscribe("team-a", task_id="t1")
+    this_task.close()
+    remove()
+    unreported = bus.subscribe("team-a")  # no longer reported
+    assert changes == [False, False, False, True, False, True, False]
+    for sub in (notices, other_task, other_session, unreported):
+        sub.close()
+
+
+def test_a_listener_that_raises_is_logged_and_the_rest_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = EventBus()
+    called: list[int] = []
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    bus.on_change(broken)
+    bus.on_change(lambda: called.append(1))
+    bus.subscribe(None).close()
+    assert called == [1, 1]
+    assert "a subscription listener raised" in caplog.text

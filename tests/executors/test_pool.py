@@ -282,3 +282,28 @@ async def test_an_agent_interrupted_by_a_shutdown_resumes_in_a_new_worker(
     assert len(calls) == 3
     assert calls[2].tool_results == calls[1].tool_results != []
     assert "[resumed from the stored transcript:" in output
+
+
+async def test_a_run_streams_its_model_calls_only_while_someone_watches(
+    pooled: _Pooled, fake: FakeLLM, workspace: Path
+) -> None:
+    """Whole answers while nobody follows the task; streamed ones while someone does.
+
+    The worker learns it from `Watch` messages, in the middle of the run.
+    """
+    listing = (("list_files", {}),)
+    fake.calls.clear()
+    fake.script("worker", [Reply(text="first", tool_calls=listing, latency=1.5),
+                           Reply(text="second", tool_calls=listing, latency=1.5),
+                           Reply.say("third")])  # fmt: skip
+    session = pooled.orch.session(S)
+    task = await session.submit(outrider.agent("worker", "Watch me", workspace=str(workspace)))
+    await wait_until(lambda: len(fake.calls_for("worker")) == 1, timeout=30)
+    follower = session.events(task_id=task.id)
+    await anext(aiter(follower))  # subscribed: the next call streams
+    await wait_until(lambda: len(fake.calls_for("worker")) == 2, timeout=30)
+    await follower.aclose()  # gone: the one after is whole again
+    (done,) = await session.wait([task.id], timeout=60)
+    assert done.state == outrider.TaskState.SUCCEEDED, done.error
+    assert [bool(c.body.get("stream")) for c in fake.calls_for("worker")] == [False, True, False]
+    assert "first" in await session.tail(task.id)  # a whole answer's text is still shown

@@ -48,7 +48,12 @@ from ._tools import TOOLS
 from ._workspace import Workspace
 
 if TYPE_CHECKING:
+    from pydantic_ai import AgentRun as PydanticAgentRun
+    from pydantic_ai import ModelRequestNode
+    from pydantic_ai._agent_graph import AgentNode  # what `AgentRun.next` returns
     from pydantic_ai.models import Model
+    from pydantic_ai.result import FinalResult
+    from pydantic_graph import End
 
     from ..runners._protocol import RunContext
     from ._definitions import AgentDefinition
@@ -233,7 +238,7 @@ class AgentLoop:
         if definition.top_p is not None:
             settings["top_p"] = definition.top_p
         agent = Agent(
-            BudgetedModel(model, run.guard),
+            BudgetedModel(model, run.guard, before=lambda messages: self._save(run, messages)),
             instructions=definition.prompt or None,
             tools=self._tools(run),
             deps_type=AgentRun,
@@ -253,31 +258,53 @@ class AgentLoop:
             deps=run,
         ) as agent_run:
             try:
-                async for node in agent_run:
+                node = agent_run.next_node
+                while not Agent.is_end_node(node):
                     if Agent.is_model_request_node(node):
-                        run.turn += 1
-                        run.ctx.progress(run.turn, run.max_turns, f"turn {run.turn}")
-                        async with node.stream(agent_run.ctx) as stream:
-                            # The request (a prompt, or tool results) is stored before the
-                            # answer comes: after a crash, finished tool calls are not redone.
-                            await self._save(run, agent_run.all_messages())
-                            async for event in stream:
-                                _show_text(run, event)
-                        self._account(run, ref, agent_run.usage)
-                        history[:] = agent_run.all_messages()
-                        await self._save(run, history)
-                        if _empty(history[-1]):
-                            raise _Stop("The agent produced no output.", "empty_output")
+                        node = await self._model_turn(run, ref, agent_run, node, history)
                     elif Agent.is_call_tools_node(node):
                         async with node.stream(agent_run.ctx) as tool_stream:
                             async for event in tool_stream:
                                 self._show_tool(run, event)
+                        node = await agent_run.next(node)
                         history[:] = agent_run.all_messages()
+                    else:
+                        node = await agent_run.next(node)
             finally:
                 history[:] = agent_run.all_messages()
             result = agent_run.result
         assert result is not None
         return str(result.output)
+
+    async def _model_turn(
+        self,
+        run: AgentRun,
+        ref: ModelRef,
+        agent_run: PydanticAgentRun[AgentRun, str],
+        node: ModelRequestNode[AgentRun, str],
+        history: list[ModelMessage],
+    ) -> AgentNode[AgentRun, str] | End[FinalResult[str]]:
+        """One model call and its answer; the node after it.
+
+        The request (a prompt, or tool results) is stored before the answer comes (the
+        model's `before`): after a crash, finished tool calls are not redone.
+        """
+        run.turn += 1
+        run.ctx.progress(run.turn, run.max_turns, f"turn {run.turn}")
+        if self.runner.streaming == "always" or run.ctx.watched:
+            async with node.stream(agent_run.ctx) as stream:
+                async for event in stream:
+                    _show_text(run, event)
+            following = await agent_run.next(node)
+        else:  # nobody follows it: the whole answer at once costs a fraction of a stream
+            following = await agent_run.next(node)
+            _show_answer(run, agent_run.all_messages()[-1])
+        self._account(run, ref, agent_run.usage)
+        history[:] = agent_run.all_messages()
+        await self._save(run, history)
+        if _empty(history[-1]):
+            raise _Stop("The agent produced no output.", "empty_output")
+        return following
 
     def _account(self, run: AgentRun, ref: ModelRef, total: RunUsage) -> None:
         """Record usage after a model turn, charge the tree, and apply the budgets."""
@@ -407,6 +434,14 @@ def _empty(message: ModelMessage) -> bool:
     parts = message.parts
     has_call = any(isinstance(p, ToolCallPart) for p in parts)
     return not has_call and not any(isinstance(p, TextPart) and p.content.strip() for p in parts)
+
+
+def _show_answer(run: AgentRun, message: ModelMessage) -> None:
+    """The text of a whole (unstreamed) answer, as its stream would have shown it."""
+    if isinstance(message, ModelResponse):
+        for part in message.parts:
+            if isinstance(part, TextPart) and part.content:
+                run.ctx.output(part.content)
 
 
 def _show_text(run: AgentRun, event: object) -> None:

@@ -13,7 +13,7 @@ from pydantic_ai.messages import ModelMessagesTypeAdapter
 from pydantic_ai.models.wrapper import WrapperModel
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from pydantic_ai import RunContext
     from pydantic_ai.messages import ModelMessage, ModelResponse
@@ -34,11 +34,21 @@ def _chars(messages: list[ModelMessage], parameters: ModelRequestParameters) -> 
 
 
 class BudgetedModel(WrapperModel):
-    """A model whose every request first passes the run's `BudgetGuard`."""
+    """A model whose every request first passes the run's `BudgetGuard`.
 
-    def __init__(self, wrapped: Model, guard: BudgetGuard) -> None:
+    `before` is awaited with a request's messages before it is sent (the run stores them).
+    """
+
+    def __init__(
+        self,
+        wrapped: Model,
+        guard: BudgetGuard,
+        *,
+        before: Callable[[list[ModelMessage]], Awaitable[None]] | None = None,
+    ) -> None:
         super().__init__(wrapped)
         self.guard = guard
+        self.before = before
 
     def _capped(
         self,
@@ -58,6 +68,8 @@ class BudgetedModel(WrapperModel):
         model_settings: ModelSettings | None,
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
+        if self.before is not None:
+            await self.before(messages)
         settings = self._capped(messages, model_settings, model_request_parameters)
         response = await self.wrapped.request(messages, settings, model_request_parameters)
         self.guard.after(response.usage.input_tokens, response.usage.output_tokens)
@@ -71,6 +83,8 @@ class BudgetedModel(WrapperModel):
         model_request_parameters: ModelRequestParameters,
         run_context: RunContext[Any] | None = None,
     ) -> AsyncIterator[StreamedResponse]:
+        if self.before is not None:
+            await self.before(messages)
         settings = self._capped(messages, model_settings, model_request_parameters)
         stream: StreamedResponse | None = None
         try:

@@ -18,7 +18,7 @@ from .._executors._pool import WorkerPool
 from .._types._task import AgentSpec
 from ._definitions import AgentDefinition
 from ._providers import Price, ProviderConfig, Providers
-from ._runner import AgentRunner
+from ._runner import AgentRunner, Streaming
 from ._sandbox import SandboxMode
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ class AgentRecipe(BaseModel):
     sandbox_hide: tuple[Path, ...] = ()
     search_timeout: float = 10.0
     bwrap: str = "bwrap"
+    streaming: Streaming = "watched"
 
     def build(self, shared_limiter: Callable[[str], CallLimiter] | None = None) -> AgentRunner:
         """The runner; its model calls go through `shared_limiter` when given."""
@@ -66,7 +67,7 @@ class AgentRecipe(BaseModel):
             max_descendants=self.max_descendants, loop_limit=self.loop_limit,
             default_max_turns=self.default_max_turns, command_timeout=self.command_timeout,
             sandbox=self.sandbox, sandbox_hide=self.sandbox_hide,
-            search_timeout=self.search_timeout, bwrap=self.bwrap,
+            search_timeout=self.search_timeout, bwrap=self.bwrap, streaming=self.streaming,
         )  # fmt: skip
 
 

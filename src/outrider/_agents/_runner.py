@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 import anyio.to_thread
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from ..runners._protocol import RunContext, RunnerHost, RunOutcome
     from ._definitions import AgentDefinition
 
-__all__ = ["TOOL_NAMES", "AgentRunner", "Tree"]
+__all__ = ["TOOL_NAMES", "AgentRunner", "Streaming", "Tree"]
 
 TOOL_NAMES = (
     "read_file", "list_files", "grep", "write_file", "edit_file", "run_command", "delegate",
@@ -52,6 +52,9 @@ TOOL_NAMES = (
 """The built-in agent's tools."""
 
 SANDBOX_MODES: tuple[SandboxMode, ...] = ("required", "auto", "off")
+
+Streaming = Literal["watched", "always"]
+"""When model answers are streamed (`AgentRunner`'s `streaming`)."""
 
 
 class AgentRunner:
@@ -72,6 +75,10 @@ class AgentRunner:
             home folder's credential stores).
         search_timeout: Seconds a `list_files` or `grep` call may take.
         bwrap: The bubblewrap executable (a name looked up on PATH, or a path).
+        streaming: `watched`: a model's answer is streamed chunk by chunk while someone
+            follows the task's output live (`RunContext.watched`) or it has a stall timeout,
+            and asked for whole otherwise (each turn's text and progress still come as the
+            turn ends); `always`: every answer is streamed.
     """
 
     kind = "agent"
@@ -92,9 +99,12 @@ class AgentRunner:
         sandbox_hide: Sequence[Path] = (),
         search_timeout: float = 10.0,
         bwrap: str = "bwrap",
+        streaming: Streaming = "watched",
     ) -> None:
         if sandbox not in SANDBOX_MODES:
             raise ValueError(f"sandbox must be one of {', '.join(SANDBOX_MODES)}, not {sandbox!r}")
+        if streaming not in get_args(Streaming):
+            raise ValueError(f"streaming must be 'watched' or 'always', not {streaming!r}")
         self.agents = dict(agents or {})
         self.providers = providers or Providers()
         self.catalog = AgentCatalog() if discover else None
@@ -107,6 +117,7 @@ class AgentRunner:
         self.sandbox_hide = (data_dir(), config_dir(), *sandbox_hide)
         self.search_timeout = search_timeout
         self.bwrap = bwrap
+        self.streaming: Streaming = streaming
         self.trees: dict[str, Tree] = {}
         """What each running delegation tree has left, by its root task's id."""
         self._host: RunnerHost | None = None

@@ -27,6 +27,7 @@ import anyio
 from pydantic_ai.messages import (
     ModelRequest,
     ModelResponse,
+    TextPart,
     ToolCallPart,
     ToolReturnPart,
     UserPromptPart,
@@ -169,4 +170,19 @@ def scripted_model(script: str) -> FunctionModel:
                 for i, (name, args) in enumerate(calls)
             }
 
-    return FunctionModel(stream_function=stream, model_name=f"scripted/{script}")
+    async def whole(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        """The same answer unstreamed, after as long as its stream would take."""
+        step = plan(messages)
+        tools = {t.name for t in info.function_tools}
+        words = step.text.split(" ")
+        await anyio.sleep(WORD_DELAY * len(words))
+        turn = _turn(messages)
+        parts: list[TextPart | ToolCallPart] = [TextPart(step.text)] if step.text else []
+        parts += [
+            ToolCallPart(name, json.dumps(args), tool_call_id=f"{script}-{turn}-{i}")
+            for i, (name, args) in enumerate(step.calls)
+            if name in tools
+        ]
+        return ModelResponse(parts=parts, model_name=f"scripted/{script}")
+
+    return FunctionModel(whole, stream_function=stream, model_name=f"scripted/{script}")

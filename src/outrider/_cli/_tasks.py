@@ -117,9 +117,7 @@ def logs(
         if not follow or task.state.terminal:
             sys.stdout.write(daemon.tail(task_id, lines=lines))
             return
-        for event in daemon.events():
-            if event.task_id != task_id:
-                continue
+        for event in daemon.events(task_id=task_id):  # following one task watches only it
             if isinstance(event.data, TaskOutput):
                 sys.stdout.write(event.data.text)
                 sys.stdout.flush()

@@ -120,6 +120,10 @@ class Config(Settings):
     """How deep built-in agents may delegate."""
     agent_max_descendants: Int = Field(default=10, ge=0, le=1000)
     """Live delegated tasks per delegation tree."""
+    agent_streaming: Literal["watched", "always"] = "watched"
+    """When a built-in agent's model answers are streamed chunk by chunk: `watched` while
+    someone follows the task's output live (an event subscriber; or it has a
+    `stall_timeout`), whole answers otherwise; `always`: every answer."""
     agent_workers: Int | None = Field(default=None, ge=0, le=1024)
     """Worker processes that run built-in agents, each many at once (default: one per CPU;
     0: in the daemon's own process)."""

@@ -63,7 +63,7 @@ def agent_recipe(config: Config, agents: Mapping[str, AgentDefinition]) -> Agent
         providers=config.providers, prices=config.prices, aliases=config.model_aliases,
         default_model=config.default_model, discover=True, sandbox=config.sandbox,
         sandbox_hide=tuple(hidden_paths(config)), max_depth=config.agent_max_depth,
-        max_descendants=config.agent_max_descendants,
+        max_descendants=config.agent_max_descendants, streaming=config.agent_streaming,
     )  # fmt: skip
 
 

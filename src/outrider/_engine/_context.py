@@ -74,6 +74,11 @@ class TaskContext:
     def session(self) -> str:
         return self._live.task.session
 
+    @property
+    def watched(self) -> bool:
+        task = self._live.task
+        return task.stall_timeout is not None or self._engine.watching(task.session, task.id)
+
     @asynccontextmanager
     async def _waiting(self) -> AsyncIterator[None]:
         self._engine.dispatcher.lend_slot(self._live)

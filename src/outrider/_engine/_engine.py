@@ -113,6 +113,9 @@ class Engine:
         self.runs = Runs(self)
         self.reports = Reports(self)
         self.recovery = Recovery(self)
+        self.watching: Callable[[str, str], bool] = lambda session, task_id: False
+        """Whether someone follows a task's output live: (session, task id) -> bool (the
+        orchestrator's event bus)."""
         self.leftovers_on: LeftoversOn = _no_nodes
         """How a recovery asks a cluster node to stop what attempts left there (the
         orchestrator's executors'; by default no node is reached)."""

@@ -182,6 +182,8 @@ class WorkerContext:
         self._outbound = outbound
         self._on_loop = OnLoop()
         self.cancelled = False
+        self.watched = start.watched
+        """Someone follows its output live (`Start`, then each `Watch`)."""
 
     @property
     def task_id(self) -> str:

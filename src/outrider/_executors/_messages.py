@@ -6,7 +6,7 @@ back. A frame is the message's JSON; bulk bytes (`Output.data`, a `Call`'s `blob
 to save) follow it raw, after a NUL byte, so they are neither base64-encoded nor escaped and
 parsed as JSON on either side. Any other bytes travel base64-encoded inside the JSON.
 
-Daemon → worker: `Setup` (once, first), `Start`, `Cancel`, `Reply`, `Sweep`.
+Daemon → worker: `Setup` (once, first), `Start`, `Cancel`, `Watch`, `Reply`, `Sweep`.
 Worker → daemon: `Ready` (once, after `Setup`), `Output`, `Progress`, `UsageReport`,
 `SetLimit`, `Call`, `Abandon`, `LimitNote`, `Done`, `Failed`, `Cancelled`, `Swept`.
 
@@ -31,7 +31,7 @@ from .._types._task import Usage
 __all__ = [
     "Abandon", "Call", "CallError", "CallOp", "Cancel", "Cancelled", "Done", "Failed",
     "FromDaemon", "FromWorker", "LimitNote", "Message", "Output", "Progress", "Ready", "Reply",
-    "SetLimit", "Setup", "Start", "Sweep", "Swept", "UsageReport", "decode", "encode",
+    "SetLimit", "Setup", "Start", "Sweep", "Swept", "UsageReport", "Watch", "decode", "encode",
 ]  # fmt: skip
 
 
@@ -67,6 +67,8 @@ class Start(_Message):
     """The folder (its worktree) the runner moves `spec` to before it runs (`Moved`)."""
     env: dict[str, str] = Field(default_factory=dict)
     """Variables the move adds."""
+    watched: bool = False
+    """Someone follows its output live (`RunContext.watched`), until a `Watch` says otherwise."""
 
 
 class Cancel(_Message):
@@ -74,6 +76,14 @@ class Cancel(_Message):
 
     type: Literal["cancel"] = "cancel"
     task_id: str
+
+
+class Watch(_Message):
+    """Whether someone follows a running task's output live now (it changed since `Start`)."""
+
+    type: Literal["watch"] = "watch"
+    task_id: str
+    watched: bool
 
 
 class Sweep(_Message):
@@ -218,7 +228,7 @@ class Cancelled(_Message):
 
 
 FromDaemon: TypeAlias = Annotated[
-    Setup | Start | Cancel | Reply | Sweep, Field(discriminator="type")
+    Setup | Start | Cancel | Watch | Reply | Sweep, Field(discriminator="type")
 ]
 FromWorker: TypeAlias = Annotated[
     Ready | Output | Progress | UsageReport | SetLimit | Call | Abandon | LimitNote | Done
@@ -226,11 +236,11 @@ FromWorker: TypeAlias = Annotated[
     Field(discriminator="type"),
 ]  # fmt: skip
 Message: TypeAlias = (
-    Setup | Start | Cancel | Reply | Sweep | Ready | Output | Progress | UsageReport | SetLimit
-    | Call | Abandon | LimitNote | Done | Failed | Cancelled | Swept
+    Setup | Start | Cancel | Watch | Reply | Sweep | Ready | Output | Progress | UsageReport
+    | SetLimit | Call | Abandon | LimitNote | Done | Failed | Cancelled | Swept
 )  # fmt: skip
 
-_FROM_DAEMON: TypeAdapter[Setup | Start | Cancel | Reply | Sweep] = TypeAdapter(FromDaemon)
+_FROM_DAEMON: TypeAdapter[Setup | Start | Cancel | Watch | Reply | Sweep] = TypeAdapter(FromDaemon)
 _FROM_WORKER: TypeAdapter[
     Ready | Output | Progress | UsageReport | SetLimit | Call | Abandon | LimitNote | Done
     | Failed | Cancelled | Swept

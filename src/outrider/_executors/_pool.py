@@ -56,6 +56,7 @@ from ._messages import (
     Sweep,
     Swept,
     UsageReport,
+    Watch,
 )  # fmt: skip
 from ._protocol import Moved
 
@@ -86,6 +87,8 @@ class _Job:
     """Its calls being served."""
     quiet: anyio.Event = field(default_factory=anyio.Event)
     """Set when its last call being served ended."""
+    watched: bool = False
+    """What the worker was last told of `ctx.watched`."""
 
     async def calls_over(self) -> None:
         """Wait until none of its calls is being served."""
@@ -351,7 +354,7 @@ class _Worker:
                 f"The task could not start: {self.lost}.", type=self.lost_kind, retryable=True
             )
         channel = self.channel
-        job = self.jobs[ctx.task_id] = _Job(ctx)
+        job = self.jobs[ctx.task_id] = _Job(ctx, watched=ctx.watched)
         moved = spec if isinstance(spec, Moved) else None
         start = Start(
             task_id=ctx.task_id, attempt=ctx.attempt, session=ctx.session,
@@ -360,7 +363,7 @@ class _Worker:
                 cast("Any", moved.spec if moved else spec), mode="json"
             ),
             guarded=isinstance(ctx, GuardedContext), folder=moved.folder if moved else None,
-            env=dict(moved.env) if moved else {},
+            env=dict(moved.env) if moved else {}, watched=job.watched,
         )  # fmt: skip
         channel.post(start)
         try:
@@ -452,15 +455,25 @@ class WorkerPool:
     async def lifespan(self, host: RunnerHost) -> AsyncIterator[None]:
         """Workers start as attempts need them; on the way out each is told to go, and reaped."""
         self._host = host
+        forget = host.on_watch_change(self._rewatch)
         async with anyio.create_task_group() as tg:
             self._tg = tg
             try:
                 yield
             finally:
+                forget()
                 self._tg = None
                 for worker in self._workers:
                     if worker.channel is not None:
                         worker.channel.close()
+
+    def _rewatch(self) -> None:
+        """Someone started or stopped watching: tell workers whose runs it changed."""
+        for worker in self._workers:
+            for job in worker.jobs.values():
+                if (watched := job.ctx.watched) != job.watched and worker.channel is not None:
+                    job.watched = watched
+                    worker.channel.post(Watch(task_id=job.ctx.task_id, watched=watched))
 
     def set_limit(self, key: str, limit: int) -> None:
         """A worker's runner changed a key's limit."""

@@ -42,6 +42,7 @@ from ._messages import (
     Start,
     Sweep,
     Swept,
+    Watch,
 )  # fmt: skip
 from ._protocol import Moved, settled
 
@@ -67,6 +68,10 @@ class _Host:
 
     def set_limit(self, key: str, limit: int) -> None:
         self._channel.post(SetLimit(key=key, limit=limit))
+
+    def on_watch_change(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """Never called back: a run here learns who watches it from `Watch` messages."""
+        return lambda: None
 
     def limiter(self, model: str) -> RemoteLimiter:
         found = self._limiters.get(model)
@@ -107,6 +112,9 @@ class Worker:
                 tg.start_soon(self.run, message, scope, ctx)
             elif isinstance(message, Cancel):
                 self._cancel(message.task_id)
+            elif isinstance(message, Watch):
+                if (watching := self.contexts.get(message.task_id)) is not None:
+                    watching.watched = message.watched
             elif isinstance(message, Reply):
                 self.calls.answer(message)
             elif isinstance(message, Sweep):

@@ -113,8 +113,9 @@ class Core:
         """
         last = after
         wanted = None if types is None else sorted(types)
+        output = not notices and (types is None or "task.output" in types)
         while True:
-            sub = self.bus.subscribe(session, prefix=prefix)
+            sub = self.bus.subscribe(session, prefix=prefix, output=output, task_id=task_id)
             try:
                 while True:
                     batch = await self.store.events(

@@ -151,6 +151,7 @@ class Orchestrator:
             rng=rng or random.Random(),
         )  # fmt: skip
         self._engine.handler_available = self._handlers.__contains__
+        self._engine.watching = self._bus.watching
         self._engine.submit_child = self._submit_child
         if self._node_pools():
             self._engine.leftovers_on = self._leftovers_on
@@ -344,6 +345,10 @@ class Orchestrator:
         _check_limit(key, limit)
         self._engine.queue.set_limit(key, limit)
         self._engine.wake()
+
+    def on_watch_change(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """Call `callback` whenever a live subscription starts or ends (`RunnerHost`)."""
+        return self._bus.on_change(callback)
 
     # -- across sessions -----------------------------------------------------------------
 

@@ -95,6 +95,10 @@ class Watched:
         """The task's session."""
         return self._ctx.session
 
+    @property
+    def watched(self) -> bool:
+        return self._ctx.watched
+
     def progress(
         self, completed: float, total: float | None = None, message: str | None = None
     ) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from contextlib import AbstractAsyncContextManager
 
     import anyio
@@ -109,6 +109,17 @@ class RunContext(Protocol):
         ...
 
     @property
+    def watched(self) -> bool:
+        """Whether this task's output is watched as it comes, now.
+
+        It is while someone follows it live (a subscriber of its events), and always when
+        the task has a `stall_timeout` (which watches its output for silence). A runner may
+        report less finely while it is not: the built-in agent then asks its model for whole
+        answers instead of streams. It may change during a run.
+        """
+        ...
+
+    @property
     def session(self) -> str:
         """The session the task belongs to (tasks it starts belong to it too)."""
         ...
@@ -184,6 +195,13 @@ class RunnerHost(Protocol):
 
     def set_limit(self, key: str, limit: int) -> None:
         """Change a concurrency key's limit (a model's, as its provider throttles)."""
+        ...
+
+    def on_watch_change(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """Call `callback` whenever someone starts or stops following events live.
+
+        A `RunContext.watched` may have changed then. Returns the callback's removal.
+        """
         ...
 
 
