@@ -1,6 +1,7 @@
 """Many streaming agents at once: outrider's worker pool against in-process and bare baselines.
 
-Run: uv run python bench/workers.py  [--quick]  [--pool-only]  [N ...]  |  --memory N
+Run: uv run python bench/workers.py  [--quick]  [--pool-only | --unwatched]  [N ...]
+     | --memory N  |  --capacity [N ...]
 
 The fake provider (tests/fakellm.py, its own process, real HTTP on 127.0.0.1) streams every
 answer as 37 chunks 20 ms apart; each agent makes 4 model calls, the first 3 with a
@@ -21,6 +22,10 @@ CPU is user + system time of every process of the run (the workers included), pe
 outrider's runs, the daemon's own share (its process: the engine, the store, the events, and
 the subscriber above) beside it.
 `--pool-only`: only the run with a worker per core (to compare two versions of the daemon).
+`--unwatched`: only the bare run with a process per core and outrider's run nobody watches.
+`--capacity`: at each size (default 10 to 120) the bare run with a process per core and
+outrider's with a worker per core (watched); the capacity of each is the most agents whose
+events were at most 500 ms late at the 99th percentile.
 
 `--memory N`: memory per running agent instead. Each run is a fresh process of its own (so no
 run inherits another's heap): the resident memory (RSS) of its whole tree (workers included,
@@ -57,7 +62,12 @@ from outrider._agents._recipe import AgentRecipe, agent_pool
 
 QUICK = "--quick" in sys.argv
 POOL_ONLY = "--pool-only" in sys.argv
-SIZES = [int(a) for a in sys.argv[1:] if a.isdigit()] or ([20] if QUICK else [50, 200])
+UNWATCHED = "--unwatched" in sys.argv
+CAPACITY = "--capacity" in sys.argv
+LATE_LIMIT = 0.5
+"""Capacity: the most agents whose output reaches a reader within this many seconds p99."""
+ASKED = [int(a) for a in sys.argv[1:] if a.isdigit()]
+SIZES = ASKED or ([20] if QUICK else [50, 200])
 FAKE_SERVER = Path(__file__).resolve().parents[1] / "tests" / "fakellm.py"
 CALLS, CHUNKS, DELAY = 4, 37, 0.020
 CORES = os.cpu_count() or 1
@@ -157,6 +167,9 @@ async def _outrider(
     base_url: str, count: int, workers: int, watched: bool = True
 ) -> tuple[float, float, list[float], list[float]]:
     with tempfile.TemporaryDirectory() as tmp:
+        workspace = Path(tmp) / "workspace"  # what `list_files` lists: one file, as bare's
+        workspace.mkdir()
+        (workspace / "a.txt").write_text("a\n")
         definition = AgentDefinition(name="bench", model="fake/bench", prompt="Work.", limit=count,
                                      source=Path("bench.md"), format="outrider")  # fmt: skip
         recipe = AgentRecipe(
@@ -175,7 +188,8 @@ async def _outrider(
             Path(tmp) / "bench.db", settings, runners=[runner], executors=executors
         ) as orch:
             session = orch.session("b")
-            warm = outrider.agent("bench", "warm up", workspace=tmp)  # every worker started
+            # every worker started
+            warm = outrider.agent("bench", "warm up", workspace=str(workspace))
             await session.wait([(await session.submit(warm)).id for _ in range(max(workers, 1))])
             peak = _PeakRss() if _MEMORY else None
             own0 = sum(psutil.Process().cpu_times()[:2])
@@ -190,7 +204,7 @@ async def _outrider(
 
                 if watched:
                     tg.start_soon(watch)
-                spec = outrider.agent("bench", "job", workspace=tmp)
+                spec = outrider.agent("bench", "job", workspace=str(workspace))
                 tasks = []
                 for _ in range(count):
                     tasks.append(await session.submit(spec))
@@ -279,6 +293,43 @@ def memory(base_url: str, count: int) -> None:
     Console().print(table)
 
 
+def _cells(
+    n: int, wall: float, cpu: float, ages: list[float], api: list[float], own: str = ""
+) -> list[str]:
+    """A run's table cells after its name."""
+    late = f"{_pct(ages, 0.5):.2f} / {_pct(ages, 0.99):.2f} ({len(ages)})" if ages else "-"
+    answer = f"{_pct(api, 0.5) * 1e3:.1f} / {_pct(api, 0.99) * 1e3:.1f}" if api else "-"
+    return [f"{wall:.1f}", f"{cpu / n:.3f}{own}", late, answer]
+
+
+def capacity(base_url: str, sizes: list[int]) -> None:
+    """The capacity of the bare baseline (a process per core) and of outrider (watched).
+
+    Each size runs both, one after the other, in increasing order; a run's capacity is the
+    largest size whose events were within `LATE_LIMIT` p99 (sizes past a miss still run, so
+    the table shows where each crosses it).
+    """
+    table = Table(title=f"event late p99 s by concurrent agents ({CORES} cores)")
+    for col in ("agents", f"bare, {CORES} processes", f"outrider, {CORES} workers"):
+        table.add_column(col)
+    best = {"bare": 0, "outrider": 0}
+    for n in sizes:
+        row = [str(n)]
+        for name, (_, _, ages, *_) in (
+            ("bare", bare(base_url, n, CORES)),
+            ("outrider", anyio.run(_outrider, base_url, n, CORES)),
+        ):
+            p99 = _pct(ages, 0.99)
+            if p99 <= LATE_LIMIT:
+                best[name] = max(best[name], n)
+            row.append(f"{p99:.2f}")
+        table.add_row(*row)
+    Console().print(table)
+    ratio = best["outrider"] / best["bare"] if best["bare"] else float("nan")
+    print(f"capacity within {LATE_LIMIT * 1000:.0f} ms p99: bare {best['bare']}, "
+          f"outrider {best['outrider']} ({ratio:.2f} of bare)")  # fmt: skip
+
+
 def main() -> None:
     if "--memory-child" in sys.argv:
         at = sys.argv.index("--memory-child")
@@ -294,6 +345,10 @@ def main() -> None:
             return
         import outrider._agents._loop  # noqa: F401  # imported once per process; not timed
 
+        if CAPACITY:
+            capacity(base_url, ASKED or [10, 20, 40, 60, 80, 120])
+            return
+
         table = Table(
             title=f"agents x {CALLS} calls of {CHUNKS} chunks {DELAY * 1000:.0f} ms apart, "
             f"{CORES} cores"
@@ -302,6 +357,18 @@ def main() -> None:
                     "API get p50 / p99 ms"):  # fmt: skip
             table.add_column(col)
         for n in SIZES:
+            if UNWATCHED:
+                table.add_row(
+                    str(n), f"bare, {CORES} processes", *_cells(n, *bare(base_url, n, CORES), [])
+                )
+                unwatched = anyio.run(_outrider, base_url, n, CORES, False)
+                own = f" ({_DAEMON_CPU[-1] / n:.3f})"
+                table.add_row(
+                    str(n),
+                    f"outrider, {CORES} workers, nobody watching",
+                    *_cells(n, *unwatched, own=own),
+                )
+                continue
             runs = [] if POOL_ONLY else [
                 ("bare, 1 process", *bare(base_url, n, 1), []),
                 (f"bare, {CORES} processes", *bare(base_url, n, CORES), []),
@@ -313,10 +380,8 @@ def main() -> None:
                 runs.append((f"outrider, {CORES} workers, nobody watching", *unwatched))
             ours = 1 if POOL_ONLY else 3  # the last runs are outrider's
             daemon = [""] * (len(runs) - ours) + [f" ({c / n:.3f})" for c in _DAEMON_CPU[-ours:]]
-            for (name, wall, cpu, ages, api), own in zip(runs, daemon, strict=True):
-                late = f"{_pct(ages, 0.5):.2f} / {_pct(ages, 0.99):.2f} ({len(ages)})"
-                answer = f"{_pct(api, 0.5) * 1e3:.1f} / {_pct(api, 0.99) * 1e3:.1f}" if api else "-"
-                table.add_row(str(n), name, f"{wall:.1f}", f"{cpu / n:.3f}{own}", late, answer)
+            for (name, *measured), own in zip(runs, daemon, strict=True):
+                table.add_row(str(n), name, *_cells(n, *measured, own=own))
         Console().print(table)
     finally:
         server.terminate()

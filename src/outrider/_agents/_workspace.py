@@ -197,12 +197,16 @@ class Workspace:
     def _walk(self, deadline: float) -> Iterator[tuple[str, Path, bool]]:
         """(relative path, real path, is a folder) of every allowed entry; links not followed.
 
+        An entry that is no link is looked at by its directory entry alone (no `stat`): it
+        is inside the root by construction, and only hidden paths inside the root can hide it.
+
         Raises:
             TimeoutError: The deadline passed.
         """
-        pending, seen = [self.root], 0
+        inside = tuple(h for h in self.hidden if h.is_relative_to(self.root))
+        pending, seen = [(str(self.root), "")], 0
         while pending:
-            folder = pending.pop()
+            folder, prefix = pending.pop()
             try:
                 entries = sorted(os.scandir(folder), key=lambda e: e.name)
             except OSError:
@@ -213,18 +217,32 @@ class Workspace:
                     raise TimeoutError(f"{seen} entries")
                 if entry.name in _SKIP_DIRS:
                     continue
-                rel = self.rel(Path(entry.path))
-                real = Path(entry.path).resolve() if entry.is_symlink() else Path(entry.path)
-                if real != self.root and not real.is_relative_to(self.root):
+                rel = prefix + entry.name
+                if entry.is_symlink():
+                    if (linked := self._linked(Path(entry.path), rel)) is not None:
+                        yield linked
                     continue
-                is_dir = real.is_dir()
-                if self._is_hidden(Path(entry.path)) or self._is_hidden(real):
+                path = Path(entry.path)
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if any(path == h or path.is_relative_to(h) for h in inside):
                     continue
-                if not self._permits(rel, is_dir) or not self._permits(self.rel(real), is_dir):
+                if not self._permits(rel, is_dir):
                     continue
-                yield rel, real, is_dir
-                if is_dir and not entry.is_symlink():
-                    pending.append(Path(entry.path))
+                yield rel, path, is_dir
+                if is_dir:
+                    pending.append((entry.path, rel + "/"))
+
+    def _linked(self, path: Path, rel: str) -> tuple[str, Path, bool] | None:
+        """A symbolic link met by `_walk`, if it and what it points to are allowed."""
+        real = path.resolve()
+        if real != self.root and not real.is_relative_to(self.root):
+            return None
+        is_dir = real.is_dir()
+        if self._is_hidden(path) or self._is_hidden(real):
+            return None
+        if not self._permits(rel, is_dir) or not self._permits(self.rel(real), is_dir):
+            return None
+        return rel, real, is_dir
 
     def _matching(self, pattern: str) -> tuple[list[tuple[str, Path, bool]], str | None]:
         if pattern.startswith("/") or ".." in Path(pattern).parts:
