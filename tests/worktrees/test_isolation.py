@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import outrider
+from outrider._worktrees import _git
 from outrider._worktrees._git import GitError, check_version, run_git
 from tests.fakellm import FakeLLM, Reply
 
@@ -231,3 +232,23 @@ def test_git_errors_say_what_is_missing(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(GitError, match="git is not installed"):
         run_git(tmp_path, "status")
+
+
+def test_outside_any_checkout_git_is_not_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo: Path
+) -> None:
+    """No `.git` in a folder or above it: no git process; with one, git names the top."""
+    (repo / "sub").mkdir()
+    asked: list[Path] = []
+
+    def counting(cwd: Path, *args: str, **kw: object) -> object:
+        asked.append(cwd)
+        return run_git(cwd, *args)
+
+    monkeypatch.setattr(_git, "run_git", counting)
+    plain = tmp_path / "plain" / "deeper"
+    plain.mkdir(parents=True)
+    assert _git.toplevel(plain) is None
+    assert asked == []
+    assert _git.toplevel(repo / "sub") == repo.resolve()
+    assert asked == [repo / "sub"]

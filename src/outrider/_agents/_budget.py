@@ -104,6 +104,11 @@ class BudgetGuard:
             cost = self.tree.cost_left if cost is None else min(cost, self.tree.cost_left)
         return tokens, cost
 
+    @property
+    def unbounded(self) -> bool:
+        """Neither the run nor its tree has a budget (a request needs no estimate)."""
+        return self._room() == (None, None)
+
     def before(self, chars: int, max_tokens: int | None) -> int | None:
         """The `max_tokens` for a request of `chars` characters; None: no cap needed.
 

@@ -291,7 +291,8 @@ class AgentLoop:
         """
         run.turn += 1
         run.ctx.progress(run.turn, run.max_turns, f"turn {run.turn}")
-        if self.runner.streaming == "always" or run.ctx.watched:
+        watched = run.ctx.watched
+        if self.runner.streaming == "always" or watched:
             async with node.stream(agent_run.ctx) as stream:
                 async for event in stream:
                     _show_text(run, event)
@@ -301,7 +302,8 @@ class AgentLoop:
             _show_answer(run, agent_run.all_messages()[-1])
         self._account(run, ref, agent_run.usage)
         history[:] = agent_run.all_messages()
-        await self._save(run, history)
+        if watched:  # shown at once; else stored with the next request or at the run's end
+            await self._save(run, history)
         if _empty(history[-1]):
             raise _Stop("The agent produced no output.", "empty_output")
         return following

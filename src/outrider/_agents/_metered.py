@@ -56,6 +56,8 @@ class BudgetedModel(WrapperModel):
         settings: ModelSettings | None,
         parameters: ModelRequestParameters,
     ) -> ModelSettings | None:
+        if self.guard.unbounded:  # no budget: the request's size is not needed
+            return settings
         current = (settings or {}).get("max_tokens")
         cap = self.guard.before(_chars(messages, parameters), current)
         if cap is None:

@@ -116,7 +116,15 @@ def check_version() -> None:
 
 
 def toplevel(folder: Path) -> Path | None:
-    """The top folder of the checkout (or worktree) holding `folder`, or None outside git."""
+    """The top folder of the checkout (or worktree) holding `folder`, or None outside git.
+
+    Git finds a checkout by a `.git` in the folder or above it (`GIT_*` variables are not
+    passed on), so where there is none, git is not asked: most tasks outside a repository
+    cost no process.
+    """
+    absolute = folder.absolute()
+    if not any((f / ".git").exists() for f in (absolute, *absolute.parents)):
+        return None
     try:
         done = run_git(folder, "rev-parse", "--show-toplevel")
     except (GitError, OSError):
