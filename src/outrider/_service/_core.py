@@ -5,6 +5,13 @@ each `Session` holds it. Reads go to the store (the truth) and are decorated wit
 memory knows: a queued task's place in line and what it waits for. Event streams read the
 store from a `seq`, then follow the bus; a subscriber that falls behind is resynced from the
 store, so no event is lost or repeated.
+
+Invariants:
+- `get` of an unfinished task answers from the engine's record (`LiveTask.task`), on the
+  loop, without the store: memory applies a change only once it is committed (write-ahead),
+  so the record is the stored row, except that its progress and usage are the latest
+  reported (stored within the report interval) and an attempt's node is noted as it is
+  queued for the store. An ended task is read from the store, where its end is.
 """
 
 from __future__ import annotations
@@ -65,7 +72,8 @@ class Core:
         Raises:
             TaskNotFound: No such task in `session` (the same for another session's id).
         """
-        task = await self.store.get(task_id)
+        live = self.engine.live.get(task_id)
+        task = live.task if live is not None else await self.store.get(task_id)
         if task is None or task.session != session:
             raise TaskNotFound(task_id)
         return self.decorate([task])[0]
