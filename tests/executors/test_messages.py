@@ -17,6 +17,7 @@ from outrider._daemon._runners import executors, runners
 from outrider._executors._channel import FRAMES_PER_TURN, MAX_FRAME, Channel
 from outrider._executors._messages import (
     Call,
+    Cancel,
     Done,
     Failed,
     Message,
@@ -137,12 +138,16 @@ async def test_messages_arrive_in_order_and_the_end_is_seen() -> None:
     await worker.aclose()
 
 
-async def test_a_long_batch_of_frames_lets_the_loop_run_others_between() -> None:
+@pytest.mark.parametrize(("to_daemon", "per_turn"), [(True, FRAMES_PER_TURN), (False, 1)])
+async def test_a_long_batch_of_frames_lets_the_loop_run_others_between(
+    to_daemon: bool, per_turn: int
+) -> None:
     daemon, worker = await _pair()
+    sender, receiver = (worker, daemon) if to_daemon else (daemon, worker)
     for n in range(100):
-        worker.post(Output(task_id="t", data=str(n).encode()))
-    worker.close()
-    await worker.run()
+        sender.post(Output(task_id="t", data=b"x") if to_daemon else Cancel(task_id=str(n)))
+    sender.close()
+    await sender.run()
     got: list[Message] = []
     turns: list[int] = []  # how many frames were received at each turn of another task
 
@@ -153,12 +158,12 @@ async def test_a_long_batch_of_frames_lets_the_loop_run_others_between() -> None
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(other)
-        while (message := await daemon.receive()) is not None:
+        while (message := await receiver.receive()) is not None:
             got.append(message)
         tg.cancel_scope.cancel()
     assert len(got) == 100
     gaps = [after - before for before, after in itertools.pairwise(turns)]
-    assert max(gaps) <= FRAMES_PER_TURN
+    assert max(gaps) == per_turn
     await daemon.aclose()
     await worker.aclose()
 
