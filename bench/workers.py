@@ -13,7 +13,9 @@ a reader on this machine knows how late it arrives. For N concurrent agents, in 
 - bare, 1 process per core: the agents split over that many processes;
 - outrider in-process (`agent_workers = 0`) and outrider with a worker per core: latency
   measured at an event subscriber of the orchestrator (`task.output`), as a dashboard sees it,
-  and the API's answer time (`get` of a task, every 20 ms while the agents run);
+  and the API's answer times while the agents run (`_time_api`): `get` of a running agent's
+  task and of an ended one, `status`, and `submit` of a tiny task, each every 20 ms; and how
+  late the loop wakes from a 20 ms sleep (the machine's floor for any answer);
 - outrider with a worker per core and nobody watching (no subscriber): its agents ask for
   whole answers instead of streams (`agent_streaming = "watched"`, the default); the fake
   provider sends each when its stream would have ended, so the wall time is the same work.
@@ -48,6 +50,7 @@ import time
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import psutil
 from rich.console import Console
 from rich.table import Table
@@ -163,9 +166,63 @@ def bare(base_url: str, count: int, processes: int) -> tuple[float, float, list[
     return time.perf_counter() - start, _cpu() + _children_cpu() - cpu0, ages
 
 
+_NOT_RUNNING = {"task.succeeded", "task.failed", "task.cancelled", "task.timed_out",
+                "task.retrying"}  # fmt: skip
+API_CALLS = ("get running", "get ended", "status", "submit")
+"""The API calls timed while the agents run, each every 20 ms."""
+LOOP_LATE = "loop wakes late"
+"""How much later than asked the loop resumes a 20 ms sleep: the floor of any answer to a
+request that arrives while the loop waits (the machine's scheduling, not outrider's work)."""
+
+
+async def _time_api(
+    session: outrider.Session, running: dict[str, None], ended: str,
+    times: dict[str, list[float]],
+) -> None:  # fmt: skip
+    """Time each of `API_CALLS` every 20 ms, concurrently, until cancelled.
+
+    `get running` gets one of the tasks `running` (while one runs), `get ended` the task
+    `ended`; `submit` submits a tiny task (a handler that returns at once). Each is timed from
+    just before a turn of the event loop (a checkpoint), as a request that comes over HTTP
+    waits for one before it is read: a call answered from memory would otherwise not wait
+    for the loop at all.
+    """
+    tiny = outrider.call("bench.noop")
+
+    async def call(name: str) -> bool:
+        if name == "get running":
+            if (task_id := next(iter(running), None)) is None:
+                return False
+            await anyio.lowlevel.checkpoint()
+            await session.get(task_id)
+            return True
+        await anyio.lowlevel.checkpoint()
+        if name == "get ended":
+            await session.get(ended)
+        elif name == "status":
+            await session.status()
+        else:
+            await session.submit(tiny)
+        return True
+
+    async def every(name: str) -> None:
+        while True:
+            t0 = time.perf_counter()
+            if await call(name):
+                times[name].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            await anyio.sleep(0.02)
+            if name == "status":
+                times[LOOP_LATE].append(time.perf_counter() - t0 - 0.02)
+
+    async with anyio.create_task_group() as tg:
+        for name in API_CALLS:
+            tg.start_soon(every, name)
+
+
 async def _outrider(
     base_url: str, count: int, workers: int, watched: bool = True
-) -> tuple[float, float, list[float], list[float]]:
+) -> tuple[float, float, list[float], dict[str, list[float]]]:
     with tempfile.TemporaryDirectory() as tmp:
         workspace = Path(tmp) / "workspace"  # what `list_files` lists: one file, as bare's
         workspace.mkdir()
@@ -180,44 +237,52 @@ async def _outrider(
         runner = recipe.build()
         executors = {"agent": agent_pool(recipe, runner, size=workers)} if workers else {}
         settings = outrider.Settings(
-            max_running=count, limits={"agent:bench": count, "model:fake/bench": count}
+            max_running=count + 10,  # room for the tiny tasks `_time_api` submits
+            limits={"agent:bench": count, "model:fake/bench": count},
         )
         ages: list[float] = []
-        api: list[float] = []
+        api: dict[str, list[float]] = {name: [] for name in (*API_CALLS, LOOP_LATE)}
         async with outrider.Orchestrator(
             Path(tmp) / "bench.db", settings, runners=[runner], executors=executors
         ) as orch:
+            orch.register_handler("bench.noop", _noop)
             session = orch.session("b")
             # every worker started
             warm = outrider.agent("bench", "warm up", workspace=str(workspace))
-            await session.wait([(await session.submit(warm)).id for _ in range(max(workers, 1))])
+            warmed = [(await session.submit(warm)).id for _ in range(max(workers, 1))]
+            await session.wait(warmed)
             peak = _PeakRss() if _MEMORY else None
             own0 = sum(psutil.Process().cpu_times()[:2])
             cpu0, start = _cpu() + _children_cpu(), time.perf_counter()
             async with anyio.create_task_group() as tg:
                 timed: set[str] = set()
+                running: dict[str, None] = {}  # in the order they started
 
                 async def watch() -> None:
                     async for event in session.events():
-                        if event.type == "task.output" and event.task_id in timed:
+                        if event.task_id not in timed:
+                            continue
+                        if event.type == "task.output":
                             ages.extend(stamp_ages(str(getattr(event.data, "text", ""))))
+                        elif event.type == "task.started":
+                            running[event.task_id] = None
+                        elif event.type in _NOT_RUNNING:
+                            running.pop(event.task_id, None)
 
                 if watched:
                     tg.start_soon(watch)
                 spec = outrider.agent("bench", "job", workspace=str(workspace))
                 tasks = []
                 for _ in range(count):
-                    tasks.append(await session.submit(spec))
+                    # Nobody watching: a task counts as running from its submit (a subscriber
+                    # to learn when it starts would watch it).
+                    done_cb = None if watched else (lambda t: running.pop(t.id, None))
+                    tasks.append(await session.submit(spec, on_done=done_cb))
                     timed.add(tasks[-1].id)
+                    if not watched:
+                        running[tasks[-1].id] = None
 
-                async def probe() -> None:
-                    while True:
-                        t0 = time.perf_counter()
-                        await session.get(tasks[0].id)
-                        api.append(time.perf_counter() - t0)
-                        await anyio.sleep(0.02)
-
-                tg.start_soon(probe)
+                tg.start_soon(_time_api, session, running, warmed[0], api)
                 done = await session.wait([t.id for t in tasks])
                 wall = time.perf_counter() - start
                 if peak is not None:
@@ -228,6 +293,16 @@ async def _outrider(
         failed = [t for t in done if t.state is not outrider.TaskState.SUCCEEDED]
         assert not failed, failed[0].error
     return wall, cpu, ages, api
+
+
+async def _noop(ctx: object) -> None:
+    """The tiny task `_time_api` submits."""
+
+
+def _percentiles_ms(times: list[float]) -> str:
+    if not times:
+        return "-"
+    return f"{_pct(times, 0.5) * 1e3:.1f} / {_pct(times, 0.99) * 1e3:.1f} ({len(times)})"
 
 
 def _rss() -> int:
@@ -294,12 +369,17 @@ def memory(base_url: str, count: int) -> None:
 
 
 def _cells(
-    n: int, wall: float, cpu: float, ages: list[float], api: list[float], own: str = ""
+    n: int,
+    wall: float,
+    cpu: float,
+    ages: list[float],
+    api: dict[str, list[float]],
+    own: str = "",
 ) -> list[str]:
     """A run's table cells after its name."""
     late = f"{_pct(ages, 0.5):.2f} / {_pct(ages, 0.99):.2f} ({len(ages)})" if ages else "-"
-    answer = f"{_pct(api, 0.5) * 1e3:.1f} / {_pct(api, 0.99) * 1e3:.1f}" if api else "-"
-    return [f"{wall:.1f}", f"{cpu / n:.3f}{own}", late, answer]
+    answers = [_percentiles_ms(api.get(call, [])) for call in (*API_CALLS, LOOP_LATE)]
+    return [f"{wall:.1f}", f"{cpu / n:.3f}{own}", late, *answers]
 
 
 def capacity(base_url: str, sizes: list[int]) -> None:
@@ -354,12 +434,13 @@ def main() -> None:
             f"{CORES} cores"
         )
         for col in ("agents", "run", "wall s", "CPU s/agent (daemon)", "event late p50 / p99 s",
-                    "API get p50 / p99 ms"):  # fmt: skip
+                    *(f"API {name} p50 / p99 ms" for name in API_CALLS),
+                    f"{LOOP_LATE} p50 / p99 ms"):  # fmt: skip
             table.add_column(col)
         for n in SIZES:
             if UNWATCHED:
                 table.add_row(
-                    str(n), f"bare, {CORES} processes", *_cells(n, *bare(base_url, n, CORES), [])
+                    str(n), f"bare, {CORES} processes", *_cells(n, *bare(base_url, n, CORES), {})
                 )
                 unwatched = anyio.run(_outrider, base_url, n, CORES, False)
                 own = f" ({_DAEMON_CPU[-1] / n:.3f})"
@@ -370,8 +451,8 @@ def main() -> None:
                 )
                 continue
             runs = [] if POOL_ONLY else [
-                ("bare, 1 process", *bare(base_url, n, 1), []),
-                (f"bare, {CORES} processes", *bare(base_url, n, CORES), []),
+                ("bare, 1 process", *bare(base_url, n, 1), {}),
+                (f"bare, {CORES} processes", *bare(base_url, n, CORES), {}),
                 ("outrider in-process", *anyio.run(_outrider, base_url, n, 0)),
             ]  # fmt: skip
             runs.append((f"outrider, {CORES} workers", *anyio.run(_outrider, base_url, n, CORES)))

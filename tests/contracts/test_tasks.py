@@ -15,6 +15,7 @@ from outrider import (
     TaskFailed,
     TaskNotFound,
     TaskState,
+    Usage,
     UserError,
     call,
     shell,
@@ -22,6 +23,8 @@ from outrider import (
 from outrider.testing import wait_until
 
 if TYPE_CHECKING:
+    from outrider import RunContext
+
     from .conftest import World
 
 
@@ -357,3 +360,36 @@ async def test_a_bad_reader_name_is_refused(world: World) -> None:
     tasks = await world.tasks()
     with pytest.raises(outrider.UserError, match="reader"):
         await tasks.notices(reader="no spaces")
+
+
+async def test_a_live_tasks_get_is_its_stored_record_once_its_reports_are_stored(
+    world: World,
+) -> None:
+    tasks = await world.tasks()
+    release = anyio.Event()
+
+    async def report(ctx: RunContext) -> str:
+        ctx.progress(1, 2, "half way")
+        ctx.usage(Usage(input_tokens=3, output_tokens=4, requests=1))
+        ctx.output("a line\n")
+        await release.wait()
+        return "done"
+
+    world.orch.register_handler("report", report)
+    running = await tasks.submit(call("report"), keys=["hold"], label="reports")
+    queued = await tasks.submit(gate("q"), keys=["hold"])
+    with anyio.fail_after(10):
+        async for _ in tasks.events(task_id=running.id, types=["task.progress"]):
+            break  # its reports are stored
+    got = {task_id: await tasks.get(task_id) for task_id in (running.id, queued.id)}
+    stored = await world.orch._store.get_many(got)
+    live = {"session", "position", "waiting_for"}  # the session as its caller names it
+    for task_id, task in got.items():
+        assert task.model_dump(exclude=live) == stored[task_id].model_dump(exclude=live)
+    assert got[running.id].state is TaskState.RUNNING
+    assert got[running.id].progress == outrider.Progress(completed=1, total=2, message="half way")
+    assert (got[queued.id].state, got[queued.id].position) == (TaskState.QUEUED, 1)
+    release.set()
+    world.gates.open("q")
+    done = await tasks.wait([running.id, queued.id], timeout=10)
+    assert [t.result for t in done] == ["done", "q:ok"]

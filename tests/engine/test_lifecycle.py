@@ -396,6 +396,8 @@ async def test_retention_sweeps_finished_tasks_only(db: Path, clock: FakeClock) 
         old = await orch.session(S).submit(outrider.call("gate", name="old"))
         gates.open("old")
         await orch.session(S).wait([old.id], timeout=5)
+        for _ in range(2):  # read from the store, then kept in memory
+            assert (await orch.session(S).get(old.id)).state is TaskState.SUCCEEDED
         unfinished = await orch.session(S).submit(outrider.call("gate", name="long"))
         await gates.wait_started("long")
         clock.jump(101)

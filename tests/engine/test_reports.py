@@ -60,7 +60,11 @@ async def test_a_task_due_now_is_stored_at_once_while_another_waits_its_turn(
                     await feeds["a"].send(2)  # stored 0 s ago: due in an interval
                     await feeds["b"].send(1)  # due at once, though the flusher waits for a
                     assert await progress.receive() == (b.id, 1)
-                    assert (await session.get(a.id)).progress == outrider.Progress(completed=1)
+                    stored = await orch._store.get(a.id)  # its second report waits its turn
+                    assert stored is not None
+                    assert stored.progress == outrider.Progress(completed=1)
+                    # a running task's get answers from memory: the latest report
+                    assert (await session.get(a.id)).progress == outrider.Progress(completed=2)
                     clock.jump(0.2)
                     assert await progress.receive() == (a.id, 2)
                     for feed_ in feeds.values():

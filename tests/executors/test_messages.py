@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import struct
 
 import anyio
+import anyio.lowlevel
 import pytest
 from anyio.abc import ByteStream, UNIXSocketStream
 from pydantic import ValidationError
 
 from outrider._daemon._config import Config
 from outrider._daemon._runners import executors, runners
-from outrider._executors._channel import MAX_FRAME, Channel
+from outrider._executors._channel import FRAMES_PER_TURN, MAX_FRAME, Channel
 from outrider._executors._messages import (
     Call,
+    Cancel,
     Done,
     Failed,
+    Message,
     Output,
     Start,
     Sweep,
@@ -65,17 +69,19 @@ def test_bulk_bytes_travel_raw_after_the_json() -> None:
 
 
 class _CountedStream(ByteStream):
-    """A stream that counts its writes."""
+    """A stream that counts its writes and reads."""
 
     def __init__(self, inner: ByteStream) -> None:
         self.inner = inner
         self.writes = 0
+        self.reads = 0
 
     async def send(self, item: bytes) -> None:
         self.writes += 1
         await self.inner.send(item)
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
+        self.reads += 1
         return await self.inner.receive(max_bytes)
 
     async def send_eof(self) -> None:
@@ -85,9 +91,10 @@ class _CountedStream(ByteStream):
         await self.inner.aclose()
 
 
-async def test_what_is_queued_goes_out_in_one_write() -> None:
+async def test_what_is_queued_goes_out_in_one_write_and_is_taken_in_one_read() -> None:
     left, right = socket.socketpair()
-    daemon = Channel(await UNIXSocketStream.from_socket(left), incoming_from_worker=True)
+    read = _CountedStream(await UNIXSocketStream.from_socket(left))
+    daemon = Channel(read, incoming_from_worker=True)
     counted = _CountedStream(await UNIXSocketStream.from_socket(right))
     worker = Channel(counted, incoming_from_worker=False)
     for n in range(50):
@@ -101,6 +108,7 @@ async def test_what_is_queued_goes_out_in_one_write() -> None:
     assert [int(m.data) for m in got[:-1] if isinstance(m, Output)] == list(range(50))
     assert got[-1] == Done(task_id="t")
     assert (counted.writes, worker.sent) == (1, 51)
+    assert read.reads <= 3  # the batch (at most split in two), then the end; not two per frame
     await daemon.aclose()
     await worker.aclose()
 
@@ -126,6 +134,36 @@ async def test_messages_arrive_in_order_and_the_end_is_seen() -> None:
     assert got == list(range(50))
     assert worker.sent == 50
     worker.post(Done(task_id="t"))  # after the close: dropped, never raised
+    await daemon.aclose()
+    await worker.aclose()
+
+
+@pytest.mark.parametrize(("to_daemon", "per_turn"), [(True, FRAMES_PER_TURN), (False, 1)])
+async def test_a_long_batch_of_frames_lets_the_loop_run_others_between(
+    to_daemon: bool, per_turn: int
+) -> None:
+    daemon, worker = await _pair()
+    sender, receiver = (worker, daemon) if to_daemon else (daemon, worker)
+    for n in range(100):
+        sender.post(Output(task_id="t", data=b"x") if to_daemon else Cancel(task_id=str(n)))
+    sender.close()
+    await sender.run()
+    got: list[Message] = []
+    turns: list[int] = []  # how many frames were received at each turn of another task
+
+    async def other() -> None:
+        while True:
+            turns.append(len(got))
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other)
+        while (message := await receiver.receive()) is not None:
+            got.append(message)
+        tg.cancel_scope.cancel()
+    assert len(got) == 100
+    gaps = [after - before for before, after in itertools.pairwise(turns)]
+    assert max(gaps) == per_turn
     await daemon.aclose()
     await worker.aclose()
 

@@ -102,6 +102,9 @@ class Engine:
         self.retry_backoff = retry_backoff
         self.rng = rng
         self.live: dict[str, LiveTask] = {}
+        self.sweeps = 0
+        """Counts the starts and ends of sweeps: what was read of ended tasks while it changed
+        may be gone from the store (so memory of them is dropped)."""
         self.terminal_counts: Counter[TaskState] = Counter()
         self.admitting = False
         self.handler_available: Callable[[str], bool] = lambda name: True
@@ -295,7 +298,11 @@ class Engine:
 
     async def sweep(self) -> int:
         """Delete tasks, events and logs older than `retention`; unfinished tasks stay."""
-        ids = await self.store.sweep(self.clock.wall() - self.retention)
+        self.sweeps += 1
+        try:
+            ids = await self.store.sweep(self.clock.wall() - self.retention)
+        finally:
+            self.sweeps += 1
         if ids:
             counts = await self.store.state_counts()
             self.terminal_counts = Counter(

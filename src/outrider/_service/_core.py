@@ -5,11 +5,22 @@ each `Session` holds it. Reads go to the store (the truth) and are decorated wit
 memory knows: a queued task's place in line and what it waits for. Event streams read the
 store from a `seq`, then follow the bus; a subscriber that falls behind is resynced from the
 store, so no event is lost or repeated.
+
+Invariants:
+- `get` of an unfinished task answers from the engine's record (`LiveTask.task`), on the
+  loop, without the store: memory applies a change only once it is committed (write-ahead),
+  so the record is the stored row, except that its progress and usage are the latest
+  reported (stored within the report interval) and an attempt's node is noted as it is
+  queued for the store.
+- An ended task is read from the store, where its end is; the last `_ENDED_KEPT` read are
+  kept and answered from memory (an ended task's row never changes until a sweep deletes it),
+  all forgotten when a sweep starts or ends, and none kept from a read a sweep overlapped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .._types._errors import TaskNotFound
@@ -35,6 +46,8 @@ __all__ = ["Core"]
 
 _PAGE = 500
 """Events read from the store at a time."""
+_ENDED_KEPT = 256
+"""Ended tasks kept in memory after a `get` read them (the least recently read go first)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -53,6 +66,10 @@ class Core:
     worktrees: Worktrees
     readers: Readers
     """Who reads each session's notices, and where each reader is (`_readers`)."""
+    _ended: OrderedDict[str, Task] = field(default_factory=OrderedDict, init=False)
+    """Ended tasks `get` read, least recently read first (see the module docstring)."""
+    _ended_sweeps: int = field(default=0, init=False)
+    """`engine.sweeps` when `_ended` was last emptied."""
 
     async def visible(self, task_ids: Iterable[str], session: str) -> dict[str, Task]:
         """The tasks of `session` among `task_ids` (others are left out, like unknown ones)."""
@@ -65,10 +82,27 @@ class Core:
         Raises:
             TaskNotFound: No such task in `session` (the same for another session's id).
         """
-        task = await self.store.get(task_id)
+        live = self.engine.live.get(task_id)
+        task = live.task if live is not None else await self._read_ended(task_id)
         if task is None or task.session != session:
             raise TaskNotFound(task_id)
         return self.decorate([task])[0]
+
+    async def _read_ended(self, task_id: str) -> Task | None:
+        """A task that is not unfinished in memory: kept if read lately, else from the store."""
+        sweeps = self.engine.sweeps
+        if sweeps != self._ended_sweeps:
+            self._ended.clear()
+            self._ended_sweeps = sweeps
+        if (task := self._ended.get(task_id)) is not None:
+            self._ended.move_to_end(task_id)
+            return task
+        task = await self.store.get(task_id)
+        if task is not None and task.state.terminal and self.engine.sweeps == sweeps:
+            self._ended[task_id] = task  # no sweep overlapped the read
+            if len(self._ended) > _ENDED_KEPT:
+                self._ended.popitem(last=False)
+        return task
 
     def decorate(self, tasks: list[Task], *, new: bool = False) -> list[Task]:
         """Queued tasks with their `position` and `waiting_for`.
