@@ -1,10 +1,11 @@
-"""A child process started off the event loop and awaited through its pidfd.
+"""A child process awaited through its pidfd, its pipes read as the loop finds them ready.
 
-Why: `fork_exec` blocks its thread until the child has called `exec` (0.5-7 ms on a busy
-machine), and asyncio's subprocess transport costs the loop about as much again per child in
-protocols, transports and callbacks. Here the spawn runs in a worker thread (`fork_exec` lets
-go of the GIL meanwhile), the pipes are read with `anyio.wait_readable` and plain `os.read`,
-and the exit is awaited on the child's pidfd: the loop only waits for readiness.
+Why: asyncio's subprocess transport costs the loop a protocol, a transport per pipe and their
+callbacks for every child (and, on Python 3.11 without `pidfd_child_watcher`, a thread). Here
+the child is a plain `subprocess.Popen`, its pipes are read with `anyio.wait_readable` and
+`os.read`, and its exit is awaited on its pidfd. The spawn blocks until the child has called
+`exec`, as asyncio's does; a spawn in a worker thread was measured and cost more: the thread
+then waits for the GIL, and the loop for the thread.
 
 Invariants:
 - `start` returns a process that is awaitable: its pidfd is open. If that cannot be done
@@ -100,9 +101,7 @@ class PidfdProcess(Process):
         cwd: str | None,
         stderr: int,
     ) -> PidfdProcess:
-        """Start `argv` in a new session, stdout piped (and stderr per `stderr`); blocking.
-
-        Meant for a worker thread (see the module docstring).
+        """Start `argv` in a new session, stdout piped (and stderr per `stderr`).
 
         Raises:
             OSError: The executable is missing or not executable (nothing was started).

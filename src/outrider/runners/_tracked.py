@@ -69,14 +69,14 @@ class TaskProcess:
             OSError: The executable is missing or not executable (nothing was started).
         """
         with anyio.CancelScope(shield=True), _procs.spawning():
-            if not pidfds_work():  # pragma: no cover - a kernel before 5.3, not Linux
-                process: Process = await anyio.open_process(
+            if pidfds_work():
+                process: Process = PidfdProcess.start(argv, env=env, cwd=cwd, stderr=stderr)
+            else:  # pragma: no cover - a kernel before 5.3, not Linux
+                process = await anyio.open_process(
                     list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                     stderr=stderr, cwd=cwd, env=dict(env), start_new_session=True,
                 )  # fmt: skip
-                started = _procs.register_leader(process.pid)
-            else:  # off the loop: the spawn blocks its thread until the child has exec'd
-                process, started = await anyio.to_thread.run_sync(_start, argv, env, cwd, stderr)
+            started = _procs.register_leader(process.pid)
         return cls(process, task_marker, started)
 
     def _find(self) -> dict[int, int]:
@@ -131,13 +131,6 @@ class TaskProcess:
             await anyio.to_thread.run_sync(
                 lambda: _procs.stop_processes([(found, grace_period)], find_again=self._find)
             )
-
-
-def _start(
-    argv: Sequence[str], env: Mapping[str, str], cwd: str | None, stderr: int
-) -> tuple[PidfdProcess, int]:
-    process = PidfdProcess.start(argv, env=env, cwd=cwd, stderr=stderr)
-    return process, _procs.register_leader(process.pid)
 
 
 def _kill_group(pgid: int, sig: int) -> None:
