@@ -2,39 +2,37 @@
 
 Why: asyncio's subprocess transport costs the loop a protocol, a transport per pipe and their
 callbacks for every child (and, on Python 3.11 without `pidfd_child_watcher`, a thread). Here
-the child is a plain `subprocess.Popen`, its pipes are read with `anyio.wait_readable` and
-`os.read`, and its exit is awaited on its pidfd. The spawn blocks until the child has called
+the child is a plain `subprocess.Popen`, and one task waits for its pipes and its pidfd
+together, then reads with `os.read` (no task, cancel scope or event per pipe). The spawn blocks until the child has called
 `exec`, as asyncio's does; a spawn in a worker thread was measured and cost more: the thread
 then waits for the GIL, and the loop for the thread.
 
 Invariants:
 - `start` returns a process that is awaitable: its pidfd is open. If that cannot be done
   after the child exists, the child is killed and reaped before the error is raised.
-- The exit status is collected by `wait` (a `waitpid` once the pidfd is readable); nothing
-  else here reaps the child. One task waits at a time (a second one fails with anyio's
-  `BusyResourceError`), as one task reads a pipe at a time.
-- Every read waits for readiness first, so a pipe that never runs dry cannot starve the loop.
-- `aclose` closes the pipes and the pidfd, waking any reader (`ClosedResourceError`); the
-  child is left as it is (the caller stops it and awaits it first).
+- The exit status is collected by `wait` or `follow` (a `waitpid` once the pidfd is
+  readable); nothing else here reaps the child. One task waits or follows at a time.
+- `follow` reads every pipe and watches the exit in one task, each round after the loop
+  reported readiness, so output that never pauses cannot starve the loop; a cancelled
+  `follow` leaves no descriptor watched.
+- `aclose` closes the pipes and the pidfd; the child is left as it is (the caller stops it
+  and awaits it first).
 - Linux 5.3 or later (`pidfds_work`); elsewhere callers use `anyio.open_process`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import os
-import signal
 import subprocess
 from typing import IO, TYPE_CHECKING
 
 import anyio
-from anyio.abc import ByteReceiveStream, Process
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-
-    from anyio.abc import ByteSendStream
+    from collections.abc import Callable, Mapping, Sequence
 
 __all__ = ["PidfdProcess", "pidfds_work"]
 
@@ -49,41 +47,59 @@ def pidfds_work() -> bool:
     return True
 
 
-class _Pipe(ByteReceiveStream):
+class _Pipe:
     """The read end of a child's pipe, non-blocking, read when the loop says it is ready."""
 
     def __init__(self, file: IO[bytes]) -> None:
         self._file = file  # it owns the descriptor
         self._fd: int | None = file.fileno()
         os.set_blocking(self._fd, False)
+        self.ended = False
+        """Its end was read (every writer closed it)."""
 
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        while True:
-            if self._fd is None:
-                raise anyio.ClosedResourceError
-            await anyio.wait_readable(self._fd)  # raises ClosedResourceError if closed meanwhile
-            if self._fd is None:  # pragma: no cover - closed by another task as it woke
-                raise anyio.ClosedResourceError
-            try:
-                data = os.read(self._fd, max_bytes)
-            except BlockingIOError:  # pragma: no cover - readiness was spurious
-                continue
-            if not data:
-                raise anyio.EndOfStream
-            return data
+    def read_ready(self, max_bytes: int) -> bytes:
+        """What the open pipe holds now, up to `max_bytes` (empty: nothing; `ended`: its end)."""
+        try:
+            data = os.read(self.fileno(), max_bytes)
+        except BlockingIOError:  # pragma: no cover - readiness was spurious
+            return b""
+        self.ended = not data
+        return data
 
-    async def aclose(self) -> None:
-        self.close()
+    def fileno(self) -> int:
+        return PidfdProcess._fileno(self._fd)
 
     def close(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            anyio.notify_closing(fd)
-            self._file.close()
+        self._fd = None  # nothing waits on it meanwhile: `_readable` lets go of it first
+        self._file.close()
 
 
-class PidfdProcess(Process):
-    """A child started by `start`; the subset of anyio's `Process` that a task's leader needs."""
+async def _readable(fds: Sequence[int]) -> set[int]:
+    """Wait until at least one of `fds` is readable; those that are.
+
+    Cancellation: safe; the loop stops watching them either way.
+    """
+    loop = asyncio.get_running_loop()
+    ready: set[int] = set()
+    woken = loop.create_future()
+
+    def on_ready(fd: int) -> None:
+        ready.add(fd)
+        if not woken.done():
+            woken.set_result(None)
+
+    for fd in fds:
+        loop.add_reader(fd, on_ready, fd)
+    try:
+        await woken
+    finally:
+        for fd in fds:
+            loop.remove_reader(fd)
+    return ready
+
+
+class PidfdProcess:
+    """A child started by `start`: what a task's leader needs of anyio's `Process`, and `follow`."""
 
     def __init__(self, popen: subprocess.Popen[bytes], pidfd: int) -> None:
         self._popen = popen
@@ -118,6 +134,44 @@ class PidfdProcess(Process):
             raise
         return cls(popen, pidfd)
 
+    async def follow(
+        self, on_output: Callable[[bool, bytes], None], *, max_bytes: int, until_exit: bool
+    ) -> int | None:
+        """Hand each chunk of output to `on_output(from_stdout, chunk)` as it comes.
+
+        One task reads every pipe (no task, scope or event per pipe). `until_exit`: return
+        the exit status once the child has exited, whatever pipes are still open (a process
+        it left may hold them); else return None once each pipe reached its end. Every round
+        waits for the loop's readiness first, so output that never pauses starves nothing.
+        """
+        while True:
+            pipes = self._open_pipes()
+            if not until_exit and not pipes:
+                return None
+            fds = [p.fileno() for p in pipes]
+            if until_exit:
+                fds.append(self._fileno(self._pidfd))
+            ready = await _readable(fds)
+            for pipe in pipes:
+                if pipe.fileno() in ready and (data := pipe.read_ready(max_bytes)):
+                    on_output(pipe is self._stdout, data)
+            if until_exit and self._pidfd in ready and (code := self._popen.poll()) is not None:
+                return code
+
+    def _open_pipes(self) -> list[_Pipe]:
+        return [p for p in (self._stdout, self._stderr) if p is not None and not p.ended]
+
+    @property
+    def output_ended(self) -> bool:
+        """Whether every pipe reached its end."""
+        return not self._open_pipes()
+
+    @staticmethod
+    def _fileno(fd: int | None) -> int:
+        if fd is None:
+            raise anyio.ClosedResourceError
+        return fd
+
     @property
     def pid(self) -> int:
         return self._popen.pid
@@ -126,34 +180,14 @@ class PidfdProcess(Process):
     def returncode(self) -> int | None:
         return self._popen.returncode
 
-    @property
-    def stdin(self) -> ByteSendStream | None:
-        return None
-
-    @property
-    def stdout(self) -> ByteReceiveStream:
-        return self._stdout
-
-    @property
-    def stderr(self) -> ByteReceiveStream | None:
-        return self._stderr
-
     async def wait(self) -> int:
         """The exit status, once the child has exited (negative: the signal that ended it)."""
         while (code := self._popen.poll()) is None:
-            if self._pidfd is None:
-                raise anyio.ClosedResourceError
-            await anyio.wait_readable(self._pidfd)
+            await anyio.wait_readable(self._fileno(self._pidfd))
         return code
 
-    def send_signal(self, signal: signal.Signals) -> None:
-        self._popen.send_signal(signal)
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
     def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
+        self._popen.kill()
 
     async def aclose(self) -> None:
         """Close the pipes and the pidfd (the child itself is not touched)."""

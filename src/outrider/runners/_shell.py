@@ -28,6 +28,7 @@ import anyio
 import anyio.lowlevel
 
 from .._types._task import ShellSpec
+from ._pidfd import PidfdProcess
 from ._procs import marker, task_environment
 from ._protocol import RunContext, RunFailure, RunnerHost, RunOutcome
 from ._tracked import TaskProcess
@@ -167,6 +168,8 @@ class ShellRunner:
     ) -> int:
         """Stream the output until the leader exits; stop what it left; keep what they wrote."""
         process = proc.process
+        if isinstance(process, PidfdProcess):
+            return await cls._follow(process, proc, ctx, tail, grace_period, stdout)
         assert process.stdout is not None
         pipes: list[tuple[ByteReceiveStream, Callable[[bytes], None] | None]] = [
             (process.stdout, stdout)
@@ -188,6 +191,42 @@ class ShellRunner:
                 tg.cancel_scope.cancel()
         return code
 
+    @classmethod
+    async def _follow(
+        cls,
+        process: PidfdProcess,
+        proc: TaskProcess,
+        ctx: RunContext,
+        tail: bytearray,
+        grace_period: float,
+        stdout: Callable[[bytes], None] | None,
+    ) -> int:
+        """`_communicate` in this task alone: one wait for every pipe and the exit."""
+
+        def on_output(from_stdout: bool, chunk: bytes) -> None:
+            cls._take(chunk, ctx, tail, stdout if from_stdout else None)
+
+        code = await process.follow(on_output, max_bytes=_CHUNK, until_exit=True)
+        assert code is not None
+        if not proc.left_nothing():
+            with anyio.CancelScope(shield=True):
+                await proc.stop_rest(grace_period)
+        if not process.output_ended:
+            with anyio.move_on_after(_DRAIN):  # what they wrote before they were stopped
+                await process.follow(on_output, max_bytes=_CHUNK, until_exit=False)
+        return code
+
+    @staticmethod
+    def _take(
+        chunk: bytes, ctx: RunContext, tail: bytearray, also: Callable[[bytes], None] | None
+    ) -> None:
+        if also is not None:
+            also(chunk)
+        ctx.output(chunk)
+        tail += chunk
+        if len(tail) > _TAIL_BYTES:
+            del tail[: len(tail) - _TAIL_BYTES]
+
     @staticmethod
     async def _pump(
         stream: ByteReceiveStream,
@@ -198,12 +237,6 @@ class ShellRunner:
     ) -> None:
         try:
             while True:
-                chunk = await stream.receive(_CHUNK)
-                if also is not None:
-                    also(chunk)
-                ctx.output(chunk)
-                tail += chunk
-                if len(tail) > _TAIL_BYTES:
-                    del tail[: len(tail) - _TAIL_BYTES]
+                ShellRunner._take(await stream.receive(_CHUNK), ctx, tail, also)
         except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
             drained.set()

@@ -40,7 +40,7 @@ __all__ = ["TaskProcess"]
 class TaskProcess:
     """The leader of one task attempt's processes; see the module docstring."""
 
-    def __init__(self, process: Process, task_marker: str, started: int) -> None:
+    def __init__(self, process: Process | PidfdProcess, task_marker: str, started: int) -> None:
         self.process = process
         self.marker = task_marker
         self._started = started
@@ -70,8 +70,10 @@ class TaskProcess:
         """
         with anyio.CancelScope(shield=True), _procs.spawning():
             if pidfds_work():
-                process: Process = PidfdProcess.start(argv, env=env, cwd=cwd, stderr=stderr)
-            else:  # pragma: no cover - a kernel before 5.3, not Linux
+                process: Process | PidfdProcess = PidfdProcess.start(
+                    argv, env=env, cwd=cwd, stderr=stderr
+                )
+            else:  # a kernel before 5.3, not Linux
                 process = await anyio.open_process(
                     list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                     stderr=stderr, cwd=cwd, env=dict(env), start_new_session=True,
