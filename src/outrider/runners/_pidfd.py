@@ -3,9 +3,9 @@
 Why: asyncio's subprocess transport costs the loop a protocol, a transport per pipe and their
 callbacks for every child (and, on Python 3.11 without `pidfd_child_watcher`, a thread). Here
 the child is a plain `subprocess.Popen`, and one task waits for its pipes and its pidfd
-together, then reads with `os.read` (no task, cancel scope or event per pipe). The spawn blocks until the child has called
-`exec`, as asyncio's does; a spawn in a worker thread was measured and cost more: the thread
-then waits for the GIL, and the loop for the thread.
+together, then reads with `os.read` (no task, cancel scope or event per pipe). The spawn
+blocks until the child has called `exec`, as asyncio's does; a spawn in a worker thread was
+measured and cost more: the thread then waits for the GIL, and the loop for the thread.
 
 Invariants:
 - `start` returns a process that is awaitable: its pidfd is open. If that cannot be done

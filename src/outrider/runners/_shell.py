@@ -169,7 +169,11 @@ class ShellRunner:
         """Stream the output until the leader exits; stop what it left; keep what they wrote."""
         process = proc.process
         if isinstance(process, PidfdProcess):
-            return await cls._follow(process, proc, ctx, tail, grace_period, stdout)
+
+            def on_output(from_stdout: bool, chunk: bytes) -> None:
+                cls._take(chunk, ctx, tail, stdout if from_stdout else None)
+
+            return await cls._follow(process, proc, on_output, grace_period)
         assert process.stdout is not None
         pipes: list[tuple[ByteReceiveStream, Callable[[bytes], None] | None]] = [
             (process.stdout, stdout)
@@ -191,21 +195,14 @@ class ShellRunner:
                 tg.cancel_scope.cancel()
         return code
 
-    @classmethod
+    @staticmethod
     async def _follow(
-        cls,
         process: PidfdProcess,
         proc: TaskProcess,
-        ctx: RunContext,
-        tail: bytearray,
+        on_output: Callable[[bool, bytes], None],
         grace_period: float,
-        stdout: Callable[[bytes], None] | None,
     ) -> int:
         """`_communicate` in this task alone: one wait for every pipe and the exit."""
-
-        def on_output(from_stdout: bool, chunk: bytes) -> None:
-            cls._take(chunk, ctx, tail, stdout if from_stdout else None)
-
         code = await process.follow(on_output, max_bytes=_CHUNK, until_exit=True)
         assert code is not None
         if not proc.left_nothing():
