@@ -10,8 +10,9 @@ measured and cost more: the thread then waits for the GIL, and the loop for the 
 Invariants:
 - `start` returns a process that is awaitable: its pidfd is open. If that cannot be done
   after the child exists, the child is killed and reaped before the error is raised.
-- The exit status is collected by `wait` or `follow` (a `waitpid` once the pidfd is
-  readable); nothing else here reaps the child. One task waits or follows at a time.
+- The exit status is collected as soon as the pidfd is readable, by a reader the loop calls
+  (so no zombie lingers); nothing else here reaps the child. One task waits or follows at
+  a time (another gets anyio's `BusyResourceError`).
 - `follow` reads every pipe and watches the exit in one task, each round after the loop
   reported readiness, so output that never pauses cannot starve the loop; a cancelled
   `follow` leaves no descriptor watched.
@@ -67,35 +68,13 @@ class _Pipe:
         return data
 
     def fileno(self) -> int:
-        return PidfdProcess._fileno(self._fd)
+        if self._fd is None:
+            raise anyio.ClosedResourceError
+        return self._fd
 
     def close(self) -> None:
         self._fd = None  # nothing waits on it meanwhile: `_readable` lets go of it first
         self._file.close()
-
-
-async def _readable(fds: Sequence[int]) -> set[int]:
-    """Wait until at least one of `fds` is readable; those that are.
-
-    Cancellation: safe; the loop stops watching them either way.
-    """
-    loop = asyncio.get_running_loop()
-    ready: set[int] = set()
-    woken = loop.create_future()
-
-    def on_ready(fd: int) -> None:
-        ready.add(fd)
-        if not woken.done():
-            woken.set_result(None)
-
-    for fd in fds:
-        loop.add_reader(fd, on_ready, fd)
-    try:
-        await woken
-    finally:
-        for fd in fds:
-            loop.remove_reader(fd)
-    return ready
 
 
 class PidfdProcess:
@@ -107,6 +86,54 @@ class PidfdProcess:
         assert popen.stdout is not None
         self._stdout = _Pipe(popen.stdout)
         self._stderr = _Pipe(popen.stderr) if popen.stderr is not None else None
+        self._loop = asyncio.get_running_loop()
+        self._exit_waiter: Callable[[], None] | None = None
+        self._loop.add_reader(pidfd, self._reap)
+        self._watched = True
+
+    def _reap(self) -> None:
+        """The child exited: its status is collected at once, as asyncio's watcher does.
+
+        So no zombie waits for its task's turn on the loop (a subreaper's orphan reaping
+        would list every child while one does).
+        """
+        if self._popen.poll() is None:  # pragma: no cover - readiness was spurious
+            return
+        self._unwatch()
+        if self._exit_waiter is not None:
+            self._exit_waiter()
+
+    def _unwatch(self) -> None:
+        if self._watched and self._pidfd is not None:
+            self._watched = False
+            self._loop.remove_reader(self._pidfd)
+
+    async def _ready(self, pipes: Sequence[_Pipe]) -> set[int]:
+        """Wait until a pipe is readable or the child exited; the pipes' descriptors ready.
+
+        Cancellation: safe; the loop stops watching the pipes either way.
+        """
+        if self._exit_waiter is not None:
+            raise anyio.BusyResourceError("waiting for")
+        ready: set[int] = set()
+        woken = self._loop.create_future()
+
+        def on_ready(fd: int) -> None:
+            ready.add(fd)
+            if not woken.done():
+                woken.set_result(None)
+
+        fds = [pipe.fileno() for pipe in pipes]
+        for fd in fds:
+            self._loop.add_reader(fd, on_ready, fd)
+        self._exit_waiter = functools.partial(on_ready, -1)
+        try:
+            await woken
+        finally:
+            self._exit_waiter = None
+            for fd in fds:
+                self._loop.remove_reader(fd)
+        return ready
 
     @classmethod
     def start(
@@ -145,18 +172,15 @@ class PidfdProcess:
         waits for the loop's readiness first, so output that never pauses starves nothing.
         """
         while True:
+            if until_exit and self.returncode is not None:
+                return self.returncode
             pipes = self._open_pipes()
             if not until_exit and not pipes:
                 return None
-            fds = [p.fileno() for p in pipes]
-            if until_exit:
-                fds.append(self._fileno(self._pidfd))
-            ready = await _readable(fds)
+            ready = await self._ready(pipes)
             for pipe in pipes:
                 if pipe.fileno() in ready and (data := pipe.read_ready(max_bytes)):
                     on_output(pipe is self._stdout, data)
-            if until_exit and self._pidfd in ready and (code := self._popen.poll()) is not None:
-                return code
 
     def _open_pipes(self) -> list[_Pipe]:
         return [p for p in (self._stdout, self._stderr) if p is not None and not p.ended]
@@ -165,12 +189,6 @@ class PidfdProcess:
     def output_ended(self) -> bool:
         """Whether every pipe reached its end."""
         return not self._open_pipes()
-
-    @staticmethod
-    def _fileno(fd: int | None) -> int:
-        if fd is None:
-            raise anyio.ClosedResourceError
-        return fd
 
     @property
     def pid(self) -> int:
@@ -182,8 +200,10 @@ class PidfdProcess:
 
     async def wait(self) -> int:
         """The exit status, once the child has exited (negative: the signal that ended it)."""
-        while (code := self._popen.poll()) is None:
-            await anyio.wait_readable(self._fileno(self._pidfd))
+        while (code := self.returncode) is None:
+            if not self._watched:
+                raise anyio.ClosedResourceError
+            await self._ready(())
         return code
 
     def kill(self) -> None:
@@ -194,8 +214,8 @@ class PidfdProcess:
         self._stdout.close()
         if self._stderr is not None:
             self._stderr.close()
+        self._unwatch()
         if self._pidfd is not None:
             fd, self._pidfd = self._pidfd, None
-            anyio.notify_closing(fd)
             with contextlib.suppress(OSError):
                 os.close(fd)
