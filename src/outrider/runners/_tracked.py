@@ -3,6 +3,8 @@
 - `TaskProcess.spawn` starts the leader in its own session with the task's marker in its
   environment (`outrider.runners._procs`). The spawn is shielded: a stop that arrives meanwhile
   takes effect once the leader is known, so the caller's `finally` always has a process to stop.
+  The leader is a `PidfdProcess` (`outrider.runners._pidfd`) where the kernel gives pidfds,
+  else an anyio process.
 - `stop_rest` runs when the leader exited on its own: the task has ended, and whatever it left
   running (a background writer holding the output pipe, a daemonised grandchild) is stopped.
   `left_nothing` first: a command that started no process is known to have left none, so it
