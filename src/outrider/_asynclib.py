@@ -60,7 +60,9 @@ def pidfd_child_watcher() -> Iterator[None]:
 
     Python 3.12 does so by default; 3.11's default watcher starts a thread per child process
     to wait for it, which costs every spawn a thread start and the loop a wait for it (the
-    shell runner's throughput doubles without). The watcher is process-wide and serves one
+    shell runner's throughput doubled without; it now awaits its leaders through their pidfds
+    itself, and this serves the other children: worker processes, and every child on a kernel
+    without pidfds). The watcher is process-wide and serves one
     loop, so only a process outrider owns enters it (the daemon, `outrider run`), in its
     loop; the previous watcher is back on the way out.
     """

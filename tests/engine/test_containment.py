@@ -19,7 +19,7 @@ import pytest
 import outrider
 from outrider import TaskState
 from outrider._store._sqlite import SQLiteBackend, UpdateTask
-from outrider.runners import _procs
+from outrider.runners import _procs, _tracked
 from outrider.testing import wait_until
 
 if TYPE_CHECKING:
@@ -213,8 +213,15 @@ async def test_a_stop_that_lands_during_the_spawn_leaves_nothing(tmp_path: Path,
     assert survivors(tok) == []
 
 
-async def test_a_task_ends_when_its_main_process_exits(tmp_path: Path) -> None:
-    """A background writer holding the output pipe is stopped; what it wrote is kept."""
+@pytest.mark.parametrize("pidfds", [True, False], ids=["pidfd", "anyio-process"])
+async def test_a_task_ends_when_its_main_process_exits(
+    tmp_path: Path, pidfds: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A background writer holding the output pipe is stopped; what it wrote is kept.
+
+    Also without pidfds (a kernel before 5.3), where the leader is an anyio process.
+    """
+    monkeypatch.setattr(_tracked, "pidfds_work", lambda: pidfds)
     # 12 MB first, so the 10 MiB cap is passed however slowly `yes` runs on a busy machine.
     command = "yes flood | head -c 12000000; yes flood & sleep 0.3; exit 0"
     async with outrider.Orchestrator(

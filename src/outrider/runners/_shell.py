@@ -28,6 +28,7 @@ import anyio
 import anyio.lowlevel
 
 from .._types._task import ShellSpec
+from ._pidfd import PidfdProcess
 from ._procs import marker, task_environment
 from ._protocol import RunContext, RunFailure, RunnerHost, RunOutcome
 from ._tracked import TaskProcess
@@ -167,6 +168,12 @@ class ShellRunner:
     ) -> int:
         """Stream the output until the leader exits; stop what it left; keep what they wrote."""
         process = proc.process
+        if isinstance(process, PidfdProcess):
+
+            def on_output(from_stdout: bool, chunk: bytes) -> None:
+                cls._take(chunk, ctx, tail, stdout if from_stdout else None)
+
+            return await cls._follow(process, proc, on_output, grace_period)
         assert process.stdout is not None
         pipes: list[tuple[ByteReceiveStream, Callable[[bytes], None] | None]] = [
             (process.stdout, stdout)
@@ -189,6 +196,35 @@ class ShellRunner:
         return code
 
     @staticmethod
+    async def _follow(
+        process: PidfdProcess,
+        proc: TaskProcess,
+        on_output: Callable[[bool, bytes], None],
+        grace_period: float,
+    ) -> int:
+        """`_communicate` in this task alone: one wait for every pipe and the exit."""
+        code = await process.follow(on_output, max_bytes=_CHUNK, until_exit=True)
+        assert code is not None
+        if not proc.left_nothing():
+            with anyio.CancelScope(shield=True):
+                await proc.stop_rest(grace_period)
+        if not process.output_ended:
+            with anyio.move_on_after(_DRAIN):  # what they wrote before they were stopped
+                await process.follow(on_output, max_bytes=_CHUNK, until_exit=False)
+        return code
+
+    @staticmethod
+    def _take(
+        chunk: bytes, ctx: RunContext, tail: bytearray, also: Callable[[bytes], None] | None
+    ) -> None:
+        if also is not None:
+            also(chunk)
+        ctx.output(chunk)
+        tail += chunk
+        if len(tail) > _TAIL_BYTES:
+            del tail[: len(tail) - _TAIL_BYTES]
+
+    @staticmethod
     async def _pump(
         stream: ByteReceiveStream,
         ctx: RunContext,
@@ -198,12 +234,6 @@ class ShellRunner:
     ) -> None:
         try:
             while True:
-                chunk = await stream.receive(_CHUNK)
-                if also is not None:
-                    also(chunk)
-                ctx.output(chunk)
-                tail += chunk
-                if len(tail) > _TAIL_BYTES:
-                    del tail[: len(tail) - _TAIL_BYTES]
+                ShellRunner._take(await stream.receive(_CHUNK), ctx, tail, also)
         except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
             drained.set()

@@ -3,6 +3,8 @@
 - `TaskProcess.spawn` starts the leader in its own session with the task's marker in its
   environment (`outrider.runners._procs`). The spawn is shielded: a stop that arrives meanwhile
   takes effect once the leader is known, so the caller's `finally` always has a process to stop.
+  The leader is a `PidfdProcess` (`outrider.runners._pidfd`) where the kernel gives pidfds,
+  else an anyio process.
 - `stop_rest` runs when the leader exited on its own: the task has ended, and whatever it left
   running (a background writer holding the output pipe, a daemonised grandchild) is stopped.
   `left_nothing` first: a command that started no process is known to have left none, so it
@@ -27,6 +29,7 @@ import anyio
 import anyio.to_thread
 
 from . import _procs
+from ._pidfd import PidfdProcess, pidfds_work
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -39,7 +42,7 @@ __all__ = ["TaskProcess"]
 class TaskProcess:
     """The leader of one task attempt's processes; see the module docstring."""
 
-    def __init__(self, process: Process, task_marker: str, started: int) -> None:
+    def __init__(self, process: Process | PidfdProcess, task_marker: str, started: int) -> None:
         self.process = process
         self.marker = task_marker
         self._started = started
@@ -68,10 +71,15 @@ class TaskProcess:
             OSError: The executable is missing or not executable (nothing was started).
         """
         with anyio.CancelScope(shield=True), _procs.spawning():
-            process = await anyio.open_process(
-                list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
-                cwd=cwd, env=dict(env), start_new_session=True,
-            )  # fmt: skip
+            if pidfds_work():
+                process: Process | PidfdProcess = PidfdProcess.start(
+                    argv, env=env, cwd=cwd, stderr=stderr
+                )
+            else:  # a kernel before 5.3, not Linux
+                process = await anyio.open_process(
+                    list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=stderr, cwd=cwd, env=dict(env), start_new_session=True,
+                )  # fmt: skip
             started = _procs.register_leader(process.pid)
         return cls(process, task_marker, started)
 
