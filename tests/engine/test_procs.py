@@ -238,6 +238,28 @@ orphan = int(orphaned.stdout)
 anyio.run(wait_until, _procs._a_child_exited)
 assert _procs.reap_orphans() == [orphan], orphan
 assert not _procs._a_child_exited()
+
+# A task's leader that exited first and waits for its runner: no child is looked at, and the
+# orphan behind it is reaped once the runner has awaited the leader.
+leader = subprocess.Popen(["true"])
+_procs.register_leader(leader.pid)
+anyio.run(wait_until, _procs._a_child_exited)
+orphaned = subprocess.run(["/bin/sh", "-c", "setsid sh -c 'echo $$' &"],
+                          capture_output=True, text=True, check=True)
+behind = int(orphaned.stdout)
+
+
+def behind_exited():
+    info = _procs._stat(behind)
+    return info is not None and info.state == "Z"
+
+
+anyio.run(wait_until, behind_exited)
+looked.clear()
+assert _procs.reap_orphans() == [] and looked == []
+leader.wait()
+_procs.forget_leader(leader.pid)
+assert _procs.reap_orphans() == [behind], behind
 """
 
 

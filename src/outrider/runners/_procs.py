@@ -602,7 +602,12 @@ def reap_orphans() -> list[int]:
     Reaped: zombie children outside this process's session that no runner awaits, while no
     spawn is in flight. Returns their pids.
     """
-    if not _registry.subreaper or _registry.spawning or not _a_child_exited():
+    if not _registry.subreaper or _registry.spawning:
+        return []
+    waiting = _waiting_child()
+    if waiting is None or waiting in _registry.leaders:
+        # Nothing to reap; or the longest-waiting child is a leader its runner is about to
+        # await: an orphan behind it is reaped at a later end, once that leader is.
         return []
     reaped = []
     for pid in _orphans():  # a worker of ours, or a handler's subprocess, is in our session
@@ -616,15 +621,21 @@ def reap_orphans() -> list[int]:
 
 
 def _a_child_exited() -> bool:
-    """Whether any child (of any of this process's threads) waits to be reaped; one syscall.
+    """Whether any child (of any of this process's threads) waits to be reaped; one syscall."""
+    return _waiting_child() is not None
 
-    `WNOWAIT` leaves it waitable. False proves there is nothing to reap; True may name a
-    leader its runner is about to await, so the caller then looks at every child.
+
+def _waiting_child() -> int | None:
+    """A child (of any of this process's threads) that waits to be reaped, if any; one syscall.
+
+    The kernel names the first it finds, children in the order they became ours (an orphan
+    is ours from when it was re-parented). `WNOWAIT` leaves it waitable.
     """
     try:
-        return os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        found = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except ChildProcessError:  # no child at all
-        return False
+        return None
+    return None if found is None else found.si_pid
 
 
 # -- the guardian -------------------------------------------------------------------------
