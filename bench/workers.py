@@ -272,12 +272,12 @@ async def _outrider(
                 if watched:
                     tg.start_soon(watch)
                 spec = outrider.agent("bench", "job", workspace=str(workspace))
+                # Nobody watching: a task counts as running from its submit to its end (a
+                # subscriber to learn when it starts would watch it).
+                on_done = None if watched else (lambda t: running.pop(t.id, None))
                 tasks = []
                 for _ in range(count):
-                    # Nobody watching: a task counts as running from its submit (a subscriber
-                    # to learn when it starts would watch it).
-                    done_cb = None if watched else (lambda t: running.pop(t.id, None))
-                    tasks.append(await session.submit(spec, on_done=done_cb))
+                    tasks.append(await session.submit(spec, on_done=on_done))
                     timed.add(tasks[-1].id)
                     if not watched:
                         running[tasks[-1].id] = None
@@ -365,7 +365,7 @@ def memory(base_url: str, count: int) -> None:
         per_agent[run] = growth / count / 2**20
         beyond = "-" if run == "bare" else f"{per_agent[run] - per_agent['bare']:+.2f}"
         table.add_row(name, f"{growth / 2**20:.0f}", f"{per_agent[run]:.2f}", beyond)
-    Console().print(table)
+    Console(width=220).print(table)
 
 
 def _cells(
@@ -404,7 +404,7 @@ def capacity(base_url: str, sizes: list[int]) -> None:
                 best[name] = max(best[name], n)
             row.append(f"{p99:.2f}")
         table.add_row(*row)
-    Console().print(table)
+    Console(width=220).print(table)
     ratio = best["outrider"] / best["bare"] if best["bare"] else float("nan")
     print(f"capacity within {LATE_LIMIT * 1000:.0f} ms p99: bare {best['bare']}, "
           f"outrider {best['outrider']} ({ratio:.2f} of bare)")  # fmt: skip
@@ -463,7 +463,7 @@ def main() -> None:
             daemon = [""] * (len(runs) - ours) + [f" ({c / n:.3f})" for c in _DAEMON_CPU[-ours:]]
             for (name, *measured), own in zip(runs, daemon, strict=True):
                 table.add_row(str(n), name, *_cells(n, *measured, own=own))
-        Console().print(table)
+        Console(width=220).print(table)
     finally:
         server.terminate()
         server.wait()

@@ -470,8 +470,10 @@ class WorkerPool:
     def _rewatch(self) -> None:
         """Someone started or stopped watching: tell workers whose runs it changed."""
         for worker in self._workers:
+            if worker.channel is None:
+                continue
             for job in worker.jobs.values():
-                if (watched := job.ctx.watched) != job.watched and worker.channel is not None:
+                if (watched := job.ctx.watched) != job.watched:
                     job.watched = watched
                     worker.channel.post(Watch(task_id=job.ctx.task_id, watched=watched))
 
