@@ -1,6 +1,6 @@
 """Many streaming agents at once: outrider's worker pool against in-process and bare baselines.
 
-Run: uv run python bench/workers.py  [--quick]  [--pool-only | --unwatched]  [N ...]
+Run: uv run python bench/workers.py  [--quick]  [--pool-only | --unwatched]  [--nice N]  [N ...]
      | --memory N  |  --capacity [N ...]
 
 The fake provider (tests/fakellm.py, its own process, real HTTP on 127.0.0.1) streams every
@@ -23,7 +23,10 @@ a reader on this machine knows how late it arrives. For N concurrent agents, in 
 CPU is user + system time of every process of the run (the workers included), per agent; for
 outrider's runs, the daemon's own share (its process: the engine, the store, the events, and
 the subscriber above) beside it.
+Outrider's runs set the garbage collector as `outrider serve` does once it is ready
+(`settle_collector`: what exists is frozen out of later collections), and set it back after.
 `--pool-only`: only the run with a worker per core (to compare two versions of the daemon).
+`--nice N`: the workers' CPU priority below the daemon's (`agent_worker_nice`, default 10).
 `--unwatched`: only the bare run with a process per core and outrider's run nobody watches.
 `--capacity`: at each size (default 10 to 120) the bare run with a process per core and
 outrider's with a worker per core (watched); the capacity of each is the most agents whose
@@ -40,6 +43,7 @@ start (Python, pydantic-ai and the provider SDK imported) is paid once per daemo
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
 import subprocess
@@ -48,6 +52,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
@@ -62,6 +67,11 @@ from tests.fakellm import stamp_ages
 import outrider
 from outrider._agents._definitions import AgentDefinition
 from outrider._agents._recipe import AgentRecipe, agent_pool
+from outrider._cli._daemon import settle_collector
+from outrider._executors._pool import DEFAULT_NICE
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 QUICK = "--quick" in sys.argv
 POOL_ONLY = "--pool-only" in sys.argv
@@ -69,7 +79,9 @@ UNWATCHED = "--unwatched" in sys.argv
 CAPACITY = "--capacity" in sys.argv
 LATE_LIMIT = 0.5
 """Capacity: the most agents whose output reaches a reader within this many seconds p99."""
-ASKED = [int(a) for a in sys.argv[1:] if a.isdigit()]
+NICE = int(sys.argv[sys.argv.index("--nice") + 1]) if "--nice" in sys.argv else DEFAULT_NICE
+"""The workers' CPU priority below the daemon's (`agent_worker_nice`)."""
+ASKED = [int(a) for i, a in enumerate(sys.argv[1:]) if a.isdigit() and sys.argv[i] != "--nice"]
 SIZES = ASKED or ([20] if QUICK else [50, 200])
 FAKE_SERVER = Path(__file__).resolve().parents[1] / "tests" / "fakellm.py"
 CALLS, CHUNKS, DELAY = 4, 37, 0.020
@@ -235,22 +247,27 @@ async def _outrider(
                                                        max_concurrency=count)},
         )  # fmt: skip
         runner = recipe.build()
-        executors = {"agent": agent_pool(recipe, runner, size=workers)} if workers else {}
+        pool = agent_pool(recipe, runner, size=workers, nice=NICE) if workers else None
+        executors = {"agent": pool} if pool is not None else {}
         settings = outrider.Settings(
             max_running=count + 10,  # room for the tiny tasks `_time_api` submits
             limits={"agent:bench": count, "model:fake/bench": count},
         )
         ages: list[float] = []
         api: dict[str, list[float]] = {name: [] for name in (*API_CALLS, LOOP_LATE)}
-        async with outrider.Orchestrator(
-            Path(tmp) / "bench.db", settings, runners=[runner], executors=executors
-        ) as orch:
+        async with (
+            outrider.Orchestrator(
+                Path(tmp) / "bench.db", settings, runners=[runner], executors=executors
+            ) as orch,
+            contextlib.AsyncExitStack() as stack,
+        ):
             orch.register_handler("bench.noop", _noop)
             session = orch.session("b")
             # every worker started
             warm = outrider.agent("bench", "warm up", workspace=str(workspace))
             warmed = [(await session.submit(warm)).id for _ in range(max(workers, 1))]
             await session.wait(warmed)
+            stack.enter_context(_as_the_daemon_collects())
             peak = _PeakRss() if _MEMORY else None
             own0 = sum(psutil.Process().cpu_times()[:2])
             cpu0, start = _cpu() + _children_cpu(), time.perf_counter()
@@ -293,6 +310,18 @@ async def _outrider(
         failed = [t for t in done if t.state is not outrider.TaskState.SUCCEEDED]
         assert not failed, failed[0].error
     return wall, cpu, ages, api
+
+
+@contextlib.contextmanager
+def _as_the_daemon_collects() -> Iterator[None]:
+    """The garbage collector as `outrider serve` sets it once it is ready; then as it was."""
+    threshold = gc.get_threshold()
+    settle_collector()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 async def _noop(ctx: object) -> None:

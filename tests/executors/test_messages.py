@@ -193,5 +193,11 @@ def test_the_daemon_runs_agents_in_a_pool_unless_told_not_to() -> None:
     (sized,) = executors(Config(agent_workers=3), {}, composed).values()
     assert isinstance(sized, WorkerPool)
     assert sized.size == 3
+    assert pool.nice == 10
+    (level,) = executors(Config(agent_worker_nice=0), {}, composed).values()
+    assert isinstance(level, WorkerPool)
+    assert level.nice == 0
+    with pytest.raises(ValidationError, match="agent_worker_nice"):
+        Config(agent_worker_nice=20)
     with pytest.raises(ValueError, match="at least 1"):
         WorkerPool("x:y", size=0)

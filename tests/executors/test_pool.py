@@ -11,19 +11,19 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import pytest
 
 import outrider
 from outrider._agents._definitions import AgentDefinition
 from outrider._agents._providers import Price, ProviderConfig
 from outrider._agents._recipe import AgentRecipe, agent_pool
+from outrider._executors._pool import DEFAULT_NICE, WorkerPool
 from outrider.testing import wait_until
 from tests.fakellm import FakeLLM, Reply
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
-
-    from outrider._executors._pool import WorkerPool
 
 S = "pool-tests"
 
@@ -118,6 +118,26 @@ async def test_tools_output_usage_and_transcript_across_the_boundary(
     assert [m["kind"] for m in transcript["messages"]].count("response") == 3
     assert pooled.pool.pids
     assert os.getpid() not in pooled.pool.pids
+
+
+async def test_workers_run_below_the_daemons_cpu_priority(
+    pooled: _Pooled, fake: FakeLLM, workspace: Path
+) -> None:
+    fake.script("worker", [Reply.say("done")])
+    done = await pooled.run(outrider.agent("worker", "Go", workspace=str(workspace)))
+    assert done.state == outrider.TaskState.SUCCEEDED, done.error
+    (pid,) = pooled.pool.pids
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(mine + DEFAULT_NICE, 19)
+    group = anyio.Path(f"/proc/{pid}/autogroup")
+    if await group.exists():  # CPU time shared by session: the worker's session weighs less too
+        assert (await group.read_text()).split()[-1] == str(DEFAULT_NICE)
+
+
+def test_a_pool_refuses_a_priority_unix_has_not() -> None:
+    for nice in (-1, 20):
+        with pytest.raises(ValueError, match=f"nice must be from 0 to 19, not {nice}"):
+            WorkerPool("x:y", nice=nice)
 
 
 async def test_the_loop_detector_and_max_turns_stop_a_run_in_its_worker(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .._executors._pool import WorkerPool
+from .._executors._pool import DEFAULT_NICE, WorkerPool
 from .._types._task import AgentSpec
 from ._definitions import AgentDefinition
 from ._providers import Price, ProviderConfig, Providers
@@ -83,12 +83,16 @@ def tree_of(spec: object, task_id: str) -> str | None:
     return None
 
 
-def agent_pool(recipe: AgentRecipe, runner: AgentRunner, *, size: int | None = None) -> WorkerPool:
+def agent_pool(
+    recipe: AgentRecipe, runner: AgentRunner, *, size: int | None = None,
+    nice: int = DEFAULT_NICE,
+) -> WorkerPool:  # fmt: skip
     """A pool of workers running `recipe`'s agents, limited by `runner`'s model limiters.
 
-    A delegation tree runs on one worker, where its budget is kept (`AgentRunner.trees`).
+    A delegation tree runs on one worker, where its budget is kept (`AgentRunner.trees`). The
+    workers run `nice` below the daemon's CPU priority (`WorkerPool`).
     """
     return WorkerPool(
         WORKER_FACTORY, recipe.model_dump(mode="json"), size=size, affinity=tree_of,
-        limiter=runner.providers.limiter_named,
+        limiter=runner.providers.limiter_named, nice=nice,
     )  # fmt: skip

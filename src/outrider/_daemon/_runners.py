@@ -90,7 +90,9 @@ def executors(
         return {"shell": nodes, "cli_agent": nodes, "agent": nodes}
     if config.agent_workers == 0:
         return {}
-    return {"agent": agent_pool(agent_recipe(config, agents), runner, size=config.agent_workers)}
+    recipe = agent_recipe(config, agents)
+    pool = agent_pool(recipe, runner, size=config.agent_workers, nice=config.agent_worker_nice)
+    return {"agent": pool}
 
 
 def placement(

@@ -1,7 +1,8 @@
 """A worker process: runs many tasks' attempts on one event loop, for the daemon at the other end.
 
-Started by `WorkerPool` as `python -m outrider._executors._worker FD`, FD being its end of a
-socket pair. The first message is `Setup`: the worker imports its `factory` and builds its
+Started by `WorkerPool` as `python -m outrider._executors._worker FD [NICE]`, FD being its end
+of a socket pair and NICE how much lower than the daemon's its CPU priority is
+(`lower_priority`). The first message is `Setup`: the worker imports its `factory` and builds its
 runners from `config` (agent definitions and providers; secrets come in the config or the
 inherited environment, never on the command line), then answers `Ready`. Each `Start` runs in
 its own task; what the run reports goes back as messages (`_context.WorkerContext`).
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     from ..runners._protocol import Runner
     from ._protocol import WorkerHost
 
-__all__ = ["main", "serve_stream"]
+__all__ = ["lower_priority", "main", "serve_stream"]
 
 
 class _Host:
@@ -199,9 +200,27 @@ async def serve_stream(stream: ByteStream) -> None:
         channel.close()
 
 
+def lower_priority(nice: int) -> None:
+    """Give this process `nice` less CPU priority than its parent, the daemon.
+
+    Its runs then take the CPU the daemon leaves: the daemon answers its API and relays its
+    events first, however busy the runs keep the machine. A worker leads its own session
+    (`setsid`), and where Linux groups CPU time by session (autogroup) a process's nice value
+    weighs only inside its group: the group's is set too (`/proc/self/autogroup`; lowering a
+    priority needs no privilege). Where either cannot be set, the worker runs as it is.
+    """
+    if nice <= 0:
+        return
+    with contextlib.suppress(OSError):
+        os.nice(nice)
+    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as group:
+        group.write(str(nice))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m outrider._executors._worker FD`."""
+    """`python -m outrider._executors._worker FD [NICE]`."""
     args = list(sys.argv[1:] if argv is None else argv)
+    lower_priority(int(args[1]) if len(args) > 1 else 0)
     anyio.run(serve, int(args[0]))
 
 
