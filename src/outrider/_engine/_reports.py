@@ -1,13 +1,16 @@
 """Reports from running tasks: progress, output and usage, stored in batches.
 
 Invariants:
-- A report updates the task's record in memory at once; it is stored at most every
-  `_FLUSH_INTERVAL` seconds per task, as one change with its `task.progress` / `task.output`
-  events, or with the task's retry or end (`pending`), whichever comes first: no report
-  is lost and none is stored twice.
+- A report updates the task's record in memory at once; it is stored within
+  `_FLUSH_INTERVAL` seconds of the task's last store, as one change with its `task.progress` /
+  `task.output` events, or with the task's retry or end (`pending`), whichever comes first: no
+  report is lost and none is stored twice.
 - One flusher stores the reports of every task that is due, all in one commit (each task's
-  change succeeds or fails alone): hundreds of reporting tasks cost the loop one task and one
-  commit per interval, not one of each per task. It runs while any task has reports to store.
+  change succeeds or fails alone). It runs while any task has reports to store. When it wakes
+  for the first task due, it also takes every task due within the next half interval (stored
+  early, never late; at most twice per interval per task): tasks that report out of step
+  (hundreds of agents each streaming on its own clock) fall into step, and share one commit
+  per interval instead of costing one each.
 - Output goes to the task's log file as it comes; the events carry only its last
   `_OUTPUT_TAIL_BYTES` (a full disk loses the log, not the events).
 - A report for a task that already ended is ignored.
@@ -153,8 +156,9 @@ class Reports:
             self._next_at = float("inf")
 
     def _take_due(self, now: float) -> list[LiveTask]:
-        """The tasks due by `now`, taken off the list of those with reports to store."""
-        due = [live for live in self._due.values() if live.last_flush + _FLUSH_INTERVAL <= now]
+        """The tasks due by `now` or in half an interval, taken off the list of those due."""
+        by = now + _FLUSH_INTERVAL / 2  # the ones due soon too: they fall in step
+        due = [live for live in self._due.values() if live.last_flush + _FLUSH_INTERVAL <= by]
         for live in due:
             del self._due[live.task_id]
             live.flush_scheduled = False
