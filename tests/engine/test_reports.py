@@ -20,6 +20,19 @@ if TYPE_CHECKING:
 S = "alice"
 
 
+async def _stored_progress(
+    session: outrider.Session, send: ObjectSendStream[tuple[str, float, datetime]]
+) -> None:
+    """Send the task, the count and the time of each stored `task.progress` event."""
+    event: Event
+    async for event in session.events(types=["task.progress"]):
+        data = event.data
+        assert isinstance(data, outrider.TaskProgress)
+        assert event.task_id is not None
+        assert data.completed is not None
+        await send.send((event.task_id, data.completed, event.at))
+
+
 async def test_a_task_due_now_is_stored_at_once_while_another_waits_its_turn(
     db: Path, clock: FakeClock
 ) -> None:
@@ -40,34 +53,25 @@ async def test_a_task_due_now_is_stored_at_once_while_another_waits_its_turn(
 
         session = orch.session(S)
         a, b = [await session.submit(outrider.call("feed", name=n)) for n in "ab"]
-        send, progress = anyio.create_memory_object_stream[tuple[str, float]](10)
+        send, stored = anyio.create_memory_object_stream[tuple[str, float, datetime]](10)
 
-        async def watch() -> None:
-            event: Event
-            async for event in session.events(types=["task.progress"]):
-                data = event.data
-                assert isinstance(data, outrider.TaskProgress)
-                assert event.task_id is not None
-                assert data.completed is not None
-                await send.send((event.task_id, data.completed))
-
-        with send, progress:
+        with send, stored:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(watch)
+                tg.start_soon(_stored_progress, session, send)
                 with anyio.fail_after(5):
                     await both.wait()
                     await feeds["a"].send(1)  # never stored before: due at once
-                    assert await progress.receive() == (a.id, 1)
+                    assert (await stored.receive())[:2] == (a.id, 1)
                     await feeds["a"].send(2)  # stored 0 s ago: due in an interval
                     await feeds["b"].send(1)  # due at once, though the flusher waits for a
-                    assert await progress.receive() == (b.id, 1)
-                    stored = await orch._store.get(a.id)  # its second report waits its turn
-                    assert stored is not None
-                    assert stored.progress == outrider.Progress(completed=1)
+                    assert (await stored.receive())[:2] == (b.id, 1)
+                    row = await orch._store.get(a.id)  # its second report waits its turn
+                    assert row is not None
+                    assert row.progress == outrider.Progress(completed=1)
                     # a running task's get answers from memory: the latest report
                     assert (await session.get(a.id)).progress == outrider.Progress(completed=2)
                     clock.jump(0.2)
-                    assert await progress.receive() == (a.id, 2)
+                    assert (await stored.receive())[:2] == (a.id, 2)
                     for feed_ in feeds.values():
                         await feed_.aclose()
                     done = await session.wait([a.id, b.id])
@@ -97,18 +101,9 @@ async def test_a_flush_also_takes_the_tasks_due_within_half_an_interval(
         a, b = [await session.submit(outrider.call("hold", name=n)) for n in "ab"]
         send, stored = anyio.create_memory_object_stream[tuple[str, float, datetime]](10)
 
-        async def watch() -> None:
-            event: Event
-            async for event in session.events(types=["task.progress"]):
-                data = event.data
-                assert isinstance(data, outrider.TaskProgress)
-                assert event.task_id is not None
-                assert data.completed is not None
-                await send.send((event.task_id, data.completed, event.at))
-
         with send, stored:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(watch)
+                tg.start_soon(_stored_progress, session, send)
                 with anyio.fail_after(5):
                     await both.wait()
                     contexts["a"].progress(1)  # never stored before: stored at once, at 0
