@@ -76,7 +76,8 @@ _W = TypeVar("_W", bound="_Worker")
 
 DEFAULT_NICE = 10
 """A worker's CPU priority below the daemon's, by default: measured with 500 agents on 2 cores
-(docs/PERFORMANCE.md), the API's p99 fell 3-4 times for about 5% more wall time."""
+(docs/PERFORMANCE.md), the API's p99 fell three to five times, for 5-8% more wall time when
+nobody watches the agents (none when someone does)."""
 _MAX_NICE = 19
 _STOP_GRACE = 10.0
 """Seconds a worker has to exit after its channel closes, before it is killed."""
