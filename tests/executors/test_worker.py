@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import anyio
+import pytest
 from anyio.abc import UNIXSocketStream
 
 from outrider._executors._channel import Channel
@@ -41,3 +47,42 @@ async def test_a_cancel_right_behind_its_start_stops_the_run() -> None:
         channel.close()
     await daemon.aclose()
     await channel.aclose()
+
+
+_TAKES_ITS_TURN = """
+import sys, time
+from outrider._executors._worker import lower_priority
+
+def group() -> str:
+    with open("/proc/self/autogroup") as f:
+        return f.read()
+
+deadline = time.monotonic() + 10
+while True:  # a change of its own first (another process's may have just been taken)
+    try:
+        with open("/proc/self/autogroup", "w") as f:
+            f.write("5")
+        break
+    except BlockingIOError:
+        if time.monotonic() > deadline:
+            sys.exit("the kernel took no change")
+        time.sleep(0.05)  # sleep-ok: the kernel's pace, polled with a deadline
+lower_priority(10)  # within 0.1 s of the last change: the kernel says to try again
+while not group().rstrip().endswith("nice 10"):
+    if time.monotonic() > deadline:
+        sys.exit("its session still runs at " + group())
+    time.sleep(0.05)  # sleep-ok: another thread's write, polled with a deadline
+"""
+
+
+def test_a_worker_without_privileges_waits_its_turn_to_lower_its_sessions_priority() -> None:
+    """Without CAP_SYS_ADMIN the kernel takes one session priority change per 0.1 s."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("dropping CAP_SYS_ADMIN needs root and setpriv (util-linux)")
+    if not Path("/proc/self/autogroup").exists():
+        pytest.skip("this kernel does not group CPU time by session (autogroup)")
+    argv = ["setpriv", "--bounding-set=-sys_admin", sys.executable, "-c", _TAKES_ITS_TURN]
+    done = subprocess.run(
+        argv, start_new_session=True, capture_output=True, text=True, timeout=60, check=False
+    )  # its own session: its own group, not the test's
+    assert done.returncode == 0, done.stderr

@@ -20,6 +20,8 @@ import importlib
 import os
 import socket
 import sys
+import threading
+import time
 import traceback
 from typing import TYPE_CHECKING, cast
 
@@ -207,14 +209,45 @@ def lower_priority(nice: int) -> None:
     events first, however busy the runs keep the machine. A worker leads its own session
     (`setsid`), and where Linux groups CPU time by session (autogroup) a process's nice value
     weighs only inside its group: the group's is set too (`/proc/self/autogroup`; lowering a
-    priority needs no privilege). Where either cannot be set, the worker runs as it is.
+    priority needs no privilege, but without it the kernel takes one such change per 0.1 s, so
+    a worker that must wait its turn sets it from a thread). Where either cannot be set, the
+    worker runs as it is.
     """
     if nice <= 0:
         return
     with contextlib.suppress(OSError):
         os.nice(nice)
-    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as group:
-        group.write(str(nice))
+    if not _set_group_nice(nice):
+        retry = threading.Thread(
+            target=_retry_group_nice, args=(nice,), name="outrider-priority", daemon=True
+        )
+        retry.start()
+
+
+_AUTOGROUP = "/proc/self/autogroup"
+_GROUP_TRIES = 50
+"""How many times a session's priority change is tried again, 0.1 s apart: the kernel takes
+one change per 0.1 s, system-wide, from processes without CAP_SYS_ADMIN, so workers that
+start together take turns."""
+
+
+def _set_group_nice(nice: int) -> bool:
+    """Set this session's CPU priority; False when the kernel says to try again later."""
+    try:
+        with open(_AUTOGROUP, "w") as group:
+            group.write(str(nice))
+    except BlockingIOError:
+        return False
+    except OSError:  # no autogroup here (or not allowed): the process's own nice stands
+        pass
+    return True
+
+
+def _retry_group_nice(nice: int) -> None:
+    for _ in range(_GROUP_TRIES):
+        time.sleep(0.1)  # the kernel's pace for unprivileged changes, not a synchronisation
+        if _set_group_nice(nice):
+            return
 
 
 def main(argv: Sequence[str] | None = None) -> None:
