@@ -135,6 +135,23 @@ async def test_a_lost_nodes_attempt_ends_as_node_lost_and_its_retry_runs_elsewhe
     assert sorted(rows) == [(1, "a", "retrying"), (2, "b", "succeeded")]
 
 
+async def test_a_retry_passes_over_a_node_still_listed_alive_whose_worker_was_lost(
+    tmp_path: Path,
+) -> None:
+    """A frozen machine is listed alive until the health checks give up: retry elsewhere."""
+    nodes = FakeNodes()
+    nodes.add("a", slots=3)
+    nodes.add("b", slots=2)
+    async with _orch(tmp_path / "o.db", nodes) as orch:
+        session = orch.session(S)
+        task = await session.submit(_shell("once"), max_attempts=2)
+        assert await _node_of(session, task.id) == "a"  # the most free slots
+        nodes.lose("a")
+        nodes.revive("a")  # its link broke, but it is still listed alive, with the most room
+        (done,) = await session.wait([task.id], timeout=30)
+    assert (done.state, done.attempt, done.node) == (outrider.TaskState.SUCCEEDED, 2, "b")
+
+
 async def test_a_node_that_comes_back_gets_a_new_worker_and_nothing_of_the_old(
     tmp_path: Path,
 ) -> None:

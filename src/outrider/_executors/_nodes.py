@@ -20,6 +20,9 @@ Invariants:
   source's health checks, it left) ends the attempts it ran as `node_lost`, retryable. A node
   that comes back gets a new link; nothing from the old one is read again, so it never
   finishes an attempt that was retried elsewhere.
+- A node whose worker was lost is passed over for `_DOUBTED` seconds while another node has a
+  free slot: a frozen machine is still listed alive until the source's health checks give
+  up on it (Ray's take about a minute), and a retry placed there would wait for them too.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ if TYPE_CHECKING:
 __all__ = ["MemoryStream", "NodeInfo", "NodeLink", "NodePool", "Nodes", "PlacedContext"]
 
 _REFRESH = 1.0
+_DOUBTED = 60.0
+"""Seconds after its worker was lost that a node is used only when no other has room."""
 """Seconds the list of nodes is trusted before it is asked for again."""
 
 
@@ -236,6 +241,8 @@ class NodePool(WorkerPool):
         self._seen = -math.inf
         self._by_node: dict[str, _NodeWorker] = {}
         self._freed = anyio.Event()
+        self._lost_at: dict[str, float] = {}
+        """When each node's worker was last lost (monotonic seconds)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(self, host: RunnerHost) -> AsyncIterator[None]:
@@ -292,8 +299,10 @@ class NodePool(WorkerPool):
                 (n.slots - self._placed_on(n.node_id), n)
                 for n in self._nodes if n.alive and n.carries(wanted)
             ]  # fmt: skip
-            best = max(free, key=lambda f: f[0], default=None)
-            if best is not None and best[0] > 0:
+            roomy = [f for f in free if f[0] > 0]
+            trusted = [f for f in roomy if not self._doubted(f[1].node_id)]
+            best = max(trusted or roomy, key=lambda f: f[0], default=None)
+            if best is not None:
                 return self._placed(self._on(best[1]), key)
             if not free and not told:
                 told = True
@@ -316,12 +325,17 @@ class NodePool(WorkerPool):
         self._by_node[node.node_id] = worker
         return self._start(worker)
 
+    def _doubted(self, node_id: str) -> bool:
+        """Whether the node's worker was lost in the last `_DOUBTED` seconds."""
+        return time.monotonic() - self._lost_at.get(node_id, -math.inf) < _DOUBTED
+
     def forget(self, worker: _Worker) -> None:
         """A node's worker is gone: its node gets a new one next time, if it is still alive."""
         super().forget(worker)
         for node_id, known in list(self._by_node.items()):
             if known is worker:
                 del self._by_node[node_id]
+                self._lost_at[node_id] = time.monotonic()
         self._seen = -math.inf
         self._wake()
 
