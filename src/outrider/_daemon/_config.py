@@ -127,6 +127,7 @@ class Config(Settings):
     agent_workers: Int | None = Field(default=None, ge=0, le=1024)
     """Worker processes that run built-in agents, each many at once (default: one per CPU;
     0: in the daemon's own process)."""
+    # The pool's DEFAULT_NICE, written out: importing the pool would add 75 ms to every start.
     agent_worker_nice: Int = Field(default=10, ge=0, le=19)
     """How much lower the agent workers' CPU priority is than the daemon's (Unix nice, 0 to
     19; 0: the same): the daemon answers its API and relays events first, however busy the
