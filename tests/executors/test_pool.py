@@ -82,14 +82,6 @@ async def pooled(tmp_path: Path, fake: FakeLLM) -> AsyncIterator[_Pooled]:
         yield _Pooled(orch, pool)
 
 
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    root = tmp_path / "ws"
-    root.mkdir()
-    (root / "notes.txt").write_text("alpha\nbeta\n")
-    return root
-
-
 async def test_tools_output_usage_and_transcript_across_the_boundary(
     pooled: _Pooled, fake: FakeLLM, workspace: Path
 ) -> None:
