@@ -1,6 +1,7 @@
 """Many streaming agents at once: outrider's worker pool against in-process and bare baselines.
 
-Run: uv run python bench/workers.py  [--quick]  [--pool-only | --unwatched]  [--nice N]  [N ...]
+Run: uv run python bench/workers.py  [--quick]  [--pool-only | --watched | --unwatched]  [--nice N]
+         [N ...]
      | --memory N  |  --capacity [N ...]
 
 The fake provider (tests/fakellm.py, its own process, real HTTP on 127.0.0.1) streams every
@@ -26,6 +27,7 @@ the subscriber above) beside it.
 Outrider's runs set the garbage collector as `outrider serve` does once it is ready
 (`settle_collector`: what exists is frozen out of later collections), and set it back after.
 `--pool-only`: only the run with a worker per core (to compare two versions of the daemon).
+`--watched`: only the bare run with a process per core and outrider's with a worker per core.
 `--nice N`: the workers' CPU priority below the daemon's (`agent_worker_nice`, default 10).
 `--unwatched`: only the bare run with a process per core and outrider's run nobody watches.
 `--capacity`: at each size (default 10 to 120) the bare run with a process per core and
@@ -76,6 +78,7 @@ if TYPE_CHECKING:
 QUICK = "--quick" in sys.argv
 POOL_ONLY = "--pool-only" in sys.argv
 UNWATCHED = "--unwatched" in sys.argv
+WATCHED = "--watched" in sys.argv
 CAPACITY = "--capacity" in sys.argv
 LATE_LIMIT = 0.5
 """Capacity: the most agents whose output reaches a reader within this many seconds p99."""
@@ -232,6 +235,36 @@ async def _time_api(
             tg.start_soon(every, name)
 
 
+class _Watcher:
+    """The subscriber of a watched run: how late each stamp arrives, which tasks run."""
+
+    def __init__(self, count: int, ages: list[float]) -> None:
+        self.count = count
+        self.ages = ages
+        self.timed: set[str] = set()
+        """The tasks measured (the warm-up's are not)."""
+        self.running: dict[str, None] = {}
+        """The tasks running now, in the order they started."""
+        self.ended: set[str] = set()
+        self.all_ended = anyio.Event()
+        """Set once the subscriber saw the end of each of `count` tasks."""
+
+    async def watch(self, session: outrider.Session) -> None:
+        async for event in session.events():
+            if event.task_id not in self.timed:
+                continue
+            if event.type == "task.output":
+                self.ages.extend(stamp_ages(str(getattr(event.data, "text", ""))))
+            elif event.type == "task.started":
+                self.running[event.task_id] = None
+            elif event.type in _NOT_RUNNING:
+                self.running.pop(event.task_id, None)
+                if event.type != "task.retrying":
+                    self.ended.add(event.task_id)
+                    if len(self.ended) == self.count:
+                        self.all_ended.set()
+
+
 async def _outrider(
     base_url: str, count: int, workers: int, watched: bool = True
 ) -> tuple[float, float, list[float], dict[str, list[float]]]:
@@ -239,8 +272,11 @@ async def _outrider(
         workspace = Path(tmp) / "workspace"  # what `list_files` lists: one file, as bare's
         workspace.mkdir()
         (workspace / "a.txt").write_text("a\n")
+        # The bare baseline's one tool, so each request carries the same tool list (every
+        # built-in tool's schema in each request cost the workers 5% more CPU).
         definition = AgentDefinition(name="bench", model="fake/bench", prompt="Work.", limit=count,
-                                     source=Path("bench.md"), format="outrider")  # fmt: skip
+                                     tools=("list_files",), source=Path("bench.md"),
+                                     format="outrider")  # fmt: skip
         recipe = AgentRecipe(
             agents={"bench": definition}, sandbox="off",
             providers={"fake": outrider.ProviderConfig(base_url=base_url, api_key="k",
@@ -272,22 +308,10 @@ async def _outrider(
             own0 = sum(psutil.Process().cpu_times()[:2])
             cpu0, start = _cpu() + _children_cpu(), time.perf_counter()
             async with anyio.create_task_group() as tg:
-                timed: set[str] = set()
-                running: dict[str, None] = {}  # in the order they started
-
-                async def watch() -> None:
-                    async for event in session.events():
-                        if event.task_id not in timed:
-                            continue
-                        if event.type == "task.output":
-                            ages.extend(stamp_ages(str(getattr(event.data, "text", ""))))
-                        elif event.type == "task.started":
-                            running[event.task_id] = None
-                        elif event.type in _NOT_RUNNING:
-                            running.pop(event.task_id, None)
-
+                watcher = _Watcher(count, ages)
+                timed, running = watcher.timed, watcher.running
                 if watched:
-                    tg.start_soon(watch)
+                    tg.start_soon(watcher.watch, session)
                 spec = outrider.agent("bench", "job", workspace=str(workspace))
                 # Nobody watching: a task counts as running from its submit to its end (a
                 # subscriber to learn when it starts would watch it).
@@ -304,6 +328,9 @@ async def _outrider(
                 wall = time.perf_counter() - start
                 if peak is not None:
                     _GROWTH.append(peak.stop())
+                if watched:  # the last events may still be on their way to the subscriber
+                    with anyio.move_on_after(30):
+                        await watcher.all_ended.wait()
                 tg.cancel_scope.cancel()
             cpu = _cpu() + _children_cpu() - cpu0
             _DAEMON_CPU.append(sum(psutil.Process().cpu_times()[:2]) - own0)
@@ -479,16 +506,19 @@ def main() -> None:
                     *_cells(n, *unwatched, own=own),
                 )
                 continue
-            runs = [] if POOL_ONLY else [
-                ("bare, 1 process", *bare(base_url, n, 1), {}),
-                (f"bare, {CORES} processes", *bare(base_url, n, CORES), {}),
-                ("outrider in-process", *anyio.run(_outrider, base_url, n, 0)),
-            ]  # fmt: skip
-            runs.append((f"outrider, {CORES} workers", *anyio.run(_outrider, base_url, n, CORES)))
+            every = not (POOL_ONLY or WATCHED)
+            runs: list[tuple[str, float, float, list[float], dict[str, list[float]]]] = []
+            if every:
+                runs.append(("bare, 1 process", *bare(base_url, n, 1), {}))
             if not POOL_ONLY:
+                runs.append((f"bare, {CORES} processes", *bare(base_url, n, CORES), {}))
+            if every:
+                runs.append(("outrider in-process", *anyio.run(_outrider, base_url, n, 0)))
+            runs.append((f"outrider, {CORES} workers", *anyio.run(_outrider, base_url, n, CORES)))
+            if every:
                 unwatched = anyio.run(_outrider, base_url, n, CORES, False)
                 runs.append((f"outrider, {CORES} workers, nobody watching", *unwatched))
-            ours = 1 if POOL_ONLY else 3  # the last runs are outrider's
+            ours = 3 if every else 1  # the last runs are outrider's
             daemon = [""] * (len(runs) - ours) + [f" ({c / n:.3f})" for c in _DAEMON_CPU[-ours:]]
             for (name, *measured), own in zip(runs, daemon, strict=True):
                 table.add_row(str(n), name, *_cells(n, *measured, own=own))
