@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import traceback
 from typing import TYPE_CHECKING
 
 import anyio
@@ -28,7 +27,7 @@ from .._store._sqlite import AddGroupSummary, Change, rows_of
 from .._types._errors import Closed, StoreError
 from .._types._events import GroupCompleted
 from .._types._task import ErrorInfo, Task, TaskState
-from ..runners._protocol import RunFailure, RunOutcome
+from ..runners._protocol import RunOutcome, failure_of
 from ._context import TaskContext
 
 if TYPE_CHECKING:
@@ -143,13 +142,10 @@ class Runs:
         error = ErrorInfo(type=reason, message=f"The task was stopped: {message}.")
         await self._end(live, _STOP_STATE[reason], error=error)
 
-    def _error_of(self, failure: Exception) -> tuple[ErrorInfo, int | None, bool]:
-        if isinstance(failure, RunFailure):
-            info = ErrorInfo(type=failure.type, message=failure.message, detail=failure.detail)
-            return info, failure.exit_code, failure.retryable
-        detail = "".join(traceback.format_exception(failure, limit=-8))[-8000:]
-        info = ErrorInfo(type=type(failure).__name__, message=str(failure), detail=detail)
-        return info, None, False
+    def _error_of(self, exc: Exception) -> tuple[ErrorInfo, int | None, bool]:
+        failure = failure_of(exc)
+        info = ErrorInfo(type=failure.type, message=failure.message, detail=failure.detail)
+        return info, failure.exit_code, failure.retryable
 
     async def _retry(self, live: LiveTask, error: ErrorInfo, *, delay: float | None = None) -> None:
         task = live.task

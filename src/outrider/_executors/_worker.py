@@ -22,15 +22,15 @@ import socket
 import sys
 import threading
 import time
-import traceback
 from typing import TYPE_CHECKING, cast
 
 import anyio
 from anyio.abc import UNIXSocketStream
 
 from .._types._task import TASK_SPEC_ADAPTER
+from ..runners._open_files import allow_open_files
 from ..runners._procs import Leftovers, stop_leftovers
-from ..runners._protocol import RunFailure
+from ..runners._protocol import failure_of
 from ._channel import Channel
 from ._context import Calls, Outbound, RemoteLimiter, WorkerContext, context_for
 from ._messages import (
@@ -161,16 +161,12 @@ class Worker:
             if start.folder is not None:
                 spec = settled(runner, Moved(spec, start.folder, start.env))
             outcome = await runner.run(spec, ctx)
-        except RunFailure as exc:
-            return Failed(
-                task_id=start.task_id, message=exc.message, kind=exc.type, detail=exc.detail,
-                exit_code=exc.exit_code, retryable=exc.retryable,
-            )  # fmt: skip
         except Exception as exc:  # the task boundary: a failure is data, as in the daemon
-            detail = "".join(traceback.format_exception(exc, limit=-8))[-8000:]
+            failure = failure_of(exc)
             return Failed(
-                task_id=start.task_id, message=str(exc), kind=type(exc).__name__, detail=detail
-            )
+                task_id=start.task_id, message=failure.message, kind=failure.type,
+                detail=failure.detail, exit_code=failure.exit_code, retryable=failure.retryable,
+            )  # fmt: skip
         return Done(task_id=start.task_id, result=outcome.result, exit_code=outcome.exit_code)
 
 
@@ -181,6 +177,7 @@ async def serve(fd: int) -> None:
 
 async def serve_stream(stream: ByteStream) -> None:
     """Serve the daemon at the other end of `stream` until it closes (any transport)."""
+    allow_open_files()  # an agent's connection, a command's pipes: hundreds of runs at once
     channel = Channel(stream, incoming_from_worker=False)
     async with anyio.create_task_group() as tg:
         tg.start_soon(channel.run)

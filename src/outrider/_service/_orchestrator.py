@@ -37,6 +37,7 @@ from .._worktrees._manager import Worktrees
 from .._worktrees._runner import Isolating
 from ..runners._cli_agent import CliAgentRunner
 from ..runners._handler import Handler, HandlerRunner, Isolation
+from ..runners._open_files import allow_open_files
 from ..runners._protocol import WritingRunner
 from ..runners._shell import ShellRunner
 from ._core import Core
@@ -172,6 +173,7 @@ class Orchestrator:
             raise Closed(
                 f"Cannot open an `Orchestrator` that is {self._state.value}; create a new one."
             )
+        allow_open_files()  # a few per running task: hundreds at once pass the usual 1,024
         async with contextlib.AsyncExitStack() as stack:
             await self._store.open()
             stack.push_async_callback(self._store.aclose)

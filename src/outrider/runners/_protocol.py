@@ -4,7 +4,8 @@ A runner turns a validated spec into work. The engine gives it a `RunContext` to
 through and a cancel scope around `run`; the runner returns a `RunOutcome` or raises.
 
 - Returning means success. Raising `RunFailure` means a failure the runner understood
-  (non-zero exit, a handler's error); any other exception is recorded with its traceback.
+  (non-zero exit, a handler's error); any other exception is recorded with its traceback
+  (`failure_of`, at every task boundary: the daemon's and a worker's).
 - Cancellation arrives as the backend's cancellation exception inside `run`. The runner
   must release what it holds (kill its processes, wait for them) in a shielded `finally`
   and let the cancellation propagate; the engine decides the outcome from its own record
@@ -13,8 +14,11 @@ through and a cancel scope around `run`; the runner returns a `RunOutcome` or ra
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
+
+from ._open_files import too_many_files
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -28,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GuardedContext", "PathGuard", "RunContext", "RunFailure", "RunOutcome", "Runner",
-    "RunnerHost", "Workplace", "Wrapping", "WritingRunner",
+    "RunnerHost", "Workplace", "Wrapping", "WritingRunner", "failure_of",
 ]  # fmt: skip
 
 
@@ -66,6 +70,22 @@ class RunFailure(Exception):
         self.detail = detail
         self.exit_code = exit_code
         self.retryable = retryable
+
+
+def failure_of(exc: Exception) -> RunFailure:
+    """How a run that raised `exc` failed, as its task's error will tell it.
+
+    A `RunFailure` as it is; any other exception by its type and message, its traceback as the
+    detail, not to be retried, except a want of open files: that says which limit and how to
+    raise it, and another attempt may find files free.
+    """
+    if isinstance(exc, RunFailure):
+        return exc
+    detail = "".join(traceback.format_exception(exc, limit=-8))[-8000:]
+    kind = type(exc).__name__
+    if (message := too_many_files(exc)) is not None:
+        return RunFailure(message, type=kind, detail=detail, retryable=True)
+    return RunFailure(str(exc), type=kind, detail=detail)
 
 
 class RunContext(Protocol):
