@@ -257,6 +257,56 @@ async def test_named_keys_replace_the_agents_but_keep_the_model_and_provider_key
     assert done[1].started_at >= done[0].finished_at  # one at a time on the provider
 
 
+async def test_a_models_key_holds_as_many_tasks_as_its_concurrency_and_follows_throttles(
+    tmp_path: Path, fake: FakeLLM
+) -> None:
+    """`model:<name>` starts at its provider's `max_concurrency`, not the default of 3; a 429
+    halves both."""
+    providers = _providers(fake, wide=ProviderConfig(base_url=fake.base_url, api_key="k",
+                                                     max_concurrency=6))  # fmt: skip
+    agents = {"many": _agent("many", "wide/many", limit=10)}
+    fake.script("many", [Reply(text="ok", latency=1.0) for _ in range(8)])
+    async with outrider.Orchestrator(
+        tmp_path / "o.db",
+        outrider.Settings(max_running=20),
+        runners=[AgentRunner(agents, providers)],
+    ) as o:
+        me = o.session(S)
+        spec = outrider.agent("many", "go", workspace=str(tmp_path))
+        tasks = [await me.submit(spec) for _ in range(8)]
+        assert o.status().keys["model:wide/many"].limit == 6
+        await wait_until(lambda: o.status().keys["model:wide/many"].running == 6, timeout=10)
+        done = await me.wait([t.id for t in tasks], timeout=30)
+        assert [t.result for t in done] == ["ok"] * 8
+        fake.script("many", [Reply.error(429, retry_after=0.01), Reply.say("ok")])
+        (throttled,) = await me.wait([(await me.submit(spec)).id], timeout=30)
+        assert throttled.result == "ok"
+        assert o.status().keys["model:wide/many"].limit == 3
+
+
+async def test_a_limit_the_operator_set_is_not_moved_by_the_runner(
+    tmp_path: Path, fake: FakeLLM
+) -> None:
+    """Neither the model's concurrency nor a throttle moves a key `Settings.limits` names."""
+    providers = _providers(fake, wide=ProviderConfig(base_url=fake.base_url, api_key="k",
+                                                     max_concurrency=6))  # fmt: skip
+    agents = {"many": _agent("many", "wide/many", limit=10)}
+    fake.script("many", [Reply.error(429, retry_after=0.01), Reply.say("ok")])
+    settings = outrider.Settings(limits={"model:wide/many": 2, "agent:many": 1})
+    async with outrider.Orchestrator(
+        tmp_path / "o.db", settings, runners=[AgentRunner(agents, providers)]
+    ) as o:
+        me = o.session(S)
+        task = await me.submit(outrider.agent("many", "go", workspace=str(tmp_path)))
+        (done,) = await me.wait([task.id], timeout=30)
+        assert done.result == "ok"
+        keys = o.status().keys
+        assert (keys["model:wide/many"].limit, keys["agent:many"].limit) == (2, 1)
+        o.set_limit("model:wide/many", 5)  # at run time, too
+        o.suggest_limit("model:wide/many", 1)
+        assert o.status().keys["model:wide/many"].limit == 5
+
+
 async def test_budget_stop_keeps_the_transcript(
     orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path
 ) -> None:

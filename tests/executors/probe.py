@@ -127,7 +127,7 @@ class Probe:
 
     async def _limit(self, ctx: RunContext, arg: str) -> JsonValue:
         assert self.runner_host is not None
-        self.runner_host.set_limit("probe", int(arg))
+        self.runner_host.suggest_limit("probe", int(arg))
         return None
 
     async def _model(self, ctx: RunContext, arg: str) -> JsonValue:
@@ -181,7 +181,7 @@ class LocalHost:
     def __init__(self, limiters: dict[str, CallLimiter]) -> None:
         self.limiters = limiters
 
-    def set_limit(self, key: str, limit: int) -> None:
+    def suggest_limit(self, key: str, limit: int) -> None:
         raise AssertionError("not used in-process")
 
     def limiter(self, model: str) -> CallLimiter:

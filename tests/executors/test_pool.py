@@ -224,8 +224,10 @@ async def test_a_model_limit_holds_across_every_worker(
     runner = recipe.build()
     pool = agent_pool(recipe, runner, size=2)
     fake.script("helper", [Reply(text="one at a time", latency=0.3) for _ in range(3)])
+    # The operator lets 3 tasks of the model run at once: calls still go one at a time.
+    settings = outrider.Settings(limits={"model:fake/helper": 3})
     async with outrider.Orchestrator(
-        db=tmp_path / "limits.db", runners=[runner], executors={"agent": pool}
+        db=tmp_path / "limits.db", settings=settings, runners=[runner], executors={"agent": pool}
     ) as orch:
         fake.max_in_flight = 0
         session = orch.session(S)

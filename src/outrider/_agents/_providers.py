@@ -60,7 +60,8 @@ class ProviderConfig(BaseModel):
     tpm: float | None = Field(default=None, gt=0)
     """Tokens per minute allowed per model of this provider."""
     max_concurrency: int = Field(default=8, ge=1, le=1000)
-    """The most calls in flight per model; throttling lowers it, success raises it back."""
+    """The most calls in flight per model, and its agent tasks at once (the `model:` key,
+    unless the operator sets that key's limit); throttling lowers it, success raises it back."""
     limit: int | None = Field(default=None, ge=1, le=100_000)
     """Agent tasks on this provider at once, over all its models: the `provider:NAME` key
     every such task holds (default: none)."""

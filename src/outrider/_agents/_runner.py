@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from ..runners._protocol import RunContext, RunnerHost, RunOutcome
     from ._definitions import AgentDefinition
+    from ._providers import ModelRef
 
 __all__ = ["TOOL_NAMES", "AgentRunner", "Streaming", "Tree"]
 
@@ -148,9 +149,9 @@ class AgentRunner:
         """Throttling sets the `model:` keys' limits on `host`; HTTP clients close at the end."""
         self._host = host
         if self.providers.on_limit is None:
-            self.providers.on_limit = host.set_limit
+            self.providers.on_limit = host.suggest_limit
         for name, limit in self.providers.limits().items():
-            host.set_limit(f"provider:{name}", limit)
+            host.suggest_limit(f"provider:{name}", limit)
         try:
             yield
         finally:
@@ -175,6 +176,7 @@ class AgentRunner:
             ref = self.providers.resolve(spec.model or (definition.model if definition else None))
         except ProviderError:
             return ()
+        self._apply_model_limit(ref)
         if self.providers.limit_of(ref.provider) is None:
             return (f"model:{ref.name}",)
         return (f"model:{ref.name}", f"provider:{ref.provider}")
@@ -184,7 +186,19 @@ class AgentRunner:
         key = f"agent:{definition.name}"
         if self._host is not None and self._limits.get(key) != definition.limit:
             self._limits[key] = definition.limit
-            self._host.set_limit(key, definition.limit)
+            self._host.suggest_limit(key, definition.limit)
+
+    def _apply_model_limit(self, ref: ModelRef) -> None:
+        """A model's key starts at the model's concurrency (its provider's `max_concurrency`).
+
+        Once: after that, the model's limiter moves it (`Providers.on_limit`) as the provider
+        throttles and recovers.
+        """
+        key = f"model:{ref.name}"
+        if self._host is not None and key not in self._limits:
+            concurrency = self.providers.limiter(ref).concurrency
+            self._limits[key] = concurrency
+            self._host.suggest_limit(key, concurrency)
 
     async def workplace(self, spec: object) -> Workplace:
         """Its workspace; it writes unless its definition is read-only or has no writing tool."""

@@ -155,7 +155,7 @@ class UsageReport(_Message):
 
 
 class SetLimit(_Message):
-    """Change a concurrency key's limit (`RunnerHost.set_limit`)."""
+    """Ask for a concurrency key's limit (`RunnerHost.suggest_limit`)."""
 
     type: Literal["set_limit"] = "set_limit"
     key: str

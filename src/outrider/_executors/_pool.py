@@ -208,7 +208,7 @@ class _Worker:
                 if (job := self.jobs.get(message.task_id)) is not None:
                     _report(job.ctx, message)
             case SetLimit(key=key, limit=limit):
-                self.pool.set_limit(key, limit)
+                self.pool.suggest_limit(key, limit)
             case Call():
                 job = self.jobs.get(message.task_id)
                 if self.tg is not None and (job is not None or message.op == "acquire"):
@@ -489,10 +489,10 @@ class WorkerPool:
                     job.watched = watched
                     worker.channel.post(Watch(task_id=job.ctx.task_id, watched=watched))
 
-    def set_limit(self, key: str, limit: int) -> None:
-        """A worker's runner changed a key's limit."""
+    def suggest_limit(self, key: str, limit: int) -> None:
+        """A worker's runner asked for a key's limit."""
         if self._host is not None:
-            self._host.set_limit(key, limit)
+            self._host.suggest_limit(key, limit)
 
     def limiter(self, model: str) -> CallLimiter:
         """The daemon's limiter of `model`.

@@ -58,8 +58,8 @@ class CallLimiter(Protocol):
 class WorkerHost(Protocol):
     """What a worker offers the runners it builds (a `WorkerPool` factory's second argument)."""
 
-    def set_limit(self, key: str, limit: int) -> None:
-        """Change a concurrency key's limit in the daemon."""
+    def suggest_limit(self, key: str, limit: int) -> None:
+        """Ask the daemon for a concurrency key's limit (`RunnerHost.suggest_limit`)."""
         ...
 
     def limiter(self, model: str) -> CallLimiter:

@@ -69,7 +69,7 @@ class _Host:
         self._calls = calls
         self._limiters: dict[str, RemoteLimiter] = {}
 
-    def set_limit(self, key: str, limit: int) -> None:
+    def suggest_limit(self, key: str, limit: int) -> None:
         self._channel.post(SetLimit(key=key, limit=limit))
 
     def on_watch_change(self, callback: Callable[[], object]) -> Callable[[], None]:

@@ -161,6 +161,8 @@ class Orchestrator:
             runners=self._runners, handlers=self._handlers, settings=settings,
             check_open=self._check_open, worktrees=self._worktrees, readers=Readers(),
         )  # fmt: skip
+        self._operator_keys: set[str] = set(settings.limits)
+        """Keys whose limit the operator set (`Settings.limits`, `set_limit`)."""
         self._state = _State.NEW
         self._sweeper = anyio.CancelScope()
         self._stack: AsyncExitStack | None = None
@@ -341,9 +343,25 @@ class Orchestrator:
     def set_limit(self, key: str, limit: int) -> None:
         """Change a key's concurrency limit; takes effect at once for new starts.
 
+        The key's limit is then the operator's, as one in `Settings.limits` is: what runners
+        suggest for it (`suggest_limit`) no longer moves it.
+
         Raises:
             UserError: An empty key, or a limit that is not a whole number of at least 1.
         """
+        _check_limit(key, limit)
+        self._operator_keys.add(key)
+        self._engine.queue.set_limit(key, limit)
+        self._engine.wake()
+
+    def suggest_limit(self, key: str, limit: int) -> None:
+        """A runner's limit for `key` (`RunnerHost`), unless the operator set the key's limit.
+
+        An agent's `limit`, a provider's `limit`, a model's concurrency as its provider
+        throttles and recovers.
+        """
+        if key in self._operator_keys:
+            return
         _check_limit(key, limit)
         self._engine.queue.set_limit(key, limit)
         self._engine.wake()

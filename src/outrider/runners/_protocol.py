@@ -213,8 +213,11 @@ class GuardedContext(RunContext, Protocol):
 class RunnerHost(Protocol):
     """What a runner may ask of the orchestrator that runs it (see `Runner.lifespan`)."""
 
-    def set_limit(self, key: str, limit: int) -> None:
-        """Change a concurrency key's limit (a model's, as its provider throttles)."""
+    def suggest_limit(self, key: str, limit: int) -> None:
+        """Ask for a concurrency key's limit; it applies unless the operator set that key's.
+
+        An agent's `limit`, a model's concurrency as its provider throttles and recovers.
+        """
         ...
 
     def on_watch_change(self, callback: Callable[[], object]) -> Callable[[], None]:
