@@ -67,7 +67,8 @@ class AgentDefinition(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     limit: int = Field(default=3, ge=1, le=1000)
-    """How many of its tasks may run at once (`agent:<name>` key)."""
+    """How many of its tasks may run at once (`agent:<name>` key), unless the operator set
+    that key's limit (`limits`)."""
     timeout: float | None = Field(default=None, gt=0)
     max_turns: int | None = Field(default=None, ge=1)
     budget_tokens: int | None = Field(default=None, ge=1)
