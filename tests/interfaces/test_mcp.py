@@ -434,6 +434,28 @@ async def test_two_windows_sharing_a_session_name_each_receive_every_notice(
             assert window is one or [n["task_id"] for n in carried] == [task_id]
 
 
+async def test_answers_given_at_once_carry_each_notice_once(daemon: Daemon) -> None:
+    """A host may run a turn's tool calls in parallel: one answer carries a notice, not each.
+
+    (opencode's three parallel `delegate_task` calls once showed the model a notice twice.)
+    """
+    async with stdio(daemon, "--session", "parallel") as client:
+        delegated = await call(client, "delegate_task", description="once", command="true")
+        task_id = delegated.structured_content["task"]["id"]
+        with daemon.client(session="parallel") as api:  # ends unseen by the window's reader
+            await anyio.to_thread.run_sync(lambda: api.wait([task_id], timeout=30))
+        answers: list[CallToolResult] = []
+
+        async def list_tasks() -> None:
+            answers.append(await call(client, "list_tasks", status="queued"))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(list_tasks)
+        carried = [n["task_id"] for a in answers for n in a.structured_content.get("notices", [])]
+        assert carried == [task_id]
+
+
 async def test_what_the_model_reads_is_plain_and_names_real_tools(daemon: Daemon) -> None:
     async with http(daemon, "words") as client:
         bad = await client.call_tool("delegate_task", {"description": "x", "priority": "high"})

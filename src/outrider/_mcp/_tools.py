@@ -5,7 +5,9 @@ Conventions every tool follows:
 - Blocking waits last at most `max_wait` seconds (default 50, below opencode's 60 s tool
   timeout and Claude Code's 2 min), then answer "still running — call … again", never an error.
 - Every answer ends with the notices its reader (the host window) has not received; an answer
-  that carried them acknowledges them (they reached the model) before it is sent. While a tool
+  that carried them acknowledges them (they reached the model) before it is sent. Answers
+  given at once (a host may run a turn's tool calls in parallel) take and acknowledge them one
+  after another, reading them again first: each notice is carried once. While a tool
   waits, each finished task is a progress notification (when the host sent a progress token).
 - What the model reads is the same in every host: the text content, and `structuredContent`
   whose `answer` field is that same text (Claude Code shows the model only the structured
@@ -254,6 +256,9 @@ class Tools:
         self._resolve = resolve
         self._max_wait = max_wait
         self._agents = agents if isinstance(agents, AgentCatalog) else dict(agents or {})
+        self._carrying = anyio.Lock()
+        """Held while an answer takes notices and acknowledges them: answers given at once (a
+        host may run a turn's tool calls in parallel) never carry the same notice."""
 
     async def _item(self, caller: Caller, work: WorkItem, group: str | None) -> SubmitItem:
         """The submit item of `work`, its agent looked up where the work is delegated from."""
@@ -286,15 +291,22 @@ class Tools:
         *,
         error: bool = False,
     ) -> CallToolResult:
-        shown = _ended_ids(data)
-        fresh = [n for n in pending if n.task_id is None or n.task_id not in shown]
-        if fresh:
-            text += "\n\n" + notices_block(fresh)
-            data["notices"] = [n.model_dump(mode="json") for n in fresh]
-        if pending:  # the answer carries them to the model: acknowledged before it is sent
-            up_to = max(n.seq for n in pending)
-            with contextlib.suppress(OutriderError):  # not acknowledged: delivered again
-                await caller.tasks.ack_notices(up_to, reader=caller.reader)
+        if pending:
+            async with self._carrying:
+                # Read again: an answer given meanwhile may have carried some of them.
+                with contextlib.suppress(OutriderError):  # else the ones read before
+                    pending = await caller.tasks.notices(
+                        limit=NOTICES_PER_ANSWER, reader=caller.reader
+                    )
+                shown = _ended_ids(data)
+                fresh = [n for n in pending if n.task_id is None or n.task_id not in shown]
+                if fresh:
+                    text += "\n\n" + notices_block(fresh)
+                    data["notices"] = [n.model_dump(mode="json") for n in fresh]
+                if pending:  # the answer carries them to the model: acknowledged before it is sent
+                    up_to = max(n.seq for n in pending)
+                    with contextlib.suppress(OutriderError):  # not acknowledged: delivered again
+                        await caller.tasks.ack_notices(up_to, reader=caller.reader)
         return CallToolResult(
             content=[TextContent(type="text", text=text)],
             structured_content={"answer": text, **data},
