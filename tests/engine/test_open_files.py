@@ -46,8 +46,8 @@ _LOW = min(4096, _HARD)
     ("soft", "hard", "wanted", "raised"),
     [
         pytest.param(256, _LOW, 10 * _LOW, _LOW, id="to the hard limit"),
-        pytest.param(256, _LOW, 1000, 1000, id="to the limit wanted"),
-        pytest.param(2000, _LOW, 1000, 2000, id="never lowered"),
+        pytest.param(256, _LOW, _LOW // 2, _LOW // 2, id="to the limit wanted"),
+        pytest.param(_LOW // 2, _LOW, _LOW // 4, _LOW // 2, id="never lowered"),
         pytest.param(_HARD, _HARD, OPEN_FILES, _HARD, id="already there"),
     ],
 )
