@@ -54,9 +54,9 @@ if TYPE_CHECKING:
 __all__ = ["MemoryStream", "NodeInfo", "NodeLink", "NodePool", "Nodes", "PlacedContext"]
 
 _REFRESH = 1.0
+"""Seconds the list of nodes is trusted before it is asked for again."""
 _DOUBTED = 60.0
 """Seconds after its worker was lost that a node is used only when no other has room."""
-"""Seconds the list of nodes is trusted before it is asked for again."""
 
 
 @dataclass(frozen=True)

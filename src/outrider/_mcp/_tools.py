@@ -293,25 +293,34 @@ class Tools:
     ) -> CallToolResult:
         if pending:
             async with self._carrying:
-                # Read again: an answer given meanwhile may have carried some of them.
-                with contextlib.suppress(OutriderError):  # else the ones read before
-                    pending = await caller.tasks.notices(
-                        limit=NOTICES_PER_ANSWER, reader=caller.reader
-                    )
-                shown = _ended_ids(data)
-                fresh = [n for n in pending if n.task_id is None or n.task_id not in shown]
-                if fresh:
-                    text += "\n\n" + notices_block(fresh)
-                    data["notices"] = [n.model_dump(mode="json") for n in fresh]
-                if pending:  # the answer carries them to the model: acknowledged before it is sent
-                    up_to = max(n.seq for n in pending)
-                    with contextlib.suppress(OutriderError):  # not acknowledged: delivered again
-                        await caller.tasks.ack_notices(up_to, reader=caller.reader)
+                text = await self._carry(caller, text, data, pending)
         return CallToolResult(
             content=[TextContent(type="text", text=text)],
             structured_content={"answer": text, **data},
             is_error=error,
         )
+
+    async def _carry(
+        self, caller: Caller, text: str, data: dict[str, Any], pending: list[Notice]
+    ) -> str:
+        """`text` with the reader's notices, acknowledged (hold `_carrying`).
+
+        They are read again here: an answer given meanwhile may have carried some of those
+        `pending` (which stand if they cannot be read). A notice whose task's end the answer
+        already shows is acknowledged without being added.
+        """
+        with contextlib.suppress(OutriderError):
+            pending = await caller.tasks.notices(limit=NOTICES_PER_ANSWER, reader=caller.reader)
+        shown = _ended_ids(data)
+        fresh = [n for n in pending if n.task_id is None or n.task_id not in shown]
+        if fresh:
+            text += "\n\n" + notices_block(fresh)
+            data["notices"] = [n.model_dump(mode="json") for n in fresh]
+        if pending:  # the answer carries them to the model: acknowledged before it is sent
+            up_to = max(n.seq for n in pending)
+            with contextlib.suppress(OutriderError):  # not acknowledged: delivered again
+                await caller.tasks.ack_notices(up_to, reader=caller.reader)
+        return text
 
     async def _run(
         self, ctx: Context, body: Callable[[Caller], Awaitable[tuple[str, dict[str, Any]]]]
