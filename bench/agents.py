@@ -1,10 +1,17 @@
 """Agent benchmark: many agents on one rate-limited model, with and without outrider's limits.
 
-Run: uv run python bench/agents.py  [--quick]  [--sandbox | --tools]
+Run: uv run python bench/agents.py  [--quick]  [--sandbox | --tools | --files]
 
 `--tools` measures only what an agent run spends on its tools: the prebuilt tools it gets
 (a lookup) against building the same seven tools for the run (their schemas parsed from their
 signatures and docstrings, as each run once did), 200 runs each.
+
+`--files` measures only the file tools' walk: `list_files` and `grep` over a tree of 20,441
+entries (40 folders of 10 of 50 small files), for patterns that reach one folder, the top
+folder alone, or all of it, each beside the standard library's `glob.glob` of the same pattern
+(recursive, no policy, no hidden paths, no links checked: a floor), with outrider's own store
+folder inside the workspace (hidden, as when the daemon's data lives in the project). The
+median of 7 rounds of each.
 
 `--sandbox` measures only what the sandbox adds to each `run_command`: the same command run
 N times as `/bin/sh -c` and inside bubblewrap (with the policy check and the masks a run
@@ -48,6 +55,7 @@ if TYPE_CHECKING:
 QUICK = "--quick" in sys.argv
 SANDBOX_ONLY = "--sandbox" in sys.argv
 TOOLS_ONLY = "--tools" in sys.argv
+FILES_ONLY = "--files" in sys.argv
 SANDBOX_RUNS = 100 if QUICK else 300
 FAKE_SERVER = Path(__file__).resolve().parents[1] / "tests" / "fakellm.py"
 TASKS = 40 if QUICK else 200
@@ -209,7 +217,51 @@ def tool_costs(runs: int = 200) -> None:
     print(f"tools per run: prebuilt {prebuilt * 1e6:.1f} us, built per run {built * 1e3:.2f} ms")
 
 
+def file_costs(rounds: int = 7) -> None:
+    """`list_files` and `grep` on a 20,441-entry tree, beside `glob.glob` of the same pattern."""
+    import glob
+
+    from outrider._agents._workspace import Policy, Workspace
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for top in range(40):
+            for sub in range(10):
+                folder = root / f"pkg{top}" / f"mod{sub}"
+                folder.mkdir(parents=True)
+                for n in range(50):
+                    (folder / f"f{n}.py").write_text("x = 1\n")
+        home = root / "pkg0" / "outrider"  # the daemon's data inside the workspace: hidden
+        home.mkdir()
+        ws = Workspace(root, Policy(), hidden=[home / "outrider.db", home / "token", home])
+        table = Table(title="file tools on 20,441 entries, median ms of 7 rounds")
+        for col in ("call", "outrider ms", "glob.glob ms (floor)", "ratio"):
+            table.add_column(col)
+        calls = [("list_files", "pkg3/mod2/*"), ("list_files", "*"),
+                 ("list_files", "**/*.py"), ("grep", "pkg3/**/*.py")]  # fmt: skip
+        for tool, pattern in calls:
+            ours, floor = [], []
+            for _ in range(rounds):
+                start = time.perf_counter()
+                ws.list(pattern) if tool == "list_files" else ws.grep("x", pattern)
+                ours.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                found = glob.glob(pattern, root_dir=root, recursive=True)
+                if tool == "grep":  # the floor reads what it found, as the search does
+                    for rel in found:
+                        if (root / rel).is_file():
+                            (root / rel).read_text()
+                floor.append(time.perf_counter() - start)
+            mine, base = statistics.median(ours), statistics.median(floor)
+            table.add_row(f"{tool} {pattern}", f"{mine * 1e3:.1f}", f"{base * 1e3:.1f}",
+                          f"{mine / base:.2f}")  # fmt: skip
+        Console().print(table)
+
+
 async def main() -> None:
+    if FILES_ONLY:
+        file_costs()
+        return
     if TOOLS_ONLY:
         tool_costs()
         return

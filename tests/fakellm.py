@@ -423,7 +423,8 @@ class FakeLLM:
             stated = request.query_params.get("stated") == "1"
             self._stated = self._bucket.rate * 60 if stated and self._bucket else None
         counters = {"calls": len(self.calls), "rate_limited": self.rate_limited,
-                    "aborted": self.aborted, "max_in_flight": self.max_in_flight}  # fmt: skip
+                    "aborted": self.aborted, "max_in_flight": self.max_in_flight,
+                    "in_flight": self.in_flight}  # fmt: skip
         return JSONResponse(counters)
 
     def _enter(self) -> None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import tempfile
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from outrider._agents import _workspace
 from outrider._agents._workspace import Patterns, Policy, ToolRefused, Workspace
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 
 @pytest.fixture
@@ -155,6 +156,72 @@ def test_globs_match_like_the_shell(root: Path) -> None:
     assert ws.list("src/[a-b]pp.py") == "src/app.py"
     assert ws.list("src/[!a]pp.py") == "(nothing matches)"
     assert ws.list("sr?/app.py") == "src/app.py"
+
+
+_NAMES = ("a", "b", "ab", "x.py", "a.py")
+_TREES = st.recursive(
+    st.none(),  # a file
+    lambda children: st.dictionaries(st.sampled_from(_NAMES), children, max_size=4),
+    max_leaves=40,
+).filter(lambda tree: isinstance(tree, dict))
+_COMPONENTS = ("a", "b", "*", "?", "a*", "*.py", "**", "[ab]", "[!a]*", "x.py", "a**")
+
+
+def _build(folder: Path, tree: dict[str, object]) -> None:
+    folder.mkdir(exist_ok=True)
+    for name, child in tree.items():
+        if isinstance(child, dict):
+            _build(folder / name, child)
+        else:
+            (folder / name).write_text("x\n")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    tree=_TREES,
+    components=st.lists(st.sampled_from(_COMPONENTS), min_size=1, max_size=4),
+    hide=st.sampled_from(_NAMES),
+    dot=st.booleans(),
+)
+def test_a_listing_walks_only_where_its_pattern_can_match_and_finds_the_same(
+    tree: dict[str, object], components: list[str], hide: str, dot: bool
+) -> None:
+    """A pattern's listing equals the whole walk's entries that match it, whatever it prunes."""
+    pattern = ("./" if dot else "") + "/".join(components)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "ws"
+        _build(root, tree)
+        ws = Workspace(root, Policy(), hidden=[root / hide / "a"])  # hidden, if it exists
+        everything = ws.list("**").splitlines()
+        glob = _workspace._glob(pattern.removeprefix("./"))
+        expected = [line for line in everything if glob.match(line.removesuffix("/"))]
+        assert ws.list(pattern).splitlines() == (expected or ["(nothing matches)"])
+
+
+def test_a_listing_enters_only_the_folders_its_pattern_reaches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for top in ("src", "docs", "build"):
+        for sub in range(30):
+            (tmp_path / top / f"d{sub}").mkdir(parents=True)
+            (tmp_path / top / f"d{sub}" / "f.py").write_text("x\n")
+    entered: list[str] = []
+    scandir = _workspace.os.scandir
+
+    def counting(folder: str) -> object:
+        entered.append(Path(folder).relative_to(tmp_path).as_posix())
+        return scandir(folder)
+
+    monkeypatch.setattr(_workspace.os, "scandir", counting)
+    ws = Workspace(tmp_path, Policy())
+    assert ws.list("*") == "build/\ndocs/\nsrc/"
+    assert entered == ["."]
+    entered.clear()
+    assert ws.list("src/d1?/f.py").count("\n") == 9
+    assert entered == [".", "src", *(f"src/d{i}" for i in range(19, 9, -1))]
+    entered.clear()
+    assert ws.list("src/**/f.py").count("\n") == 29
+    assert len(entered) == 32  # the root, src and its 30 folders
 
 
 def test_outriders_own_files_are_never_read_listed_or_written(root: Path) -> None:

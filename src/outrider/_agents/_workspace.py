@@ -112,6 +112,23 @@ def _glob(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z")
 
 
+@functools.lru_cache(maxsize=256)
+def _reach(pattern: str) -> tuple[tuple[re.Pattern[str], ...], bool]:
+    """Which folders can hold a glob's matches: a pattern per leading name, and a depth bound.
+
+    Returns the patterns, and whether folders as deep as their number hold no match. A folder
+    at depth d (its path has d names) can hold a match only if its i-th name matches the
+    pattern's i-th component for each i up to d (the components before the first one with `**`
+    or a `[` class, which say nothing of the names below them); and, if the pattern has
+    neither, only if d is less than its number of components. So `src/*.py` walks `src` alone,
+    and `*` the top folder alone.
+    """
+    parts = pattern.split("/")
+    free = next((i for i, part in enumerate(parts) if "**" in part or "[" in part), None)
+    leading = tuple(_glob(part) for part in parts[:free])
+    return leading, free is None
+
+
 class Workspace:
     """File operations under `root`, checked against `policy`.
 
@@ -194,19 +211,22 @@ class Workspace:
             text = text[:_MAX_READ] + f"\n[… cut at {_MAX_READ} characters; read with offset]"
         return text
 
-    def _walk(self, deadline: float) -> Iterator[tuple[str, Path, bool]]:
-        """(relative path, real path, is a folder) of every allowed entry; links not followed.
+    def _walk(self, deadline: float, pattern: str) -> Iterator[tuple[str, str, bool]]:
+        """(relative path, real path, is a folder) of allowed entries; links not followed.
 
-        An entry that is no link is looked at by its directory entry alone (no `stat`): it
-        is inside the root by construction, and only hidden paths inside the root can hide it.
+        Only folders that can hold a match of `pattern` are entered (`_reach`). An entry that
+        is no link is looked at by its directory entry alone (no `stat`): it is inside the root
+        by construction, and only hidden paths inside the root can hide it (each is skipped
+        where the walk meets it, so what it holds is never reached).
 
         Raises:
             TimeoutError: The deadline passed.
         """
-        inside = tuple(h for h in self.hidden if h.is_relative_to(self.root))
-        pending, seen = [(str(self.root), "")], 0
+        inside = frozenset(str(h) for h in self.hidden if h.is_relative_to(self.root))
+        leading, bounded = _reach(pattern)
+        pending, seen = [(str(self.root), "", 0)], 0
         while pending:
-            folder, prefix = pending.pop()
+            folder, prefix, depth = pending.pop()
             try:
                 entries = sorted(os.scandir(folder), key=lambda e: e.name)
             except OSError:
@@ -222,17 +242,25 @@ class Workspace:
                     if (linked := self._linked(Path(entry.path), rel)) is not None:
                         yield linked
                     continue
-                path = Path(entry.path)
-                is_dir = entry.is_dir(follow_symlinks=False)
-                if any(path == h or path.is_relative_to(h) for h in inside):
+                if entry.path in inside:
                     continue
+                is_dir = entry.is_dir(follow_symlinks=False)
                 if not self._permits(rel, is_dir):
                     continue
-                yield rel, path, is_dir
-                if is_dir:
-                    pending.append((entry.path, rel + "/"))
+                yield rel, entry.path, is_dir
+                if is_dir and self._may_hold(leading, bounded, depth, entry.name):
+                    pending.append((entry.path, rel + "/", depth + 1))
 
-    def _linked(self, path: Path, rel: str) -> tuple[str, Path, bool] | None:
+    @staticmethod
+    def _may_hold(
+        leading: tuple[re.Pattern[str], ...], bounded: bool, depth: int, name: str
+    ) -> bool:
+        """Whether folder `name`, met at `depth` (0: in the root), can hold a match."""
+        if bounded and depth + 1 >= len(leading):
+            return False
+        return depth >= len(leading) or leading[depth].match(name) is not None
+
+    def _linked(self, path: Path, rel: str) -> tuple[str, str, bool] | None:
         """A symbolic link met by `_walk`, if it and what it points to are allowed."""
         real = path.resolve()
         if real != self.root and not real.is_relative_to(self.root):
@@ -242,19 +270,18 @@ class Workspace:
             return None
         if not self._permits(rel, is_dir) or not self._permits(self.rel(real), is_dir):
             return None
-        return rel, real, is_dir
+        return rel, str(real), is_dir
 
-    def _matching(self, pattern: str) -> tuple[list[tuple[str, Path, bool]], str | None]:
+    def _matching(self, pattern: str) -> tuple[list[tuple[str, str, bool]], str | None]:
+        """The allowed entries matching `pattern`, sorted, and a note if the walk was cut short."""
         if pattern.startswith("/") or ".." in Path(pattern).parts:
             raise ToolRefused(f"refused: {pattern!r} reaches outside the workspace")
-        glob = _glob(pattern.removeprefix("./"))
-        found: list[tuple[str, Path, bool]] = []
+        pattern = pattern.removeprefix("./")
+        glob = _glob(pattern)
+        deadline = time.monotonic() + self.search_timeout
+        found: list[tuple[str, str, bool]] = []
         try:
-            found.extend(
-                entry
-                for entry in self._walk(time.monotonic() + self.search_timeout)
-                if glob.match(entry[0])
-            )
+            found.extend(entry for entry in self._walk(deadline, pattern) if glob.match(entry[0]))
         except TimeoutError as exc:
             return sorted(found), f"[… stopped after {exc} ({self.search_timeout:g} s bound)]"
         return sorted(found), None
@@ -281,7 +308,8 @@ class Workspace:
         found, cut = self._matching(glob)
         hits: list[str] = []
         budget = _MAX_SEARCH_BYTES
-        for rel, real, is_dir in found:
+        for rel, where, is_dir in found:
+            real = Path(where)
             if is_dir or not real.is_file() or real.stat().st_size > _MAX_FILE_BYTES:
                 continue
             try:
