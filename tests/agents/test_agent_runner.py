@@ -284,6 +284,31 @@ async def test_a_models_key_holds_as_many_tasks_as_its_concurrency_and_follows_t
         assert o.status().keys["model:wide/many"].limit == 3
 
 
+async def test_tasks_queued_before_a_restart_get_their_keys_limits_back(
+    tmp_path: Path, fake: FakeLLM
+) -> None:
+    """A restarted orchestrator's queued agents run under their model's concurrency and their
+    agent's `limit` at once, not the default of 3 until the next submit."""
+    providers = _providers(fake, wide=ProviderConfig(base_url=fake.base_url, api_key="k",
+                                                     max_concurrency=6))  # fmt: skip
+    agents = {"restarted": _agent("restarted", "wide/restarted", limit=10)}
+    fake.script("restarted", [Reply(text="ok", latency=1.0) for _ in range(9)])
+    spec = outrider.agent("restarted", "go", workspace=str(tmp_path))
+    db = tmp_path / "o.db"
+    held = outrider.Settings(limits={"agent:restarted": 1}, shutdown_grace=0.1)
+    async with outrider.Orchestrator(db, held, runners=[AgentRunner(agents, providers)]) as o:
+        tasks = [await o.session(S).submit(spec) for _ in range(8)]
+        await wait_until(lambda: len(fake.calls_for("restarted")) == 1, timeout=10)
+    async with outrider.Orchestrator(
+        db, outrider.Settings(max_running=20), runners=[AgentRunner(agents, providers)]
+    ) as o:
+        keys = o.status().keys
+        assert (keys["model:wide/restarted"].limit, keys["agent:restarted"].limit) == (6, 10)
+        await wait_until(lambda: o.status().keys["model:wide/restarted"].running == 6, timeout=10)
+        done = await o.session(S).wait([t.id for t in tasks[1:]], timeout=30)
+        assert [t.result for t in done] == ["ok"] * 7
+
+
 async def test_a_limit_the_operator_set_is_not_moved_by_the_runner(
     tmp_path: Path, fake: FakeLLM
 ) -> None:
@@ -305,6 +330,28 @@ async def test_a_limit_the_operator_set_is_not_moved_by_the_runner(
         o.set_limit("model:wide/many", 5)  # at run time, too
         o.suggest_limit("model:wide/many", 1)
         assert o.status().keys["model:wide/many"].limit == 5
+
+
+async def test_the_daemons_limits_win_over_an_agent_files_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`[limits] "agent:x"` in outrider.toml beats the `limit` of x's definition; an agent
+    the config does not name keeps its own."""
+    from outrider._daemon._config import load_config
+    from outrider._daemon._serve import _orchestrator
+
+    (tmp_path / ".outrider" / "agents").mkdir(parents=True)
+    for name in ("capped", "free"):
+        (tmp_path / ".outrider" / "agents" / f"{name}.md").write_text(
+            f"---\ndescription: {name}\nmodel: fake/m\nlimit: 7\n---\nWork.\n"
+        )
+    (tmp_path / "outrider.toml").write_text('[limits]\n"agent:capped" = 2\n')
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "home").mkdir(mode=0o700)
+    monkeypatch.setenv("OUTRIDER_HOME", str(tmp_path / "home"))
+    async with _orchestrator(load_config(tmp_path / "outrider.toml", environ={})) as o:
+        keys = o.status().keys
+        assert (keys["agent:capped"].limit, keys["agent:free"].limit) == (2, 7)
 
 
 async def test_budget_stop_keeps_the_transcript(

@@ -125,7 +125,7 @@ def _orchestrator(config: Config) -> Orchestrator:
     agents = load_agents()
     for problem in (*agents.warnings, *agents.errors):
         logger.warning("agents: %s", problem)
-    limits = {**config.limits, **agent_limits(agents.agents)}
+    limits = {**agent_limits(agents.agents), **config.limits}  # the operator's win
     composed = runners(config, agents.agents)
     orch = Orchestrator(
         config.db_path,

@@ -184,6 +184,7 @@ class Orchestrator:
             for executor in {id(e): e for e in self._executors.values()}.values():
                 await stack.enter_async_context(executor.lifespan(self))
             await anyio.to_thread.run_sync(self._engine.load, self._store.backend)
+            self._ask_recovered_keys()
             self._tg = await stack.enter_async_context(anyio.create_task_group())
             await self._tg.start(self._store.run)
             await reconcile(self._worktrees)  # before a recovered task may run in one
@@ -192,6 +193,24 @@ class Orchestrator:
             self._stack = stack.pop_all()
         self._state = _State.OPEN
         return self
+
+    def _ask_recovered_keys(self) -> None:
+        """Ask the runners for the keys of the unfinished tasks the store held, as a submit does.
+
+        So a runner sets those keys' limits (a model's concurrency, an agent's `limit`) before
+        any of the tasks is offered a slot. Once per kind and set of keys.
+        """
+        asked: set[tuple[str, tuple[str, ...]]] = set()
+        for live in list(self._engine.live.values()):
+            task = live.task
+            runner = self._runners.get(task.spec.kind)
+            if runner is None or (task.spec.kind, task.keys) in asked:
+                continue
+            asked.add((task.spec.kind, task.keys))
+            try:
+                runner.required_keys(task.spec)
+            except Exception:  # a task it cannot read still runs (or fails) on its own
+                logger.exception("%s: its runner could not say its keys", task.id)
 
     async def __aexit__(
         self,

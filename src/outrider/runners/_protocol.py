@@ -249,7 +249,9 @@ class Runner(Protocol):
         """Keys a task holds whatever keys it names.
 
         They stand for limits outside outrider (a model's rate, a provider's), which only the
-        runner can tell from the spec.
+        runner can tell from the spec. Asked at each submit, and by an orchestrator that opens
+        of the unfinished tasks it recovers, so a runner sets those keys' limits on its host
+        (`RunnerHost.suggest_limit`) before they run.
         """
         ...
 
