@@ -1,7 +1,7 @@
 """Many streaming agents at once: outrider's worker pool against in-process and bare baselines.
 
 Run: uv run python bench/workers.py  [--quick]  [--pool-only | --watched | --unwatched]  [--nice N]
-         [N ...]
+         [--no-api]  [N ...]
      | --memory N  |  --capacity [N ...]
 
 The fake provider (tests/fakellm.py, its own process, real HTTP on 127.0.0.1) streams every
@@ -29,10 +29,14 @@ Outrider's runs set the garbage collector as `outrider serve` does once it is re
 `--pool-only`: only the run with a worker per core (to compare two versions of the daemon).
 `--watched`: only the bare run with a process per core and outrider's with a worker per core.
 `--nice N`: the workers' CPU priority below the daemon's (`agent_worker_nice`, default 10).
+`--no-api`: outrider's runs do not time the API. Its calls are work of their own (two `get`s,
+a `status` and a `submit` every 20 ms: a tiny task started and stored 50 times a second),
+which the bare runs do not do: their CPU is not the agents'. The overhead (CPU per agent) is
+measured so; the API's answer times and the overload's wall time with them.
 `--unwatched`: only the bare run with a process per core and outrider's run nobody watches.
 `--capacity`: at each size (default 10 to 120) the bare run with a process per core and
-outrider's with a worker per core (watched); the capacity of each is the most agents whose
-events were at most 500 ms late at the 99th percentile.
+outrider's with a worker per core (watched, the API not timed); the capacity of each is the
+most agents whose events were at most 500 ms late at the 99th percentile.
 
 `--memory N`: memory per running agent instead. Each run is a fresh process of its own (so no
 run inherits another's heap): the resident memory (RSS) of its whole tree (workers included,
@@ -80,6 +84,8 @@ POOL_ONLY = "--pool-only" in sys.argv
 UNWATCHED = "--unwatched" in sys.argv
 WATCHED = "--watched" in sys.argv
 CAPACITY = "--capacity" in sys.argv
+PROBE = "--no-api" not in sys.argv
+"""Whether outrider's runs time the API while the agents run (`_time_api`)."""
 LATE_LIMIT = 0.5
 """Capacity: the most agents whose output reaches a reader within this many seconds p99."""
 NICE = int(sys.argv[sys.argv.index("--nice") + 1]) if "--nice" in sys.argv else DEFAULT_NICE
@@ -266,7 +272,7 @@ class _Watcher:
 
 
 async def _outrider(
-    base_url: str, count: int, workers: int, watched: bool = True
+    base_url: str, count: int, workers: int, watched: bool = True, probe: bool = PROBE
 ) -> tuple[float, float, list[float], dict[str, list[float]]]:
     with tempfile.TemporaryDirectory() as tmp:
         workspace = Path(tmp) / "workspace"  # what `list_files` lists: one file, as bare's
@@ -323,7 +329,8 @@ async def _outrider(
                     if not watched:
                         running[tasks[-1].id] = None
 
-                tg.start_soon(_time_api, session, running, warmed[0], api)
+                if probe:
+                    tg.start_soon(_time_api, session, running, warmed[0], api)
                 done = await session.wait([t.id for t in tasks])
                 wall = time.perf_counter() - start
                 if peak is not None:
@@ -453,7 +460,7 @@ def capacity(base_url: str, sizes: list[int]) -> None:
         row = [str(n)]
         for name, (_, _, ages, *_) in (
             ("bare", bare(base_url, n, CORES)),
-            ("outrider", anyio.run(_outrider, base_url, n, CORES)),
+            ("outrider", anyio.run(_outrider, base_url, n, CORES, True, False)),
         ):
             p99 = _pct(ages, 0.99)
             if p99 <= LATE_LIMIT:
