@@ -1,4 +1,7 @@
-"""Engine benchmark: W1-W4 of docs/PERFORMANCE.md, each beside a plain asyncio baseline.
+"""Engine benchmark: W1-W5 of docs/PERFORMANCE.md, each beside a baseline in the same run.
+
+W1-W4 are beside plain asyncio. W5 reads queued tasks while 10,000 wait (each answer carries
+its place in line), beside reading an ended task from the same store (no place to work out).
 
 Run: uv run python bench/engine.py  [--quick]
 """
@@ -26,6 +29,7 @@ N1 = 2_000 if QUICK else 10_000
 N2 = 200 if QUICK else 1_000
 N3 = 2_000
 N4 = 50
+N5 = 10_000
 
 
 def pct(values: list[float], q: float) -> float:
@@ -213,6 +217,38 @@ async def w4_baseline() -> float:
     return (time.perf_counter() - start) * 1000
 
 
+async def w5(db: Path) -> dict[str, float]:
+    """Median ms: `get` of a queued task, `list(limit=50)` of queued ones, `get` of an ended one."""
+    settings = outrider.Settings(max_running=1, max_queued=N5 + 10, limits={"handler:hold": 1})
+    async with outrider.Orchestrator(db, settings) as orch:
+        release = anyio.Event()
+
+        @orch.handler("hold")
+        async def hold(ctx: outrider.RunContext) -> None:
+            await release.wait()
+
+        @orch.handler("noop")
+        async def noop(ctx: outrider.RunContext) -> None:
+            return None
+
+        me = orch.session("bench")
+        (ended,) = await me.wait([(await me.submit(outrider.call("noop"))).id])
+        items = [outrider.SubmitItem(spec=outrider.call("hold")) for _ in range(1_000)]
+        queued = [t for _ in range(N5 // 1_000) for t in await me.submit_many(items)]
+        middle = queued[len(queued) // 2].id
+        times: dict[str, list[float]] = {"get queued": [], "list 50 queued": [], "get ended": []}
+        for _ in range(50):
+            for name, read in (("get queued", lambda: me.get(middle)),
+                               ("list 50 queued", lambda: me.list(states=["queued"], limit=50)),
+                               ("get ended", lambda: me.get(ended.id))):  # fmt: skip
+                start = time.perf_counter()
+                await read()
+                times[name].append(time.perf_counter() - start)
+        release.set()
+        await orch.cancel_session("bench")
+    return {name: statistics.median(t) * 1000 for name, t in times.items()}
+
+
 async def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="outrider-bench-"))
     r1 = await w1(tmp / "w1.db")
@@ -224,6 +260,7 @@ async def main() -> None:
     b3 = await w3_baseline()
     r4 = await w4(tmp / "w4.db")
     b4 = await w4_baseline()
+    r5 = await w5(tmp / "w5.db")
     table = Table(title=f"outrider engine benchmark ({psutil.cpu_count()} cores)")
     for column in ("workload", "outrider", "asyncio baseline", "target"):
         table.add_column(column)
@@ -239,6 +276,9 @@ async def main() -> None:
                   f"{b3:.1f} KB", "≤ 30 KB")  # fmt: skip
     table.add_row(f"W4 cancel {N4} running `sleep 60`: all gone", f"{r4:.0f} ms",
                   f"{b4:.0f} ms (SIGKILL)", "≤ 300 ms")  # fmt: skip
+    table.add_row(f"W5 get / list 50 of queued tasks, {N5:,} queued: median",
+                  f"{r5['get queued']:.2f} / {r5['list 50 queued']:.2f} ms",
+                  f"{r5['get ended']:.2f} ms (get of an ended task)", "")  # fmt: skip
     Console().print(table)
 
 

@@ -116,6 +116,14 @@ async def run_flow(client: Client, other: Client) -> None:
     again = await step("list_tasks", status="active")
     assert "notices" not in again.structured_content
     assert slow_id in text(again)
+    page = await step("list_tasks", limit=5)  # the newest five: the slow one and 4 of the batch
+    shown = [t["id"] for t in page.structured_content["tasks"]]
+    assert shown == [*ids[-4:], slow_id]
+    assert page.structured_content["more"] is True
+    assert text(page).startswith("(the newest 5; older ones are not shown)")
+    whole = await step("list_tasks", limit=21)
+    assert whole.structured_content["more"] is False
+    assert "older ones" not in text(whole)
 
     result = await step("get_task_result", task_id=ids[7])
     assert "out-7" in text(result)

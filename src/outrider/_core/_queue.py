@@ -17,12 +17,15 @@ is a heap ordered by (-priority, seq). `pop_ready` repeatedly takes the best hea
 lanes whose keys all have room, so one call costs O(started x lanes x log n). Removal is lazy:
 a heap item whose entry is no longer the queued one for its id is skipped. Tasks with a
 `ready_deadline` in the future (a retry's backoff) wait in a separate heap until it passes.
+Each key also keeps its queued tasks' (-priority, seq) in a sorted list, so a task's place in
+line is a binary search per key, however long the queue.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+from bisect import bisect_left, insort
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -49,8 +52,6 @@ class Entry:
 
 
 _HeapItem = tuple[int, int, int, Entry]
-_FEW = 8
-"""Up to this many tasks, `positions` counts each one instead of sorting the queue."""
 
 
 class ReadyQueue:
@@ -76,6 +77,8 @@ class ReadyQueue:
         self._queued_per_key: Counter[str] = Counter()
         self._queued_per_priority: dict[str, Counter[int]] = {}
         """Queued tasks per key and priority (for the place in line of a new task)."""
+        self._line: dict[str, list[tuple[int, int]]] = {}
+        """Each key's queued tasks as (-priority, seq), sorted: the order they start in."""
         self._counter = itertools.count()
 
     # -- limits ---------------------------------------------------------------------------
@@ -203,16 +206,16 @@ class ReadyQueue:
     def positions(self, task_ids: Collection[str] | None = None) -> dict[str, int]:
         """Each queued task's place in line: 1 + the tasks ahead of it on its most crowded key.
 
-        With `task_ids`, only those (the ones queued): a few are counted without sorting the
-        whole queue, so reading one task stays cheap however long the queue is.
+        With `task_ids`, only those (the ones queued), each in O(keys x log n), so reading a
+        page of tasks stays cheap however long the queue is. Without, the whole queue's, by
+        sorting it.
         """
-        if task_ids is not None and len(task_ids) <= _FEW:
+        if task_ids is not None:
             return {i: self._position(e) for i in task_ids if (e := self._queued.get(i))}
         ahead: Counter[str] = Counter()
         result: dict[str, int] = {}
         for entry in sorted(self._queued.values(), key=lambda e: (-e.priority, e.seq)):
-            if task_ids is None or entry.task_id in task_ids:
-                result[entry.task_id] = 1 + max(ahead[k] for k in entry.keys)
+            result[entry.task_id] = 1 + max(ahead[k] for k in entry.keys)
             ahead.update(entry.keys)
         return result
 
@@ -231,12 +234,8 @@ class ReadyQueue:
         )  # fmt: skip
 
     def _position(self, entry: Entry) -> int:
-        mine = (-entry.priority, entry.seq)
-        ahead: Counter[str] = Counter()
-        for other in self._queued.values():
-            if (-other.priority, other.seq) < mine:
-                ahead.update(k for k in other.keys if k in entry.keys)
-        return 1 + max(ahead[k] for k in entry.keys)
+        mark = (-entry.priority, entry.seq)
+        return 1 + max(bisect_left(self._line[k], mark) for k in entry.keys)
 
     def blocker(self, task_id: str, now: float) -> str | None:
         """Why a queued task cannot start right now, in words (None if only its turn)."""
@@ -261,8 +260,16 @@ class ReadyQueue:
             self._queued_per_key.update(entry.keys)
         else:
             self._queued_per_key.subtract(entry.keys)
+        mark = (-entry.priority, entry.seq)
         for key in entry.keys:
             self._queued_per_priority.setdefault(key, Counter())[entry.priority] += delta
+            line = self._line.setdefault(key, [])
+            if delta > 0:
+                insort(line, mark)
+            else:
+                del line[bisect_left(line, mark)]
+                if not line:
+                    del self._line[key]
 
     def _has_room(self, keys: tuple[str, ...]) -> bool:
         return all(self._running_per_key[k] < self.limit(k) for k in keys)

@@ -64,7 +64,9 @@ TOOL_DESCRIPTIONS = {
         "The outcome of a task: state, result (last 2000 chars unless full=true), error and "
         "output tail. wait=N waits up to N seconds (max ~50) for it to finish first."
     ),
-    "list_tasks": "Your tasks (this session), one line each; filter by status.",
+    "list_tasks": (
+        "Your newest tasks (this session; limit, default 50), one line each; filter by status."
+    ),
     "cancel_task": "Stop a task (its whole process tree) and the tasks it started.",
     "retry_task": (
         "Run an ended task again as a new task (same work and options); returns the new id."
@@ -428,12 +430,15 @@ class Tools:
     ) -> CallToolResult:
         async def body(caller: Caller) -> tuple[str, dict[str, Any]]:
             backend = caller.tasks
-            tasks = await backend.list(states=_states(status))
+            # One more than shown, to tell whether there are older ones: a session's whole
+            # history (thousands of tasks) is never read to show a page of it.
+            tasks = await backend.list(states=_states(status), limit=limit + 1)
             shown = tasks[-limit:]
+            more = len(tasks) > len(shown)
             text = tasks_table(shown)
-            if len(tasks) > len(shown):
-                text = f"(last {len(shown)} of {len(tasks)})\n" + text
-            return text, {"tasks": [_task_data(t) for t in shown], "total": len(tasks)}
+            if more:
+                text = f"(the newest {len(shown)}; older ones are not shown)\n" + text
+            return text, {"tasks": [_task_data(t) for t in shown], "more": more}
 
         return await self._run(ctx, body)
 
