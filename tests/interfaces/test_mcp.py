@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 from mcp import Client
@@ -15,8 +15,9 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from outrider import shell
+from outrider import Notice, shell
 from outrider._daemon._config import DEFAULT_MCP_TOOLS, MCP_TOOLS
+from outrider._mcp._tools import Caller, Tools
 from tests.fakellm import FakeLLM, Reply
 
 from .conftest import Daemon, launch, stop
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
     import pytest
     from mcp_types import CallToolResult
+
+    from outrider._types._api import Tasks
 
 
 @asynccontextmanager
@@ -429,6 +432,10 @@ async def test_two_windows_sharing_a_session_name_each_receive_every_notice(
         stdio(daemon, "--session", "shared") as one,
         stdio(daemon, "--session", "shared") as two,
     ):
+        # A window's delivery starts when the daemon first hears from it: the bridge's warm-up
+        # does that just after the handshake, in a thread, which a loaded machine may delay
+        # past window one's acknowledgement; a call of its own settles it.
+        await call(two, "list_tasks")
         delegated = await call(one, "delegate_task", description="both", command="true")
         task_id = delegated.structured_content["task"]["id"]
         await call(one, "wait_tasks", task_ids=[task_id])
@@ -462,6 +469,44 @@ async def test_answers_given_at_once_carry_each_notice_once(daemon: Daemon) -> N
                 tg.start_soon(list_tasks)
         carried = [n["task_id"] for a in answers for n in a.structured_content.get("notices", [])]
         assert carried == [task_id]
+
+
+class _Reader:
+    """The notice calls `Tools` makes for one reader; `held` stalls its acknowledgement."""
+
+    def __init__(self, session: str, held: anyio.Event | None = None) -> None:
+        self.session = session
+        self.held = held
+        self.acknowledging = anyio.Event()
+        self.notice = Notice(seq=1, kind="task", task_id="t_1", text="t_1 succeeded")
+
+    async def notices(self, *, limit: int, reader: str | None) -> list[Notice]:
+        return [self.notice]
+
+    async def ack_notices(self, up_to: int, *, reader: str | None) -> None:
+        self.acknowledging.set()
+        if self.held is not None:
+            await self.held.wait()
+
+
+async def test_one_readers_slow_answer_does_not_hold_up_another_readers() -> None:
+    """Answers take a reader's notices one at a time, per reader: windows wait for nobody."""
+    tools = Tools(_no_caller)
+    held = anyio.Event()
+    slow, quick = _Reader("a", held), _Reader("b")
+    slow_caller = Caller(tasks=cast("Tasks", slow), reader="window-1")
+    quick_caller = Caller(tasks=cast("Tasks", quick), reader="window-2")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tools._answer, slow_caller, "slow", {}, [slow.notice])
+        await slow.acknowledging.wait()  # the slow answer holds its reader's turn
+        with anyio.fail_after(5):
+            answer = await tools._answer(quick_caller, "quick", {}, [quick.notice])
+        assert answer.structured_content["notices"][0]["task_id"] == "t_1"
+        held.set()
+
+
+async def _no_caller(ctx: object) -> Caller:
+    raise AssertionError("not called")
 
 
 async def test_what_the_model_reads_is_plain_and_names_real_tools(daemon: Daemon) -> None:

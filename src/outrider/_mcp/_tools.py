@@ -6,8 +6,9 @@ Conventions every tool follows:
   timeout and Claude Code's 2 min), then answer "still running — call … again", never an error.
 - Every answer ends with the notices its reader (the host window) has not received; an answer
   that carried them acknowledges them (they reached the model) before it is sent. Answers
-  given at once (a host may run a turn's tool calls in parallel) take and acknowledge them one
-  after another, reading them again first: each notice is carried once. While a tool
+  given at once to one reader (a host may run a turn's tool calls in parallel) take and
+  acknowledge them one after another, reading them again first: each notice is carried once;
+  other readers' answers do not wait for them. While a tool
   waits, each finished task is a progress notification (when the host sent a progress token).
 - What the model reads is the same in every host: the text content, and `structuredContent`
   whose `answer` field is that same text (Claude Code shows the model only the structured
@@ -40,7 +41,7 @@ from .._types._worktrees import MergeHow  # noqa: TC001  # the MCP SDK reads too
 from ._format import task_detail, task_line, tasks_table
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
     from mcp.server.mcpserver import MCPServer
 
@@ -258,9 +259,11 @@ class Tools:
         self._resolve = resolve
         self._max_wait = max_wait
         self._agents = agents if isinstance(agents, AgentCatalog) else dict(agents or {})
-        self._carrying = anyio.Lock()
-        """Held while an answer takes notices and acknowledges them: answers given at once (a
-        host may run a turn's tool calls in parallel) never carry the same notice."""
+        self._carrying: dict[tuple[str, str | None], tuple[anyio.Lock, int]] = {}
+        """A lock per notice reader (session and window) and the answers using it: held while
+        an answer takes the reader's notices and acknowledges them, so answers given at once
+        (a host may run a turn's tool calls in parallel) never carry the same notice, and
+        other readers' answers do not wait."""
 
     async def _item(self, caller: Caller, work: WorkItem, group: str | None) -> SubmitItem:
         """The submit item of `work`, its agent looked up where the work is delegated from."""
@@ -294,7 +297,7 @@ class Tools:
         error: bool = False,
     ) -> CallToolResult:
         if pending:
-            async with self._carrying:
+            async with self._turn_of(caller):
                 text = await self._carry(caller, text, data, pending)
         return CallToolResult(
             content=[TextContent(type="text", text=text)],
@@ -302,10 +305,26 @@ class Tools:
             is_error=error,
         )
 
+    @contextlib.asynccontextmanager
+    async def _turn_of(self, caller: Caller) -> AsyncIterator[None]:
+        """Hold the lock of `caller`'s notice reader (dropped once no answer uses it)."""
+        key = (caller.tasks.session, caller.reader)
+        lock, users = self._carrying.get(key, (anyio.Lock(), 0))
+        self._carrying[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._carrying[key]
+            if users == 1:
+                del self._carrying[key]
+            else:
+                self._carrying[key] = (lock, users - 1)
+
     async def _carry(
         self, caller: Caller, text: str, data: dict[str, Any], pending: list[Notice]
     ) -> str:
-        """`text` with the reader's notices, acknowledged (hold `_carrying`).
+        """`text` with the reader's notices, acknowledged (hold the reader's `_turn_of`).
 
         They are read again here: an answer given meanwhile may have carried some of those
         `pending` (which stand if they cannot be read). A notice whose task's end the answer
