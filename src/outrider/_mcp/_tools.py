@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -41,7 +42,7 @@ from .._types._worktrees import MergeHow  # noqa: TC001  # the MCP SDK reads too
 from ._format import task_detail, task_line, tasks_table
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from mcp.server.mcpserver import MCPServer
 
@@ -259,11 +260,13 @@ class Tools:
         self._resolve = resolve
         self._max_wait = max_wait
         self._agents = agents if isinstance(agents, AgentCatalog) else dict(agents or {})
-        self._carrying: dict[tuple[str, str | None], tuple[anyio.Lock, int]] = {}
-        """A lock per notice reader (session and window) and the answers using it: held while
-        an answer takes the reader's notices and acknowledges them, so answers given at once
-        (a host may run a turn's tool calls in parallel) never carry the same notice, and
-        other readers' answers do not wait."""
+        self._carrying: weakref.WeakValueDictionary[tuple[str, str | None], anyio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        """A lock per notice reader (session and window), while an answer holds or awaits it:
+        held while an answer takes the reader's notices and acknowledges them, so answers
+        given at once (a host may run a turn's tool calls in parallel) never carry the same
+        notice, and other readers' answers do not wait."""
 
     async def _item(self, caller: Caller, work: WorkItem, group: str | None) -> SubmitItem:
         """The submit item of `work`, its agent looked up where the work is delegated from."""
@@ -305,21 +308,13 @@ class Tools:
             is_error=error,
         )
 
-    @contextlib.asynccontextmanager
-    async def _turn_of(self, caller: Caller) -> AsyncIterator[None]:
-        """Hold the lock of `caller`'s notice reader (dropped once no answer uses it)."""
+    def _turn_of(self, caller: Caller) -> anyio.Lock:
+        """The lock of `caller`'s notice reader (it goes once no answer holds or awaits it)."""
         key = (caller.tasks.session, caller.reader)
-        lock, users = self._carrying.get(key, (anyio.Lock(), 0))
-        self._carrying[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._carrying[key]
-            if users == 1:
-                del self._carrying[key]
-            else:
-                self._carrying[key] = (lock, users - 1)
+        lock = self._carrying.get(key)
+        if lock is None:
+            lock = self._carrying[key] = anyio.Lock()
+        return lock
 
     async def _carry(
         self, caller: Caller, text: str, data: dict[str, Any], pending: list[Notice]

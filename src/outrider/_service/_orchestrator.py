@@ -201,7 +201,7 @@ class Orchestrator:
         any of the tasks is offered a slot. Once per kind and set of keys.
         """
         asked: set[tuple[str, tuple[str, ...]]] = set()
-        for live in list(self._engine.live.values()):
+        for live in self._engine.live.values():
             task = live.task
             runner = self._runners.get(task.spec.kind)
             if runner is None or (task.spec.kind, task.keys) in asked:
