@@ -239,7 +239,9 @@ class FakeLLM:
         assert self._server is not None
         assert self._thread is not None
         self._server.should_exit = True
+        self._server.force_exit = True  # a stream still open (a client gone mid-answer) ends now
         self._thread.join(10)
+        assert not self._thread.is_alive(), "the fake provider did not stop"
         self._sock.close()
 
     # -- protocol ------------------------------------------------------------------------

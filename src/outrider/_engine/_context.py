@@ -16,8 +16,9 @@ import anyio.to_thread
 
 from .._asynclib import OnLoop
 from .._logging import logger
-from .._store._logs import TaskLog, transcript_path, write_atomically
+from .._store._logs import TaskLog
 from .._store._sqlite import Change, PlaceAttempt, UpdateTask
+from .._store._transcripts import TranscriptWriter, read_transcript, transcript_path
 from .._types._task import Progress, Task, TaskSpec, Usage
 from ..runners._procs import leader_created
 
@@ -40,6 +41,7 @@ class TaskContext:
         self._on_loop = OnLoop()
         error = live.task.error  # the previous attempt's, until this one ends
         self._resuming = error is not None and error.type == "interrupted"
+        self._transcript = TranscriptWriter(transcript_path(engine.store.log_dir, live.task_id))
 
     @property
     def task_id(self) -> str:
@@ -105,19 +107,14 @@ class TaskContext:
         return await anyio.to_thread.run_sync(lambda: TaskLog.read(log_dir, task_id, lines=lines))
 
     async def save_transcript(self, data: bytes) -> None:
-        path = transcript_path(self._engine.store.log_dir, self.task_id)
-        await anyio.to_thread.run_sync(write_atomically, path, data)
+        if self._transcript.cheap(len(data)):  # one small append: less than a thread's hand-off
+            self._transcript.save(data)
+        else:  # a new file renamed into place, or a large write: not on the loop
+            await anyio.to_thread.run_sync(self._transcript.save, data)
 
     async def load_transcript(self) -> bytes | None:
         path = transcript_path(self._engine.store.log_dir, self.task_id)
-
-        def read() -> bytes | None:
-            try:
-                return path.read_bytes()
-            except FileNotFoundError:
-                return None
-
-        return await anyio.to_thread.run_sync(read)
+        return await anyio.to_thread.run_sync(read_transcript, path)
 
     def abandon(self, ended: anyio.Event) -> None:
         self._live.abandoned = ended

@@ -16,8 +16,9 @@ import anyio
 import anyio.to_thread
 
 from .._core._notices import notice_of, notices_block, notices_from_events
-from .._store._logs import TaskLog, transcript_path
+from .._store._logs import TaskLog
 from .._store._sqlite import SetNoticeCursor
+from .._store._transcripts import read_transcript, transcript_path
 from .._types._api import check_session_name, submit_error, submit_item, task_outcome
 from .._types._errors import NotAllowed, StoreUnavailable, TaskNotFound, UserError
 from .._types._events import EventType
@@ -282,10 +283,8 @@ class Session:
         path = transcript_path(self._core.store.log_dir, task_id)
 
         def read() -> JsonValue:
-            try:
-                return json.loads(path.read_bytes())  # type: ignore[no-any-return]
-            except FileNotFoundError:
-                return None
+            data = read_transcript(path)
+            return None if data is None else json.loads(data)
 
         return await anyio.to_thread.run_sync(read)
 

@@ -23,7 +23,7 @@ from outrider._paths import open_private
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["TaskLog", "transcript_path", "write_atomically"]
+__all__ = ["TaskLog"]
 
 _CAP = 10 * 1024 * 1024
 
@@ -153,16 +153,11 @@ class TaskLog:
 
     @staticmethod
     def remove(directory: Path, task_id: str) -> None:
-        """Delete the task's log files."""
-        names = ("log", "meta", "tail.0", "tail.1", "transcript.json")
+        """Delete the task's log files and its transcript."""
+        names = ("log", "meta", "tail.0", "tail.1", "transcript.json", "transcript.json.tmp")
         for name in (f"{task_id}.{suffix}" for suffix in names):
             with contextlib.suppress(FileNotFoundError):
                 (directory / name).unlink()
-
-
-def transcript_path(directory: Path, task_id: str) -> Path:
-    """Where an agent task's transcript (its message history, JSON) is kept."""
-    return directory / f"{task_id}.transcript.json"
 
 
 def _write(path: Path, data: str | bytes) -> None:
@@ -170,10 +165,3 @@ def _write(path: Path, data: str | bytes) -> None:
     fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     with os.fdopen(fd, "wb") as out:
         out.write(data.encode() if isinstance(data, str) else data)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` (0600); a reader sees the old or the new file, never a mix."""
-    tmp = path.with_name(path.name + ".tmp")
-    _write(tmp, data)
-    os.replace(tmp, path)
