@@ -1,6 +1,6 @@
 """Agent benchmark: many agents on one rate-limited model, with and without outrider's limits.
 
-Run: uv run python bench/agents.py  [--quick]  [--sandbox | --tools | --files]
+Run: uv run python bench/agents.py  [--quick]  [--sandbox | --tools | --files | --transcripts]
 
 `--tools` measures only what an agent run spends on its tools: the prebuilt tools it gets
 (a lookup) against building the same seven tools for the run (their schemas parsed from their
@@ -12,6 +12,11 @@ folder alone, or all of it, each beside the standard library's `glob.glob` of th
 (recursive, no policy, no hidden paths, no links checked: a floor), with outrider's own store
 folder inside the workspace (hidden, as when the daemon's data lives in the project). The
 median of 7 rounds of each.
+
+`--transcripts` measures only a transcript's save: 200 tasks each saving a transcript 8 times as
+it grows from 2 to 16 KB (as an agent saves before every model call), appended as a record to
+its file (`TranscriptWriter`), beside replacing the file with each save (a new file written and
+renamed over it, as saves once did); the CPU per save, the median of 5 rounds.
 
 `--sandbox` measures only what the sandbox adds to each `run_command`: the same command run
 N times as `/bin/sh -c` and inside bubblewrap (with the policy check and the masks a run
@@ -56,6 +61,7 @@ QUICK = "--quick" in sys.argv
 SANDBOX_ONLY = "--sandbox" in sys.argv
 TOOLS_ONLY = "--tools" in sys.argv
 FILES_ONLY = "--files" in sys.argv
+TRANSCRIPTS_ONLY = "--transcripts" in sys.argv
 SANDBOX_RUNS = 100 if QUICK else 300
 FAKE_SERVER = Path(__file__).resolve().parents[1] / "tests" / "fakellm.py"
 TASKS = 40 if QUICK else 200
@@ -258,7 +264,42 @@ def file_costs(rounds: int = 7) -> None:
         Console().print(table)
 
 
+def transcript_costs(tasks: int = 200, saves: int = 8, rounds: int = 5) -> None:
+    """CPU per transcript save: appended as a record, beside the file replaced each time."""
+    import os
+
+    from outrider._store._transcripts import TranscriptWriter, transcript_path
+
+    def replace(path: Path, data: bytes) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    docs = [b'{"messages":"' + b"x" * (2048 * (n + 1)) + b'"}' for n in range(saves)]
+    appended, replaced = [], []
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = [transcript_path(Path(tmp), f"t_{i}") for i in range(tasks)]
+            writers = [TranscriptWriter(path) for path in paths]
+            start = time.process_time()
+            for data in docs:  # every task saves, turn by turn, as agents running together do
+                for writer in writers:
+                    writer.save(data)
+            appended.append((time.process_time() - start) / (tasks * saves))
+            start = time.process_time()
+            for data in docs:
+                for path in paths:
+                    replace(path.with_name(path.name + ".old"), data)
+            replaced.append((time.process_time() - start) / (tasks * saves))
+    ours, base = statistics.median(appended), statistics.median(replaced)
+    print(f"transcript save, CPU per save: appended {ours * 1e6:.0f} us, "
+          f"the file replaced {base * 1e6:.0f} us ({ours / base:.2f})")  # fmt: skip
+
+
 async def main() -> None:
+    if TRANSCRIPTS_ONLY:
+        transcript_costs()
+        return
     if FILES_ONLY:
         file_costs()
         return
