@@ -13,6 +13,7 @@ from outrider._agents._definitions import AgentDefinition
 from outrider._agents._providers import Price, ProviderConfig, Providers
 from outrider._agents._runner import AgentRunner
 from outrider._agents._workspace import Patterns, Policy
+from outrider._types._events import Event, TaskOutput
 from outrider.testing import wait_until
 from tests.fakellm import FakeLLM, Reply
 
@@ -713,6 +714,15 @@ async def test_a_provider_takes_as_many_calls_at_once_as_its_concurrency_allows(
     assert fake.max_in_flight >= calls  # (a call of an earlier test may still be in flight)
 
 
+async def _output_of(events: AsyncIterator[Event], task_id: str) -> AsyncIterator[str]:
+    """The output of `task_id` in `events`, until it ends."""
+    async for event in events:
+        if event.task_id == task_id and isinstance(event.data, TaskOutput):
+            yield event.data.text
+        if event.task_id == task_id and event.type == "task.succeeded":
+            return
+
+
 async def test_model_answers_are_streamed_when_the_task_is_watched(
     orch: outrider.Orchestrator, fake: FakeLLM, workspace: Path, tmp_path: Path
 ) -> None:
@@ -749,7 +759,13 @@ async def test_model_answers_are_streamed_when_the_task_is_watched(
     await anext(aiter(notices))  # one that wants no output watches nothing
     await _run(orch, outrider.agent("worker", "Followed", workspace=str(workspace)))
     await notices.aclose()
-    assert streamed() == [True, False]
+    fake.script("worker", [Reply.say("seen a turn at a time")])
+    quiet = session.events(all_sessions=True, watch=False)
+    await anext(aiter(quiet))  # takes the output as it comes, watching nothing
+    done = await _run(orch, outrider.agent("worker", "Not watched", workspace=str(workspace)))
+    assert "seen a turn at a time" in "".join([text async for text in _output_of(quiet, done.id)])
+    await quiet.aclose()
+    assert streamed() == [True, False, False]
 
     runner = AgentRunner({"worker": _agent("worker", "fake/worker")}, _providers(fake),
                          streaming="always")  # fmt: skip

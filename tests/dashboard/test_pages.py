@@ -3,6 +3,7 @@ the actions and the live stream (a real server on 127.0.0.1; the browser tests a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from typing import TYPE_CHECKING
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import httpx
+
+    from outrider.runners import RunContext
 
 HX = {"HX-Request": "true"}
 
@@ -268,6 +271,63 @@ async def test_the_task_pages_stream_follows_its_output_and_a_foreign_one_is_404
                 if 'hx-target="#head"' in data:
                     assert "succeeded" in data
                     break
+
+
+@contextlib.asynccontextmanager
+async def running(site: Site) -> AsyncIterator[tuple[outrider.Task, RunContext]]:
+    """A task that runs until the block ends, and its run's context."""
+    contexts: list[RunContext] = []
+    release = anyio.Event()
+
+    async def look(ctx: RunContext) -> None:
+        contexts.append(ctx)
+        await release.wait()
+
+    site.orch.register_handler("look", look)
+    held = await site.orch.session("default", owner=LOCAL).submit(outrider.call("look"))
+    await wait_until(lambda: bool(contexts))
+    try:
+        yield held, contexts[0]
+    finally:
+        release.set()
+
+
+async def test_a_page_watches_only_the_task_whose_output_it_shows(site: Site) -> None:
+    """An open page does not make every agent stream its answers; a task's own page does."""
+    async with running(site) as (held, ctx):
+        mine = site.orch.session("default", owner=LOCAL)
+        browser = await site.browser()
+        for view in ("", "/tree", "/keys", "/timeline"):
+            url = live_url((await browser.get(f"/ui/s/default{view}")).text)
+            with anyio.fail_after(30):
+                async with browser.stream("GET", url) as response:
+                    task = await mine.submit(
+                        shell("echo out"), keys=[f"key{view.replace('/', '-')}"]
+                    )
+                    async for _, data in messages(response):  # the page's stream follows events
+                        if task.id in data or "key-" in data:
+                            break
+                    assert not ctx.watched, view
+        url = live_url((await browser.get(f"/ui/s/default/t/{held.id}")).text)
+        with anyio.fail_after(30):
+            async with browser.stream("GET", url) as response:
+                await wait_until(lambda: ctx.watched)
+        await wait_until(lambda: not ctx.watched)  # the page left: nobody watches it
+
+
+async def test_an_event_stream_watches_unless_asked_not_to(site: Site) -> None:
+    api = await site.api()
+    async with running(site) as (held, ctx):
+        for query, watches in (("?watch=false", False), ("", True)):
+            with anyio.fail_after(30):
+                async with api.stream("GET", f"/v1/events{query}") as response:
+                    async for _, data in messages(response):  # the stored ones: it follows
+                        if held.id in data:
+                            break
+                    if watches:
+                        await wait_until(lambda: ctx.watched)
+                    assert ctx.watched is watches
+            await wait_until(lambda: not ctx.watched)
 
 
 async def test_the_other_pages_streams_redraw_them(site: Site) -> None:

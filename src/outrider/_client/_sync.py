@@ -346,14 +346,18 @@ class Client:
         all_sessions: bool = False,
         task_id: str | None = None,
         types: Iterable[str] | None = None,
+        watch: bool = True,
     ) -> Iterator[Event]:
         """The session's event stream from `seq > after`, following live (reconnects).
 
         `follow=False`: end after the events stored so far. `all_sessions`: the stream of
         every session of this token's principal instead. `task_id`, `types`: only that
-        task's events, only events of these types.
+        task's events, only events of these types. `watch=False`: output events without
+        watching the tasks (see `Tasks.events`).
         """
         params: dict[str, Any] = {"all_sessions": all_sessions, "follow": follow}
+        if not watch:
+            params["watch"] = False
         if task_id is not None:
             params["task_id"] = task_id
         if types is not None:

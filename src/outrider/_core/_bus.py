@@ -43,7 +43,8 @@ class Subscription:
     receive: MemoryObjectReceiveStream[Event]
     bus: EventBus = field(repr=False)
     output: bool = True
-    """It wants `task.output` events (it watches tasks' output as it comes)."""
+    """It watches tasks' output: it follows their `task.output` events live and asks for them as
+    they come (a reader that takes output without watching subscribes without it)."""
     task_id: str | None = None
     """It wants only this task's events (None: every task's)."""
     lagged: bool = False

@@ -400,6 +400,7 @@ async def events(
     follow: Annotated[bool, Query()] = True,
     task_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     type: Annotated[list[EventType] | None, Query()] = None,  # the query parameter's name
+    watch: Annotated[bool, Query()] = True,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
     """Server-Sent Events of the session's durable event stream (`id` is the event seq).
@@ -408,6 +409,8 @@ async def events(
     ends the stream after the events stored so far. `all_sessions=true` streams every session
     of the token's principal instead (each event names its session). `task_id` keeps one
     task's events (404 for an unknown or foreign task), `type` (repeatable) those types.
+    `watch=false` takes output events without watching the tasks (agents then stream their
+    model's answers only for streams that watch; otherwise the output comes a turn at a time).
     """
     start = _start_seq(after, last_event_id)
     if task_id is not None:
@@ -415,8 +418,9 @@ async def events(
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         async for event in tasks.events(
-            after=start, follow=follow, all_sessions=all_sessions, task_id=task_id, types=type
-        ):
+            after=start, follow=follow, all_sessions=all_sessions, task_id=task_id, types=type,
+            watch=watch,
+        ):  # fmt: skip
             yield ServerSentEvent(data=event.model_dump_json(), event=event.type, id=str(event.seq))
 
     return EventSourceResponse(stream(), ping=15, shutdown_event=request.app.state.stopping)

@@ -139,15 +139,18 @@ class Core:
         notices: bool = False,
         task_id: str | None = None,
         types: frozenset[str] | None = None,
+        watch: bool = True,
     ) -> AsyncIterator[Event]:
         """The events of `session` (`prefix`: of every session starting so) from `seq > after`.
 
         `notices`: only the ending events, the ones that make completion notices. `task_id`:
         only that task's events (its session is not checked here); `types`: only these types.
+        `watch`: a reader that follows output events live watches their tasks (see `EventBus`);
+        without it, it takes their output as it comes.
         """
         last = after
         wanted = None if types is None else sorted(types)
-        output = not notices and (types is None or "task.output" in types)
+        output = follow and watch and not notices and (types is None or "task.output" in types)
         while True:
             sub = self.bus.subscribe(session, prefix=prefix, output=output, task_id=task_id)
             try:

@@ -403,11 +403,13 @@ class Session:
         all_sessions: bool = False,
         task_id: str | None = None,
         types: Iterable[str] | None = None,
+        watch: bool = True,
     ) -> AsyncIterator[Event]:
         """The session's durable event stream from `seq > after`, then live (if `follow`).
 
         `all_sessions`: every session of the same owner, each event naming its session.
-        `task_id`: only that task's events; `types`: only events of these types.
+        `task_id`: only that task's events; `types`: only events of these types. `watch`: see
+        `Tasks.events`.
 
         Raises:
             TaskNotFound: `task_id` is not a task of this session.
@@ -420,7 +422,7 @@ class Session:
         prefix = self._stored[: len(self._stored) - len(self._name)]
         async for event in self._core.events(
             prefix if all_sessions else self._stored, after, follow=follow,
-            prefix=all_sessions, task_id=task_id, types=wanted,
+            prefix=all_sessions, task_id=task_id, types=wanted, watch=watch,
         ):  # fmt: skip
             if prefix:
                 event = event.model_copy(update={"session": event.session[len(prefix) :]})

@@ -276,13 +276,17 @@ class Tasks(Protocol):
         all_sessions: bool = False,
         task_id: str | None = None,
         types: Iterable[str] | None = None,
+        watch: bool = True,
     ) -> AsyncIterator[Event]:
         """The durable event stream from `seq > after`, then live; resumable by `seq`.
 
         `follow=False`: end after the events stored so far. `all_sessions`: every session of
         the same owner, each event naming its session. `task_id`: only that task's events (an
         unknown task, or another session's, raises `TaskNotFound`). `types`: only events of
-        these types (an unknown type raises `UserError`).
+        these types (an unknown type raises `UserError`). `watch=False`: take the `task.output`
+        events as they come without watching the tasks: a built-in agent streams a model's
+        answer chunk by chunk only while a stream that watches follows its output (the
+        default), else its output comes a turn at a time, for a fraction of the CPU.
         """
         ...
 

@@ -7,12 +7,18 @@ The stream follows the principal's events from the `seq` the page was rendered a
 second however fast its output comes, and a page that reconnects (after a pause, a network
 drop or a daemon restart) resumes where it was.
 
+A page watches only the task whose output it shows live (`LiveView.watches`): the others'
+output reaches it as it comes, a turn at a time for a built-in agent, so an open dashboard
+does not make every agent stream its model's answers chunk by chunk (which costs over twice
+the CPU).
+
 Every fragment replaces an element by id, or deletes a row before inserting it again, so a
 message applied twice changes nothing: a reconnecting page never shows a row twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -21,6 +27,7 @@ import anyio
 from markupsafe import escape
 from sse_starlette import ServerSentEvent
 
+from ..._types._errors import TaskNotFound
 from ..._types._events import TaskOutput
 from ._render import macro
 
@@ -41,6 +48,7 @@ _MOVES = frozenset(
      "task.cancelled", "task.timed_out"}
 )  # fmt: skip
 _ENDS = frozenset({"task.succeeded", "task.failed", "task.cancelled", "task.timed_out"})
+_OUTPUT = ("task.output",)
 
 
 def partial(target: str, html: str, swap: str = "outerHTML") -> str:
@@ -100,6 +108,8 @@ class LiveView:
     """The least time between two messages."""
     idle = 0.0
     """Seconds after which `update` runs with no change (0: never; a timeline's bars grow)."""
+    watches: str | None = None
+    """The task whose output the page shows as it comes (it watches that task alone)."""
 
     def __init__(self, tasks: Tasks, session: str) -> None:
         self.tasks = tasks
@@ -165,9 +175,15 @@ async def follow(
     async with send, anyio.create_task_group() as tg:
 
         async def read() -> None:
-            async for event in view.tasks.events(after=after, all_sessions=True):
+            async for event in view.tasks.events(after=after, all_sessions=True, watch=False):
                 pending.note(event)
             tg.cancel_scope.cancel()  # the stream ended: the daemon is stopping
+
+        async def watch(task_id: str) -> None:
+            """Watch the task (its events come through `read`)."""
+            with contextlib.suppress(TaskNotFound):  # deleted meanwhile: nothing to watch
+                async for _ in view.tasks.events(after=after, task_id=task_id, types=_OUTPUT):
+                    pass
 
         async def stop() -> None:
             await stopping.wait()
@@ -175,6 +191,8 @@ async def follow(
 
         tg.start_soon(read)
         tg.start_soon(stop)
+        if view.watches is not None:
+            tg.start_soon(watch, view.watches)
         if html := await view.first():
             await send.send(ServerSentEvent(data=html, id=str(after)))
         while True:

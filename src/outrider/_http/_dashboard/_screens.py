@@ -311,6 +311,7 @@ class TaskScreen(Screen):
     def __init__(self, tasks: Tasks, session: str, task_id: str) -> None:
         super().__init__(tasks, session)
         self.task_id = task_id
+        self.watches = task_id  # its output on the page as it comes, chunk by chunk
 
     def live_url(self, after: int) -> str:
         return super().live_url(after) + f"&task={self.task_id}"
