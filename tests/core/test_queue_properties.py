@@ -37,14 +37,16 @@ class QueueMachine(RuleBasedStateMachine):
         priority=st.integers(0, 10),
         keys=st.lists(st.sampled_from(KEYS), min_size=1, max_size=2, unique=True),
         delay=st.one_of(st.none(), st.floats(0.5, 3.0)),
+        processes=st.booleans(),
     )
-    def submit(self, priority: int, keys: list[str], delay: float | None) -> None:
+    def submit(self, priority: int, keys: list[str], delay: float | None, processes: bool) -> None:
         self.seq += 1
         entry = Entry(
             task_id=f"t{self.seq}",
             priority=priority,
             seq=self.seq,
             keys=tuple(sorted(keys)),
+            uses_processes=processes,
             ready_deadline=None if delay is None else self.now + delay,
         )
         self.queued[entry.task_id] = Entry(**{f: getattr(entry, f) for f in entry.__slots__})
@@ -101,6 +103,9 @@ class QueueMachine(RuleBasedStateMachine):
         assert len(self.running) <= MAX_RUNNING
         assert self.queue.running_count == len(self.running)
         assert self.queue.queued_count == len(self.queued)
+        assert self.queue.queued_with_processes == sum(
+            e.uses_processes for e in self.queued.values()
+        )
 
     @invariant()
     def each_task_ends_once(self) -> None:
@@ -173,8 +178,11 @@ def test_processes_can_be_held_back() -> None:
     queue = ReadyQueue(max_running=10)
     queue.push(Entry("p", 9, 1, ("shell",), uses_processes=True))
     queue.push(Entry("h", 1, 2, ("handler:x",)))
+    assert queue.queued_with_processes == 1
     assert [e.task_id for e in queue.pop_ready(0.0, allow_processes=False)] == ["h"]
+    assert queue.queued_with_processes == 1
     assert [e.task_id for e in queue.pop_ready(0.0)] == ["p"]
+    assert queue.queued_with_processes == 0
 
 
 def test_raising_a_limit_lets_the_next_task_start() -> None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Mapping
+    from collections.abc import Collection, Mapping
 
 __all__ = ["Entry", "ReadyQueue"]
 
@@ -79,6 +79,7 @@ class ReadyQueue:
         """Queued tasks per key and priority (for the place in line of a new task)."""
         self._line: dict[str, list[tuple[int, int]]] = {}
         """Each key's queued tasks as (-priority, seq), sorted: the order they start in."""
+        self._with_processes = 0
         self._counter = itertools.count()
 
     # -- limits ---------------------------------------------------------------------------
@@ -115,9 +116,10 @@ class ReadyQueue:
         """Tasks holding slots."""
         return len(self._running)
 
-    def queued_entries(self) -> Iterable[Entry]:
-        """The queued entries, in no particular order."""
-        return self._queued.values()
+    @property
+    def queued_with_processes(self) -> int:
+        """Queued tasks whose runs start processes (the ones a resource hold keeps waiting)."""
+        return self._with_processes
 
     # -- transitions ----------------------------------------------------------------------
 
@@ -256,6 +258,7 @@ class ReadyQueue:
     # -- internals ------------------------------------------------------------------------
 
     def _count_queued(self, entry: Entry, delta: int) -> None:
+        self._with_processes += delta if entry.uses_processes else 0
         if delta > 0:
             self._queued_per_key.update(entry.keys)
         else:

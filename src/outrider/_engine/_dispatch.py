@@ -106,7 +106,7 @@ class Dispatcher:
         candidates = [d for d in (queue.next_deadline(),) if d is not None]
         if self._timers:
             candidates.append(self._timers[0][0])
-        if held and any(e.uses_processes for e in queue.queued_entries()):
+        if held and queue.queued_with_processes:
             candidates.append(now + _RESOURCE_RECHECK)
         return min(candidates, default=None)
 
