@@ -1,7 +1,7 @@
 """Many streaming agents at once: outrider's worker pool against in-process and bare baselines.
 
-Run: uv run python bench/workers.py  [--quick]  [--pool-only | --watched | --unwatched]  [--nice N]
-         [--no-api]  [N ...]
+Run: uv run python bench/workers.py  [--quick]  [--pool-only | --watched | --unwatched]
+         [--dashboard]  [--nice N]  [--no-api]  [N ...]
      | --memory N  |  --capacity [N ...]
 
 The fake provider (tests/fakellm.py, its own process, real HTTP on 127.0.0.1) streams every
@@ -34,6 +34,9 @@ a `status` and a `submit` every 20 ms: a tiny task started and stored 50 times a
 which the bare runs do not do: their CPU is not the agents'. The overhead (CPU per agent) is
 measured so; the API's answer times and the overload's wall time with them.
 `--unwatched`: only the bare run with a process per core and outrider's run nobody watches.
+`--dashboard`: as `--watched`, outrider's subscriber taking every task's output without watching
+(`watch=False`), as the dashboard's pages other than a task's own do: its agents ask for whole
+answers, so an event carries a turn's output at once (its lateness is up to a turn's 0.74 s).
 `--capacity`: at each size (default 10 to 120) the bare run with a process per core and
 outrider's with a worker per core (watched, the API not timed); the capacity of each is the
 most agents whose events were at most 500 ms late at the 99th percentile.
@@ -82,7 +85,8 @@ if TYPE_CHECKING:
 QUICK = "--quick" in sys.argv
 POOL_ONLY = "--pool-only" in sys.argv
 UNWATCHED = "--unwatched" in sys.argv
-WATCHED = "--watched" in sys.argv
+DASHBOARD = "--dashboard" in sys.argv
+WATCHED = "--watched" in sys.argv or DASHBOARD
 CAPACITY = "--capacity" in sys.argv
 PROBE = "--no-api" not in sys.argv
 """Whether outrider's runs time the API while the agents run (`_time_api`)."""
@@ -256,7 +260,7 @@ class _Watcher:
         """Set once the subscriber saw the end of each of `count` tasks."""
 
     async def watch(self, session: outrider.Session) -> None:
-        async for event in session.events():
+        async for event in session.events(watch=not DASHBOARD):
             if event.task_id not in self.timed:
                 continue
             if event.type == "task.output":
@@ -521,7 +525,8 @@ def main() -> None:
                 runs.append((f"bare, {CORES} processes", *bare(base_url, n, CORES), {}))
             if every:
                 runs.append(("outrider in-process", *anyio.run(_outrider, base_url, n, 0)))
-            runs.append((f"outrider, {CORES} workers", *anyio.run(_outrider, base_url, n, CORES)))
+            ours_name = f"outrider, {CORES} workers" + (", a dashboard open" if DASHBOARD else "")
+            runs.append((ours_name, *anyio.run(_outrider, base_url, n, CORES)))
             if every:
                 unwatched = anyio.run(_outrider, base_url, n, CORES, False)
                 runs.append((f"outrider, {CORES} workers, nobody watching", *unwatched))
