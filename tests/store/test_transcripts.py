@@ -137,8 +137,10 @@ def test_a_full_disk_mid_save_loses_only_that_save(
 def test_a_transcript_written_as_one_document_still_reads(tmp_path: Path) -> None:
     path = transcript_path(tmp_path, "t_1")
     assert read_transcript(path) is None
-    path.write_bytes(b'{"messages": []}')
+    (tmp_path / "t_1.transcript.json").write_bytes(b'{"messages": []}')  # an earlier version's
     assert read_transcript(path) == b'{"messages": []}'
+    TranscriptWriter(path).save(b'{"messages": [1]}')  # the attempt that resumes from it
+    assert read_transcript(path) == b'{"messages": [1]}'
     path.write_bytes(b"")
     assert read_transcript(path) is None
 
@@ -148,5 +150,6 @@ def test_transcripts_are_private_and_removed_with_the_log(tmp_path: Path) -> Non
     TranscriptWriter(path).save(b"{}")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     path.with_name(path.name + ".tmp").write_bytes(b"left by a crash")
+    (tmp_path / "t_1.transcript.json").write_bytes(b"{}")  # an earlier version's
     TaskLog.remove(tmp_path, "t_1")
     assert list(tmp_path.iterdir()) == []

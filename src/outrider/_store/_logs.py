@@ -154,7 +154,8 @@ class TaskLog:
     @staticmethod
     def remove(directory: Path, task_id: str) -> None:
         """Delete the task's log files and its transcript."""
-        names = ("log", "meta", "tail.0", "tail.1", "transcript.json", "transcript.json.tmp")
+        names = ("log", "meta", "tail.0", "tail.1", "transcript", "transcript.tmp",
+                 "transcript.json")  # fmt: skip
         for name in (f"{task_id}.{suffix}" for suffix in names):
             with contextlib.suppress(FileNotFoundError):
                 (directory / name).unlink()

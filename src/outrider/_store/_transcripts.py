@@ -13,7 +13,8 @@ Invariants:
   record is renamed over the old one. So a record cut short by an earlier attempt's crash is
   never followed by others, and the file holds at most about three times the transcript plus
   `_SLACK`.
-- A file written before records existed (one JSON document) reads as that document.
+- A transcript written before records existed (`<id>.transcript.json`, one JSON document) is
+  read when the task has no other.
 - Files are 0600: a transcript holds what the model was told and what tools returned.
 """
 
@@ -41,8 +42,8 @@ _ON_LOOP_MAX = 256 * 1024
 
 
 def transcript_path(directory: Path, task_id: str) -> Path:
-    """Where an agent task's transcript (its message history, JSON) is kept."""
-    return directory / f"{task_id}.transcript.json"
+    """Where an agent task's transcript (its message history, JSON, in records) is kept."""
+    return directory / f"{task_id}.transcript"
 
 
 class TranscriptWriter:
@@ -94,9 +95,10 @@ def read_transcript(path: Path) -> bytes | None:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return None
-    if raw[:1] == b"{":  # one JSON document, as written before records
-        return raw
+        try:  # one JSON document, as written before records
+            return path.with_name(path.name + ".json").read_bytes()
+        except FileNotFoundError:
+            return None
     view, at, last = memoryview(raw), 0, None
     while at + _HEAD.size <= len(raw):
         mark, size, crc = _HEAD.unpack_from(raw, at)
