@@ -6,8 +6,8 @@ Invariants:
   short (a crash, a full disk) or not matching its CRC is never read, and the one before it
   stands: a reader sees one save or another, never a mix of two.
 - An append is one `write` at the end of a file that exists: no file made, renamed or
-  truncated, so a save of a transcript of some kilobytes costs microseconds, where replacing
-  the file cost about 0.4 ms of a thread's time and a hand-off to it.
+  truncated, so a save of a transcript of some kilobytes costs tens of microseconds, where
+  replacing the file cost about 0.4 ms of a thread's time and a hand-off to it.
 - A writer's first save rewrites the file, and so does a save when the records before it
   outweigh it (more than twice its size and `_SLACK` more): a new file holding only the new
   record is renamed over the old one. So a record cut short by an earlier attempt's crash is
