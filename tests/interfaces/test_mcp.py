@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from contextlib import asynccontextmanager
@@ -449,14 +450,20 @@ async def test_two_windows_sharing_a_session_name_each_receive_every_notice(
             assert window is one or [n["task_id"] for n in carried] == [task_id]
 
 
-async def test_answers_given_at_once_carry_each_notice_once(daemon: Daemon) -> None:
+async def test_answers_given_at_once_carry_each_notice_once(daemon: Daemon, tmp_path: Path) -> None:
     """A host may run a turn's tool calls in parallel: one answer carries a notice, not each.
 
     (opencode's three parallel `delegate_task` calls once showed the model a notice twice.)
     """
+    gate = tmp_path / "gate"
     async with stdio(daemon, "--session", "parallel") as client:
-        delegated = await call(client, "delegate_task", description="once", command="true")
+        delegated = await call(  # it ends after its own answer (which could else carry it)
+            client, "delegate_task", description="once",
+            command=f"while [ ! -e {shlex.quote(str(gate))} ]; do sleep 0.01; done",
+        )  # fmt: skip
+        assert "notices" not in delegated.structured_content
         task_id = delegated.structured_content["task"]["id"]
+        gate.touch()
         with daemon.client(session="parallel") as api:  # ends unseen by the window's reader
             await anyio.to_thread.run_sync(lambda: api.wait([task_id], timeout=30))
         answers: list[CallToolResult] = []
