@@ -392,21 +392,25 @@ async def test_the_bridge_keeps_delivering_notices_after_its_daemon_restarts(
     try:
         async with Client(params) as client:
 
-            async def notice_of(task_id: str) -> None:
+            async def notice_of(delegated: CallToolResult) -> None:
+                task_id = delegated.structured_content["task"]["id"]
+                answer = delegated  # a slow answer carries what ended meanwhile, its own task too
                 with anyio.fail_after(30):
                     while True:
-                        answer = await call(client, "list_tasks", status="queued")
                         carried = answer.structured_content.get("notices", [])
                         if any(n["task_id"] == task_id for n in carried):
                             return
+                        answer = await call(client, "list_tasks", status="queued")
 
-            first = await call(client, "delegate_task", description="before", command="true")
-            await notice_of(first.structured_content["task"]["id"])
+            await notice_of(
+                await call(client, "delegate_task", description="before", command="true")
+            )
             stop(daemon)
             # The next call starts a daemon again (the bridge's own autostart), on a new port;
             # the bridge's notice stream finds it there.
-            second = await call(client, "delegate_task", description="after", command="true")
-            await notice_of(second.structured_content["task"]["id"])
+            await notice_of(
+                await call(client, "delegate_task", description="after", command="true")
+            )
     finally:
         stop(daemon)
         record = tmp_path / "daemon.json"
