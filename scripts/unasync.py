@@ -32,6 +32,7 @@ SUBS = [
     ("async with ", "with "),
     ("async for ", "for "),
     ("async def ", "def "),
+    ("await anyio.sleep(", "time.sleep("),
     ("await ", ""),
     ("aiter_lines", "iter_lines"),
     ("aread()", "read()"),

@@ -9,10 +9,11 @@ import sys
 from typing import TYPE_CHECKING
 
 import anyio
+import httpx
 import psutil
 import pytest
 
-from outrider import AsyncClient, TaskState, UserError, shell
+from outrider import AsyncClient, DaemonError, TaskState, UserError, shell
 from outrider._daemon._config import load_config
 
 from .conftest import launch, stop
@@ -112,6 +113,52 @@ def test_sigterm_stops_gracefully_and_a_restart_recovers(tmp_path: Path) -> None
             assert later.state is TaskState.SUCCEEDED
     finally:
         stop(daemon)
+
+
+async def test_open_event_streams_end_as_the_daemon_stops(tmp_path: Path) -> None:
+    """A stream still open does not hold up the stop: it ends whole, not cut off after a wait.
+
+    A client following it goes on to the next daemon, and says so when there is none: its
+    stream never just ends as if nothing more were to come.
+    """
+    daemon = launch(tmp_path)
+    headers = {"Authorization": f"Bearer {daemon.token}"}
+    ended: dict[str, str] = {}
+    async with (
+        httpx.AsyncClient(base_url=daemon.url, headers=headers, timeout=None) as http,
+        AsyncClient(daemon.url, token=daemon.token) as client,
+    ):
+
+        async def follow_with_the_client(opened: anyio.Event) -> None:
+            try:
+                async for _ in client.events():
+                    opened.set()
+                ended["client"] = "ended"
+            except DaemonError as exc:
+                ended["client"] = type(exc).__name__
+
+        async def follow(path: str, opened: anyio.Event) -> None:
+            try:
+                async with http.stream("GET", path) as response:
+                    assert response.status_code == 200
+                    opened.set()
+                    async for _ in response.aiter_lines():
+                        pass
+                ended[path] = "whole"
+            except httpx.HTTPError as exc:
+                ended[path] = repr(exc)
+
+        async with anyio.create_task_group() as tg:
+            for path in ("/v1/events", "/v1/notices/stream"):
+                opened = anyio.Event()
+                tg.start_soon(follow, path, opened)
+                await opened.wait()
+            await client.submit(shell("true"))  # an event for the client to read first
+            opened = anyio.Event()
+            tg.start_soon(follow_with_the_client, opened)
+            await opened.wait()
+            assert await anyio.to_thread.run_sync(stop, daemon) == 0
+    assert ended == {"/v1/events": "whole", "/v1/notices/stream": "whole", "client": "DaemonError"}
 
 
 def test_start_up_refuses_bad_config_and_remote_binds(tmp_path: Path) -> None:

@@ -53,6 +53,10 @@ _LONG_POLL = 60.0
 """The longest one wait request is held; longer waits are several requests."""
 
 
+_RECONNECT_PAUSE = 0.2
+"""Seconds before a followed stream that its daemon ended is opened again (it may be stopping)."""
+
+
 def _no_daemon(url: str, exc: Exception) -> DaemonError:
     return DaemonError(
         f"No outrider daemon at {url} ({exc}); start one with `outrider serve`, or let the CLI "
@@ -395,7 +399,11 @@ class Client:
                             item = stream.model.model_validate_json(data)
                             last = item.seq
                             yield item
-                return
+                if not params.get("follow", True):
+                    return  # it ended after the stored ones, as asked
+                # A followed stream ends only as its daemon stops: go on where it was if a
+                # daemon answers again at this address, else `DaemonError` (as when cut off).
+                time.sleep(_RECONNECT_PAUSE)
             except httpx.RemoteProtocolError:
                 continue
             except httpx.TransportError as exc:  # refused, reset, or timed out

@@ -55,7 +55,7 @@ from ._dashboard import install as install_dashboard
 from ._guard import guarded
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 
     from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -416,14 +416,14 @@ async def events(
     if task_id is not None:
         await tasks.get(task_id)  # a 404 before the stream starts
 
-    async def stream() -> AsyncIterator[ServerSentEvent]:
+    async def stream() -> AsyncGenerator[ServerSentEvent, None]:
         async for event in tasks.events(
             after=start, follow=follow, all_sessions=all_sessions, task_id=task_id, types=type,
             watch=watch,
         ):  # fmt: skip
             yield ServerSentEvent(data=event.model_dump_json(), event=event.type, id=str(event.seq))
 
-    return EventSourceResponse(stream(), ping=15, shutdown_event=request.app.state.stopping)
+    return _until_stopping(stream(), request.app.state.stopping)
 
 
 @router.get("/v1/sessions", tags=["tasks"])
@@ -447,11 +447,41 @@ async def follow_notices(
     """
     start = _start_seq(after, last_event_id)
 
-    async def stream() -> AsyncIterator[ServerSentEvent]:
+    async def stream() -> AsyncGenerator[ServerSentEvent, None]:
         async for notice in tasks.follow_notices(after=start):
             yield ServerSentEvent(data=notice.model_dump_json(), event="notice", id=str(notice.seq))
 
-    return EventSourceResponse(stream(), ping=15, shutdown_event=request.app.state.stopping)
+    return _until_stopping(stream(), request.app.state.stopping)
+
+
+def _until_stopping(
+    items: AsyncGenerator[ServerSentEvent, None], stopping: anyio.Event
+) -> EventSourceResponse:
+    """Server-Sent Events of `items`, ended whole once the daemon stops.
+
+    A stream still open when the daemon stops must not hold up the stop (the HTTP server waits
+    for its connections), nor be cut off when that wait runs out.
+    """
+    send, receive = anyio.create_memory_object_stream[ServerSentEvent](4)
+
+    async def produce() -> None:
+        async with send, contextlib.aclosing(items), anyio.create_task_group() as tg:
+
+            async def stop() -> None:
+                await stopping.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(stop)
+            async for item in items:
+                await send.send(item)
+            tg.cancel_scope.cancel()
+
+    async def relay() -> AsyncGenerator[ServerSentEvent, None]:
+        with receive:  # closed however the response ends (whole, or its client gone)
+            async for item in receive:
+                yield item
+
+    return EventSourceResponse(relay(), data_sender_callable=produce, ping=15)
 
 
 @router.post("/v1/shutdown", status_code=202, tags=["daemon"])

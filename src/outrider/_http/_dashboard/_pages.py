@@ -255,7 +255,7 @@ async def live(
                 receive.close()  # the client left (this is cancelled) or the daemon stops
 
         return EventSourceResponse(
-            receive, data_sender_callable=produce, ping=15, shutdown_event=stopping,
+            receive, data_sender_callable=produce, ping=15,
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )  # fmt: skip
 
