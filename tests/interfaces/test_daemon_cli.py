@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -126,6 +127,7 @@ async def test_open_event_streams_end_as_the_daemon_stops(tmp_path: Path) -> Non
     ended: dict[str, str] = {}
     async with (
         httpx.AsyncClient(base_url=daemon.url, headers=headers, timeout=None) as http,
+        httpx.AsyncClient(base_url=daemon.url, timeout=None) as browser,
         AsyncClient(daemon.url, token=daemon.token) as client,
     ):
 
@@ -139,17 +141,21 @@ async def test_open_event_streams_end_as_the_daemon_stops(tmp_path: Path) -> Non
 
         async def follow(path: str, opened: anyio.Event) -> None:
             try:
-                async with http.stream("GET", path) as response:
+                async with (browser if path == live else http).stream("GET", path) as response:
                     assert response.status_code == 200
                     opened.set()
                     async for _ in response.aiter_lines():
                         pass
-                ended[path] = "whole"
+                ended["dashboard" if path == live else path] = "whole"
             except httpx.HTTPError as exc:
-                ended[path] = repr(exc)
+                ended["dashboard" if path == live else path] = repr(exc)
 
+        login = (await http.post("/v1/dashboard/login")).json()["url"]
+        assert (await browser.get(login)).status_code == 200
+        page = (await browser.get("/ui/s/default")).text
+        live = re.findall(r'hx-sse:connect="([^"]+)"', page)[0].replace("&amp;", "&")
         async with anyio.create_task_group() as tg:
-            for path in ("/v1/events", "/v1/notices/stream"):
+            for path in ("/v1/events", "/v1/notices/stream", live):
                 opened = anyio.Event()
                 tg.start_soon(follow, path, opened)
                 await opened.wait()
@@ -158,7 +164,8 @@ async def test_open_event_streams_end_as_the_daemon_stops(tmp_path: Path) -> Non
             tg.start_soon(follow_with_the_client, opened)
             await opened.wait()
             assert await anyio.to_thread.run_sync(stop, daemon) == 0
-    assert ended == {"/v1/events": "whole", "/v1/notices/stream": "whole", "client": "DaemonError"}
+    assert ended == {"/v1/events": "whole", "/v1/notices/stream": "whole", "dashboard": "whole",
+                     "client": "DaemonError"}  # fmt: skip
 
 
 def test_start_up_refuses_bad_config_and_remote_binds(tmp_path: Path) -> None:

@@ -53,10 +53,12 @@ from .._wire._bodies import (
 from ._auth import LOCAL
 from ._dashboard import install as install_dashboard
 from ._guard import guarded
+from ._streams import event_stream
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 
+    from anyio.streams.memory import MemoryObjectSendStream
     from starlette.types import ASGIApp, Receive, Scope, Send
 
     from .._types._api import ReturnWhen, Sessions
@@ -462,10 +464,9 @@ def _until_stopping(
     A stream still open when the daemon stops must not hold up the stop (the HTTP server waits
     for its connections), nor be cut off when that wait runs out.
     """
-    send, receive = anyio.create_memory_object_stream[ServerSentEvent](4)
 
-    async def produce() -> None:
-        async with send, contextlib.aclosing(items), anyio.create_task_group() as tg:
+    async def produce(send: MemoryObjectSendStream[ServerSentEvent]) -> None:
+        async with contextlib.aclosing(items), anyio.create_task_group() as tg:
 
             async def stop() -> None:
                 await stopping.wait()
@@ -476,12 +477,7 @@ def _until_stopping(
                 await send.send(item)
             tg.cancel_scope.cancel()
 
-    async def relay() -> AsyncGenerator[ServerSentEvent, None]:
-        with receive:  # closed however the response ends (whole, or its client gone)
-            async for item in receive:
-                yield item
-
-    return EventSourceResponse(relay(), data_sender_callable=produce, ping=15)
+    return event_stream(produce)
 
 
 @router.post("/v1/shutdown", status_code=202, tags=["daemon"])

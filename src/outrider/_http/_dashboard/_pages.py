@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Literal
 
-import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import escape
-from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ..._types._api import check_session_name
 from ..._types._errors import OutriderError, http_status_of
 from ..._types._task import MAX_SEQ
+from .._streams import event_stream
 from ._access import (
     COOKIE,
     COOKIE_TTL,
@@ -35,6 +34,10 @@ from ._screens import KeysScreen, Screen, TaskScreen, TasksScreen, TimelineScree
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+
+    import anyio
+    from anyio.streams.memory import MemoryObjectSendStream
+    from sse_starlette import ServerSentEvent
 
     from ..._types._api import Sessions, Tasks
     from .._auth import Tokens
@@ -245,19 +248,14 @@ async def live(
         if isinstance(screen, TaskScreen):
             await tasks.get(task)  # a foreign task is a 404 before the stream starts
         start = _after(after, request.headers.get("last-event-id"))
-        send, receive = anyio.create_memory_object_stream[ServerSentEvent](4)
         stopping: anyio.Event = request.app.state.stopping
 
-        async def produce() -> None:
-            try:
-                await follow(screen, start, send, stopping)
-            finally:
-                receive.close()  # the client left (this is cancelled) or the daemon stops
+        async def produce(send: MemoryObjectSendStream[ServerSentEvent]) -> None:
+            await follow(screen, start, send, stopping)  # until the client leaves or we stop
 
-        return EventSourceResponse(
-            receive, data_sender_callable=produce, ping=15,
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )  # fmt: skip
+        return event_stream(
+            produce, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        )
 
     return await _answer(request, make)
 
