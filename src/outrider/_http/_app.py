@@ -425,7 +425,7 @@ async def events(
         ):  # fmt: skip
             yield ServerSentEvent(data=event.model_dump_json(), event=event.type, id=str(event.seq))
 
-    return _until_stopping(stream(), request.app.state.stopping)
+    return event_stream(_relaying(stream()), request.app.state.stopping)
 
 
 @router.get("/v1/sessions", tags=["tasks"])
@@ -453,31 +453,20 @@ async def follow_notices(
         async for notice in tasks.follow_notices(after=start):
             yield ServerSentEvent(data=notice.model_dump_json(), event="notice", id=str(notice.seq))
 
-    return _until_stopping(stream(), request.app.state.stopping)
+    return event_stream(_relaying(stream()), request.app.state.stopping)
 
 
-def _until_stopping(
-    items: AsyncGenerator[ServerSentEvent, None], stopping: anyio.Event
-) -> EventSourceResponse:
-    """Server-Sent Events of `items`, ended whole once the daemon stops.
-
-    A stream still open when the daemon stops must not hold up the stop (the HTTP server waits
-    for its connections), nor be cut off when that wait runs out.
-    """
+def _relaying(
+    items: AsyncGenerator[ServerSentEvent, None],
+) -> Callable[[MemoryObjectSendStream[ServerSentEvent]], Awaitable[None]]:
+    """A producer for `event_stream` that sends `items` (closed however it ends)."""
 
     async def produce(send: MemoryObjectSendStream[ServerSentEvent]) -> None:
-        async with contextlib.aclosing(items), anyio.create_task_group() as tg:
-
-            async def stop() -> None:
-                await stopping.wait()
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(stop)
+        async with contextlib.aclosing(items):
             async for item in items:
                 await send.send(item)
-            tg.cancel_scope.cancel()
 
-    return event_stream(produce)
+    return produce
 
 
 @router.post("/v1/shutdown", status_code=202, tags=["daemon"])

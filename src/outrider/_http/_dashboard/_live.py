@@ -164,15 +164,13 @@ class _Pending:
         return taken
 
 
-async def follow(
-    view: LiveView, after: int, send: ObjectSendStream[ServerSentEvent], stopping: anyio.Event
-) -> None:
-    """Send `view`'s updates until the client leaves or the daemon stops.
+async def follow(view: LiveView, after: int, send: ObjectSendStream[ServerSentEvent]) -> None:
+    """Send `view`'s updates until cancelled (the client leaves, or the daemon stops).
 
     Cancellation: the reader and the sender stop together; nothing is left running.
     """
     pending = _Pending(after, view.session)
-    async with send, anyio.create_task_group() as tg:
+    async with anyio.create_task_group() as tg:
 
         async def read() -> None:
             async for event in view.tasks.events(after=after, all_sessions=True, watch=False):
@@ -185,12 +183,7 @@ async def follow(
                 async for _ in view.tasks.events(after=after, task_id=task_id, types=_OUTPUT):
                     pass
 
-        async def stop() -> None:
-            await stopping.wait()
-            tg.cancel_scope.cancel()
-
         tg.start_soon(read)
-        tg.start_soon(stop)
         if view.watches is not None:
             tg.start_soon(watch, view.watches)
         if html := await view.first():

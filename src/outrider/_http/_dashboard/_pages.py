@@ -35,7 +35,6 @@ from ._screens import KeysScreen, Screen, TaskScreen, TasksScreen, TimelineScree
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    import anyio
     from anyio.streams.memory import MemoryObjectSendStream
     from sse_starlette import ServerSentEvent
 
@@ -248,14 +247,14 @@ async def live(
         if isinstance(screen, TaskScreen):
             await tasks.get(task)  # a foreign task is a 404 before the stream starts
         start = _after(after, request.headers.get("last-event-id"))
-        stopping: anyio.Event = request.app.state.stopping
 
         async def produce(send: MemoryObjectSendStream[ServerSentEvent]) -> None:
-            await follow(screen, start, send, stopping)  # until the client leaves or we stop
+            await follow(screen, start, send)
 
         return event_stream(
-            produce, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-        )
+            produce, request.app.state.stopping,
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )  # fmt: skip
 
     return await _answer(request, make)
 
