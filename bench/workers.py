@@ -2,7 +2,7 @@
 
 Run: uv run python bench/workers.py  [--quick]  [--pool-only | --watched | --unwatched]
          [--dashboard]  [--nice N]  [--no-api]  [N ...]
-     | --memory N  |  --capacity [N ...]
+     | --memory N  |  --capacity [N ...]  |  --loop [N]
 
 The fake provider (tests/fakellm.py, its own process, real HTTP on 127.0.0.1) streams every
 answer as 37 chunks 20 ms apart; each agent makes 4 model calls, the first 3 with a
@@ -37,6 +37,9 @@ measured so; the API's answer times and the overload's wall time with them.
 `--dashboard`: as `--watched`, outrider's subscriber taking every task's output without watching
 (`watch=False`), as the dashboard's pages other than a task's own do: its agents ask for whole
 answers, so an event carries a turn's output at once (its lateness is up to a turn's 0.74 s).
+`--loop`: the agent loop alone, in this one process: N agents (default 100) of the bare
+baseline, then N of outrider's agent runner with a context that keeps nothing (no daemon, no
+store, no worker), 5 rounds each in turn; the CPU per agent of each round.
 `--capacity`: at each size (default 10 to 120) the bare run with a process per core and
 outrider's with a worker per core (watched, the API not timed); the capacity of each is the
 most agents whose events were at most 500 ms late at the 99th percentile.
@@ -55,13 +58,14 @@ import contextlib
 import gc
 import multiprocessing
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import anyio
 import anyio.lowlevel
@@ -80,7 +84,9 @@ from outrider._cli._daemon import settle_collector
 from outrider._executors._pool import DEFAULT_NICE
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Awaitable, Callable, Iterator
+
+    from outrider.runners._protocol import RunContext
 
 QUICK = "--quick" in sys.argv
 POOL_ONLY = "--pool-only" in sys.argv
@@ -88,6 +94,7 @@ UNWATCHED = "--unwatched" in sys.argv
 DASHBOARD = "--dashboard" in sys.argv
 WATCHED = "--watched" in sys.argv or DASHBOARD
 CAPACITY = "--capacity" in sys.argv
+LOOP = "--loop" in sys.argv
 PROBE = "--no-api" not in sys.argv
 """Whether outrider's runs time the API while the agents run (`_time_api`)."""
 LATE_LIMIT = 0.5
@@ -275,6 +282,19 @@ class _Watcher:
                         self.all_ended.set()
 
 
+def _recipe(base_url: str, count: int) -> AgentRecipe:
+    """The bench's agent: the bare baseline's one tool, so each request carries the same tool
+    list (every built-in tool's schema in each request cost the workers 5% more CPU)."""
+    definition = AgentDefinition(name="bench", model="fake/bench", prompt="Work.", limit=count,
+                                 tools=("list_files",), source=Path("bench.md"),
+                                 format="outrider")  # fmt: skip
+    return AgentRecipe(
+        agents={"bench": definition}, sandbox="off",
+        providers={"fake": outrider.ProviderConfig(base_url=base_url, api_key="k",
+                                                   max_concurrency=count)},
+    )  # fmt: skip
+
+
 async def _outrider(
     base_url: str, count: int, workers: int, watched: bool = True, probe: bool = PROBE
 ) -> tuple[float, float, list[float], dict[str, list[float]]]:
@@ -282,16 +302,7 @@ async def _outrider(
         workspace = Path(tmp) / "workspace"  # what `list_files` lists: one file, as bare's
         workspace.mkdir()
         (workspace / "a.txt").write_text("a\n")
-        # The bare baseline's one tool, so each request carries the same tool list (every
-        # built-in tool's schema in each request cost the workers 5% more CPU).
-        definition = AgentDefinition(name="bench", model="fake/bench", prompt="Work.", limit=count,
-                                     tools=("list_files",), source=Path("bench.md"),
-                                     format="outrider")  # fmt: skip
-        recipe = AgentRecipe(
-            agents={"bench": definition}, sandbox="off",
-            providers={"fake": outrider.ProviderConfig(base_url=base_url, api_key="k",
-                                                       max_concurrency=count)},
-        )  # fmt: skip
+        recipe = _recipe(base_url, count)
         runner = recipe.build()
         pool = agent_pool(recipe, runner, size=workers, nice=NICE) if workers else None
         executors = {"agent": pool} if pool is not None else {}
@@ -360,6 +371,69 @@ def _as_the_daemon_collects() -> Iterator[None]:
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
+
+
+class _Quiet:
+    """A `RunContext` that keeps nothing: outrider's agent loop without a daemon."""
+
+    attempt, resuming, cancel_requested, session, watched = 1, False, False, "s", True
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+
+    def progress(self, completed: float, total: float | None = None, message: str | None = None
+                 ) -> None: ...  # fmt: skip
+    def output(self, data: bytes | str) -> None: ...
+    def usage(self, usage: object) -> None: ...
+    async def save_transcript(self, data: bytes) -> None: ...
+    async def load_transcript(self) -> bytes | None:
+        return None
+
+
+class _Host:
+    def suggest_limit(self, key: str, limit: int) -> None: ...
+    def on_watch_change(self, callback: object) -> Callable[[], None]:
+        return lambda: None
+
+
+def agent_loop(base_url: str, count: int, rounds: int = 5) -> None:
+    """`--loop`: bare agents, then outrider's agent runner alone, in turn; CPU per agent."""
+    with tempfile.TemporaryDirectory() as tmp:
+        workspace = Path(tmp)
+        (workspace / "a.txt").write_text("a\n")
+        runner = _recipe(base_url, count).build()
+
+        async def ours(n: int) -> None:
+            async with anyio.create_task_group() as tg:
+                for i in range(n):
+                    spec = outrider.agent("bench", f"job {i}", workspace=str(workspace))
+                    quiet = cast("RunContext", _Quiet(f"t{i}"))  # what the agent loop uses of one
+                    tg.start_soon(runner.run, spec, quiet)
+
+        async def rounds_of_each() -> dict[str, list[float]]:
+            cpu: dict[str, list[float]] = {"bare pydantic-ai": [], "outrider's agent loop": []}
+            async with runner.lifespan(_Host()):
+                await _bare_agents(base_url, 2)  # warm-up: connections, first imports
+                await ours(2)
+                runs: dict[str, Callable[[], Awaitable[object]]] = {
+                    "bare pydantic-ai": lambda: _bare_agents(base_url, count),
+                    "outrider's agent loop": lambda: ours(count),
+                }
+                for _ in range(rounds):
+                    for name, run in runs.items():
+                        t0 = time.process_time()
+                        await run()
+                        cpu[name].append((time.process_time() - t0) / count)
+            return cpu
+
+        cpu = anyio.run(rounds_of_each)
+    table = Table(title=f"{count} agents, the agent loop alone, one process, CPU ms per agent")
+    for col in ("run", "rounds", "median"):
+        table.add_column(col)
+    for name, values in cpu.items():
+        ms = [v * 1000 for v in values]
+        table.add_row(name, " ".join(f"{v:.1f}" for v in ms), f"{statistics.median(ms):.1f}")
+    Console().print(table)
 
 
 async def _noop(ctx: object) -> None:
@@ -477,6 +551,14 @@ def capacity(base_url: str, sizes: list[int]) -> None:
           f"outrider {best['outrider']} ({ratio:.2f} of bare)")  # fmt: skip
 
 
+def _measure_apart(base_url: str) -> None:
+    """`--capacity` or `--loop`."""
+    if CAPACITY:
+        capacity(base_url, ASKED or [10, 20, 40, 60, 80, 120])
+    else:
+        agent_loop(base_url, ASKED[0] if ASKED else 100)
+
+
 def main() -> None:
     if "--memory-child" in sys.argv:
         at = sys.argv.index("--memory-child")
@@ -492,8 +574,8 @@ def main() -> None:
             return
         import outrider._agents._loop  # noqa: F401  # imported once per process; not timed
 
-        if CAPACITY:
-            capacity(base_url, ASKED or [10, 20, 40, 60, 80, 120])
+        if CAPACITY or LOOP:
+            _measure_apart(base_url)
             return
 
         table = Table(

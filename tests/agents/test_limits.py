@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+import anyio
 import httpx2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from outrider._agents._limits import ModelLimiter, RateLimit, retry_after, stated_limits
 
@@ -116,6 +119,76 @@ async def test_tokens_per_minute_reserve_time_for_each_call() -> None:
     assert limiter._next_token_slot == pytest.approx(clock.now + 0.0005)
     await limiter.release()
     assert limiter.in_flight == 0
+
+
+async def test_a_free_slot_is_taken_and_given_back_without_a_turn_of_the_loop() -> None:
+    limiter, _, _ = _limiter(RateLimit(), max_concurrency=2)
+    others_ran = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_set, others_ran)  # runs at the first turn the loop gets
+        await limiter.acquire()
+        await limiter.release()
+        assert not others_ran.is_set()
+        await others_ran.wait()
+    assert limiter.in_flight == 0
+
+
+async def _set(event: anyio.Event) -> None:
+    event.set()
+
+
+_STEP = st.one_of(
+    st.tuples(st.just("call"), st.integers(0, 0)),
+    st.tuples(st.just("end"), st.integers(0, 20)),
+    st.tuples(st.just("throttled"), st.integers(0, 0)),
+    st.tuples(st.just("succeeded"), st.integers(0, 0)),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(max_concurrency=st.integers(1, 4), steps=st.lists(_STEP, max_size=40))
+def test_calls_get_slots_in_arrival_order_never_beyond_the_limit(
+    max_concurrency: int, steps: list[tuple[str, int]]
+) -> None:
+    """Whatever calls come and go and however the limit moves: a call gets a slot only while
+    fewer than the limit are in flight, in the order the calls came, and no call waits while
+    a slot is free."""
+
+    async def scenario() -> None:
+        limiter, clock, _ = _limiter(RateLimit(), max_concurrency=max_concurrency)
+        granted: list[int] = []
+        holding: list[int] = []
+        arrived = 0
+
+        async def call(number: int) -> None:
+            await limiter.acquire()
+            assert limiter.in_flight <= limiter.concurrency
+            granted.append(number)
+            holding.append(number)
+
+        async with anyio.create_task_group() as tg:
+            for kind, index in steps:
+                if kind == "call":
+                    tg.start_soon(call, arrived)
+                    arrived += 1
+                elif kind == "end" and holding:
+                    holding.pop(index % len(holding))
+                    await limiter.release()
+                elif kind == "throttled":
+                    clock.now += 1.1  # a new burst: it halves the limit
+                    limiter.throttled(None)
+                    limiter._paused_until = limiter._interval = 0.0  # pacing is not under test
+                elif kind == "succeeded":
+                    limiter.succeeded()
+                    limiter._interval = 0.0
+                await anyio.wait_all_tasks_blocked()
+                assert granted == sorted(granted) == list(range(len(granted)))
+                assert limiter.in_flight == len(holding)
+                waiting = arrived - len(granted)
+                assert not waiting or limiter.in_flight >= limiter.concurrency
+            tg.cancel_scope.cancel()
+
+    anyio.run(scenario)
 
 
 def _response(**headers: str) -> httpx2.Response:

@@ -9,7 +9,10 @@ Per model, one `ModelLimiter`:
   headers; a streamed body no longer counts). A throttle (429/529) halves it (at most
   once per second, so one burst of 429s counts once); `concurrency` successes in a row raise it by
   one, up to `max_concurrency`. Changes are reported (the daemon sets the `model:` key's limit
-  from them, so fewer tasks of that model start).
+  from them, so fewer tasks of that model start). Calls wait for a slot in arrival order and
+  each is handed one as soon as one is given back or the limit rises. A call that finds a
+  slot free, no call waiting and nothing to pace takes it without a turn of the event loop
+  (the locks' turns cost each agent 6-8% more CPU).
 - A throttle with Retry-After pauses every call of the model until then, and, when the
   provider's rate is not configured, slows the pacing (the interval doubles; successes shrink it
   by 2% each), so throughput settles near the provider's real limit.
@@ -31,6 +34,7 @@ import json
 import math
 import random
 import time
+from collections import deque
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
@@ -88,14 +92,35 @@ class ModelLimiter:
         self._paused_until = 0.0
         self._last_cut = float("-inf")
         self._successes = 0
-        self._changed = anyio.Condition()
+        self._waiting: deque[anyio.Event] = deque()
+        """Calls waiting for a slot, in arrival order: each is handed one by `_hand_out`."""
 
     async def acquire(self, tokens: int = 0) -> None:
         """Wait for a free call slot and this call's turn in the pacing."""
-        async with self._changed:
-            while self.in_flight >= self.concurrency:
-                await self._changed.wait()
+        now = self._clock()
+        free = self.in_flight < self.concurrency and not self._waiting
+        if (
+            free
+            and not self._pacing.locked()
+            and max(self._paused_until, self._last_sent + self._interval) <= now
+            and not (self.tpm and tokens)
+        ):  # a free slot, nobody ahead of it and nothing to pace: taken at once
             self.in_flight += 1
+            self._last_sent = now
+            return
+        if free:
+            self.in_flight += 1
+        else:
+            handed = anyio.Event()
+            self._waiting.append(handed)
+            try:
+                await handed.wait()
+            except BaseException:
+                if handed.is_set():  # handed a slot as it was stopped: give it back
+                    self._give_back()
+                else:
+                    self._waiting.remove(handed)
+                raise
         try:
             async with self._pacing:  # FIFO: calls are sent in arrival order
                 now = self._clock()
@@ -111,14 +136,22 @@ class ModelLimiter:
                 # the next call follow too closely.
                 self._last_sent = self._clock()
         except BaseException:
-            await self.release()
+            self._give_back()
             raise
 
     async def release(self) -> None:
         """End a call started by `acquire`."""
-        async with self._changed:
-            self.in_flight -= 1
-            self._changed.notify_all()
+        self._give_back()
+
+    def _give_back(self) -> None:
+        self.in_flight -= 1
+        self._hand_out()
+
+    def _hand_out(self) -> None:
+        """Hand free slots to the calls waiting longest."""
+        while self._waiting and self.in_flight < self.concurrency:
+            self.in_flight += 1
+            self._waiting.popleft().set()
 
     def stated(self, rpm: float | None, tpm: float | None) -> None:
         """The provider stated its per-minute limits (response headers); pace by them."""
@@ -157,6 +190,7 @@ class ModelLimiter:
         if value == self.concurrency:
             return
         self.concurrency = value
+        self._hand_out()  # a raised limit serves the calls waiting at once
         if self._on_concurrency is not None:
             self._on_concurrency(value)
 

@@ -40,6 +40,7 @@ from ._sandbox import SandboxMode, SandboxStatus, probe
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
+    from types import ModuleType
 
     from ..runners._protocol import RunContext, RunnerHost, RunOutcome
     from ._definitions import AgentDefinition
@@ -51,6 +52,7 @@ TOOL_NAMES = (
     "read_file", "list_files", "grep", "write_file", "edit_file", "run_command", "delegate",
 )  # fmt: skip
 """The built-in agent's tools."""
+_LOOP = "outrider._agents._loop"
 
 SANDBOX_MODES: tuple[SandboxMode, ...] = ("required", "auto", "off")
 
@@ -125,6 +127,8 @@ class AgentRunner:
         self._limits: dict[str, int] = {}
         self._origins: dict[str, str | None] = {}
         """The folder each running worktree stands for (agents are found from there)."""
+        self._loop: ModuleType | None = None
+        """The agent loop's module, once imported."""
 
     def _visible(self, workspace: str | None) -> AgentSet:
         found = AgentSet()
@@ -229,7 +233,10 @@ class AgentRunner:
     async def run(self, spec: object, ctx: RunContext) -> RunOutcome:
         """Run the agent until it answers, a guard stops it, or its models all fail."""
         assert isinstance(spec, AgentSpec)
-        module = await anyio.to_thread.run_sync(importlib.import_module, "outrider._agents._loop")
+        module = self._loop
+        if module is None:  # its first import takes seconds: off the event loop
+            module = await anyio.to_thread.run_sync(importlib.import_module, _LOOP)
+            self._loop = module
         try:
             outcome: RunOutcome = await module.AgentLoop(self).run(spec, ctx)
         finally:
