@@ -133,6 +133,30 @@ async def test_a_free_slot_is_taken_and_given_back_without_a_turn_of_the_loop() 
     assert limiter.in_flight == 0
 
 
+async def test_a_call_stopped_as_it_waits_or_as_it_is_handed_a_slot_holds_none() -> None:
+    limiter, _, _ = _limiter(RateLimit(), max_concurrency=1)
+    got: list[str] = []
+    scopes: dict[str, anyio.CancelScope] = {}
+
+    async def call(name: str) -> None:
+        with anyio.CancelScope() as scopes[name]:
+            await limiter.acquire()
+            got.append(name)
+
+    await limiter.acquire()
+    async with anyio.create_task_group() as tg:
+        for name in ("handed", "stopped", "next"):
+            tg.start_soon(call, name)
+        await anyio.wait_all_tasks_blocked()
+        scopes["stopped"].cancel()  # stopped while it waits: it leaves the line
+        await anyio.wait_all_tasks_blocked()
+        await limiter.release()  # the slot goes to the call waiting longest...
+        scopes["handed"].cancel()  # ...which is stopped before it runs: it passes it on
+        await anyio.wait_all_tasks_blocked()
+    assert got == ["next"]
+    assert limiter.in_flight == 1
+
+
 async def _set(event: anyio.Event) -> None:
     event.set()
 
