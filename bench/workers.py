@@ -39,7 +39,8 @@ measured so; the API's answer times and the overload's wall time with them.
 answers, so an event carries a turn's output at once (its lateness is up to a turn's 0.74 s).
 `--loop`: the agent loop alone, in this one process: N agents (default 100) of the bare
 baseline, then N of outrider's agent runner with a context that keeps nothing (no daemon, no
-store, no worker), 5 rounds each in turn; the CPU per agent of each round.
+store, no worker), then the same with the garbage collector set as a worker sets it once it is
+ready (`settle_collector`), 5 rounds each in turn; the CPU per agent of each round.
 `--capacity`: at each size (default 10 to 120) the bare run with a process per core and
 outrider's with a worker per core (watched, the API not timed); the capacity of each is the
 most agents whose events were at most 500 ms late at the 99th percentile.
@@ -80,7 +81,7 @@ from tests.fakellm import stamp_ages
 import outrider
 from outrider._agents._definitions import AgentDefinition
 from outrider._agents._recipe import AgentRecipe, agent_pool
-from outrider._cli._daemon import settle_collector
+from outrider._collector import settle_collector
 from outrider._executors._pool import DEFAULT_NICE
 
 if TYPE_CHECKING:
@@ -410,15 +411,20 @@ def agent_loop(base_url: str, count: int, rounds: int = 5) -> None:
                     quiet = cast("RunContext", _Quiet(f"t{i}"))  # what the agent loop uses of one
                     tg.start_soon(runner.run, spec, quiet)
 
+        async def settled(n: int) -> None:
+            with _as_the_daemon_collects():
+                await ours(n)
+
         async def rounds_of_each() -> dict[str, list[float]]:
-            cpu: dict[str, list[float]] = {"bare pydantic-ai": [], "outrider's agent loop": []}
             async with runner.lifespan(_Host()):
                 await _bare_agents(base_url, 2)  # warm-up: connections, first imports
                 await ours(2)
                 runs: dict[str, Callable[[], Awaitable[object]]] = {
                     "bare pydantic-ai": lambda: _bare_agents(base_url, count),
                     "outrider's agent loop": lambda: ours(count),
+                    "outrider's agent loop, collector settled": lambda: settled(count),
                 }
+                cpu: dict[str, list[float]] = {name: [] for name in runs}
                 for _ in range(rounds):
                     for name, run in runs.items():
                         t0 = time.process_time()

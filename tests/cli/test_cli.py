@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from outrider import Orchestrator, Task
 from outrider._cli import app
-from outrider._cli._daemon import settle_collector
+from outrider._collector import settle_collector
 from outrider.testing import wait_until
 from tests.fakellm import FakeLLM, Reply
 

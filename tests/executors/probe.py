@@ -7,6 +7,7 @@ runs; the same tests run over both (`test_seam.py`).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 from typing import TYPE_CHECKING
@@ -113,6 +114,10 @@ class Probe:
         ctx.output("tracked\n")
         await anyio.sleep_forever()
         return None  # pragma: no cover - never returns
+
+    async def _collector(self, ctx: RunContext, arg: str) -> JsonValue:
+        """How the garbage collector is set where it runs."""
+        return {"threshold": list(gc.get_threshold()), "frozen": gc.get_freeze_count()}
 
     async def _fail(self, ctx: RunContext, arg: str) -> JsonValue:
         raise RunFailure("it failed as asked", type="probe", detail="more", exit_code=3)

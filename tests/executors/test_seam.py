@@ -6,6 +6,7 @@ Every `RunContext` method and every message crosses the boundary here (the probe
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -112,6 +113,19 @@ async def test_reports_and_the_transcript_arrive_as_made(rig: Rig) -> None:
     log = await rig.orch.session(S).tail(done.id)
     assert log == "hello from a thread \ufffd\n"
     assert await rig.orch.session(S).transcript(done.id) == {"turns": 1}
+
+
+async def test_a_worker_process_settles_its_garbage_collector_once_ready(rig: Rig) -> None:
+    """Its runners built, a worker process freezes what it holds out of later collections and
+    collects young garbage less often, as the daemon does; runs in the daemon's process (or a
+    program's) leave the collector as it is."""
+    done = await rig.run("collector")
+    assert isinstance(done.result, dict)
+    if rig.pooled:
+        assert done.result["threshold"] == [5000, 20, 20]
+        assert done.result["frozen"] > 0
+    else:
+        assert done.result["threshold"] == list(gc.get_threshold())
 
 
 async def test_a_child_runs_in_the_daemon_and_its_log_is_read_back(rig: Rig) -> None:

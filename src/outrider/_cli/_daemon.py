@@ -7,7 +7,6 @@ or stop it; another principal gets the refusal and exit 2.
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 from pathlib import Path  # noqa: TC003  # typer reads the annotations at run time
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from .._collector import settle_collector
 from .._types._errors import OutriderError, UserError
 from ._options import ConfigOpt, JsonOpt, SessionOpt, fail
 
@@ -28,25 +28,9 @@ __all__ = [
     "mcp",
     "open_dashboard",
     "serve",
-    "settle_collector",
     "status",
     "stop",
 ]
-
-
-def settle_collector() -> None:
-    """Tune CPython's cyclic garbage collector for the daemon, a long-running process.
-
-    What exists once the daemon is up (modules, schemas, the app) lives as long as the process,
-    so it is frozen out of every later collection, and young garbage is collected less often.
-    With the defaults, 1,000 submits to an idle engine spent 100-115 ms in the collector (13
-    middle passes of about 2 ms and a full one of about 60 ms among them); with these settings
-    27-35 ms and no full pass (`docs/PERFORMANCE.md`). Only the daemon does this; a
-    program that embeds outrider keeps its own settings.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(5_000, 20, 20)
 
 
 def serve(

@@ -81,11 +81,13 @@ class NodeWorker:
 
     async def run(self) -> None:
         """Serve the daemon until it ends the stream; this node's processes die with it."""
+        from .._collector import settle_collector
         from ..runners._procs import contain_this_process
         from ._worker import serve_stream
 
         contain_this_process()
-        await serve_stream(MemoryStream(self._in_receive, self._out_send))
+        stream = MemoryStream(self._in_receive, self._out_send)
+        await serve_stream(stream, on_ready=settle_collector)  # the actor's process is the node's
 
     async def push(self, data: bytes) -> None:
         """A frame from the daemon (empty: the daemon's end closed)."""

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, cast
 import anyio
 from anyio.abc import UNIXSocketStream
 
+from .._collector import settle_collector
 from .._types._task import TASK_SPEC_ADAPTER
 from ..runners._open_files import allow_open_files
 from ..runners._procs import Leftovers, stop_leftovers
@@ -172,11 +173,16 @@ class Worker:
 
 async def serve(fd: int) -> None:
     """Serve the daemon at the other end of socket `fd` until it closes."""
-    await serve_stream(await UNIXSocketStream.from_socket(socket.socket(fileno=fd)))
+    stream = await UNIXSocketStream.from_socket(socket.socket(fileno=fd))
+    await serve_stream(stream, on_ready=settle_collector)
 
 
-async def serve_stream(stream: ByteStream) -> None:
-    """Serve the daemon at the other end of `stream` until it closes (any transport)."""
+async def serve_stream(stream: ByteStream, *, on_ready: Callable[[], None] | None = None) -> None:
+    """Serve the daemon at the other end of `stream` until it closes (any transport).
+
+    `on_ready` is called once the runners are built, before the worker says it is ready: a
+    process of its own settles its garbage collector then (`settle_collector`).
+    """
     allow_open_files()  # an agent's connection, a command's pipes: hundreds of runs at once
     channel = Channel(stream, incoming_from_worker=False)
     async with anyio.create_task_group() as tg:
@@ -191,6 +197,8 @@ async def serve_stream(stream: ByteStream) -> None:
             runners = build_runners(setup, host)
             for runner in runners:
                 await stack.enter_async_context(runner.lifespan(host))
+            if on_ready is not None:
+                on_ready()
             channel.post(Ready(pid=os.getpid()))
             worker = Worker(channel, calls, runners)
             async with anyio.create_task_group() as runs:
