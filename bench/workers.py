@@ -364,7 +364,8 @@ async def _outrider(
 
 @contextlib.contextmanager
 def _as_the_daemon_collects() -> Iterator[None]:
-    """The garbage collector as `outrider serve` sets it once it is ready; then as it was."""
+    """The garbage collector as `outrider serve` (and each of its workers) sets it once it is
+    ready; then as it was."""
     threshold = gc.get_threshold()
     settle_collector()
     try:
@@ -382,8 +383,7 @@ class _Quiet:
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
 
-    def progress(self, completed: float, total: float | None = None, message: str | None = None
-                 ) -> None: ...  # fmt: skip
+    def progress(self, *report: object) -> None: ...
     def output(self, data: bytes | str) -> None: ...
     def usage(self, usage: object) -> None: ...
     async def save_transcript(self, data: bytes) -> None: ...
@@ -392,6 +392,8 @@ class _Quiet:
 
 
 class _Host:
+    """A `RunnerHost` that takes no limits and tells of no watchers."""
+
     def suggest_limit(self, key: str, limit: int) -> None: ...
     def on_watch_change(self, callback: object) -> Callable[[], None]:
         return lambda: None
