@@ -222,6 +222,33 @@ def test_a_leaders_start_time_is_psutils_without_asking_it() -> None:
     assert _procs.leader_created(proc.pid) is None  # gone
 
 
+def test_a_leader_spawned_within_one_clock_tick_is_registered_without_reading_proc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The first read of a child's /proc stat waits until its `exec` is complete, and the
+    # loop spawns: a spawn that began and returned within one tick of the clock /proc counts
+    # start times in has that tick as its leader's start time.
+    reads: list[int] = []
+    read = _procs._stat
+    monkeypatch.setattr(_procs, "_stat", lambda pid: reads.append(pid) or read(pid))
+    leaders: dict[int, tuple[subprocess.Popen[bytes], int]] = {}
+    try:
+        while len(leaders) < 20:
+            before = _procs.boot_ticks()
+            proc = spawn("sleep 30")
+            leaders[proc.pid] = proc, _procs.register_leader(proc.pid, spawned_after=before)
+        assert len(reads) < len(leaders) / 2  # a spawn across a tick's end reads it
+        for pid, (_, started) in leaders.items():
+            info = read(pid)
+            assert info is not None
+            assert started == info.started, pid
+    finally:
+        for pid, (proc, _) in leaders.items():
+            _procs.forget_leader(pid)
+            proc.kill()
+            proc.wait()
+
+
 _REAPING_ONLY_WHAT_EXITED = """
 from outrider.runners import _procs
 from outrider.testing import wait_until

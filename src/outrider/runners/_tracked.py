@@ -71,6 +71,7 @@ class TaskProcess:
             OSError: The executable is missing or not executable (nothing was started).
         """
         with anyio.CancelScope(shield=True), _procs.spawning():
+            before = _procs.boot_ticks()
             if pidfds_work():
                 process: Process | PidfdProcess = PidfdProcess.start(
                     argv, env=env, cwd=cwd, stderr=stderr
@@ -80,7 +81,7 @@ class TaskProcess:
                     list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                     stderr=stderr, cwd=cwd, env=dict(env), start_new_session=True,
                 )  # fmt: skip
-            started = _procs.register_leader(process.pid)
+            started = _procs.register_leader(process.pid, spawned_after=before)
         return cls(process, task_marker, started)
 
     def _find(self) -> dict[int, int]:
