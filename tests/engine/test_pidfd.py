@@ -56,3 +56,27 @@ async def test_one_waiter_at_a_time_and_a_kill_ends_the_wait() -> None:
     with anyio.fail_after(10):
         assert await proc.wait() == -signal.SIGKILL
     await proc.aclose()
+
+
+def _open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+async def test_the_leader_reads_nothing_and_its_descriptors_are_closed_here() -> None:
+    first = start("true")  # the first start opens /dev/null, kept open for every later one
+    with anyio.fail_after(10):
+        await first.wait()
+    await first.aclose()
+    before = _open_fds()
+    proc = start("cat; echo read", stderr=subprocess.STDOUT)  # stdin: /dev/null, at its end
+    chunks: list[bytes] = []
+    assert len(_open_fds() - before) == 2  # the read end of its pipe and its pidfd, no more
+    with anyio.fail_after(10):
+        assert await proc.follow(lambda _, c: chunks.append(c), max_bytes=64, until_exit=True) == 0
+        await proc.follow(lambda _, c: chunks.append(c), max_bytes=64, until_exit=False)
+    assert b"".join(chunks) == b"read\n"
+    await proc.aclose()
+    assert _open_fds() == before
+    with pytest.raises(FileNotFoundError):
+        PidfdProcess.start(["/nonexistent/leader"], env={}, cwd=None, stderr=subprocess.PIPE)
+    assert _open_fds() == before

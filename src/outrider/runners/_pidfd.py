@@ -2,14 +2,17 @@
 
 Why: asyncio's subprocess transport costs the loop a protocol, a transport per pipe and their
 callbacks for every child (and, on Python 3.11 without `pidfd_child_watcher`, a thread). Here
-the child is a plain `subprocess.Popen`, and one task waits for its pipes and its pidfd
-together, then reads with `os.read` (no task, cancel scope or event per pipe). The spawn
+the child is a plain `subprocess.Popen` given descriptors made here (its pipes, and a
+`/dev/null` opened once for every child's stdin: no file objects, no open per spawn), and one
+task waits for its pipes and its pidfd together, then reads with `os.read` (no task, cancel
+scope or event per pipe). The spawn
 blocks until the child has called `exec`, as asyncio's does; a spawn in a worker thread was
 measured and cost more: the thread then waits for the GIL, and the loop for the thread.
 
 Invariants:
 - `start` returns a process that is awaitable: its pidfd is open. If that cannot be done
-  after the child exists, the child is killed and reaped before the error is raised.
+  after the child exists, the child is killed and reaped before the error is raised. Either
+  way this process keeps no write end of the child's pipes, and a failed start keeps nothing.
 - The exit status is collected as soon as the pidfd is readable, by a reader the loop calls
   (so no zombie lingers); nothing else here reaps the child. One task waits or follows at
   a time (another gets anyio's `BusyResourceError`).
@@ -28,7 +31,7 @@ import contextlib
 import functools
 import os
 import subprocess
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -48,13 +51,18 @@ def pidfds_work() -> bool:
     return True
 
 
+@functools.cache
+def _devnull() -> int:
+    """`/dev/null`, open for reading for as long as this process runs: every leader's stdin."""
+    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+
 class _Pipe:
     """The read end of a child's pipe, non-blocking, read when the loop says it is ready."""
 
-    def __init__(self, file: IO[bytes]) -> None:
-        self._file = file  # it owns the descriptor
-        self._fd: int | None = file.fileno()
-        os.set_blocking(self._fd, False)
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd  # it owns the descriptor
+        os.set_blocking(fd, False)
         self.ended = False
         """Its end was read (every writer closed it)."""
 
@@ -73,19 +81,21 @@ class _Pipe:
         return self._fd
 
     def close(self) -> None:
-        self._fd = None  # nothing waits on it meanwhile: `_readable` lets go of it first
-        self._file.close()
+        fd, self._fd = self._fd, None  # nothing waits on it meanwhile: `_ready` lets go first
+        if fd is not None:
+            os.close(fd)
 
 
 class PidfdProcess:
     """A child started by `start`: what a task's leader needs of anyio's `Process`, and `follow`."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], pidfd: int) -> None:
+    def __init__(
+        self, popen: subprocess.Popen[bytes], pidfd: int, stdout: int, stderr: int | None
+    ) -> None:
         self._popen = popen
         self._pidfd: int | None = pidfd
-        assert popen.stdout is not None
-        self._stdout = _Pipe(popen.stdout)
-        self._stderr = _Pipe(popen.stderr) if popen.stderr is not None else None
+        self._stdout = _Pipe(stdout)
+        self._stderr = _Pipe(stderr) if stderr is not None else None
         self._loop = asyncio.get_running_loop()
         self._exit_waiter: Callable[[], None] | None = None
         self._loop.add_reader(pidfd, self._reap)
@@ -149,17 +159,29 @@ class PidfdProcess:
         Raises:
             OSError: The executable is missing or not executable (nothing was started).
         """
-        popen = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
-            cwd=cwd, env=dict(env), start_new_session=True,
-        )  # fmt: skip
+        pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(1 + (stderr == subprocess.PIPE))]
+        try:
+            popen = subprocess.Popen(
+                list(argv), stdin=_devnull(), stdout=pipes[0][1],
+                stderr=pipes[1][1] if len(pipes) > 1 else subprocess.STDOUT,
+                cwd=cwd, env=dict(env), start_new_session=True,
+            )  # fmt: skip
+        except BaseException:
+            for read_end, _ in pipes:
+                os.close(read_end)
+            raise
+        finally:
+            for _, write_end in pipes:  # the child's now
+                os.close(write_end)
         try:
             pidfd = os.pidfd_open(popen.pid)
         except BaseException:  # pragma: no cover - pidfds were checked before (`pidfds_work`)
             popen.kill()
             popen.wait()
+            for read_end, _ in pipes:
+                os.close(read_end)
             raise
-        return cls(popen, pidfd)
+        return cls(popen, pidfd, pipes[0][0], pipes[1][0] if len(pipes) > 1 else None)
 
     async def follow(
         self, on_output: Callable[[bool, bytes], None], *, max_bytes: int, until_exit: bool
