@@ -41,7 +41,8 @@ class TaskContext:
         self._on_loop = OnLoop()
         error = live.task.error  # the previous attempt's, until this one ends
         self._resuming = error is not None and error.type == "interrupted"
-        self._transcript = TranscriptWriter(transcript_path(engine.store.log_dir, live.task_id))
+        self._transcript: TranscriptWriter | None = None
+        """Made at the first save: most tasks save none."""
 
     @property
     def task_id(self) -> str:
@@ -107,10 +108,14 @@ class TaskContext:
         return await anyio.to_thread.run_sync(lambda: TaskLog.read(log_dir, task_id, lines=lines))
 
     async def save_transcript(self, data: bytes) -> None:
-        if self._transcript.cheap(len(data)):  # one small append: less than a thread's hand-off
-            self._transcript.save(data)
+        writer = self._transcript
+        if writer is None:
+            path = transcript_path(self._engine.store.log_dir, self.task_id)
+            writer = self._transcript = TranscriptWriter(path)
+        if writer.cheap(len(data)):  # one small append: less than a thread's hand-off
+            writer.save(data)
         else:  # a new file renamed into place, or a large write: not on the loop
-            await anyio.to_thread.run_sync(self._transcript.save, data)
+            await anyio.to_thread.run_sync(writer.save, data)
 
     async def load_transcript(self) -> bytes | None:
         path = transcript_path(self._engine.store.log_dir, self.task_id)
