@@ -101,7 +101,8 @@ _PROC = "/proc"
 _LINUX = os.path.exists(f"{_PROC}/self/stat")
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _NS_PER_TICK = 1_000_000_000 // _TICKS
-"""/proc's start times are a process's fork on `CLOCK_BOOTTIME`, in whole ticks."""
+"""Nanoseconds per tick: /proc gives when a process was forked, on `CLOCK_BOOTTIME`, in ticks."""
+_BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)  # Linux only
 
 
 def marker(task_id: str, attempt: int) -> str:
@@ -183,9 +184,9 @@ def spawning() -> Iterator[None]:
 
 def boot_ticks() -> int | None:
     """Now, in the clock /proc gives start times in (ticks since boot); None without /proc."""
-    if not _LINUX:  # pragma: no cover - used where /proc is missing
+    if not _LINUX or _BOOTTIME is None:  # pragma: no cover - used where /proc is missing
         return None
-    return time.clock_gettime_ns(time.CLOCK_BOOTTIME) // _NS_PER_TICK
+    return time.clock_gettime_ns(_BOOTTIME) // _NS_PER_TICK
 
 
 def register_leader(pid: int, *, spawned_after: int | None = None) -> int:
