@@ -5,9 +5,9 @@ callbacks for every child (and, on Python 3.11 without `pidfd_child_watcher`, a 
 the child is a plain `subprocess.Popen` given descriptors made here (its pipes, and a
 `/dev/null` opened once for every child's stdin: no file objects, no open per spawn), and one
 task waits for its pipes and its pidfd together, then reads with `os.read` (no task, cancel
-scope or event per pipe). The spawn
-blocks until the child has called `exec`, as asyncio's does; a spawn in a worker thread was
-measured and cost more: the thread then waits for the GIL, and the loop for the thread.
+scope or event per pipe). The spawn blocks until the child has called `exec`, as asyncio's
+does; a spawn in a worker thread was measured and cost more: the thread then waits for the
+GIL, and the loop for the thread.
 
 Invariants:
 - `start` returns a process that is awaitable: its pidfd is open. If that cannot be done
@@ -159,8 +159,10 @@ class PidfdProcess:
         Raises:
             OSError: The executable is missing or not executable (nothing was started).
         """
-        pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(1 + (stderr == subprocess.PIPE))]
+        pipes: list[tuple[int, int]] = []  # (read end, write end): stdout's, then stderr's
         try:
+            # (what `extend` appended before a failure stays in `pipes`, and is closed below)
+            pipes.extend(os.pipe2(os.O_CLOEXEC) for _ in range(1 + (stderr == subprocess.PIPE)))
             popen = subprocess.Popen(
                 list(argv), stdin=_devnull(), stdout=pipes[0][1],
                 stderr=pipes[1][1] if len(pipes) > 1 else subprocess.STDOUT,
