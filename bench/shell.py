@@ -1,6 +1,6 @@
 """Shell throughput: N `true` commands at a concurrency of 16, outrider beside bare asyncio.
 
-Run: uv run python bench/shell.py  [--quick]  [--rounds R]
+Run: uv run python bench/shell.py  [--quick]  [--rounds R]  [--cwd]
 
 outrider: an Orchestrator on a temporary SQLite store, `shell` limit 16, the N tasks submitted at
 once; the clock runs from the first submit to the last task's end. Measured twice: embedded in a
@@ -13,6 +13,8 @@ it (the median ratio is the steadiest figure on a shared machine). CPU: this pro
 its threads (the store's writer included), per task, median over the rounds; beside it, the
 commands' own (`sh -c true`: its children's, as `os.times` counts them once they are reaped),
 the same work in both runs, which shares the cores with them.
+`--cwd`: every command runs in a working directory of its own choosing (a temporary folder), as
+each command submitted from the CLI runs in the folder it was submitted from.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ QUICK = "--quick" in sys.argv
 N = 300 if QUICK else 1_000
 CONCURRENCY = 16
 ROUNDS = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
+CWD = tempfile.mkdtemp(prefix="outrider-bench-cwd-") if "--cwd" in sys.argv else None
 
 
 def cpu() -> float:
@@ -61,7 +64,7 @@ async def through_outrider(db: Path) -> tuple[float, float, float]:
         session = orch.session("bench")
         cpu0, commands0, start = cpu(), commands_cpu(), time.perf_counter()
         tasks = await session.submit_many(
-            [outrider.SubmitItem(spec=outrider.shell("true")) for _ in range(N)]
+            [outrider.SubmitItem(spec=outrider.shell("true", cwd=CWD)) for _ in range(N)]
         )
         done = await session.wait([t.id for t in tasks if isinstance(t, outrider.Task)])
         elapsed, spent = time.perf_counter() - start, cpu() - cpu0
@@ -80,7 +83,7 @@ async def bare() -> tuple[float, float, float]:
         async with gate:
             proc = await asyncio.create_subprocess_exec(
                 "/bin/sh", "-c", "true", stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                stderr=asyncio.subprocess.STDOUT, start_new_session=True, cwd=CWD,
             )  # fmt: skip
             await proc.communicate()
 
@@ -101,7 +104,8 @@ async def main() -> None:
 
 async def rounds() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="outrider-bench-shell-"))
-    table = Table(title=f"{N} `true` commands at concurrency {CONCURRENCY} "
+    where = ", each in a working directory" if CWD else ""
+    table = Table(title=f"{N} `true` commands at concurrency {CONCURRENCY}{where} "
                         f"({psutil.cpu_count()} cores, {ROUNDS} rounds)")  # fmt: skip
     for column in ("outrider", "outrider tasks/s", "bare tasks/s", "ratio", "median", "target",
                    "CPU ms/task: outrider / bare", "commands' CPU ms/task"):  # fmt: skip

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import psutil
@@ -12,7 +13,11 @@ import pytest
 
 import outrider
 from outrider import TaskState
+from outrider.runners._shell import _spawn_failure
 from outrider.testing import wait_until
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 S = "alice"
 PY = sys.executable
@@ -69,6 +74,51 @@ async def test_missing_executable_and_cwd(orch: outrider.Orchestrator, tmp_path:
     assert "'/no/such/tool' was not found" in done[0].error.message
     assert done[1].error is not None
     assert "does not exist" in done[1].error.message
+
+
+async def test_a_working_directory_is_checked_by_the_spawn_itself(
+    orch: outrider.Orchestrator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A look at the folder in a worker thread before each spawn cost a task 0.2 ms of CPU;
+    # the spawn's own change of directory says what is wrong with it.
+    looked: list[object] = []
+    hop = anyio.to_thread.run_sync
+
+    async def spy(fn: Callable[..., object], *args: object, **kwargs: Any) -> object:
+        if isinstance(getattr(fn, "__self__", None), Path):
+            looked.append(fn)
+        return await hop(fn, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", spy)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    session = orch.session(S)
+    specs = [outrider.shell("true", cwd=str(tmp_path)), outrider.shell("true", cwd=str(a_file)),
+             outrider.shell(["/no/such/tool"], cwd=str(tmp_path / "no"))]  # fmt: skip
+    tasks = [await session.submit(spec) for spec in specs]
+    ran, not_a_folder, missing = await session.wait([t.id for t in tasks], timeout=10)
+    assert ran.state is TaskState.SUCCEEDED
+    for failed, where in ((not_a_folder, a_file), (missing, tmp_path / "no")):
+        assert failed.error is not None
+        assert failed.error.message == (
+            f"The working directory {str(where)!r} does not exist or is not a folder; create it "
+            "or fix `cwd`."
+        )
+    assert looked == []
+
+
+def test_a_failed_spawn_names_the_folder_or_the_executable() -> None:
+    def said(exc: OSError, cwd: str | None = "/w") -> str:
+        return str(_spawn_failure(exc, "tool", cwd))
+
+    assert said(PermissionError(13, "Permission denied", "/w")) == (
+        "The working directory '/w' cannot be entered; fix its permissions."
+    )
+    assert "'/w' does not exist or is not a folder" in said(NotADirectoryError(20, "", "/w"))
+    assert "'tool' was not found" in said(FileNotFoundError(2, "", "tool"))
+    assert "'tool' is not executable" in said(PermissionError(13, "", "tool"), cwd=None)
+    other = OSError(7, "Argument list too long", "tool")
+    assert _spawn_failure(other, "tool", "/w") is other
 
 
 async def test_env_and_cwd(orch: outrider.Orchestrator, tmp_path: Path) -> None:

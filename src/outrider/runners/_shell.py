@@ -63,6 +63,24 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
+def _spawn_failure(exc: OSError, executable: str, cwd: str | None) -> Exception:
+    """What a spawn that failed says to its task (the error itself if it is none of these)."""
+    if cwd is not None and exc.filename == cwd:  # `Popen` names the folder it could not enter
+        if isinstance(exc, PermissionError):
+            message = f"The working directory {cwd!r} cannot be entered; fix its permissions."
+        else:
+            message = (f"The working directory {cwd!r} does not exist or is not a folder; "
+                       "create it or fix `cwd`.")  # fmt: skip
+    elif isinstance(exc, FileNotFoundError):
+        message = (f"The executable {executable!r} was not found; install it or fix `command` "
+                   "(a string runs through /bin/sh).")  # fmt: skip
+    elif isinstance(exc, PermissionError):
+        message = f"The executable {executable!r} is not executable; fix its permissions."
+    else:
+        return exc
+    return RunFailure(message, type="RunnerError")
+
+
 class ShellRunner:
     """Runs `ShellSpec` tasks as child processes.
 
@@ -114,12 +132,6 @@ class ShellRunner:
                 (it goes to the log only).
         """
         argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else spec.command
-        if spec.cwd is not None and not await anyio.Path(spec.cwd).is_dir():
-            raise RunFailure(
-                f"The working directory {spec.cwd!r} does not exist or is not a folder; "
-                "create it or fix `cwd`.",
-                type="RunnerError",
-            )
         task_marker = marker(ctx.task_id, ctx.attempt)
         env = task_environment(task_marker, spec.env, passthrough=(*self.pass_env, *pass_env))
         if self.sandbox is not None and self.sandbox.applies_to(ctx.session):
@@ -129,17 +141,8 @@ class ShellRunner:
                 argv, env=env, cwd=spec.cwd, task_marker=task_marker,
                 stderr=subprocess.STDOUT if stdout is None else subprocess.PIPE,
             )  # fmt: skip
-        except FileNotFoundError:
-            raise RunFailure(
-                f"The executable {argv[0]!r} was not found; install it or fix `command` "
-                "(a string runs through /bin/sh).",
-                type="RunnerError",
-            ) from None
-        except PermissionError:
-            raise RunFailure(
-                f"The executable {argv[0]!r} is not executable; fix its permissions.",
-                type="RunnerError",
-            ) from None
+        except OSError as exc:  # the child's change of directory comes first, then its exec
+            raise _spawn_failure(exc, argv[0], spec.cwd) from None
         tail = bytearray()
         try:
             await anyio.lowlevel.checkpoint_if_cancelled()  # stopped while it was spawned
