@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -59,7 +60,14 @@ async def test_one_waiter_at_a_time_and_a_kill_ends_the_wait() -> None:
 
 
 def _open_fds() -> set[int]:
-    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+    """This process's pipes, pidfds and `/dev/null`s (what a start could leave open)."""
+    kinds = ("pipe:", "anon_inode:[pidfd]", "pidfd:", os.devnull)
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(kinds):
+                found.add(int(fd))
+    return found
 
 
 async def test_the_leader_reads_nothing_and_its_descriptors_are_closed_here() -> None:
