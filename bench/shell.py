@@ -13,8 +13,8 @@ it (the median ratio is the steadiest figure on a shared machine). CPU: this pro
 its threads (the store's writer included), per task, median over the rounds; beside it, the
 commands' own (`sh -c true`: its children's, as `os.times` counts them once they are reaped),
 the same work in both runs, which shares the cores with them.
-`--cwd`: every command runs in a working directory of its own choosing (a temporary folder), as
-each command submitted from the CLI runs in the folder it was submitted from.
+`--cwd`: every command, outrider's and the baseline's, runs in a given working directory (a
+temporary folder), as each command submitted from the CLI runs in the folder it came from.
 """
 
 from __future__ import annotations
