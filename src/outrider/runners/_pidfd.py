@@ -157,7 +157,8 @@ class PidfdProcess:
         """Start `argv` in a new session, stdout piped (and stderr per `stderr`).
 
         Raises:
-            OSError: The executable is missing or not executable (nothing was started).
+            OSError: The working directory cannot be entered (the error's `filename` is
+                `cwd`), or the executable is missing or not executable; nothing was started.
         """
         pipes: list[tuple[int, int]] = []  # (read end, write end): stdout's, then stderr's
         try:

@@ -68,7 +68,8 @@ class TaskProcess:
         """Start the leader (shielded; see the module docstring).
 
         Raises:
-            OSError: The executable is missing or not executable (nothing was started).
+            OSError: The working directory cannot be entered (the error's `filename` is
+                `cwd`), or the executable is missing or not executable; nothing was started.
         """
         with anyio.CancelScope(shield=True), _procs.spawning():
             before = _procs.boot_ticks()
