@@ -38,9 +38,11 @@ measured so; the API's answer times and the overload's wall time with them.
 (`watch=False`), as the dashboard's pages other than a task's own do: its agents ask for whole
 answers, so an event carries a turn's output at once (its lateness is up to a turn's 0.74 s).
 `--loop`: the agent loop alone, in this one process: N agents (default 100) of the bare
-baseline, then N of outrider's agent runner with a context that keeps nothing (no daemon, no
-store, no worker), then the same with the garbage collector set as a worker sets it once it is
-ready (`settle_collector`), 5 rounds each in turn; the CPU per agent of each round.
+baseline, then the same bare agents calling through outrider's OpenAI client (each answer
+parsed by pydantic's validator, `outrider._agents._validating`), then N of outrider's agent
+runner with a context that keeps nothing (no daemon, no store, no worker), then the same with
+the garbage collector set as a worker sets it once it is ready (`settle_collector`), 5 rounds
+each in turn; the CPU per agent of each round.
 `--capacity`: at each size (default 10 to 120) the bare run with a process per core and
 outrider's with a worker per core (watched, the API not timed); the capacity of each is the
 most agents whose events were at most 500 ms late at the 99th percentile.
@@ -56,6 +58,7 @@ start (Python, pydantic-ai and the provider SDK imported) is paid once per daemo
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import multiprocessing
 import os
@@ -87,6 +90,7 @@ from outrider._executors._pool import DEFAULT_NICE
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
+    from outrider._agents._validating import ValidatingOpenAI
     from outrider.runners._protocol import RunContext
 
 QUICK = "--quick" in sys.argv
@@ -139,7 +143,17 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _bare_agents(base_url: str, count: int) -> list[float]:
+@functools.cache
+def _validating_client(base_url: str) -> ValidatingOpenAI:
+    """One client for every bare run through it, as pydantic-ai keeps one for the SDK's own."""
+    from outrider._agents._validating import ValidatingOpenAI
+
+    return ValidatingOpenAI(base_url=base_url, api_key="k")
+
+
+async def _bare_agents(base_url: str, count: int, *, validating: bool = False) -> list[float]:
+    """`count` bare pydantic-ai agents at once (`validating`: through outrider's OpenAI client);
+    how late each stamp was when its agent parsed it."""
     from pydantic_ai import Agent
     from pydantic_ai.messages import PartDeltaEvent, PartStartEvent, TextPart, TextPartDelta
     from pydantic_ai.models.openai import OpenAIChatModel
@@ -149,8 +163,11 @@ async def _bare_agents(base_url: str, count: int) -> list[float]:
         """List the files matching `pattern`."""
         return "a.txt"
 
-    model = OpenAIChatModel("bench", provider=OpenAIProvider(base_url=base_url, api_key="k"))
-    agent = Agent(model, tools=[list_files])
+    if validating:
+        provider = OpenAIProvider(openai_client=_validating_client(base_url))
+    else:
+        provider = OpenAIProvider(base_url=base_url, api_key="k")
+    agent = Agent(OpenAIChatModel("bench", provider=provider), tools=[list_files])
     ages: list[float] = []
 
     async def one(i: int) -> None:
@@ -423,6 +440,9 @@ def agent_loop(base_url: str, count: int, rounds: int = 5) -> None:
                 await ours(2)
                 runs: dict[str, Callable[[], Awaitable[object]]] = {
                     "bare pydantic-ai": lambda: _bare_agents(base_url, count),
+                    "bare, outrider's OpenAI client": lambda: _bare_agents(
+                        base_url, count, validating=True
+                    ),
                     "outrider's agent loop": lambda: ours(count),
                     "outrider's agent loop, collector settled": lambda: settled(count),
                 }

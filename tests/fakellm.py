@@ -54,6 +54,8 @@ class Reply:
     chunk_delay: float = 0.0
     input_tokens: int | None = None
     output_tokens: int | None = None
+    finish_reason: str | None = None
+    """OpenAI: the finish reason in place of the standard one (a server's own, such as `eos`)."""
 
     @classmethod
     def say(cls, text: str, **kw: Any) -> Reply:
@@ -325,7 +327,8 @@ class FakeLLM:
                         "index": 0,
                         "message": message,
                         "logprobs": None,
-                        "finish_reason": "tool_calls" if reply.tool_calls else "stop",
+                        "finish_reason": reply.finish_reason
+                        or ("tool_calls" if reply.tool_calls else "stop"),
                     }
                 ],
                 "usage": {
@@ -513,7 +516,7 @@ def _openai_chunks(call: Call, reply: Reply, n: int, usage: tuple[int, int] | No
             chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
             for piece in _split(arguments, 16)
         ]
-    out.append(chunk({}, "tool_calls" if reply.tool_calls else "stop"))
+    out.append(chunk({}, reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")))
     if usage is not None:
         out.append(_sse({**base, "choices": [], "usage": {
             "prompt_tokens": usage[0], "completion_tokens": usage[1],

@@ -298,11 +298,12 @@ class Providers:
             return AnthropicModel(
                 ref.model, provider=AnthropicProvider(anthropic_client=anthropic_client)
             )
-        from openai import AsyncOpenAI
         from pydantic_ai.models.openai import OpenAIChatModel
         from pydantic_ai.providers.openai import OpenAIProvider
 
-        openai_client = AsyncOpenAI(
+        from ._validating import ValidatingOpenAI
+
+        openai_client = ValidatingOpenAI(
             base_url=config.base_url, api_key=key, max_retries=0, http_client=self._client(ref)
         )
         return OpenAIChatModel(ref.model, provider=OpenAIProvider(openai_client=openai_client))
