@@ -1,8 +1,8 @@
 """Many streaming agents at once: outrider's worker pool against in-process and bare baselines.
 
 Run: uv run python bench/workers.py  [--quick]  [--pool-only | --watched | --unwatched]
-         [--dashboard]  [--nice N]  [--no-api]  [N ...]
-     | --memory N  |  --capacity [N ...]  |  --loop [N]
+         [--dashboard]  [--nice N]  [--no-api]  [--bare-validating]  [N ...]
+     | --memory N  |  --capacity [--rounds R] [N ...]  |  --loop [N]
 
 The fake provider (tests/fakellm.py, its own process, real HTTP on 127.0.0.1) streams every
 answer as 37 chunks 20 ms apart; each agent makes 4 model calls, the first 3 with a
@@ -34,6 +34,9 @@ a `status` and a `submit` every 20 ms: a tiny task started and stored 50 times a
 which the bare runs do not do: their CPU is not the agents'. The overhead (CPU per agent) is
 measured so; the API's answer times and the overload's wall time with them.
 `--unwatched`: only the bare run with a process per core and outrider's run nobody watches.
+`--bare-validating`: the bare runs call the model through outrider's OpenAI client (each
+answer parsed by pydantic's validator, `outrider._agents._validating`), not the SDK's own: the
+baseline then parses as outrider does, and the ratio is outrider's own cost.
 `--dashboard`: as `--watched`, outrider's subscriber taking every task's output without watching
 (`watch=False`), as the dashboard's pages other than a task's own do: its agents ask for whole
 answers, so an event carries a turn's output at once (its lateness is up to a turn's 0.74 s).
@@ -45,7 +48,9 @@ the garbage collector set as a worker sets it once it is ready (`settle_collecto
 each in turn; the CPU per agent of each round.
 `--capacity`: at each size (default 10 to 120) the bare run with a process per core and
 outrider's with a worker per core (watched, the API not timed); the capacity of each is the
-most agents whose events were at most 500 ms late at the 99th percentile.
+most agents whose events were at most 500 ms late at the 99th percentile. `--rounds R`: each
+size R times, the two in turn, and its p99 the median of the R (one run's p99 moves by a
+fifth or more with the machine's hiccups).
 
 `--memory N`: memory per running agent instead. Each run is a fresh process of its own (so no
 run inherits another's heap): the resident memory (RSS) of its whole tree (workers included,
@@ -101,12 +106,20 @@ WATCHED = "--watched" in sys.argv or DASHBOARD
 CAPACITY = "--capacity" in sys.argv
 LOOP = "--loop" in sys.argv
 PROBE = "--no-api" not in sys.argv
+BARE_VALIDATING = "--bare-validating" in sys.argv
+"""Whether the bare runs parse the model's answers as outrider does (`_bare_agents`)."""
 """Whether outrider's runs time the API while the agents run (`_time_api`)."""
 LATE_LIMIT = 0.5
 """Capacity: the most agents whose output reaches a reader within this many seconds p99."""
 NICE = int(sys.argv[sys.argv.index("--nice") + 1]) if "--nice" in sys.argv else DEFAULT_NICE
 """The workers' CPU priority below the daemon's (`agent_worker_nice`)."""
-ASKED = [int(a) for i, a in enumerate(sys.argv[1:]) if a.isdigit() and sys.argv[i] != "--nice"]
+ROUNDS = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 1
+"""Capacity: how many times each size runs, each side in turn; its p99 is their median."""
+ASKED = [
+    int(a)
+    for i, a in enumerate(sys.argv[1:])
+    if a.isdigit() and sys.argv[i] not in ("--nice", "--rounds")
+]
 SIZES = ASKED or ([20] if QUICK else [50, 200])
 FAKE_SERVER = Path(__file__).resolve().parents[1] / "tests" / "fakellm.py"
 CALLS, CHUNKS, DELAY = 4, 37, 0.020
@@ -196,13 +209,18 @@ async def _bare_agents(base_url: str, count: int, *, validating: bool = False) -
 
 
 def _bare_process(base_url: str, count: int, out: multiprocessing.Queue[list[float]]) -> None:
-    out.put(anyio.run(_bare_agents, base_url, count))
+    out.put(anyio.run(_bare, base_url, count))
+
+
+async def _bare(base_url: str, count: int) -> list[float]:
+    """The bare run's agents, through the client `--bare-validating` asks for."""
+    return await _bare_agents(base_url, count, validating=BARE_VALIDATING)
 
 
 def bare(base_url: str, count: int, processes: int) -> tuple[float, float, list[float]]:
     cpu0, start = _cpu() + _children_cpu(), time.perf_counter()
     if processes == 1:
-        ages = anyio.run(_bare_agents, base_url, count)
+        ages = anyio.run(_bare, base_url, count)
     else:
         out: multiprocessing.Queue[list[float]] = multiprocessing.Queue()
         shares = [count // processes + (i < count % processes) for i in range(processes)]
@@ -554,24 +572,31 @@ def _cells(
 def capacity(base_url: str, sizes: list[int]) -> None:
     """The capacity of the bare baseline (a process per core) and of outrider (watched).
 
-    Each size runs both, one after the other, in increasing order; a run's capacity is the
-    largest size whose events were within `LATE_LIMIT` p99 (sizes past a miss still run, so
-    the table shows where each crosses it).
+    Each size runs both, one after the other (`ROUNDS` times), in increasing order; a size's
+    p99 is the median of its rounds', and a run's capacity is the largest size whose events
+    were within `LATE_LIMIT` p99 (sizes past a miss still run, so the table shows where each
+    crosses it).
     """
-    table = Table(title=f"event late p99 s by concurrent agents ({CORES} cores)")
+    title = f"event late p99 s by concurrent agents ({CORES} cores)"
+    if ROUNDS > 1:
+        title += f": median of {ROUNDS} rounds (range)"
+    table = Table(title=title)
     for col in ("agents", f"bare, {CORES} processes", f"outrider, {CORES} workers"):
         table.add_column(col)
     best = {"bare": 0, "outrider": 0}
     for n in sizes:
+        p99s: dict[str, list[float]] = {"bare": [], "outrider": []}
+        for _ in range(ROUNDS):
+            p99s["bare"].append(_pct(bare(base_url, n, CORES)[2], 0.99))
+            ours = anyio.run(_outrider, base_url, n, CORES, True, False)
+            p99s["outrider"].append(_pct(ours[2], 0.99))
         row = [str(n)]
-        for name, (_, _, ages, *_) in (
-            ("bare", bare(base_url, n, CORES)),
-            ("outrider", anyio.run(_outrider, base_url, n, CORES, True, False)),
-        ):
-            p99 = _pct(ages, 0.99)
+        for name, values in p99s.items():
+            p99 = statistics.median(values)
             if p99 <= LATE_LIMIT:
                 best[name] = max(best[name], n)
-            row.append(f"{p99:.2f}")
+            spread = f" ({min(values):.2f}-{max(values):.2f})" if ROUNDS > 1 else ""
+            row.append(f"{p99:.2f}{spread}")
         table.add_row(*row)
     Console(width=220).print(table)
     ratio = best["outrider"] / best["bare"] if best["bare"] else float("nan")

@@ -37,7 +37,10 @@ if TYPE_CHECKING:
 __all__ = ["Reports"]
 
 _OUTPUT_TAIL_BYTES = 4096
-_FLUSH_INTERVAL = 0.2
+_FLUSH_INTERVAL = 0.1
+"""Seconds between two stores of a task's reports: a follower sees its output at most this
+late (beyond its runner's own batching). At 0.2 s, watched agents' events were late by twice
+as much at 100 agents on 2 cores, for no CPU the benchmarks could measure (docs/PERFORMANCE.md)."""
 
 
 class Reports:

@@ -37,12 +37,12 @@ __all__ = [
     "context_for",
 ]  # fmt: skip
 
-BATCH_WINDOW = 0.05
+BATCH_WINDOW = 0.025
 """Seconds a task's output waits for more before it is sent.
 
 Each message costs both sides a write, a read and its handling (the daemon's log and event)
-whatever it carries; a model streams a chunk every 10-30 ms, so a window of a few chunks cuts
-the messages severalfold at a delay no reader of the output notices."""
+whatever it carries; a model streams a chunk every 10-30 ms, so a window of a chunk or two
+halves the messages at a delay no reader of the output notices."""
 BATCH_BYTES = 64 * 1024
 """Output waiting beyond this is sent at once."""
 
