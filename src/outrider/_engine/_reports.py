@@ -39,8 +39,8 @@ __all__ = ["Reports"]
 _OUTPUT_TAIL_BYTES = 4096
 _FLUSH_INTERVAL = 0.1
 """Seconds between two stores of a task's reports: a follower sees its output at most this
-late (beyond its runner's own batching). At 0.2 s, watched agents' events were late by twice
-as much at 100 agents on 2 cores, for no CPU the benchmarks could measure (docs/PERFORMANCE.md)."""
+late (beyond its runner's own batching). At 0.2 s, watched agents' events were twice as late
+at 100 agents on 2 cores, for no CPU the benchmarks could tell (docs/PERFORMANCE.md)."""
 
 
 class Reports:
