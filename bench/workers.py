@@ -106,9 +106,9 @@ WATCHED = "--watched" in sys.argv or DASHBOARD
 CAPACITY = "--capacity" in sys.argv
 LOOP = "--loop" in sys.argv
 PROBE = "--no-api" not in sys.argv
+"""Whether outrider's runs time the API while the agents run (`_time_api`)."""
 BARE_VALIDATING = "--bare-validating" in sys.argv
 """Whether the bare runs parse the model's answers as outrider does (`_bare_agents`)."""
-"""Whether outrider's runs time the API while the agents run (`_time_api`)."""
 LATE_LIMIT = 0.5
 """Capacity: the most agents whose output reaches a reader within this many seconds p99."""
 NICE = int(sys.argv[sys.argv.index("--nice") + 1]) if "--nice" in sys.argv else DEFAULT_NICE
